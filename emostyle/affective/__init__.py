@@ -1,0 +1,1 @@
+"""Affective music (paper 3.2): lyrics, sentiment polarity, emotional music, rendering."""

@@ -1,0 +1,1 @@
+"""The networks of the pipeline, one per file, in plain PyTorch."""
