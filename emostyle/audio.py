@@ -1,0 +1,87 @@
+"""Reading audio files once, with clear errors, for every stage that listens.
+
+Every encoder has its own reference preprocessing (SoundCLIP: librosa at 44.1 kHz,
+ImageBind: 16 kHz kaldi fbank, Whisper: 16 kHz); they all start from `read_audio`,
+which decodes and checks the file, so that a bad file fails here, with its name,
+rather than deep inside an encoder.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["AudioError", "read_audio", "load_audio", "MIN_SECONDS", "MAX_SECONDS"]
+
+MIN_SECONDS = 0.5
+# Longer files are analysed on their first MAX_SECONDS (a warning says so): a song's
+# opening carries its lyrics and mood, and a 10-minute file would stall every encoder.
+MAX_SECONDS = 300.0
+_SILENCE_PEAK = 1e-4
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used: unreadable, too short, silent."""
+
+
+def read_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS) -> tuple[np.ndarray, int]:
+    """Decode `path` into float32 samples (channels, samples) at the file's own rate.
+
+    Raises FileNotFoundError for a missing file and AudioError for a file that cannot be
+    decoded, lasts under MIN_SECONDS, or is silent. Longer than `max_seconds`: truncated,
+    with a warning.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    try:
+        import soundfile as sf
+
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        data = data.T
+    except Exception as sf_error:  # not a format libsndfile knows (e.g. MP3 on old builds, M4A)
+        try:
+            import librosa
+
+            data, sr = librosa.load(str(path), sr=None, mono=False)
+            data = np.atleast_2d(data).astype(np.float32)
+        except Exception:
+            raise AudioError(
+                f"cannot decode audio file {path} ({sf_error}); use WAV, FLAC, OGG or MP3"
+            ) from None
+    if data.size == 0 or data.shape[1] == 0:
+        raise AudioError(f"audio file {path} holds no samples")
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"audio file {path} holds NaN or infinite samples")
+    seconds = data.shape[1] / sr
+    if seconds < MIN_SECONDS:
+        raise AudioError(f"audio file {path} lasts {seconds:.2f} s; at least {MIN_SECONDS} s is needed")
+    if float(np.abs(data).max()) < _SILENCE_PEAK:
+        raise AudioError(f"audio file {path} is silent (peak below {_SILENCE_PEAK:g}); nothing to listen to")
+    if max_seconds is not None and seconds > max_seconds:
+        warnings.warn(
+            f"{path.name} lasts {seconds:.0f} s; only its first {max_seconds:.0f} s are used",
+            stacklevel=2,
+        )
+        data = data[:, : int(max_seconds * sr)]
+    return np.ascontiguousarray(data), int(sr)
+
+
+def load_audio(path: str | Path, sr: int | None, mono: bool = True) -> np.ndarray:
+    """`librosa.load(path, sr=sr, mono=mono)` after `read_audio`'s checks.
+
+    Same arithmetic as librosa.load (channel mean, soxr_hq resampling), so encoders that
+    the reference feeds through librosa.load see identical samples. Returns (samples,)
+    when mono, else (channels, samples).
+    """
+    import librosa
+
+    data, native_sr = read_audio(path)
+    y = librosa.to_mono(data) if mono else data
+    if mono and y.ndim > 1:
+        y = y[0]
+    if sr is not None and sr != native_sr:
+        y = librosa.resample(y, orig_sr=native_sr, target_sr=sr, res_type="soxr_hq")
+    return np.ascontiguousarray(y, dtype=np.float32)

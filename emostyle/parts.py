@@ -1,0 +1,76 @@
+"""The small interfaces behind which profiles swap the pipeline's parts.
+
+A stage (retrieval, guidance) calls only these methods and never asks which concrete
+part it holds: StyleGAN2 or the DCGAN is a `Generator`; CLIP space, ImageBind space
+or the offline affect space is an `EmbeddingSpace`; ArcFace or the FER features is an
+`IdentityLoss`.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+import torch
+
+__all__ = ["Generator", "EmbeddingSpace", "IdentityLoss"]
+
+
+class Generator(abc.ABC):
+    """Latents in, images in [-1, 1] out.
+
+    The latent that the guidance optimises has shape (B, n_layers, latent_dim):
+    W+ for StyleGAN2 (n_layers = 2 log2(size) - 2), z for the DCGAN (n_layers = 1).
+    """
+
+    name: str
+    n_layers: int
+    latent_dim: int
+    resolution: int
+
+    @abc.abstractmethod
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Starting latents (n, n_layers, latent_dim), drawn only from `generator`."""
+
+    @abc.abstractmethod
+    def render(self, latents: torch.Tensor) -> torch.Tensor:
+        """Differentiable images (B, 3, H, W) in [-1, 1] from latents (B, n_layers, latent_dim)."""
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+
+class EmbeddingSpace(abc.ABC):
+    """A joint space for images, audio and text; guidance and retrieval compare in it."""
+
+    name: str
+    dim: int
+
+    @abc.abstractmethod
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable embeddings (B, dim) of images (B, 3, H, W) in [-1, 1]."""
+
+    @abc.abstractmethod
+    def encode_audio(self, path: str | Path) -> torch.Tensor:
+        """Embedding (1, dim) of an audio file."""
+
+    @abc.abstractmethod
+    def encode_text(self, text: str) -> torch.Tensor:
+        """Embedding (1, dim) of a text."""
+
+    @abc.abstractmethod
+    def similarity(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Similarity matrix (B, M) of embeddings x (B, dim) and y (M, dim); higher is closer."""
+
+    @abc.abstractmethod
+    def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-item guidance loss (B,) between image embeddings (B, dim) and targets (B or 1, dim)."""
+
+
+class IdentityLoss(abc.ABC):
+    """L_ID (paper Eq. 6): 1 - cosine of identity features of two image batches."""
+
+    @abc.abstractmethod
+    def __call__(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """Per-item loss (B,) between images and reference images, both (B, 3, H, W) in [-1, 1]."""

@@ -1,0 +1,28 @@
+"""Shared fixtures: the reference data of ../shared/data (never committed; see its README)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_data() -> Path:
+    return Path(os.environ.get("EMOSTYLE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder of the reference files (audio, aesthetic heads, GRU-EBS vocabularies)."""
+    root = _shared_data()
+    if not root.is_dir():
+        pytest.skip(f"reference data not found at {root}; set EMOSTYLE_SHARED_DATA")
+    return root
+
+
+@pytest.fixture(scope="session")
+def sound_samples(shared_data) -> dict:
+    """The eight sound-guided samples by name (drill, explosion, ...)."""
+    folder = shared_data / "audio" / "sound-guided"
+    return {p.stem: p for p in sorted(folder.glob("*.wav"))}
