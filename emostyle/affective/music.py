@@ -1,0 +1,44 @@
+"""The interface between sentiment polarity and emotional music (paper 3.2, Eq. 3).
+
+M = Music(L, P): a music backend turns the lyrics L and their polarity P into a MIDI
+piece. The offline composer (`composer.AffectiveComposer`) and the paper's GRU-EBS
+(`gru_ebs`) both sit behind `MusicBackend`, so a profile picks one by name.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pretty_midi
+
+__all__ = ["Polarity", "MusicBackend"]
+
+
+@dataclass(frozen=True)
+class Polarity:
+    """The sentiment polarity of the lyrics, and how it was obtained."""
+
+    label: str  # "positive" | "negative"
+    score: float  # signed strength in [-1, 1] (VADER compound, or +-1 for an LLM reply)
+    backend: str  # "vader", "chatglm", ...
+    raw: str | None = None  # the backend's raw reply/score text
+    fallback: bool = False  # True when the reply was unusable and a fallback decided
+
+    def __post_init__(self):
+        if self.label not in ("positive", "negative"):
+            raise ValueError(f"polarity label {self.label!r}; expected 'positive' or 'negative'")
+        if not -1.0 <= float(self.score) <= 1.0:
+            raise ValueError(f"polarity score {self.score} outside [-1, 1]")
+
+
+class MusicBackend(abc.ABC):
+    """Lyrics and polarity in, a MIDI piece out (deterministic for a given seed)."""
+
+    name: str
+
+    @abc.abstractmethod
+    def compose(self, lyrics: str, polarity: Polarity, seed: int) -> "pretty_midi.PrettyMIDI":
+        """A piece for `lyrics` whose emotion follows `polarity`, drawn only from `seed`."""
