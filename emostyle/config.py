@@ -1,0 +1,226 @@
+"""One configuration for the CLI, the package and the notebooks' papermill parameters.
+
+A profile (`paper-lhq`, `paper-ffhq`, `offline`, `tiny`) is a YAML file of values over the
+defaults below; `--set section.key=value` (CLI) or a papermill `overrides` dict changes
+single values. Every value is checked: a wrong key or value is a `ConfigError` that names
+the key and what it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Mapping
+
+import yaml
+
+__all__ = ["Config", "ConfigError", "PROFILES", "load_config", "parse_overrides"]
+
+PROFILES = ("paper-lhq", "paper-ffhq", "offline", "tiny")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that the kit does not accept."""
+
+
+def _choice(*options: str, default: str) -> Any:
+    return field(default=default, metadata={"choices": options})
+
+
+def _range(default: float, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> Any:
+    return field(default=default, metadata={"range": (low, high, low_open)})
+
+
+@dataclass
+class GeneratorConfig:
+    """The image generator G (paper: StyleGAN2 on LHQ or FFHQ)."""
+
+    kind: str = _choice("stylegan2", "dcgan", default="stylegan2")
+    weights: str = "stylegan2-lhq-256"  # registry name or a path; "random" builds random weights
+    size: int = _range(256, 4)  # output resolution in px; checked against the checkpoint
+    channel_base: int = _range(512, 1)  # StyleGAN2 width (512 in every official checkpoint)
+    style_dim: int = _range(512, 1)
+    n_mlp: int = _range(8, 1)
+    truncation: float = _range(0.7, 0.0, 1.0, low_open=True)  # toward the mean latent, as the official code
+    mean_latent_samples: int = _range(4096, 1)
+
+
+@dataclass
+class RetrievalConfig:
+    """Paper 3.1: choose, among N generated images, the one closest to the audio."""
+
+    space: str = _choice("imagebind", "clip", "affect", default="imagebind")
+    candidates: int = _range(16, 1)  # N; the official code uses 1, which selects nothing
+    batch: int = _range(8, 1)  # images rendered and embedded at once (bounds memory)
+
+
+@dataclass
+class GuidanceConfig:
+    """Paper 3.3: direct latent optimisation with L = L_cos + l_ID L_ID + l_sim L_reg."""
+
+    space: str = _choice("clip", "affect", default="clip")
+    identity: str = _choice("arcface", "fer", "none", default="none")
+    steps: int = _range(300, 1)
+    lr: float = _range(0.1, 0.0, 10.0, low_open=True)  # run.sh uses 0.1
+    l_aud: float = _range(0.6, 0.0)
+    l_mus: float = _range(0.2, 0.0)
+    l_tex: float = _range(0.2, 0.0)
+    l_id: float = _range(0.0, 0.0)
+    l_sim: float = _range(0.0, 0.0)
+    layer_masking: bool = True  # Eq. 8: trainable g over the W+ layers
+    compat: str = _choice("paper", "official", default="paper")  # "official" mimics the code's deviations
+    frame_every: int = _range(25, 1)  # keep an intermediate frame every k steps
+    batch: int = _range(1, 1)  # manipulations optimised at once (seeds or songs)
+
+
+@dataclass
+class AffectiveConfig:
+    """Paper 3.2: lyrics (Whisper-AT), polarity (ChatGLM), music (GRU-EBS), rendering."""
+
+    lyrics: str = _choice("faster-whisper", "whisper-at", default="faster-whisper")
+    polarity: str = _choice("vader", "chatglm", default="vader")
+    music: str = _choice("composer", "gru-ebs", default="composer")
+    renderer: str = _choice("auto", "fluidsynth", "tinysoundfont", "additive", default="auto")
+
+
+@dataclass
+class ScoringConfig:
+    """Paper 4.4: the scorers of Table 1 (VILA in the paper) and extra metrics."""
+
+    scorers: list = field(default_factory=lambda: ["vila", "laion", "brisque"])
+
+
+@dataclass
+class Config:
+    """The whole configuration of a run; `profile` names where the values came from."""
+
+    profile: str = "offline"
+    domain: str = _choice("face", "scene", default="face")  # FFHQ-style or LHQ-style images
+    seed: int = 0
+    device: str = _choice("auto", "cpu", "cuda", default="auto")
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    affective: AffectiveConfig = field(default_factory=AffectiveConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> "Config":
+        """A copy with dotted-key overrides applied and checked."""
+        data = self.to_dict()
+        for key, value in (overrides or {}).items():
+            _set_dotted(data, key, value)
+        return _build(Config, data, "")
+
+    def resolve_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"unknown config key {'.'.join(parts[:i + 1])!r} in {key!r}{_suggest(part, node)}")
+        node = node[part]
+    if parts[-1] not in node:
+        raise ConfigError(f"unknown config key {key!r}{_suggest(parts[-1], node)}")
+    node[parts[-1]] = value
+
+
+def _suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=3)
+    valid = ", ".join(sorted(options))
+    return (f"; did you mean {', '.join(close)}?" if close else "") + f" (valid: {valid})"
+
+
+def _check_value(f: dataclasses.Field, kind: type, value: Any, where: str) -> Any:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where} must be finite, got {value!r}")
+    elif kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+    elif kind is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(choices)}; got {value!r}")
+    bounds = f.metadata.get("range")
+    if bounds:
+        low, high, low_open = bounds
+        if low is not None and (value < low or (low_open and value == low)):
+            raise ConfigError(f"{where} must be {'>' if low_open else '>='} {low}; got {value!r}")
+        if high is not None and value > high:
+            raise ConfigError(f"{where} must be <= {high}; got {value!r}")
+    return value
+
+
+def _build(cls, data: Mapping[str, Any], prefix: str):
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ConfigError(f"unknown config key {prefix + name!r}{_suggest(name, fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, data[name], prefix + name + ".")
+        else:
+            values[name] = _check_value(f, hint, data[name], prefix + name)
+    return cls(**values)
+
+
+def _profile_data(profile: str) -> dict:
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    text = resources.files("emostyle.profiles").joinpath(f"{profile}.yaml").read_text()
+    data = yaml.safe_load(text) or {}
+    data["profile"] = profile
+    return data
+
+
+def load_config(profile: str = "offline", overrides: Mapping[str, Any] | None = None) -> Config:
+    """The checked configuration of `profile` with dotted-key `overrides` applied."""
+    base = _build(Config, _profile_data(profile), "")
+    return base.with_overrides(overrides)
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """`["guidance.steps=50", "seed=3"]` -> {"guidance.steps": 50, "seed": 3} (YAML scalars)."""
+    result = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            result[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: cannot read value {raw!r} ({error})") from None
+    return result
