@@ -1,0 +1,112 @@
+"""The `emostyle` command: weights, doctor, config, reproduce, manipulate, sweep."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .config import PROFILES, ConfigError, load_config, parse_overrides
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_profile(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="offline", choices=PROFILES, help="configuration profile (default: offline)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set guidance.steps=50 (repeatable)")
+
+
+def _cmd_config(args) -> int:
+    config = load_config(args.profile, parse_overrides(args.overrides))
+    print(json.dumps(config.to_dict(), indent=2))
+    return 0
+
+
+def _cmd_doctor(args) -> int:
+    from .doctor import doctor
+
+    return doctor()
+
+
+def _cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    manifest = reproduce(args.profile, only=args.only, device=args.device, out=args.out, run_dir=args.run_dir,
+                         overrides=parse_overrides(args.overrides))
+    print(f"figures and tables in {manifest['figures_dir']}; executed notebooks in {manifest['run_dir']}")
+    for name, seconds in manifest["timings_s"].items():
+        print(f"  {name}: {seconds:.1f} s")
+    return 0
+
+
+def _cmd_manipulate(args) -> int:
+    from .pipeline import manipulate
+
+    overrides = parse_overrides(args.overrides)
+    if args.device != "auto":
+        overrides["device"] = args.device
+    result = manipulate(args.song, profile=args.profile, method=args.method, seed=args.seed, out=args.out,
+                        overrides=overrides, lyrics=args.lyrics)
+    print(f"wrote {args.out}: before.png, after.png, frames.png, loss.png, music, manifest.json")
+    print(f"  lyrics: {result['lyrics']['text']!r}")
+    print(f"  polarity: {result['polarity']['label']} ({result['polarity']['backend']}, score {result['polarity']['score']:+.2f})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emostyle", description="EmoStyle reproducibility kit: "
+                                     "emotion-aware semantic image manipulation with audio guidance.")
+    parser.add_argument("--version", action="version", version=f"emostyle {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from .registry import add_weights_parser
+
+    add_weights_parser(sub)
+
+    p = sub.add_parser("doctor", help="what this machine has, and the command that fixes each missing piece")
+    p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser("config", help="print the resolved configuration of a profile")
+    _add_profile(p)
+    p.set_defaults(func=_cmd_config)
+
+    p = sub.add_parser("reproduce", help="execute the notebooks and regenerate the figures and tables")
+    _add_profile(p)
+    p.add_argument("--only", default=None, help="comma-separated figures/tables or notebooks, e.g. fig2,table1")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", default="figures", help="folder for figures and tables (default: figures)")
+    p.add_argument("--run-dir", default=None, help="folder for the executed notebooks (default: runs/<time>-<profile>)")
+    p.set_defaults(func=_cmd_reproduce)
+
+    from .guidance import METHODS
+
+    p = sub.add_parser("manipulate", help="the whole pipeline for one song: music, retrieval, guidance")
+    p.add_argument("song", help="an audio file (WAV, FLAC, OGG, MP3)")
+    _add_profile(p)
+    p.add_argument("--method", default="emostyle", choices=list(METHODS))
+    p.add_argument("--seed", type=int, default=None, help="overrides the profile's seed")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--lyrics", default=None, help="use these lyrics instead of transcribing the song")
+    p.add_argument("--out", default="out", help="output folder (default: out)")
+    p.set_defaults(func=_cmd_manipulate)
+
+    from .sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"emostyle {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Run manifests: what produced an output (profile, config, versions, device, seeds, timings).
+
+Every output folder gets a `manifest.json` beside it, written atomically, so a figure can
+always be traced back to the run that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["environment", "git_commit", "write_json", "run_manifest"]
+
+_PACKAGES = ("emostyle", "torch", "numpy", "scipy", "librosa", "transformers", "faster-whisper",
+             "ctranslate2", "vaderSentiment", "pretty_midi", "papermill", "matplotlib", "h5py")
+
+
+def git_commit(root: str | Path | None = None) -> str | None:
+    """The commit of the kit's checkout (with `-dirty` if it has changes), or None."""
+    root = Path(root or Path(__file__).resolve().parents[1])
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """Versions of Python and the packages that shape results, and the device."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
+                            "packages": versions, "git_commit": git_commit()}
+    if device is not None:
+        info["device"] = device
+        if device.startswith("cuda"):
+            import torch
+
+            info["device_name"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write JSON atomically (temporary file, then rename): no half-written manifest."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, default=_jsonable)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def run_manifest(config, *, seeds: dict[str, int] | None = None, timings: dict[str, float] | None = None,
+                 **extra: Any) -> dict[str, Any]:
+    """A manifest for a run of `config` (an emostyle.config.Config)."""
+    return {
+        "profile": config.profile,
+        "config": config.to_dict(),
+        "seeds": seeds or {"seed": config.seed},
+        "timings_s": timings or {},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "environment": environment(config.resolve_device()),
+        **extra,
+    }
