@@ -56,16 +56,15 @@ def retrieve(
         raise ValueError(f"retrieval needs at least one candidate, got n={n}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    rng = torch.Generator(device="cpu").manual_seed(seed)
-    latents, images, scores = [], [], []
+    # All latents are drawn at once (they are small), so the candidates do not depend on `batch`.
+    latents = generator.sample(n, torch.Generator(device="cpu").manual_seed(seed))
+    images, scores = [], []
     for start in tqdm(range(0, n, batch), desc="retrieval", disable=not progress, leave=False):
-        w = generator.sample(min(batch, n - start), rng)
-        x = generator.render(w)
+        x = generator.render(latents[start:start + batch])
         s = space.similarity(space.encode_image(x), audio_embedding.to(x.device))[:, 0]
-        latents.append(w)
         images.append(x.float().cpu())
         scores.append(s.float().cpu())
     scores = torch.cat(scores)
     if not torch.isfinite(scores).all():
         raise ValueError("retrieval similarities are not finite; check the audio file and the encoders")
-    return Retrieval(torch.cat(latents), torch.cat(images), scores, torch.softmax(scores, 0), space.name)
+    return Retrieval(latents, torch.cat(images), scores, torch.softmax(scores, 0), space.name)

@@ -1,0 +1,56 @@
+"""Profiles, typed validation and overrides of the one configuration system."""
+
+import pytest
+
+from emostyle.config import PROFILES, ConfigError, load_config, parse_overrides
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_loads_and_names_itself(profile):
+    config = load_config(profile)
+    assert config.profile == profile
+    assert config.guidance.steps >= 1
+
+
+def test_paper_profiles_carry_the_paper_settings():
+    ffhq, lhq = load_config("paper-ffhq"), load_config("paper-lhq")
+    assert (ffhq.guidance.l_id, ffhq.guidance.l_sim) == (0.008, 0.004)
+    assert (lhq.guidance.l_id, lhq.guidance.l_sim) == (0.002, 0.0)
+    for c in (ffhq, lhq):
+        assert c.guidance.steps == 300 and c.generator.truncation == 0.7
+        assert (c.guidance.l_aud, c.guidance.l_mus, c.guidance.l_tex) == (0.6, 0.2, 0.2)
+        assert c.retrieval.space == "imagebind" and c.guidance.space == "clip"
+    assert ffhq.generator.size == 1024 and lhq.generator.size == 256
+
+
+def test_cli_style_overrides_are_typed():
+    overrides = parse_overrides(["guidance.steps=50", "guidance.lr=0.05", "guidance.layer_masking=false", "seed=7"])
+    config = load_config("tiny", overrides)
+    assert config.guidance.steps == 50 and config.guidance.lr == 0.05
+    assert config.guidance.layer_masking is False and config.seed == 7
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"guidance.stepz": 3}, "unknown config key 'guidance.stepz'; did you mean steps"),
+    ({"guidanse.steps": 3}, "unknown config key 'guidanse'"),
+    ({"guidance.steps": "many"}, "guidance.steps must be an integer"),
+    ({"guidance.steps": 0}, "guidance.steps must be >= 1"),
+    ({"guidance.lr": 0}, "guidance.lr must be > 0"),
+    ({"generator.truncation": 1.5}, "generator.truncation must be <= 1.0"),
+    ({"guidance.compat": "legacy"}, "guidance.compat must be one of paper, official"),
+    ({"guidance.l_aud": float("nan")}, "guidance.l_aud must be finite"),
+    ({"device": "tpu"}, "device must be one of auto, cpu, cuda"),
+])
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config("offline", overrides)
+
+
+def test_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="valid profiles: paper-lhq, paper-ffhq, offline, tiny"):
+        load_config("paper")
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_overrides(["guidance.steps"])
