@@ -1,0 +1,155 @@
+"""The kit's pictures: image grids, loss curves, frame strips, piano rolls, Figure 1.
+
+Every figure is saved as PNG and PDF with a stable name, and carries on its face a note
+of the profile and the spaces that made it (a figure of the offline profile must never
+pass for one of the paper's models).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+__all__ = ["to_image", "save_image", "image_grid", "loss_figure", "frames_figure", "piano_roll",
+           "architecture_figure", "save_figure", "stamp"]
+
+
+def to_image(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
+    x = image.detach().float().cpu().clamp(-1, 1)
+    return ((x.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+
+
+def save_image(image: torch.Tensor, path: str | Path, min_size: int = 256) -> Path:
+    """Save (3, H, W) in [-1, 1] as PNG, upscaled by an integer factor (nearest) to >= min_size."""
+    from PIL import Image
+
+    array = to_image(image)
+    factor = max(1, -(-min_size // array.shape[0]))
+    if factor > 1:
+        array = array.repeat(factor, axis=0).repeat(factor, axis=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def stamp(fig: plt.Figure, note: str | None) -> None:
+    """The profile note, small, at the figure's bottom edge."""
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7, color="0.35", wrap=True)
+
+
+def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str] = (),
+               col_labels: Sequence[str] = (), captions: Sequence[Sequence[str]] | None = None,
+               title: str | None = None, note: str | None = None, cell: float = 1.7) -> plt.Figure:
+    """A grid of images (rows x columns) with labels, per-image captions and a profile note."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols + 0.9, cell * n_rows + 0.8), squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(n_cols):
+            ax = axes[i][j]
+            ax.set_xticks([]), ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if j < len(row) and row[j] is not None:
+                ax.imshow(to_image(row[j]), interpolation="nearest")
+            if captions and j < len(captions[i]) and captions[i][j]:
+                ax.set_xlabel(captions[i][j], fontsize=7)
+            if i == 0 and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=9)
+            if j == 0 and i < len(row_labels):
+                ax.set_ylabel(row_labels[i], fontsize=8, rotation=90)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+    stamp(fig, note)
+    return fig
+
+
+def loss_figure(history: dict[str, list[list[float]]], title: str = "guidance loss",
+                note: str | None = None, item: int | None = None) -> plt.Figure:
+    """Loss terms per step (mean over the batch, or one item)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for name, values in history.items():
+        arr = np.asarray(values, dtype=float)
+        curve = arr[:, item] if item is not None else arr.mean(axis=1)
+        ax.plot(curve, label=name, lw=2.2 if name == "total" else 1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(alpha=0.3)
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
+    stamp(fig, note)
+    return fig
+
+
+def frames_figure(frames: list[tuple[int, torch.Tensor]], item: int = 0, note: str | None = None,
+                  max_frames: int = 8) -> plt.Figure:
+    """A strip of intermediate images of one item: the optimisation as it went."""
+    if len(frames) > max_frames:
+        keep = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
+        frames = [frames[k] for k in keep]
+    return image_grid([[f[item] for _, f in frames]], col_labels=[f"step {s}" for s, _ in frames], note=note)
+
+
+def piano_roll(midi, title: str = "generated music", note: str | None = None, fs: int = 50) -> plt.Figure:
+    """Piano roll of a pretty_midi.PrettyMIDI (all instruments), pitch against time."""
+    roll = midi.get_piano_roll(fs=fs)
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    pitched = np.nonzero(roll.sum(axis=1))[0]
+    low, high = (pitched.min() - 2, pitched.max() + 3) if len(pitched) else (48, 84)
+    ax.imshow(roll[low:high], aspect="auto", origin="lower", cmap="magma",
+              extent=(0, roll.shape[1] / fs, low, high), interpolation="nearest")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
+    stamp(fig, note)
+    return fig
+
+
+def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipeline of the kit",
+                        note: str | None = None) -> plt.Figure:
+    """Figure 1, drawn from the kit's own stage list: one column per stage, its parts and data."""
+    fig, ax = plt.subplots(figsize=(3.6 * len(stages), 4.2))
+    ax.set_xlim(0, len(stages))
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    colours = ["#dbe9f6", "#fde3cf", "#dff2df", "#efe1f5"]
+    for k, stage in enumerate(stages):
+        x = k + 0.06
+        ax.add_patch(matplotlib.patches.FancyBboxPatch((x, 0.08), 0.88, 0.8, boxstyle="round,pad=0.02",
+                                                       fc=colours[k % len(colours)], ec="0.3"))
+        ax.text(k + 0.5, 0.83, stage["title"], ha="center", va="top", fontsize=11, weight="bold")
+        ax.text(k + 0.5, 0.76, f"paper {stage['section']} · {stage['equation']}", ha="center", va="top",
+                fontsize=8, color="0.3")
+        lines = [f"in: {', '.join(stage['inputs'])}", ""] + [f"• {p}" for p in stage["parts"]] + \
+                ["", f"out: {', '.join(stage['outputs'])}", f"code: {stage['module']}"]
+        ax.text(x + 0.05, 0.68, "\n".join(lines), ha="left", va="top", fontsize=8, wrap=True)
+        if k + 1 < len(stages):
+            ax.annotate("", xy=(k + 1.06, 0.48), xytext=(k + 0.94, 0.48),
+                        arrowprops=dict(arrowstyle="-|>", lw=1.8, color="0.2"))
+    ax.set_title(title, fontsize=13)
+    stamp(fig, note)
+    return fig
+
+
+def save_figure(fig: plt.Figure, stem: str, out_dir: str | Path, close: bool = True) -> list[Path]:
+    """Save `fig` as out_dir/stem.png and .pdf; returns both paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    if close:
+        plt.close(fig)
+    return paths

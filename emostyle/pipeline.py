@@ -1,0 +1,205 @@
+"""The EmoStyle pipeline: affective music, retrieval, guidance, on parts chosen by a profile.
+
+`Pipeline.from_config` is the one place that turns configuration names into concrete
+parts (a generator, a retrieval space, a guidance space, an identity network); the
+stages below only call the parts' interfaces (`emostyle.parts`), so a notebook never
+branches on the profile. `STAGES` describes the stages for Figure 1.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import registry
+from .config import Config, load_config
+from .guidance import METHODS, GuidanceResult, guide, method as get_method
+from .parts import EmbeddingSpace, Generator, IdentityLoss
+from .retrieval import Retrieval, retrieve
+
+__all__ = ["STAGES", "Pipeline", "manipulate", "resolve_weights"]
+
+STAGES = (
+    dict(title="Retrieval", section="3.1", equation="Eq. 1-2", module="emostyle.retrieval",
+         inputs=["song A", "N latents w"], outputs=["w with max softmax(E_img . E_a)"], parts=[]),
+    dict(title="Affective music", section="3.2", equation="Eq. 3", module="emostyle.affective",
+         inputs=["song A"], outputs=["lyrics L", "polarity P", "music M"], parts=[]),
+    dict(title="Guidance", section="3.3", equation="Eq. 4-8", module="emostyle.guidance",
+         inputs=["w", "A", "M", "L"], outputs=["manipulated G(w_a)"], parts=[]),
+)
+
+
+def resolve_weights(name_or_path: str) -> Path:
+    """A weight file given as a path, or by its registry name (then it must be fetched)."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    return registry.path(name_or_path)
+
+
+@dataclass
+class Pipeline:
+    """The parts of one profile, and the three stages of the paper on them."""
+
+    config: Config
+    generator: Generator
+    retrieval_space: EmbeddingSpace
+    guidance_space: EmbeddingSpace
+    identity: IdentityLoss | None = None
+    notes: list[str] = field(default_factory=list)  # fallbacks taken while building, for manifests
+
+    @classmethod
+    def from_config(cls, config: Config | str, overrides: dict | None = None) -> "Pipeline":
+        """Build (or reuse from this process's cache) the parts named by `config`."""
+        if isinstance(config, str):
+            config = load_config(config, overrides)
+        from . import builders
+
+        return builders.build_pipeline(cls, config)
+
+    # -- descriptions ---------------------------------------------------------------
+    def describe(self) -> dict[str, str]:
+        """Which concrete part stands behind each role (for manifests and figure notes)."""
+        a = self.config.affective
+        return {"profile": self.config.profile, "generator": f"{self.generator.name} ({self.generator.resolution} px)",
+                "retrieval space": self.retrieval_space.name, "guidance space": self.guidance_space.name,
+                "identity": type(self.identity).__name__ if self.identity else "none",
+                "lyrics": a.lyrics, "polarity": a.polarity, "music": a.music}
+
+    @property
+    def note(self) -> str:
+        """One line for the face of every figure this pipeline makes."""
+        d = self.describe()
+        text = (f"profile {d['profile']} · generator {d['generator']} · retrieval in {d['retrieval space']} · "
+                f"guidance in {d['guidance space']} · lyrics {d['lyrics']} · polarity {d['polarity']} · music {d['music']}")
+        return text + "".join(f" · {n}" for n in self.notes)
+
+    def stages(self) -> list[dict]:
+        """STAGES with this pipeline's parts filled in (Figure 1)."""
+        d = self.describe()
+        parts = [[f"generator: {d['generator']}", f"joint space: {d['retrieval space']}", "softmax over N candidates"],
+                 [f"lyrics: {d['lyrics']}", f"polarity: {d['polarity']}", f"music: {d['music']}", "MIDI -> WAV renderer"],
+                 [f"space: {d['guidance space']}", f"identity: {d['identity']}", "Adam on the latent, lr ramp",
+                  "adaptive layer masking g" if self.config.guidance.layer_masking else "L2 latent regulariser"]]
+        return [dict(stage, parts=p) for stage, p in zip(STAGES, parts)]
+
+    # -- stage 2: affective music ----------------------------------------------------
+    def affective_music(self, song: str | Path, out_dir: str | Path, lyrics: str | None = None,
+                        label: str | None = None):
+        """Paper 3.2 for one song: lyrics, polarity, emotional music (MIDI and WAV)."""
+        from .affective import affective_music
+
+        a = self.config.affective
+        return affective_music(song, lyrics_backend=a.lyrics, polarity_backend=a.polarity, music_backend=a.music,
+                               renderer=a.renderer, seed=self.config.seed, out_dir=out_dir,
+                               cache_dir=registry.home() / "cache" / "affective", label=label, lyrics=lyrics)
+
+    # -- stage 1: retrieval --------------------------------------------------------------
+    def retrieve(self, song: str | Path, n: int | None = None, seed: int | None = None,
+                 progress: bool = True) -> Retrieval:
+        """Paper 3.1: the best of N generated images for `song`."""
+        r = self.config.retrieval
+        audio = self.retrieval_space.encode_audio(song)
+        return retrieve(self.generator, self.retrieval_space, audio, n=n or r.candidates, batch=r.batch,
+                        seed=self.config.seed if seed is None else seed, progress=progress)
+
+    # -- stage 3: guidance -----------------------------------------------------------------
+    def targets(self, songs: list[str | Path], music: list[str | Path | None],
+                texts: list[str | None]) -> dict[str, torch.Tensor | None]:
+        """Target embeddings (B, D) of audio, music and text in the guidance space, computed once."""
+        space = self.guidance_space
+
+        def stack(items, encode):
+            if any(x is None for x in items):
+                return None
+            return torch.cat([encode(x) for x in items]).to(self.generator.device)
+
+        return {"audio": stack(songs, space.encode_audio), "music": stack(music, space.encode_audio),
+                "text": stack([t if t else None for t in texts], space.encode_text)}
+
+    def weights(self, method: str) -> dict[str, float]:
+        """l_Aud, l_Mus, l_Tex of a method; EmoStyle's come from the config (paper defaults)."""
+        if method == "emostyle":
+            g = self.config.guidance
+            return {"audio": g.l_aud, "music": g.l_mus, "text": g.l_tex}
+        return get_method(method).weights()
+
+    def guide(self, start: torch.Tensor, targets: dict[str, torch.Tensor | None], method: str = "emostyle",
+              steps: int | None = None, progress: bool = True) -> GuidanceResult:
+        """Paper 3.3: optimise `start` latents (B, n_layers, dim) for one method."""
+        g = self.config.guidance
+        weights = self.weights(method)
+        targets = dict(targets)
+        if g.compat == "official" and method == "wo-music":
+            targets["text"] = targets["audio"]  # the code's bug: that branch compares with the audio twice
+        masking = ("official" if g.compat == "official" else "paper") if g.layer_masking else "off"
+        identity = self.identity if g.l_id > 0 else None  # the identity network only runs when it counts
+        return guide(self.generator, self.guidance_space, start.to(self.generator.device), targets, weights,
+                     steps=steps or g.steps, lr=g.lr, l_id=g.l_id if identity else 0.0, l_sim=g.l_sim,
+                     identity=identity, layer_masking=masking, frame_every=g.frame_every, progress=progress)
+
+
+def manipulate(song: str | Path, profile: str | Config = "offline", method: str = "emostyle",
+               seed: int | None = None, out: str | Path = "out", overrides: dict | None = None,
+               lyrics: str | None = None, label: str | None = None, progress: bool = True) -> dict:
+    """The whole pipeline for one song; writes before/after images, frames, loss curve,
+    music and manifest.json into `out`, and returns the manifest."""
+    from .figures import frames_figure, loss_figure, save_figure, save_image
+    from .manifest import run_manifest, write_json
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    overrides = dict(overrides or {})
+    if seed is not None:
+        overrides["seed"] = seed
+    config = profile.with_overrides(overrides) if isinstance(profile, Config) else load_config(profile, overrides)
+    song = Path(song)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+
+    begun = time.perf_counter()
+    pipe = Pipeline.from_config(config)
+    timings["build"] = time.perf_counter() - begun
+
+    begun = time.perf_counter()
+    music = pipe.affective_music(song, out / "music", lyrics=lyrics, label=label)
+    timings["affective_music"] = time.perf_counter() - begun
+
+    begun = time.perf_counter()
+    found = pipe.retrieve(song, progress=progress)
+    timings["retrieval"] = time.perf_counter() - begun
+
+    begun = time.perf_counter()
+    text = music.transcript.text or None
+    targets = pipe.targets([song], [music.wav_path], [text])
+    result = pipe.guide(found.best_latent, targets, method=method, progress=progress)
+    timings["guidance"] = time.perf_counter() - begun
+
+    save_image(result.start_images[0], out / "before.png")
+    save_image(result.images[0], out / "after.png")
+    save_figure(frames_figure(result.frames, note=pipe.note), "frames", out)
+    save_figure(loss_figure(result.history, title=f"{get_method(method).title}: loss terms", note=pipe.note), "loss", out)
+    for kept in (music.midi_path, music.wav_path):
+        if kept and Path(kept).parent != out / "music":
+            shutil.copy2(kept, out / "music" / Path(kept).name)
+    torch.save({"start": found.best_latent.cpu(), "final": result.latents.cpu()}, out / "latents.pt")
+
+    manifest = run_manifest(
+        config, timings={k: round(v, 3) for k, v in timings.items()}, method=method, song=str(song),
+        parts=pipe.describe(), notes=pipe.notes,
+        lyrics={"text": music.transcript.text, "source": music.transcript.source, "backend": music.transcript.backend},
+        polarity={"label": music.polarity.label, "score": music.polarity.score, "backend": music.polarity.backend,
+                  "fallback": music.polarity.fallback},
+        music={"midi": str(music.midi_path), "wav": str(music.wav_path), "renderer": music.renderer},
+        retrieval={"space": found.space, "scores": found.scores.tolist(), "probs": found.probs.tolist(),
+                   "best": found.best},
+        guidance={"settings": result.settings, "final_losses": {k: v[-1] for k, v in result.history.items()},
+                  "seconds": round(result.seconds, 3)},
+    )
+    write_json(out / "manifest.json", manifest)
+    return manifest
