@@ -76,6 +76,6 @@ def upfirdn2d(
     out = F.pad(out, [pad_x0, pad_x1, pad_y0, pad_y1])
 
     # One depthwise convolution applies the same kernel to every channel.
-    weight = torch.flip(kernel, [0, 1]).to(out.dtype)
+    weight = torch.flip(kernel, [0, 1]).to(device=out.device, dtype=out.dtype)
     weight = weight.view(1, 1, *kernel.shape).repeat(channel, 1, 1, 1)
     return F.conv2d(out, weight, stride=(down_y, down_x), groups=channel)
