@@ -1,1 +1,179 @@
-"""Affective music (paper 3.2): lyrics, sentiment polarity, emotional music, rendering."""
+"""Affective music (paper 3.2): lyrics L, sentiment polarity P, emotional music M = Music(L, P).
+
+`affective_music(audio_path, ...)` runs the four steps (lyrics, polarity, music, rendering)
+with backends picked by name (a profile's setting) or passed as instances, and caches its
+result by the input file's hash and the settings, so notebooks re-run fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emostyle.affective.lyrics import FasterWhisperLyrics, LyricsBackend, Transcript, WhisperATLyrics, transcribe
+from emostyle.affective.music import MusicBackend, Polarity
+from emostyle.affective.polarity import LLMPolarity, PolarityBackend, VaderPolarity
+from emostyle.affective.render import RENDERERS, render_midi
+
+__all__ = ["affective_music", "AffectiveResult", "LYRICS_BACKENDS", "POLARITY_BACKENDS", "MUSIC_BACKENDS",
+           "Transcript", "Polarity", "MusicBackend"]
+
+
+def _composer() -> MusicBackend:
+    from emostyle.affective.composer import AffectiveComposer
+
+    return AffectiveComposer()
+
+
+def _gru_ebs() -> MusicBackend:
+    """GRU-EBS from the registry's files (the paper's music backend)."""
+    from emostyle import registry
+    from emostyle.affective.gru_ebs import GruEbsComposer
+
+    return GruEbsComposer.from_files(*(registry.path(f"gru-ebs-{part}") for part in (
+        "generator", "classifier", "syllable-skipgram", "word-skipgram", "music-vocabulary",
+        "syllable-vocabulary")))
+
+
+def _chatglm() -> PolarityBackend:
+    from emostyle import registry
+
+    return LLMPolarity(registry.path("chatglm3-6b"), name="chatglm")
+
+
+LYRICS_BACKENDS = {"faster-whisper": FasterWhisperLyrics, "whisper-at": WhisperATLyrics}
+POLARITY_BACKENDS = {"vader": VaderPolarity, "chatglm": _chatglm}
+MUSIC_BACKENDS = {"composer": _composer, "gru-ebs": _gru_ebs}
+
+
+@functools.lru_cache(maxsize=None)
+def _by_name(kind: str, name: str):
+    """One instance per backend name and process: loading Whisper or an LLM takes seconds."""
+    table = {"lyrics": LYRICS_BACKENDS, "polarity": POLARITY_BACKENDS, "music": MUSIC_BACKENDS}[kind]
+    if name not in table:
+        raise ValueError(f"unknown {kind} backend {name!r}; choose one of {sorted(table)} or pass an instance")
+    return table[name]()
+
+
+def _backend(kind: str, value, base: type):
+    if isinstance(value, str):
+        return _by_name(kind, value)
+    if not isinstance(value, base):
+        raise ValueError(f"{kind} backend must be a name or a {base.__name__}; got {type(value).__name__}")
+    return value
+
+
+@dataclass
+class AffectiveResult:
+    """What the affective branch made of one audio file; `timings` in seconds per step."""
+
+    transcript: Transcript
+    polarity: Polarity
+    midi_path: Path
+    wav_path: Path
+    renderer: str
+    timings: dict[str, float] = field(default_factory=dict)
+    cached: bool = False
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(midi_path=str(self.midi_path), wav_path=str(self.wav_path))
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "AffectiveResult":
+        t = d["transcript"]
+        transcript = Transcript(t["text"], [tuple(s) for s in t["segments"]], [tuple(s) for s in t["tags"]],
+                                t["language"], t["backend"], t["source"])
+        return cls(transcript, Polarity(**d["polarity"]), Path(d["midi_path"]), Path(d["wav_path"]),
+                   d["renderer"], d["timings"], d["cached"])
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _key(audio_path: Path, settings: dict) -> str:
+    blob = json.dumps({"audio": _file_sha256(audio_path), **settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _describe(backend) -> str:
+    return f"{type(backend).__module__}.{type(backend).__qualname__}:{getattr(backend, 'name', '')}"
+
+
+def affective_music(audio_path: str | Path, *, lyrics_backend: str | LyricsBackend = "faster-whisper",
+                    polarity_backend: str | PolarityBackend = "vader",
+                    music_backend: str | MusicBackend = "composer", renderer: str = "auto", seed: int = 0,
+                    out_dir: str | Path, cache_dir: str | Path | None = None,
+                    label: str | None = None) -> AffectiveResult:
+    """Lyrics, polarity, MIDI and WAV for one song (paper 3.2, Eq. 3).
+
+    Backends by name (LYRICS_BACKENDS, POLARITY_BACKENDS, MUSIC_BACKENDS) or instance;
+    `renderer` one of render.RENDERERS; `label` stands in for the lyrics of audio without
+    speech when the lyrics backend gives no tags. With `cache_dir`, a second call with the
+    same file content and settings returns the stored result (`cached=True`) without
+    running any model. Writes `<stem>-<key>.mid` and `.wav` into `out_dir`.
+    """
+    audio_path = Path(audio_path)
+    if not audio_path.is_file():
+        raise FileNotFoundError(f"audio file not found: {audio_path}")
+    if renderer not in RENDERERS:
+        raise ValueError(f"unknown renderer {renderer!r}; choose one of {RENDERERS}")
+    out_dir = Path(out_dir)
+    names = {k: v if isinstance(v, str) else _describe(v) for k, v in
+             (("lyrics", lyrics_backend), ("polarity", polarity_backend), ("music", music_backend))}
+    key = _key(audio_path, {**names, "renderer": renderer, "seed": seed, "label": label})
+    midi_path, wav_path = out_dir / f"{audio_path.stem}-{key}.mid", out_dir / f"{audio_path.stem}-{key}.wav"
+
+    record = Path(cache_dir) / key / "result.json" if cache_dir is not None else None
+    if record is not None and record.is_file():
+        result = AffectiveResult.from_json(json.loads(record.read_text()))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for src, dst in ((record.parent / "music.mid", midi_path), (record.parent / "music.wav", wav_path)):
+            if src.resolve() != dst.resolve():
+                shutil.copyfile(src, dst)
+        return dataclasses.replace(result, midi_path=midi_path, wav_path=wav_path, cached=True)
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    lyrics = _backend("lyrics", lyrics_backend, LyricsBackend)
+    polarity_judge = _backend("polarity", polarity_backend, PolarityBackend)
+    music = _backend("music", music_backend, MusicBackend)
+    timings["load"] = time.perf_counter() - start
+
+    step = time.perf_counter()
+    transcript = transcribe(audio_path, lyrics, label=label)
+    timings["lyrics"] = time.perf_counter() - step
+    step = time.perf_counter()
+    polarity = polarity_judge.judge(transcript.text, transcript.language)
+    timings["polarity"] = time.perf_counter() - step
+    step = time.perf_counter()
+    pm = music.compose(transcript.text, polarity, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pm.write(str(midi_path))
+    timings["music"] = time.perf_counter() - step
+    step = time.perf_counter()
+    used = render_midi(pm, wav_path, renderer)
+    timings["render"] = time.perf_counter() - step
+    timings["total"] = time.perf_counter() - start
+
+    result = AffectiveResult(transcript, polarity, midi_path, wav_path, used, timings)
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(midi_path, record.parent / "music.mid")
+        shutil.copyfile(wav_path, record.parent / "music.wav")
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result.to_json(), indent=1))
+        tmp.replace(record)  # a crash mid-write never leaves a half record that looks like a hit
+    return result
