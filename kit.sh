@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${EMOSTYLE_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-# Any torch >= 2.1 works; this is the build our CI and CPU machines use.
+# Any torch >= 2.5 works; this is the build our CI and CPU machines use.
 TORCH_SPEC=${EMOSTYLE_TORCH:-torch==2.13.0}
 EXTRAS=${EMOSTYLE_EXTRAS:-offline,sweep,test}
 

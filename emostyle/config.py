@@ -40,7 +40,7 @@ class GeneratorConfig:
     """The image generator G (paper: StyleGAN2 on LHQ or FFHQ)."""
 
     kind: str = _choice("stylegan2", "dcgan", default="stylegan2")
-    weights: str = "stylegan2-lhq-256"  # registry name or a path; "random" builds random weights
+    weights: str = "stylegan2-lhq-256"  # registry name or a path
     size: int = _range(256, 4)  # output resolution in px; checked against the checkpoint
     channel_base: int = _range(512, 1)  # StyleGAN2 width (512 in every official checkpoint)
     style_dim: int = _range(512, 1)
@@ -102,6 +102,9 @@ class Config:
     domain: str = _choice("face", "scene", default="face")  # FFHQ-style or LHQ-style images
     seed: int = 0
     device: str = _choice("auto", "cpu", "cuda", default="auto")
+    # Build every network at the profile's sizes with random weights (the tiny profile):
+    # nothing is read from the weights cache.
+    random_weights: bool = False
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)

