@@ -1,0 +1,142 @@
+"""From configuration names to concrete parts: the one place that knows the classes.
+
+Parts are cached per process (keyed by the config values that shape them), so notebooks
+and sweeps that build many pipelines load each network once.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import torch
+
+from .config import Config
+from .generators import StyleGAN2Generator
+from .parts import EmbeddingSpace, Generator, IdentityLoss
+from .registry import MissingWeightError
+
+__all__ = ["build_pipeline", "build_generator", "build_space", "build_identity", "clear_cache"]
+
+_CACHE: dict[str, object] = {}
+
+
+def clear_cache() -> None:
+    """Forget every cached part (frees their memory)."""
+    _CACHE.clear()
+
+
+def _cached(kind: str, key: dict, make):
+    name = kind + json.dumps(key, sort_keys=True, default=str)
+    if name not in _CACHE:
+        _CACHE[name] = make()
+    return _CACHE[name]
+
+
+def _weights(name_or_path: str):
+    from .pipeline import resolve_weights
+
+    return resolve_weights(name_or_path)
+
+
+def build_generator(config: Config, device: str) -> Generator:
+    """StyleGAN2 (W+) or the DCGAN (z), from the registry or at random for the tiny profile."""
+    g = config.generator
+
+    def make():
+        if g.kind == "dcgan":
+            from .models.dcgan import DCGAN, load_dcgan
+
+            if config.random_weights:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(config.seed)
+                    return DCGAN().to(device).eval()
+            return load_dcgan(_weights(g.weights), device=device).eval()
+        from .models.stylegan2 import Generator as StyleGAN2, load_stylegan2
+
+        if config.random_weights:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                net = StyleGAN2(g.size, g.style_dim, g.n_mlp, channel_base=g.channel_base)
+        else:
+            net, _ = load_stylegan2(_weights(g.weights), device=device, size=g.size)
+        return StyleGAN2Generator(net.to(device), truncation=g.truncation,
+                                  mean_latent_samples=g.mean_latent_samples, seed=config.seed)
+
+    return _cached("generator", dict(g=g.__dict__, random=config.random_weights, seed=config.seed, device=device), make)
+
+
+def _clip_space(config: Config, device: str) -> EmbeddingSpace:
+    from .spaces.clip_space import ClipSpace
+
+    compat = config.guidance.compat
+    if config.random_weights:
+        return ClipSpace.tiny(seed=config.seed, compat=compat, device=device)
+    return ClipSpace.load(device=device, compat=compat)
+
+
+def _imagebind_space(config: Config, device: str, notes: list[str]) -> EmbeddingSpace:
+    from .spaces.imagebind_space import ImageBindSpace
+
+    if config.random_weights:
+        from .models.imagebind import tiny_imagebind
+
+        return ImageBindSpace(tiny_imagebind(seed=config.seed).to(device))
+    try:
+        return ImageBindSpace.load(device=device)
+    except MissingWeightError as missing:
+        note = "retrieval in CLIP space (SoundCLIP audio vs CLIP images): ImageBind weights not fetched"
+        warnings.warn(f"{note}. {missing}", stacklevel=3)
+        notes.append(note)
+        return build_space("clip", config, device, notes)
+
+
+def build_space(name: str, config: Config, device: str, notes: list[str]) -> EmbeddingSpace:
+    """The embedding space `name`: clip, imagebind (falls back to clip, noted) or affect."""
+    key = dict(name=name, random=config.random_weights, seed=config.seed, compat=config.guidance.compat,
+               domain=config.domain, device=device)
+    if name == "clip":
+        return _cached("space", key, lambda: _clip_space(config, device))
+    if name == "imagebind":
+        fallback: list[str] = []
+        space = _cached("space", key, lambda: (_imagebind_space(config, device, fallback), fallback))
+        notes.extend(space[1])
+        return space[0]
+    if name == "affect":
+        from .spaces.affect import AffectSpace
+
+        return _cached("space", key, lambda: AffectSpace(domain=config.domain))
+    raise ValueError(f"unknown embedding space {name!r}; valid: clip, imagebind, affect")
+
+
+def build_identity(config: Config, device: str, guidance_space: EmbeddingSpace) -> IdentityLoss | None:
+    """The identity network of L_ID (only built when l_ID > 0)."""
+    which = config.guidance.identity
+    if config.guidance.l_id <= 0:
+        return None
+    if which == "none":
+        raise ValueError("guidance.l_id > 0 needs an identity network: set guidance.identity to arcface or fer")
+
+    def make():
+        if which == "fer":
+            from .models.fer import FerIdentity, load_fer
+
+            fer = getattr(guidance_space, "fer", None)
+            return FerIdentity(fer if fer is not None else load_fer(device=device))
+        from .models.arcface import ArcFaceIdentity, load_arcface, tiny_arcface
+
+        net = tiny_arcface(seed=config.seed) if config.random_weights else load_arcface(_weights("arcface-ir-se50"))
+        return ArcFaceIdentity(net.to(device))
+
+    return _cached("identity", dict(which=which, random=config.random_weights, device=device), make)
+
+
+def build_pipeline(cls, config: Config):
+    """A `cls` (Pipeline) holding the parts that `config` names."""
+    device = config.resolve_device()
+    notes: list[str] = []
+    generator = build_generator(config, device)
+    guidance_space = build_space(config.guidance.space, config, device, notes)
+    retrieval_space = build_space(config.retrieval.space, config, device, notes)
+    identity = build_identity(config, device, guidance_space)
+    return cls(config, generator, retrieval_space, guidance_space, identity, notes)
