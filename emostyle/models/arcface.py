@@ -1,0 +1,209 @@
+"""ArcFace IR-SE50 (Deng et al. 2019): the face identity features of EmoStyle's L_ID (paper Eq. 6).
+
+Module names follow TreB1eN/InsightFace_Pytorch's `Backbone(50, 0.6, 'ir_se')` as StyleCLIP and
+the sound-guided code use it, so `model_ir_se50.pth` loads strictly. The stages (units, widths,
+strides), the SE reduction, the embedding size and the input size (112 or 224) are derived from
+the checkpoint's shapes: a unit downsamples (stride 2) when it opens the network or changes width.
+
+`ArcFaceIdentity` preprocesses as StyleCLIP's IDLoss: images not 256 px are average-pooled to
+256 px, cropped to the face [35:223, 32:220], pooled to 112 px; L_ID = 1 - cos per item.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emostyle.parts import IdentityLoss
+
+__all__ = ["Backbone", "ArcFaceIdentity", "load_arcface", "tiny_arcface"]
+
+FACE_CROP = (35, 223, 32, 220)  # rows, then columns, of a 256 px FFHQ-aligned face
+
+
+class SEModule(nn.Module):
+    """Squeeze-and-excitation: channels reweighted by a sigmoid of their pooled means."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
+        return x * w
+
+
+class BottleneckIRSE(nn.Module):
+    """Improved residual unit: BN, 3x3 conv, PReLU, 3x3 conv (stride), BN, SE; plus shortcut."""
+
+    def __init__(self, in_ch: int, depth: int, stride: int, reduction: int):
+        super().__init__()
+        self.stride = stride
+        # Same width: the shortcut only subsamples (the original MaxPool2d(1, stride)).
+        self.shortcut_layer = None if in_ch == depth else nn.Sequential(
+            nn.Conv2d(in_ch, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
+        self.res_layer = nn.Sequential(
+            nn.BatchNorm2d(in_ch),
+            nn.Conv2d(in_ch, depth, 3, 1, 1, bias=False),
+            nn.PReLU(depth),
+            nn.Conv2d(depth, depth, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(depth),
+            SEModule(depth, reduction),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shortcut_layer is None:
+            shortcut = x[:, :, :: self.stride, :: self.stride]
+        else:
+            shortcut = self.shortcut_layer(x)
+        return self.res_layer(x) + shortcut
+
+
+class Backbone(nn.Module):
+    """IR-SE network: aligned faces (B, 3, S, S) in [-1, 1], S = 112 or 224 -> unit features (B, dim)."""
+
+    def __init__(self, units: list[tuple[int, int, int]], reduction: int = 16, embed_dim: int = 512,
+                 input_size: int = 112):
+        super().__init__()
+        stem = units[0][0]
+        self.input_size = input_size
+        self.input_layer = nn.Sequential(nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem))
+        self.body = nn.Sequential(*(BottleneckIRSE(i, d, s, reduction) for i, d, s in units))
+        width, grid = units[-1][1], input_size // 2 ** sum(s == 2 for _, _, s in units)
+        self.output_layer = nn.Sequential(
+            nn.BatchNorm2d(width),
+            nn.Dropout(0.6),  # the reference's drop_ratio; inactive in eval mode
+            nn.Flatten(),
+            nn.Linear(width * grid * grid, embed_dim),
+            nn.BatchNorm1d(embed_dim),
+        )
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.output_layer(self.body(self.input_layer(faces))), dim=1)
+
+
+class ArcFaceIdentity(IdentityLoss):
+    """L_ID = 1 - cos(ArcFace(images), ArcFace(reference)) per item; the reference is not differentiated."""
+
+    def __init__(self, backbone: Backbone):
+        self.backbone = backbone
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit identity features (B, dim) of face images (B, 3, H, W) in [-1, 1] (StyleCLIP crop)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        if images.shape[-2:] != (256, 256):
+            images = F.adaptive_avg_pool2d(images, (256, 256))
+        top, bottom, left, right = FACE_CROP
+        faces = F.adaptive_avg_pool2d(images[:, :, top:bottom, left:right], (112, 112))
+        if self.backbone.input_size != 112:
+            faces = F.interpolate(faces, size=self.backbone.input_size, mode="bilinear", align_corners=False)
+        return self.backbone(faces)
+
+    def __call__(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        if reference.shape[0] not in (1, images.shape[0]):
+            raise ValueError(f"reference batch {reference.shape[0]} must be 1 or match images ({images.shape[0]})")
+        with torch.no_grad():
+            target = self.features(reference)
+        return 1 - (self.features(images) * target).sum(dim=1)
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+def _architecture(state: Mapping[str, torch.Tensor], name: str) -> dict:
+    indices = sorted({int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.res_layer\.1\.weight$", k))})
+    if not indices or "output_layer.3.weight" not in state or "input_layer.0.weight" not in state:
+        raise ValueError(f"{name}: expected an ArcFace IR-SE checkpoint (keys input_layer.*, body.N.res_layer.*, "
+                         f"output_layer.*; model_ir_se50.pth)")
+    if indices != list(range(len(indices))):
+        raise ValueError(f"{name}: body units are not numbered 0..{len(indices) - 1}; the file is incomplete")
+    if "body.0.res_layer.5.fc1.weight" not in state:
+        raise ValueError(f"{name}: an IR network without SE modules; the identity loss uses IR-SE50 (model_ir_se50.pth)")
+    units = []
+    for i in indices:
+        depth, in_ch = state[f"body.{i}.res_layer.1.weight"].shape[:2]
+        units.append((in_ch, depth, 2 if i == 0 or in_ch != depth else 1))
+    depth = units[0][1]
+    reduction = depth // state["body.0.res_layer.5.fc1.weight"].shape[0]
+    linear = state["output_layer.3.weight"]
+    grid = round((linear.shape[1] / units[-1][1]) ** 0.5)
+    input_size = grid * 2 ** sum(s == 2 for _, _, s in units)
+    if input_size not in (112, 224):
+        raise ValueError(f"{name}: its output layer implies {input_size} px faces; ArcFace takes 112 or 224")
+    return dict(units=units, reduction=reduction, embed_dim=linear.shape[0], input_size=input_size)
+
+
+def _build(state: Mapping[str, torch.Tensor], name: str) -> Backbone:
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    config = _architecture(state, name)
+    model = Backbone(**config)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+                  if k in own and own[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(f"{name} does not fit the IR-SE network its keys describe ({len(config['units'])} units): "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {mismatched[:5]}")
+    model.load_state_dict(dict(state), strict=True)
+    return model.eval().requires_grad_(False)
+
+
+def _read_state(path: Path) -> Mapping[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"ArcFace weights not found: {path}; run `emostyle weights fetch arcface-ir-se50`")
+    if path.read_bytes()[:64].lstrip().lower().startswith((b"<!doctype", b"<html")):
+        raise ValueError(f"{path} is an HTML page, not ArcFace weights; download it again "
+                         f"(`emostyle weights fetch arcface-ir-se50`)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"cannot read {path} as ArcFace weights ({type(error).__name__}: {error}); "
+                         f"the download may be truncated: `emostyle weights fetch arcface-ir-se50`") from None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_arcface(path_or_state: str | Path | Mapping | None = None, device: str | torch.device = "cpu") -> Backbone:
+    """IR-SE network from `model_ir_se50.pth` or a state dict (None: registry `arcface-ir-se50`).
+
+    Loaded once per (path, device); eval mode, parameters frozen.
+    """
+    if isinstance(path_or_state, Mapping):
+        return _build(path_or_state, "the given state dict").to(device)
+    if path_or_state is None:
+        from emostyle import registry
+
+        path_or_state = registry.path("arcface-ir-se50")
+    return _load_cached(str(Path(path_or_state).resolve()), str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(path: str, device: str) -> Backbone:
+    return _build(_read_state(Path(path)), path).to(device)
+
+
+def tiny_arcface(seed: int = 0, embed_dim: int = 32) -> Backbone:
+    """A narrow random IR-SE network (widths 16-64, one unit per stage, 112 px) for the tiny profile."""
+    generator = torch.Generator().manual_seed(seed)
+    units = [(16, 16, 2), (16, 32, 2), (32, 48, 2), (48, 64, 2)]
+    model = Backbone(units, reduction=16, embed_dim=embed_dim)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = value
+        elif key.endswith("running_var"):
+            state[key] = 0.5 + torch.rand(value.shape, generator=generator)
+        else:
+            fan = value[0].numel() if value.ndim > 1 else 1
+            state[key] = torch.randn(value.shape, generator=generator) * fan**-0.5
+    return _build(state, f"tiny_arcface(seed={seed})")
