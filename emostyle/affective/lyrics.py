@@ -8,6 +8,10 @@ Two backends return the same `Transcript`:
   `model.transcribe(audio, at_time_res=10)` and `whisper_at.parse_at_label(result, top_k=5)`,
   which adds the top AudioSet tags.
 
+Language: the offline model is English-only (tiny.en), so it reports "en" and writes
+non-English singing as English-sounding words; Whisper-AT's multilingual models detect the
+language, which is recorded and passed on (VADER then warns that it reads English only).
+
 Audio without lyrics (the paper's "semantically rich" sounds, e.g. rain or an explosion):
 the paper substitutes a text label. `transcribe` uses the audio tags where the backend
 gives them (source "tags"), else the label passed by the caller, e.g. the data registry's
@@ -17,6 +21,7 @@ sample name (source "label"), and records which one in `Transcript.source`.
 from __future__ import annotations
 
 import abc
+import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +137,13 @@ class WhisperATLyrics(LyricsBackend):
                     f"Whisper-AT file {root / needed} not found; run "
                     f"`emostyle weights fetch whisper-at-{model_name}`"
                 )
-        self.model = whisper_at.load_model(model_name, device=device, download_root=str(root))
+        try:
+            self.model = whisper_at.load_model(model_name, device=device, download_root=str(root))
+        except (RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
+            raise ValueError(
+                f"{root / model_name}.pt and {model_name}_ori.pth are not a matching Whisper-AT pair "
+                f"(expected {{'dims', 'model_state_dict'}} and the 'at_model.*' head): {str(error)[:300]}"
+            ) from None
         self.top_k = top_k
         self.transcribe_kwargs = {"fp16": device != "cpu", **transcribe_kwargs}
 

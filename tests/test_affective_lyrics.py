@@ -1,0 +1,143 @@
+"""Lyrics: faster-whisper on jfk.flac, the no-lyrics stand-ins, bad audio, and Whisper-AT's format.
+
+The Whisper-AT test writes a randomly initialised Whisper-AT at tiny dimensions (2 audio layers,
+48-d states; 4 text layers x 6 heads to match the "tiny" alignment heads) in its own checkpoint
+format, `tiny.pt` ({"dims", "model_state_dict"}) and `tiny_ori.pth` (the `at_model.*` head), and
+loads it through the published `whisper_at.load_model(name, device, download_root)`.
+"""
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emostyle.audio import AudioError
+from emostyle.affective.lyrics import LyricsBackend, Transcript, transcribe
+
+
+class FakeLyrics(LyricsBackend):
+    """Returns a fixed transcript and records what it heard (no model)."""
+
+    name = "fake"
+
+    def __init__(self, text="", tags=(), language="en"):
+        self.text, self.tags, self.language, self.heard = text, list(tags), language, []
+
+    def recognise(self, audio):
+        self.heard.append(audio)
+        segments = [(0.0, len(audio) / 16000, self.text)] if self.text else []
+        return Transcript(self.text, segments, self.tags, self.language, self.name)
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    pytest.importorskip("faster_whisper")
+    from emostyle.affective.lyrics import FasterWhisperLyrics
+
+    try:
+        return FasterWhisperLyrics()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+
+
+@pytest.mark.slow
+def test_jfk_transcribes(whisper, shared_data):
+    t = transcribe(shared_data / "audio/speech/jfk.flac", whisper)
+    words = re.findall(r"[a-z]+", t.text.lower())
+    assert " ".join(words).count("ask not what your country can do for you") == 1
+    assert {"fellow", "americans"} <= set(words)
+    assert (t.source, t.language, t.backend) == ("speech", "en", "faster-whisper")
+    assert t.segments[0][0] == pytest.approx(0.0, abs=0.5) and t.segments[-1][1] == pytest.approx(11.0, abs=0.5)
+
+
+@pytest.mark.slow
+def test_sound_without_speech_uses_the_label(whisper, sound_samples):
+    t = transcribe(sound_samples["raining"], whisper, label="raining")
+    assert (t.text, t.source, t.segments) == ("raining", "label", [])
+
+
+def test_tags_stand_in_before_the_label(tmp_path):
+    path = _tone(tmp_path / "t.wav", seconds=1.0)
+    tags = [("Rain", 3.1), ("Raindrop", 2.5)]
+    t = transcribe(path, FakeLyrics(tags=tags, language="ja"), label="raining")
+    assert (t.text, t.source, t.tags, t.language) == ("Rain, Raindrop", "tags", tags, "en")
+    with pytest.raises(ValueError, match="pass label="):
+        transcribe(path, FakeLyrics())
+
+
+def _tone(path, seconds, sr=16000, amplitude=0.3):
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, (amplitude * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr)
+    return path
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: p.write_bytes(b"RIFF\x00\x00garbage" * 50), "cannot decode"),
+    (lambda p: p.write_text("these are lyrics, not audio"), "cannot decode"),
+    (lambda p: sf.write(p, np.zeros(32000, np.float32), 16000), "silent"),
+    (lambda p: _tone(p, seconds=0.3), "at least 0.5 s"),
+])
+def test_bad_audio_is_a_clear_error(tmp_path, make, match):
+    path = tmp_path / "bad.wav"
+    make(path)
+    backend = FakeLyrics("never reached")
+    with pytest.raises(AudioError, match=match):
+        transcribe(path, backend)
+    assert backend.heard == []
+    with pytest.raises(FileNotFoundError, match="not found"):
+        transcribe(tmp_path / "missing.wav", backend)
+
+
+def test_ten_minute_file_is_truncated_with_a_warning(tmp_path):
+    sr = 8000  # a small file: 10 min of near-silence with a short tone at the start
+    y = np.full(600 * sr, 1e-3, np.float32)
+    y[: sr] = 0.3 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr)
+    sf.write(tmp_path / "long.flac", y, sr)
+    backend = FakeLyrics("la la la")
+    with pytest.warns(UserWarning, match="only its first 300 s"):
+        t = transcribe(tmp_path / "long.flac", backend)
+    assert len(backend.heard[0]) == 300 * 16000 and t.text == "la la la"
+
+
+@pytest.mark.slow
+def test_whisper_at_tiny_random_checkpoint(tmp_path, shared_data):
+    whisper_at = pytest.importorskip("whisper_at", exc_type=ImportError)
+    import torch
+    from whisper_at.model import ModelDimensions, Whisper
+
+    from emostyle.affective.lyrics import WhisperATLyrics
+
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=48, n_audio_head=6, n_audio_layer=2,
+                           n_vocab=51865, n_text_ctx=16, n_text_state=48, n_text_head=6, n_text_layer=4)
+    torch.manual_seed(0)
+    state = Whisper(dims).state_dict()
+    torch.save({"dims": dataclasses.asdict(dims),
+                "model_state_dict": {k: v for k, v in state.items() if not k.startswith("at_model.")}},
+               tmp_path / "tiny.pt")
+    torch.save({k: v for k, v in state.items() if k.startswith("at_model.")}, tmp_path / "tiny_ori.pth")
+
+    backend = WhisperATLyrics("tiny", download_root=tmp_path, temperature=0.0)
+    for k, v in backend.model.state_dict().items():  # loaded strictly, every tensor as saved
+        assert torch.equal(v, state[k]), k
+    from emostyle.audio import load_audio
+
+    audio = load_audio(shared_data / "audio/speech/jfk.flac", sr=16000)
+    results, transcribe_ = [], backend.model.transcribe  # keep the raw result the backend parsed
+    backend.model.transcribe = lambda *a, **k: results.append(transcribe_(*a, **k)) or results[-1]
+    t = backend.recognise(audio)
+    assert t.backend == "whisper-at" and isinstance(t.text, str) and isinstance(t.language, str)
+    (result,) = results
+    assert results[0]["at_time_res"] == 10
+    assert result["audio_tag"].shape == (2, 527)  # 11 s -> two 10 s tagging windows
+    windows = whisper_at.parse_at_label(result, language="en", top_k=5)
+    best = max((tag for w in windows for tag in w["audio tags"]), key=lambda tag: tag[1])
+    assert len(t.tags) == 5 and t.tags[0] == pytest.approx(best) and t.tags == sorted(t.tags, key=lambda x: -x[1])
+
+    torch.save({k: v[:1] for k, v in torch.load(tmp_path / "tiny_ori.pth").items()}, tmp_path / "tiny_ori.pth")
+    with pytest.raises(ValueError, match="not a matching Whisper-AT pair"):
+        WhisperATLyrics("tiny", download_root=tmp_path)
+    (tmp_path / "tiny_ori.pth").unlink()
+    with pytest.raises(FileNotFoundError, match="emostyle weights fetch whisper-at-tiny"):
+        WhisperATLyrics("tiny", download_root=tmp_path)
