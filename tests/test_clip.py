@@ -233,3 +233,61 @@ def test_tokenizer_matches_known_ids_and_transformers(tmp_path):
     for text in ("Raining day, thunder!", "I can't stop   loving you 1999", "café — naïve"):
         expected = reference(text)["input_ids"]
         assert tok(text)[0, : len(expected)].tolist() == expected, text
+
+
+# --- CLIP space (emostyle/spaces/clip_space.py) ----------------------------------------------
+
+def test_clip_space_images_text_and_errors():
+    import math
+    import warnings
+
+    from emostyle.spaces.clip_space import ClipSpace, tiny_clip_space
+
+    space = tiny_clip_space(seed=0)
+    images = (torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1).requires_grad_(True)
+    emb = space.encode_image(images)
+    assert emb.shape == (2, space.dim) and torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)
+    text = space.encode_text("a happy face")
+    assert text.shape == (1, space.dim) and torch.allclose(text.norm(), torch.tensor(1.0), atol=1e-5)
+    loss = space.distance(emb, text)
+    assert loss.shape == (2,) and torch.allclose(loss, 1 - (emb @ text.T)[:, 0], atol=1e-6)
+    loss.sum().backward()
+    assert images.grad.abs().sum() > 0
+    with pytest.warns(UserWarning, match="truncated"):
+        space.encode_text("la " * 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        space.encode_text("short")
+
+    official = ClipSpace(space.clip, space.tokenizer, space.audio_encoder, compat="official")
+    img = official.encode_image(images.detach())
+    assert not torch.allclose(img, emb)  # the two image paths differ
+    # The reference: sim = (image_features @ audio_features.T)[0] * math.exp(0.07); loss = 1 - sim.
+    assert torch.allclose(official.distance(img[:1], text), 1 - (img[:1] @ text.T)[0] * math.exp(0.07), atol=1e-6)
+    assert torch.allclose(official.similarity(img, text), (img @ text.T) * math.exp(0.07), atol=1e-6)
+    with pytest.raises(ValueError, match="target batch"):
+        space.distance(emb, torch.cat([text] * 3))
+    with pytest.raises(ValueError, match="'paper', 'official'"):
+        ClipSpace(space.clip, space.tokenizer, space.audio_encoder, compat="code")
+    with pytest.raises(ValueError, match="'start', 'center', 'random', 'mean'"):
+        ClipSpace(space.clip, space.tokenizer, space.audio_encoder, crop="end")
+
+
+def test_clip_space_audio_is_cached_by_content(sound_samples, tmp_path):
+    import shutil
+
+    import torch.nn.functional as F
+
+    from emostyle.models.soundclip import audio_features
+    from emostyle.spaces.clip_space import tiny_clip_space
+
+    space = tiny_clip_space(seed=0)
+    emb = space.encode_audio(sound_samples["fire"])
+    with torch.no_grad():
+        expected = F.normalize(space.audio_encoder(audio_features(sound_samples["fire"])), dim=-1)
+    assert emb.shape == (1, space.dim) and torch.allclose(emb, expected, atol=1e-6)
+    shutil.copy(sound_samples["fire"], tmp_path / "copy.wav")
+    assert space.encode_audio(tmp_path / "copy.wav") is emb  # same content: from the cache
+    assert not torch.allclose(space.encode_audio(sound_samples["wind"]), emb)
+    with pytest.raises(FileNotFoundError):
+        space.encode_audio(tmp_path / "absent.wav")

@@ -214,6 +214,16 @@ class Tokenizer:
         merges = [tuple(line.split()) for line in lines if line.strip()]
         if any(len(m) != 2 for m in merges):
             raise ValueError(f"{path} has lines that are not 'left right' merges; not a BPE merges file")
+        self._setup(merges, context_length)
+
+    @classmethod
+    def from_merges(cls, merges: list[tuple[str, str]], context_length: int = 77) -> Tokenizer:
+        """A tokenizer from merges in rank order (e.g. none: bytes only, for tiny models)."""
+        tokenizer = cls.__new__(cls)
+        tokenizer._setup(list(merges), context_length)
+        return tokenizer
+
+    def _setup(self, merges: list[tuple[str, str]], context_length: int) -> None:
         byte_chars = list(_bytes_to_unicode().values())
         vocab = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
         vocab += ["<|startoftext|>", "<|endoftext|>"]
