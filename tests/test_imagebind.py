@@ -166,7 +166,8 @@ def test_embeddings_match_reference(reduced_space, sound_samples, expected):
     np.testing.assert_allclose(vision.numpy(), expected["vision_embeddings"], rtol=0, atol=TOL_EMBEDDINGS)
     for i, name in enumerate(["drill", "thunderstorm"]):
         audio = reduced_space.encode_audio(sound_samples[name])
-        np.testing.assert_allclose(audio[0].numpy(), expected["audio_embeddings"][i], rtol=0, atol=TOL_EMBEDDINGS)
+        np.testing.assert_allclose(audio[0].numpy(), expected["audio_embeddings"][i],
+                                   rtol=0, atol=TOL_EMBEDDINGS)
 
 
 # --- the space -----------------------------------------------------------------------------

@@ -35,7 +35,6 @@ from torch import nn
 __all__ = ["ImageBind", "load_imagebind", "imagebind_available", "random_checkpoint",
            "tiny_imagebind", "IGNORED_BRANCHES", "HUGE", "TINY"]
 
-BRANCHES = ("vision", "audio")
 IGNORED_BRANCHES = ("text", "depth", "thermal", "imu")
 _PARTS = ("modality_preprocessors", "modality_trunks", "modality_heads", "modality_postprocessors")
 _HEAD_DIM = {"vision": 80, "audio": 64}
@@ -163,8 +162,9 @@ class _Trunk(nn.Module):
 
     def __init__(self, dim: int, blocks: int, heads: int, pre_norm: bool, bias_kv: bool):
         super().__init__()
-        # An empty Sequential keeps the official key `pre_transformer_layer.0` for vision only.
-        self.pre_transformer_layer = nn.Sequential(nn.LayerNorm(dim, eps=1e-6)) if pre_norm else nn.Sequential()
+        # Official key `pre_transformer_layer.0` (vision); an empty Sequential for audio.
+        norm = [nn.LayerNorm(dim, eps=1e-6)] if pre_norm else []
+        self.pre_transformer_layer = nn.Sequential(*norm)
         self.blocks = nn.Sequential(*[_Block(dim, heads, bias_kv) for _ in range(blocks)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -278,12 +278,14 @@ def _from_state_dict(sd: dict, source: str) -> ImageBind:
     """Build the vision and audio branches from a full ImageBind state dict; load strictly."""
     kept = {k: v for k, v in sd.items() if not _is_ignored(k)}
     try:
-        model = ImageBind(**_sizes(kept))
+        sizes = _sizes(kept)
     except KeyError as e:
         raise ValueError(f"{source} is not an ImageBind checkpoint in the official layout "
                          f"(facebookresearch/ImageBind imagebind_huge.pth): key {e} is missing") from None
+    with torch.device("meta"):  # no random init of 700 M parameters only to overwrite them
+        model = ImageBind(**sizes)
     try:
-        model.load_state_dict(kept, strict=True)
+        model.load_state_dict(kept, strict=True, assign=True)
     except RuntimeError as e:
         raise ValueError(f"{source} does not match ImageBind's vision/audio layout; "
                          f"only the {', '.join(IGNORED_BRANCHES)} branches may be skipped:\n{e}") from None
@@ -312,8 +314,8 @@ def load_imagebind(path: str | Path | None = None, device: str | torch.device = 
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:
-            raise ValueError(f"cannot read {path} as a PyTorch state dict ({e}); expected "
-                             f"imagebind_huge.pth, re-fetch it with `emostyle weights fetch {_WEIGHT_NAME}`") from None
+            raise ValueError(f"cannot read {path} as a PyTorch state dict ({e}); expected imagebind_huge.pth, "
+                             f"re-fetch it with `emostyle weights fetch {_WEIGHT_NAME}`") from None
     if not isinstance(sd, dict):
         raise ValueError(f"{path} holds a {type(sd).__name__}, not a state dict of ImageBind")
     device = torch.device(device)
