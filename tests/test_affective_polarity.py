@@ -1,7 +1,5 @@
 """Sentiment polarity: the reply parser, VADER, and the LLM backend on a tiny random GPT-2."""
 
-import json
-import warnings
 
 import pytest
 import torch

@@ -123,7 +123,9 @@ def affective_music(audio_path: str | Path, *, lyrics_backend: str | LyricsBacke
     `renderer` one of render.RENDERERS; `label` stands in for the lyrics of audio without
     speech when the lyrics backend gives no tags. With `cache_dir`, a second call with the
     same file content and settings returns the stored result (`cached=True`) without
-    running any model. Writes `<stem>-<key>.mid` and `.wav` into `out_dir`.
+    running any model. Writes `<stem>-<key>.mid` and `.wav` into `out_dir`. A backend passed
+    as an instance enters the key by its class and `name` only: give differently configured
+    instances different names.
     """
     audio_path = Path(audio_path)
     if not audio_path.is_file():
