@@ -67,19 +67,21 @@ def _official_generator_state(n_syllables, n_notes, lyc2vec=128, hidden=256, lay
     return {k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()}
 
 
-def _official_classifier_state(n_syllables, n_notes, hidden=256, layers=6):
+def _official_classifier_state(n_syllables, n_notes, hidden=256, layers=6, syllable_dim=128, note_dim=10):
     """Random tensors in the layout of LSTM_datasetlen_50_fold_7_clf.pkl (official
     `LSTMClassifier(input_txt_size=128, input_mus_size=10, hidden_size=256, num_layers=6, num_classes=2)`)."""
     g = torch.Generator().manual_seed(2)
     shapes = {}
     for layer in range(layers):
         for suffix in ("", "_reverse"):
-            shapes[f"lstm.weight_ih_l{layer}{suffix}"] = (4 * hidden, 138 if layer == 0 else 2 * hidden)
+            first_in = syllable_dim + note_dim
+            shapes[f"lstm.weight_ih_l{layer}{suffix}"] = (4 * hidden, first_in if layer == 0 else 2 * hidden)
             shapes[f"lstm.weight_hh_l{layer}{suffix}"] = (4 * hidden, hidden)
             shapes[f"lstm.bias_ih_l{layer}{suffix}"] = (4 * hidden,)
             shapes[f"lstm.bias_hh_l{layer}{suffix}"] = (4 * hidden,)
-    shapes.update({"fc.weight": (2, 2 * hidden), "fc.bias": (2,), "word_embeddings.weight": (n_syllables, 128),
-                   "music_embeddings.weight": (n_notes, 10)})
+    shapes.update({"fc.weight": (2, 2 * hidden), "fc.bias": (2,),
+                   "word_embeddings.weight": (n_syllables, syllable_dim),
+                   "music_embeddings.weight": (n_notes, note_dim)})
     return {k: torch.randn(s, generator=g) * 0.05 for k, s in shapes.items()}
 
 
@@ -370,3 +372,29 @@ def test_composer_rejects_mismatched_parts_and_empty_lyrics(composer, vocab):
     with pytest.raises(ValueError, match="generator notes / music vocabulary"):
         GruEbsComposer(composer.generator, composer.classifier, composer.syllables, composer.words,
                        small_music, vocab["syllable_vocabulary"])
+
+
+def test_composer_from_official_files(vocab, shared_data, tmp_path):
+    """Checkpoints, gensim skip-grams and vocabularies in the official formats (reduced widths)."""
+    syllables, words = _keys(vocab["syllable_vocabulary"]), _keys(vocab["word_vocabulary"])
+    n_syllables, n_notes = len(syllables), len(vocab["music_vocabulary_50"])
+    torch.save(_official_generator_state(n_syllables, n_notes, lyc2vec=2, hidden=8, layers=1, note_dim=4),
+               tmp_path / "GRU_generator_seqlen_50_embed_2_epoch_59.pkl")
+    torch.save(_official_classifier_state(n_syllables, n_notes, hidden=8, layers=1, syllable_dim=4, note_dim=2),
+               tmp_path / "LSTM_datasetlen_50_fold_7_clf.pkl")
+    rng = np.random.default_rng(0)
+    for name, keys in (("syll", syllables), ("word", words)):
+        vectors = rng.standard_normal((len(keys), 2)).astype(np.float32)
+        (tmp_path / f"{name}.bin").write_bytes(_fake_gensim_pickle(keys, vectors))
+    folder = shared_data / "gru-ebs"
+    composer = GruEbsComposer.from_files(
+        tmp_path / "GRU_generator_seqlen_50_embed_2_epoch_59.pkl", tmp_path / "LSTM_datasetlen_50_fold_7_clf.pkl",
+        tmp_path / "syll.bin", tmp_path / "word.bin", folder / "music_vocabulary_50.json",
+        folder / "syllable_vocabulary.json", out_len=6, b3=2)
+    midi = composer.compose("when I got the dream", NEGATIVE, seed=5)
+    assert len(midi.instruments[0].notes) == len(midi.lyrics) == 7
+    with pytest.raises(FileNotFoundError, match="emostyle weights fetch gru-ebs-word-skipgram"):
+        GruEbsComposer.from_files(tmp_path / "GRU_generator_seqlen_50_embed_2_epoch_59.pkl",
+                                  tmp_path / "LSTM_datasetlen_50_fold_7_clf.pkl", tmp_path / "syll.bin",
+                                  tmp_path / "absent.bin", folder / "music_vocabulary_50.json",
+                                  folder / "syllable_vocabulary.json")

@@ -397,7 +397,8 @@ class GruEbsComposer(MusicBackend):
 
     def _lyric_vector(self, syllable: str, word: str) -> torch.Tensor:
         """[word skip-gram, syllable skip-gram], the generator's input for one syllable."""
-        return torch.cat([self._word_vector(word), self.syllables.vectors[self.syllables.index[syllable]]]).to(self.device)
+        syllable_vector = self.syllables.vectors[self.syllables.index[syllable]]
+        return torch.cat([self._word_vector(word), syllable_vector]).to(self.device)
 
     def _generated_vector(self, index: int) -> torch.Tensor:
         # A generated syllable has no word of its own: like the official script, the syllable stands in.
