@@ -59,6 +59,8 @@ def test_cache_hit_on_second_call(song, tmp_path):
     assert AffectiveResult.from_json(json.loads(record.read_text())).polarity == first.polarity
     affective_music(song, **{**kwargs, "seed": 1})  # other settings: a miss
     assert lyrics.calls == 2
+    (record.parent / "music.wav").unlink()  # an incomplete record is a miss, not an error
+    assert not affective_music(song, **kwargs).cached and lyrics.calls == 3
 
 
 def test_non_english_lyrics_warn_with_vader(song, tmp_path):

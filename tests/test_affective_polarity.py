@@ -1,6 +1,5 @@
 """Sentiment polarity: the reply parser, VADER, and the LLM backend on a tiny random GPT-2."""
 
-
 import pytest
 import torch
 

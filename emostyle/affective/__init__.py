@@ -139,10 +139,11 @@ def affective_music(audio_path: str | Path, *, lyrics_backend: str | LyricsBacke
     midi_path, wav_path = out_dir / f"{audio_path.stem}-{key}.mid", out_dir / f"{audio_path.stem}-{key}.wav"
 
     record = Path(cache_dir) / key / "result.json" if cache_dir is not None else None
-    if record is not None and record.is_file():
+    stored = [record.parent / "music.mid", record.parent / "music.wav"] if record is not None else []
+    if record is not None and all(p.is_file() for p in [record, *stored]):
         result = AffectiveResult.from_json(json.loads(record.read_text()))
         out_dir.mkdir(parents=True, exist_ok=True)
-        for src, dst in ((record.parent / "music.mid", midi_path), (record.parent / "music.wav", wav_path)):
+        for src, dst in zip(stored, (midi_path, wav_path)):
             if src.resolve() != dst.resolve():
                 shutil.copyfile(src, dst)
         return dataclasses.replace(result, midi_path=midi_path, wav_path=wav_path, cached=True)

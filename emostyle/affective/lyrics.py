@@ -162,9 +162,10 @@ def _whisper_at_root(model_name: str) -> Path:
     """A folder where the registry's two Whisper-AT files carry the names load_model expects."""
     from emostyle import registry
 
+    backbone, head = registry.path(f"whisper-at-{model_name}"), registry.path(f"whisper-at-{model_name}-at-head")
     root = Path(tempfile.mkdtemp(prefix="whisper-at-"))
-    (root / f"{model_name}.pt").symlink_to(registry.path(f"whisper-at-{model_name}"))
-    (root / f"{model_name}_ori.pth").symlink_to(registry.path(f"whisper-at-{model_name}-at-head"))
+    (root / f"{model_name}.pt").symlink_to(backbone)
+    (root / f"{model_name}_ori.pth").symlink_to(head)
     return root
 
 

@@ -116,7 +116,7 @@ def render_midi(pm: pretty_midi.PrettyMIDI, wav_path: str | Path, renderer: str 
                 continue
             try:
                 audio = _IMPLEMENTATIONS[name](pm, sr, soundfont)
-            except ImportError:
+            except (ImportError, OSError):  # not installed, or its native library is missing
                 continue
         else:
             audio = _IMPLEMENTATIONS[name](pm, sr, soundfont)
