@@ -126,3 +126,8 @@ def test_render_rejects_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="soundfont-timgm6mb"):
         render_midi(pm, tmp_path / "m.wav", "tinysoundfont", soundfont=tmp_path / "none.sf2")
     assert RENDERERS[0] == "auto"
+    try:
+        import fluidsynth  # noqa: F401
+    except ImportError:  # named explicitly, a missing renderer says how to get it
+        with pytest.raises(ImportError, match="pip install pyfluidsynth"):
+            render_midi(pm, tmp_path / "m.wav", "fluidsynth")

@@ -35,13 +35,22 @@ def default_soundfont() -> Path:
 
 
 def _fluidsynth(pm: pretty_midi.PrettyMIDI, sr: int, soundfont: Path) -> np.ndarray:
-    import fluidsynth  # noqa: F401  (pretty_midi imports it lazily and would only warn)
+    try:
+        import fluidsynth  # noqa: F401  (pretty_midi imports it lazily and would only warn)
+    except ImportError:
+        raise ImportError("renderer 'fluidsynth' needs pyfluidsynth and the FluidSynth library "
+                          "(apt install fluidsynth; pip install pyfluidsynth); or use 'tinysoundfont' "
+                          "or 'additive'") from None
 
     return pm.fluidsynth(fs=sr, sf2_path=str(soundfont))
 
 
 def _tinysoundfont(pm: pretty_midi.PrettyMIDI, sr: int, soundfont: Path) -> np.ndarray:
-    import tinysoundfont
+    try:
+        import tinysoundfont
+    except ImportError:
+        raise ImportError("renderer 'tinysoundfont' needs `pip install --no-deps tinysoundfont` "
+                          "(its pyaudio dependency only serves live playback); or use 'additive'") from None
 
     synth = tinysoundfont.Synth(samplerate=sr)
     sfid = synth.sfload(str(soundfont))
