@@ -1,0 +1,265 @@
+"""Sweeps for Table 1: songs x seeds x methods (x profiles) on Dask, one task per run.
+
+A grid file (YAML) names the runs:
+
+    songs: [data/songs/happy.wav, data/songs/sad.wav]
+    seeds: [0, 1, 2]            # or a count: 3 -> 0, 1, 2
+    methods: [emostyle, styleclip, lee]
+    profiles: [paper-lhq, paper-ffhq]   # optional; default: --profile
+    datasets: {paper-lhq: LHQ, paper-ffhq: FFHQ}   # optional labels of the profiles
+    overrides: {guidance.steps: 300}   # optional, for every run
+
+Each task writes its own folder `OUT/<profile>/<method>/<song>/seed-<n>/`; `task.json` in it is
+the completion marker (written last), so a re-run skips finished tasks and retries failed ones
+(their traceback is in `error.json`). A failure never stops the other tasks. The results of every
+task of the grid are gathered into one table, `OUT/results.parquet` and `OUT/results.csv`:
+one row per task with its grid keys, status, seconds, output folder and the scalar entries of
+what the task returned (nested keys joined with dots).
+
+The task is `emostyle.pipeline.manipulate(song, profile=, method=, seed=, out=, overrides=) -> dict`
+unless another callable of that signature is passed (tests inject cheap ones).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["TaskSpec", "expand_grid", "load_grid", "run_task", "run_sweep", "gather", "add_sweep_parser"]
+
+MARKER = "task.json"
+ERROR = "error.json"
+_GRID_KEYS = {"songs", "seeds", "methods", "profiles", "datasets", "overrides", "profile"}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One run of the grid and the folder it writes."""
+
+    profile: str
+    dataset: str
+    method: str
+    song: str
+    seed: int
+    out: str
+    overrides: tuple = ()  # sorted (key, value) pairs, so the spec is hashable
+
+    @property
+    def key(self) -> str:
+        return f"{self.profile}/{self.method}/{Path(self.song).stem}/seed-{self.seed}"
+
+
+def load_grid(path: str | Path) -> dict:
+    """Read a grid YAML file (see the module docstring) into a dict."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file {path} not found")
+    grid = yaml.safe_load(path.read_text())
+    if not isinstance(grid, dict):
+        raise ValueError(f"{path}: a grid is a mapping with keys songs, seeds, methods (and optionally profiles)")
+    base = path.parent
+    grid["songs"] = [str(s if Path(s).is_absolute() else base / s) for s in grid.get("songs") or []]
+    return grid
+
+
+def expand_grid(grid: dict, out: str | Path, profile: str | None = None) -> list[TaskSpec]:
+    """The tasks of a grid, in a fixed order (profile, method, song, seed)."""
+    unknown = set(grid) - _GRID_KEYS
+    if unknown:
+        raise ValueError(f"unknown grid keys {sorted(unknown)}; valid: {', '.join(sorted(_GRID_KEYS - {'profile'}))}")
+    missing = [k for k in ("songs", "seeds", "methods") if not grid.get(k) and grid.get(k) != 0]
+    if missing:
+        raise ValueError(f"the grid needs non-empty {', '.join(missing)}")
+    seeds = list(range(grid["seeds"])) if isinstance(grid["seeds"], int) else [int(s) for s in grid["seeds"]]
+    profiles = grid.get("profiles") or [grid.get("profile") or profile]
+    if profiles == [None]:
+        raise ValueError("no profile: give --profile or a `profiles` list in the grid")
+    labels = grid.get("datasets") or {}
+    overrides = tuple(sorted((grid.get("overrides") or {}).items()))
+    songs = [str(s) for s in grid["songs"]]
+    stems = [Path(s).stem for s in songs]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise ValueError(f"songs must have distinct file names (they name the result folders): {clashes}")
+    out = Path(out)
+    specs = []
+    for prof in profiles:
+        for method in grid["methods"]:
+            for song in songs:
+                for seed in seeds:
+                    spec = TaskSpec(prof, labels.get(prof, prof), method, song, seed, "", overrides)
+                    specs.append(TaskSpec(**{**asdict(spec), "out": str(out / spec.key)}))
+    return specs
+
+
+def _default_task():
+    from .pipeline import manipulate
+
+    return manipulate
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """Scalar entries of a nested dict, keys joined with dots; lists and other objects are dropped."""
+    flat = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(_flatten(v, name + "."))
+        elif v is None or isinstance(v, (bool, int, float, str)):
+            flat[name] = v
+    return flat
+
+
+def _row(spec: TaskSpec, status: str, seconds: float | None, error: str | None, result: dict) -> dict:
+    row = {k: v for k, v in asdict(spec).items() if k != "overrides"}
+    row.update(task=spec.key, status=status, seconds=seconds, error=error)
+    row.update({f"result.{k}": v for k, v in _flatten(result).items()})
+    return row
+
+
+def run_task(spec: TaskSpec, task: Callable[..., dict] | None = None) -> dict:
+    """Run one task (or read it back if its marker exists); its table row. Never raises for a task failure."""
+    folder = Path(spec.out)
+    marker = folder / MARKER
+    if marker.is_file():
+        return json.loads(marker.read_text())["row"]
+    if folder.exists():  # a failed or interrupted attempt: start clean
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    task = task or _default_task()
+    begun = time.perf_counter()
+    try:
+        result = task(spec.song, profile=spec.profile, method=spec.method, seed=spec.seed, out=folder,
+                      overrides=dict(spec.overrides))
+        if not isinstance(result, dict):
+            raise TypeError(f"the task returned {type(result).__name__}, expected a dict")
+    except Exception as err:  # noqa: BLE001 -- one failed run must not stop the sweep
+        seconds = round(time.perf_counter() - begun, 3)
+        message = f"{type(err).__name__}: {err}"
+        (folder / ERROR).write_text(json.dumps({"error": message, "traceback": traceback.format_exc()}, indent=2))
+        return _row(spec, "failed", seconds, message, {})
+    row = _row(spec, "ok", round(time.perf_counter() - begun, 3), None, result)
+    tmp = folder / (MARKER + ".tmp")
+    tmp.write_text(json.dumps({"spec": asdict(spec), "row": row}, indent=2, default=str))
+    tmp.replace(marker)  # the marker appears whole or not at all
+    return row
+
+
+def _client(scheduler: str | None, workers: int, threads: int, processes: bool):
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as err:
+        raise ImportError(f'sweeps need Dask: pip install "emostyle[sweep]" ({err})') from None
+    if scheduler:
+        return Client(scheduler), None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=processes,
+                           dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def run_sweep(grid: dict | str | Path, out: str | Path, profile: str | None = None,
+              task: Callable[..., dict] | None = None, scheduler: str | None = None, workers: int = 1,
+              threads: int = 1, processes: bool = False, log: Callable[[str], None] | None = None) -> list[dict]:
+    """Run the grid's unfinished tasks on Dask (a LocalCluster unless `scheduler` is an address),
+    gather every task's row into `out/results.parquet` and `out/results.csv`, and return the rows."""
+    if not isinstance(grid, dict):
+        grid = load_grid(grid)
+    specs = expand_grid(grid, out, profile)
+    todo = [s for s in specs if not (Path(s.out) / MARKER).is_file()]
+    log = log or (lambda message: None)
+    log(f"{len(specs)} tasks, {len(specs) - len(todo)} already finished, {len(todo)} to run")
+    if todo:
+        task = task or _default_task()
+        client, cluster = _client(scheduler, workers, threads, processes)
+        try:
+            futures = client.map(run_task, todo, task=task, key=[f"emostyle-{s.key}" for s in todo], pure=False)
+            for spec, future in zip(todo, futures):
+                try:
+                    row = future.result()
+                except Exception as err:  # noqa: BLE001 -- a lost worker: record it, go on
+                    row = _row(spec, "failed", None, f"{type(err).__name__}: {err}", {})
+                log(f"{row['status']:>6}  {spec.key}" + (f"  ({row['error']})" if row["error"] else ""))
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return gather(specs, out)
+
+
+def gather(specs: Iterable[TaskSpec], out: str | Path) -> list[dict]:
+    """One row per task of `specs` (finished: its recorded row; failed: its error; else `pending`),
+    written to `out/results.parquet` and `out/results.csv`."""
+    rows = []
+    for spec in specs:
+        folder = Path(spec.out)
+        if (folder / MARKER).is_file():
+            rows.append(json.loads((folder / MARKER).read_text())["row"])
+        elif (folder / ERROR).is_file():
+            rows.append(_row(spec, "failed", None, json.loads((folder / ERROR).read_text())["error"], {}))
+        else:
+            rows.append(_row(spec, "pending", None, None, {}))
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    rows = [{c: row.get(c) for c in columns} for row in rows]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    _write_parquet(rows, columns, out / "results.parquet")
+    return rows
+
+
+def _write_parquet(rows: list[dict], columns: list[str], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = {}
+    for c in columns:
+        values = [r[c] for r in rows]
+        kinds = {type(v) for v in values if v is not None}
+        if len(kinds) > 1 and not kinds <= {int, float}:  # mixed kinds: keep them readable as text
+            values = [None if v is None else str(v) for v in values]
+        elif kinds == {int, float}:
+            values = [None if v is None else float(v) for v in values]
+        data[c] = values
+    pq.write_table(pa.table(data), path)
+
+
+def _cmd_sweep(args) -> int:
+    from .config import parse_overrides
+
+    grid = load_grid(args.grid)
+    if args.overrides:
+        grid["overrides"] = {**(grid.get("overrides") or {}), **parse_overrides(args.overrides)}
+    rows = run_sweep(grid, args.out, profile=args.profile, scheduler=args.scheduler, workers=args.workers,
+                     threads=args.threads, processes=args.processes, log=print)
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} tasks done; table: {Path(args.out) / 'results.parquet'}")
+    for r in failed:
+        print(f"  {r['status']}: {r['task']}: {r['error']}")
+    return 1 if failed else 0
+
+
+def add_sweep_parser(subparsers) -> None:
+    """Add `emostyle sweep` to the CLI's subparsers."""
+    p = subparsers.add_parser("sweep", help="run a grid of songs x seeds x methods on Dask (Table 1)")
+    p.add_argument("--grid", required=True, help="grid YAML: songs, seeds, methods, optional profiles/overrides")
+    p.add_argument("--profile", default=None, help="profile of the runs when the grid names none")
+    p.add_argument("--out", required=True, help="folder of the result folders and the results table")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="a running Dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
+    p.add_argument("--workers", type=int, default=1, help="local cluster workers (default: 1)")
+    p.add_argument("--threads", type=int, default=1, help="threads per local worker (default: 1)")
+    p.add_argument("--processes", action="store_true", help="local workers as processes, not threads")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value for every run (repeatable)")
+    p.set_defaults(func=_cmd_sweep)

@@ -1,0 +1,98 @@
+"""Sweeps on a local Dask cluster with an injected cheap task (the real one is the whole pipeline)."""
+
+import argparse
+import threading
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("dask.distributed")
+
+from emostyle.sweep import add_sweep_parser, expand_grid, gather, run_sweep, run_task  # noqa: E402
+
+CALLS = []
+_lock = threading.Lock()
+
+
+def cheap_task(song, profile, method, seed, out, overrides):
+    """A deterministic stand-in for `manipulate`: writes a file, returns nested results."""
+    with _lock:
+        CALLS.append((Path(song).stem, method, seed))
+    if Path(song).stem == "broken" and method == "lee":
+        raise RuntimeError("this song cannot be guided")
+    score = len(Path(song).stem) + 10 * seed + {"emostyle": 0.5, "lee": 0.25}[method]
+    Path(out, "after.txt").write_text(f"{score}\n")
+    return {"score": score, "polarity": {"label": "positive" if seed % 2 == 0 else "negative"},
+            "steps": overrides.get("guidance.steps"), "curve": [1, 2, 3]}
+
+
+def _grid(tmp_path, songs=("happy", "sad")):
+    for s in songs:
+        (tmp_path / f"{s}.wav").write_bytes(b"")
+    return {"songs": [str(tmp_path / f"{s}.wav") for s in songs], "seeds": 2, "methods": ["emostyle", "lee"],
+            "overrides": {"guidance.steps": 5}}
+
+
+def _comparable(rows):
+    return [{k: v for k, v in r.items() if k not in ("seconds", "out")} for r in rows]
+
+
+def test_sweep_matches_one_by_one_and_resumes(tmp_path):
+    grid = _grid(tmp_path)
+    CALLS.clear()
+    rows = run_sweep(grid, tmp_path / "dask", profile="tiny", task=cheap_task, workers=2)
+    assert len(rows) == 8 and len(CALLS) == 8
+    assert all(r["status"] == "ok" for r in rows)
+    assert rows[0]["task"] == "tiny/emostyle/happy/seed-0" and rows[0]["result.score"] == 5.5
+    assert rows[0]["result.steps"] == 5 and rows[1]["result.polarity.label"] == "negative"
+    assert "result.curve" not in rows[0]  # lists are not table cells
+
+    specs = expand_grid(grid, tmp_path / "serial", profile="tiny")
+    for spec in specs:
+        run_task(spec, cheap_task)
+    assert _comparable(gather(specs, tmp_path / "serial")) == _comparable(rows)
+
+    table = pq.read_table(tmp_path / "dask" / "results.parquet").to_pylist()
+    assert _comparable(table) == _comparable(rows)
+    assert (tmp_path / "dask" / "results.csv").read_text().count("\n") == 9
+
+    CALLS.clear()
+    again = run_sweep(grid, tmp_path / "dask", profile="tiny", task=cheap_task)
+    assert CALLS == [] and again == rows  # every task finished: nothing runs, same table
+
+
+def test_failure_is_recorded_and_others_finish(tmp_path):
+    grid = _grid(tmp_path, songs=("happy", "broken"))
+    CALLS.clear()
+    rows = run_sweep(grid, tmp_path / "out", profile="tiny", task=cheap_task, workers=2)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [r["task"] for r in failed] == ["tiny/lee/broken/seed-0", "tiny/lee/broken/seed-1"]
+    assert "RuntimeError: this song cannot be guided" in failed[0]["error"]
+    assert sum(r["status"] == "ok" for r in rows) == 6
+    assert (Path(failed[0]["out"]) / "error.json").is_file()
+
+    CALLS.clear()
+    run_sweep(grid, tmp_path / "out", profile="tiny", task=cheap_task)
+    assert sorted(CALLS) == [("broken", "lee", 0), ("broken", "lee", 1)]  # only the failures are retried
+
+
+def test_grid_errors(tmp_path):
+    with pytest.raises(ValueError, match="no profile"):
+        expand_grid({"songs": ["a.wav"], "seeds": [0], "methods": ["lee"]}, tmp_path)
+    with pytest.raises(ValueError, match="unknown grid keys"):
+        expand_grid({"songs": ["a.wav"], "seeds": [0], "methods": ["lee"], "seed": 1}, tmp_path, "tiny")
+    with pytest.raises(ValueError, match="distinct file names"):
+        expand_grid({"songs": ["x/a.wav", "y/a.wav"], "seeds": [0], "methods": ["lee"]}, tmp_path, "tiny")
+    specs = expand_grid({"songs": ["a.wav"], "seeds": [3], "methods": ["lee"], "profiles": ["paper-lhq"],
+                         "datasets": {"paper-lhq": "LHQ"}}, tmp_path)
+    assert [(s.dataset, s.seed, s.key) for s in specs] == [("LHQ", 3, "paper-lhq/lee/a/seed-3")]
+
+
+def test_cli_parser(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_sweep_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["sweep", "--profile", "tiny", "--grid", "g.yaml", "--out", "o",
+                              "--scheduler", "tcp://host:8786", "--set", "guidance.steps=3"])
+    assert (args.grid, args.scheduler, args.overrides, args.workers) == ("g.yaml", "tcp://host:8786", ["guidance.steps=3"], 1)
+    assert callable(args.func)
