@@ -11,8 +11,8 @@ The latent (B, n_layers, 2) has one "layer" per grading operation (`OPERATIONS`)
 pipeline's layer masking gates each operation on its own:
 
 - `latent[:, k, 0]`: the strength of operation k, unbounded; the grader applies
-  `tanh(strength)` times the operation's range in `OPERATIONS`, so the image stays natural-looking however far Adam goes,
-  and strength 0 leaves the photo unchanged;
+  `tanh(strength)` times the operation's range in `OPERATIONS`, so the image stays
+  natural-looking however far Adam goes, and strength 0 leaves the photo unchanged;
 - `latent[:, k, 1]`: the photo selector, the index of the photo as a float, the same on
   every layer. It rides along with the latent, so `render` is a pure function of it, but
   `render` reads it detached and rounded: no gradient ever reaches it, and Adam (whose
