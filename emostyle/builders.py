@@ -67,12 +67,12 @@ def build_generator(config: Config, device: str) -> Generator:
 
 
 def _clip_space(config: Config, device: str) -> EmbeddingSpace:
-    from .spaces.clip_space import ClipSpace
+    from .spaces.clip_space import load_clip_space, tiny_clip_space
 
     compat = config.guidance.compat
     if config.random_weights:
-        return ClipSpace.tiny(seed=config.seed, compat=compat, device=device)
-    return ClipSpace.load(device=device, compat=compat)
+        return tiny_clip_space(seed=config.seed, device=device, compat=compat)
+    return load_clip_space(device=device, compat=compat)
 
 
 def _imagebind_space(config: Config, device: str, notes: list[str]) -> EmbeddingSpace:

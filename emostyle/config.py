@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["Config", "ConfigError", "PROFILES", "load_config", "parse_overrides"]
+__all__ = ["Config", "ConfigError", "PROFILES", "load_config", "parse_overrides", "dataset_configs"]
 
 PROFILES = ("paper-lhq", "paper-ffhq", "offline", "tiny")
 
@@ -110,6 +110,9 @@ class Config:
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     affective: AffectiveConfig = field(default_factory=AffectiveConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    # The datasets of the paper's figures (FFHQ-style faces, LHQ-style scenes): label ->
+    # {"profile": name, "overrides": {dotted: value}}; empty: this profile alone.
+    datasets: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -166,6 +169,9 @@ def _check_value(f: dataclasses.Field, kind: type, value: Any, where: str) -> An
     elif kind is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where} must be a list, got {value!r}")
+    elif kind is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)}; got {value!r}")
@@ -211,8 +217,30 @@ def _profile_data(profile: str) -> dict:
 
 def load_config(profile: str = "offline", overrides: Mapping[str, Any] | None = None) -> Config:
     """The checked configuration of `profile` with dotted-key `overrides` applied."""
-    base = _build(Config, _profile_data(profile), "")
-    return base.with_overrides(overrides)
+    config = _build(Config, _profile_data(profile), "").with_overrides(overrides)
+    dataset_configs(config, overrides)  # a bad dataset entry fails now, not in the middle of a notebook
+    return config
+
+
+def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) -> dict[str, Config]:
+    """The configuration of each dataset of `config` (just `config` itself when it lists none).
+
+    Every dataset gets this run's seed, device and `overrides` (those of `load_config`), then
+    its own overrides from the profile."""
+    if not config.datasets:
+        return {config.profile: config}
+    result = {}
+    for label, spec in config.datasets.items():
+        where = f"datasets.{label}"
+        if not isinstance(spec, Mapping) or set(spec) - {"profile", "overrides"}:
+            raise ConfigError(f"{where} must be a mapping with 'profile' and optional 'overrides'")
+        profile = spec.get("profile", config.profile)
+        base = config if profile == config.profile else _build(Config, _profile_data(profile), "")
+        shared = {"seed": config.seed, "device": config.device, **dict(overrides or {})}
+        shared.pop("datasets", None)
+        result[label] = base.with_overrides({**shared, **dict(spec.get("overrides") or {})})
+        result[label].datasets = {}
+    return result
 
 
 def parse_overrides(items: list[str] | None) -> dict:

@@ -46,6 +46,8 @@ class EmbeddingSpace(abc.ABC):
 
     name: str
     dim: int
+    # Softmax temperature of retrieval (Eq. 2): the space's own logit scale (ImageBind: 20).
+    logit_scale: float = 1.0
 
     @abc.abstractmethod
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:

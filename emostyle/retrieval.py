@@ -24,7 +24,7 @@ class Retrieval:
     latents: torch.Tensor  # (N, n_layers, dim)
     images: torch.Tensor  # (N, 3, H, W) in [-1, 1], on the CPU
     scores: torch.Tensor  # (N,) similarities s_i
-    probs: torch.Tensor  # (N,) softmax of the scores (Eq. 2)
+    probs: torch.Tensor  # (N,) softmax of the scores times the space's logit scale (Eq. 2)
     space: str  # the joint space the ranking used
 
     @property
@@ -67,4 +67,4 @@ def retrieve(
     scores = torch.cat(scores)
     if not torch.isfinite(scores).all():
         raise ValueError("retrieval similarities are not finite; check the audio file and the encoders")
-    return Retrieval(latents, torch.cat(images), scores, torch.softmax(scores, 0), space.name)
+    return Retrieval(latents, torch.cat(images), scores, torch.softmax(space.logit_scale * scores, 0), space.name)

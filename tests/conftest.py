@@ -26,3 +26,8 @@ def sound_samples(shared_data) -> dict:
     """The eight sound-guided samples by name (drill, explosion, ...)."""
     folder = shared_data / "audio" / "sound-guided"
     return {p.stem: p for p in sorted(folder.glob("*.wav"))}
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO

@@ -54,3 +54,21 @@ def test_unknown_profile_lists_the_valid_ones():
 def test_malformed_override():
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_overrides(["guidance.steps"])
+
+
+def test_datasets_are_profiles_with_the_run_overrides():
+    from emostyle.config import dataset_configs
+
+    overrides = {"guidance.steps": 5, "seed": 3}
+    datasets = dataset_configs(load_config("paper-ffhq", overrides), overrides)
+    assert set(datasets) == {"FFHQ", "LHQ"}
+    assert datasets["LHQ"].profile == "paper-lhq" and datasets["LHQ"].generator.size == 256
+    assert all(d.guidance.steps == 5 and d.seed == 3 for d in datasets.values())
+    assert dataset_configs(load_config("tiny")).keys() == {"tiny"}
+
+
+def test_a_bad_dataset_entry_is_refused_at_load():
+    with pytest.raises(ConfigError, match="unknown profile"):
+        load_config("tiny", {"datasets": {"x": {"profile": "nope"}}})
+    with pytest.raises(ConfigError, match="unknown config key 'guidance.nope'"):
+        load_config("tiny", {"datasets": {"x": {"overrides": {"guidance.nope": 1}}}})

@@ -1,0 +1,69 @@
+"""The whole pipeline on the tiny profile (the paper's networks, small and random) and offline."""
+
+import json
+
+import pytest
+import torch
+
+from emostyle.config import load_config
+from emostyle.guidance import METHODS
+from emostyle.pipeline import Pipeline, manipulate
+
+SONG = "data/songs/happy_sunshine.wav"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return Pipeline.from_config(load_config("tiny", {"guidance.steps": 4, "retrieval.candidates": 3}))
+
+
+def test_tiny_profile_builds_the_paper_parts(tiny):
+    d = tiny.describe()
+    assert d["generator"].startswith("stylegan2") and d["guidance space"] == tiny.guidance_space.name
+    assert tiny.generator.n_layers == 2 * 5 - 2  # 32 px: 8 W+ layers
+    assert Pipeline.from_config(tiny.config).generator is tiny.generator  # parts are cached per process
+
+
+def test_tiny_retrieval_and_guidance_on_a_real_song(tiny, repo_root):
+    song = repo_root / SONG
+    found = tiny.retrieve(song, progress=False)
+    assert found.latents.shape == (3, 8, 32) and found.best == int(found.scores.argmax())
+    targets = tiny.targets([song], [song], ["a happy lovely day"])
+    result = tiny.guide(found.best_latent, targets, method="emostyle", steps=6, progress=False)
+    assert result.images.shape == (1, 3, 32, 32)
+    assert set(result.history) >= {"audio", "music", "text", "reg", "total"}
+    assert result.mask is not None and result.mask.shape == (1, 8)
+
+
+@pytest.mark.parametrize("method", ["lee", "styleclip", "wo-text"])
+def test_methods_use_their_weights(tiny, method):
+    w = tiny.weights(method)
+    assert w == METHODS[method].weights()
+    assert tiny.weights("emostyle") == {"audio": 0.6, "music": 0.2, "text": 0.2}
+
+
+def test_official_compat_wo_music_compares_with_the_audio_twice(repo_root):
+    pipe = Pipeline.from_config(load_config("tiny", {"guidance.compat": "official", "retrieval.candidates": 2}))
+    song = repo_root / SONG
+    start = pipe.retrieve(song, progress=False).best_latent
+    targets = pipe.targets([song], [song], ["completely different words"])
+    result = pipe.guide(start, targets, method="wo-music", steps=2, progress=False)
+    assert result.history["text"] == result.history["audio"]
+
+
+@pytest.mark.slow
+def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root):
+    out = tmp_path / "run"
+    manifest = manipulate(repo_root / SONG, profile="offline", out=out, seed=3,
+                          overrides={"guidance.steps": 5, "retrieval.candidates": 4}, progress=False)
+    for name in ("before.png", "after.png", "frames.png", "loss.png", "manifest.json", "latents.pt"):
+        assert (out / name).stat().st_size > 1000, name
+    saved = json.loads((out / "manifest.json").read_text())
+    assert saved["profile"] == "offline" and saved["config"]["seed"] == 3
+    assert saved["polarity"]["label"] == "positive" and "sunshine" in saved["lyrics"]["text"].lower()
+    assert len(saved["retrieval"]["scores"]) == 4 and saved["music"]["wav"].endswith(".wav")
+    assert set(saved["timings_s"]) == {"build", "affective_music", "retrieval", "guidance"}
+    again = manipulate(repo_root / SONG, profile="offline", out=tmp_path / "again", seed=3,
+                       overrides={"guidance.steps": 5, "retrieval.candidates": 4}, progress=False)
+    assert torch.equal(torch.load(out / "latents.pt")["final"], torch.load(tmp_path / "again" / "latents.pt")["final"])
+    assert again["retrieval"]["scores"] == saved["retrieval"]["scores"]
