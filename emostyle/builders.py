@@ -40,10 +40,17 @@ def _weights(name_or_path: str):
 
 
 def build_generator(config: Config, device: str) -> Generator:
-    """StyleGAN2 (W+) or the DCGAN (z), from the registry or at random for the tiny profile."""
+    """StyleGAN2 (W+), the DCGAN (z) or the photo grader, from the registry or at random (tiny profile)."""
     g = config.generator
 
     def make():
+        if g.kind == "grader":
+            from .models.photo_grader import PhotoGrader, load_photo_grader
+
+            if config.random_weights:
+                rng = torch.Generator().manual_seed(config.seed)
+                return PhotoGrader(torch.rand(4, 3, g.size, g.size, generator=rng) * 2 - 1).to(device)
+            return load_photo_grader(size=g.size, device=device)
         if g.kind == "dcgan":
             from .models.dcgan import DCGAN, load_dcgan
 

@@ -39,8 +39,8 @@ def _range(default: float, low: float | None = None, high: float | None = None,
 class GeneratorConfig:
     """The image generator G (paper: StyleGAN2 on LHQ or FFHQ)."""
 
-    kind: str = _choice("stylegan2", "dcgan", default="stylegan2")
-    weights: str = "stylegan2-lhq-256"  # registry name or a path
+    kind: str = _choice("stylegan2", "dcgan", "grader", default="stylegan2")
+    weights: str = "stylegan2-lhq-256"  # registry name or a path (the grader reads its registry photos)
     size: int = _range(256, 4)  # output resolution in px; checked against the checkpoint
     channel_base: int = _range(512, 1)  # StyleGAN2 width (512 in every official checkpoint)
     style_dim: int = _range(512, 1)

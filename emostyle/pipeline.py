@@ -94,10 +94,9 @@ class Pipeline:
         from .affective import affective_music
 
         a = self.config.affective
-        given = {"lyrics": lyrics} if lyrics else {}
         return affective_music(song, lyrics_backend=a.lyrics, polarity_backend=a.polarity, music_backend=a.music,
                                renderer=a.renderer, seed=self.config.seed, out_dir=out_dir,
-                               cache_dir=registry.home() / "cache" / "affective", label=label, **given)
+                               cache_dir=registry.home() / "cache" / "affective", label=label, lyrics=lyrics)
 
     # -- stage 1: retrieval --------------------------------------------------------------
     def retrieve(self, song: str | Path, n: int | None = None, seed: int | None = None,

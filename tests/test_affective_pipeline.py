@@ -104,3 +104,13 @@ def test_jfk_offline_defaults(shared_data, tmp_path):
     assert r.polarity.backend == "vader" and r.renderer in ("fluidsynth", "tinysoundfont", "additive")
     again = affective_music(shared_data / "audio/speech/jfk.flac", out_dir=tmp_path, cache_dir=tmp_path / "cache")
     assert again.cached and again.transcript == r.transcript
+
+
+def test_given_lyrics_replace_the_transcription(tmp_path, repo_root):
+    from emostyle.affective import affective_music
+
+    result = affective_music(repo_root / "data/songs/sad_rain.wav", out_dir=tmp_path, lyrics="what a happy lovely day")
+    assert result.transcript.source == "given" and result.transcript.text == "what a happy lovely day"
+    assert result.polarity.label == "positive"  # judged on the given words, not on the song
+    with pytest.raises(ValueError, match="empty"):
+        affective_music(repo_root / "data/songs/sad_rain.wav", out_dir=tmp_path, lyrics="   ")

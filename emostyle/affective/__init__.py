@@ -20,6 +20,7 @@ from emostyle.affective.lyrics import FasterWhisperLyrics, LyricsBackend, Transc
 from emostyle.affective.music import MusicBackend, Polarity
 from emostyle.affective.polarity import LLMPolarity, PolarityBackend, VaderPolarity
 from emostyle.affective.render import RENDERERS, render_midi
+from emostyle.audio import read_audio
 
 __all__ = ["affective_music", "AffectiveResult", "LYRICS_BACKENDS", "POLARITY_BACKENDS", "MUSIC_BACKENDS",
            "Transcript", "Polarity", "MusicBackend"]
@@ -116,14 +117,15 @@ def affective_music(audio_path: str | Path, *, lyrics_backend: str | LyricsBacke
                     polarity_backend: str | PolarityBackend = "vader",
                     music_backend: str | MusicBackend = "composer", renderer: str = "auto", seed: int = 0,
                     out_dir: str | Path, cache_dir: str | Path | None = None,
-                    label: str | None = None) -> AffectiveResult:
+                    label: str | None = None, lyrics: str | None = None) -> AffectiveResult:
     """Lyrics, polarity, MIDI and WAV for one song (paper 3.2, Eq. 3).
 
     Backends by name (LYRICS_BACKENDS, POLARITY_BACKENDS, MUSIC_BACKENDS) or instance;
     `renderer` one of render.RENDERERS; `label` stands in for the lyrics of audio without
     speech when the lyrics backend gives no tags. With `cache_dir`, a second call with the
     same file content and settings returns the stored result (`cached=True`) without
-    running any model. Writes `<stem>-<key>.mid` and `.wav` into `out_dir`. A backend passed
+    running any model. `lyrics`, when given, replaces the transcription (source "given").
+    Writes `<stem>-<key>.mid` and `.wav` into `out_dir`. A backend passed
     as an instance enters the key by its class and `name` only: give differently configured
     instances different names.
     """
@@ -135,7 +137,7 @@ def affective_music(audio_path: str | Path, *, lyrics_backend: str | LyricsBacke
     out_dir = Path(out_dir)
     names = {k: v if isinstance(v, str) else _describe(v) for k, v in
              (("lyrics", lyrics_backend), ("polarity", polarity_backend), ("music", music_backend))}
-    key = _key(audio_path, {**names, "renderer": renderer, "seed": seed, "label": label})
+    key = _key(audio_path, {**names, "renderer": renderer, "seed": seed, "label": label, "lyrics": lyrics})
     midi_path, wav_path = out_dir / f"{audio_path.stem}-{key}.mid", out_dir / f"{audio_path.stem}-{key}.wav"
 
     record = Path(cache_dir) / key / "result.json" if cache_dir is not None else None
@@ -150,13 +152,20 @@ def affective_music(audio_path: str | Path, *, lyrics_backend: str | LyricsBacke
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    lyrics = _backend("lyrics", lyrics_backend, LyricsBackend)
+    given = lyrics
+    lyrics = _backend("lyrics", lyrics_backend, LyricsBackend) if given is None else None
     polarity_judge = _backend("polarity", polarity_backend, PolarityBackend)
     music = _backend("music", music_backend, MusicBackend)
     timings["load"] = time.perf_counter() - start
 
     step = time.perf_counter()
-    transcript = transcribe(audio_path, lyrics, label=label)
+    if given is None:
+        transcript = transcribe(audio_path, lyrics, label=label)
+    else:
+        if not given.strip():
+            raise ValueError("the given lyrics are empty")
+        read_audio(audio_path)  # the song itself must still be usable audio
+        transcript = Transcript(given.strip(), backend="given", source="given")
     timings["lyrics"] = time.perf_counter() - step
     step = time.perf_counter()
     polarity = polarity_judge.judge(transcript.text, transcript.language)
