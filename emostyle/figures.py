@@ -119,25 +119,44 @@ def piano_roll(midi, title: str = "generated music", note: str | None = None, fs
 
 def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipeline of the kit",
                         note: str | None = None) -> plt.Figure:
-    """Figure 1, drawn from the kit's own stage list: one column per stage, its parts and data."""
-    fig, ax = plt.subplots(figsize=(3.6 * len(stages), 4.2))
-    ax.set_xlim(0, len(stages))
-    ax.set_ylim(0, 1)
+    """Figure 1, drawn from the kit's own stage list: the song feeds retrieval and affective
+    music side by side; both feed the guidance, which outputs the manipulated image."""
+    by_title = {s["title"]: s for s in stages}
+    fig, ax = plt.subplots(figsize=(13, 6.2))
+    ax.set_xlim(0, 13)
+    ax.set_ylim(0, 6.2)
     ax.axis("off")
-    colours = ["#dbe9f6", "#fde3cf", "#dff2df", "#efe1f5"]
-    for k, stage in enumerate(stages):
-        x = k + 0.06
-        ax.add_patch(matplotlib.patches.FancyBboxPatch((x, 0.08), 0.88, 0.8, boxstyle="round,pad=0.02",
-                                                       fc=colours[k % len(colours)], ec="0.3"))
-        ax.text(k + 0.5, 0.83, stage["title"], ha="center", va="top", fontsize=11, weight="bold")
-        ax.text(k + 0.5, 0.76, f"paper {stage['section']} · {stage['equation']}", ha="center", va="top",
-                fontsize=8, color="0.3")
-        lines = [f"in: {', '.join(stage['inputs'])}", ""] + [f"• {p}" for p in stage["parts"]] + \
-                ["", f"out: {', '.join(stage['outputs'])}", f"code: {stage['module']}"]
-        ax.text(x + 0.05, 0.68, "\n".join(lines), ha="left", va="top", fontsize=8, wrap=True)
-        if k + 1 < len(stages):
-            ax.annotate("", xy=(k + 1.06, 0.48), xytext=(k + 0.94, 0.48),
-                        arrowprops=dict(arrowstyle="-|>", lw=1.8, color="0.2"))
+
+    def box(x, y, w, h, colour, stage=None, text=None):
+        ax.add_patch(matplotlib.patches.FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.06", fc=colour, ec="0.3"))
+        if stage is None:
+            ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=10, weight="bold")
+            return
+        ax.text(x + w / 2, y + h - 0.2, stage["title"], ha="center", va="top", fontsize=12, weight="bold")
+        ax.text(x + w / 2, y + h - 0.55, f"paper {stage['section']} · {stage['equation']} · {stage['module']}",
+                ha="center", va="top", fontsize=7.5, color="0.3")
+        ax.text(x + 0.15, y + h - 0.85, "\n".join(f"• {p}" for p in stage["parts"]), ha="left", va="top", fontsize=8.5)
+
+    def arrow(a, b, label=""):
+        ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="-|>", lw=1.6, color="0.2"))
+        if label:
+            ax.text((a[0] + b[0]) / 2 - 0.25, (a[1] + b[1]) / 2 + 0.12, label, ha="center", va="bottom", fontsize=8.5,
+                    color="0.15", style="italic")
+
+    box(0.2, 2.6, 1.5, 1.0, "#f2f2f2", text="song A")
+    box(2.6, 3.5, 4.2, 2.2, "#dbe9f6", by_title["Retrieval"])
+    box(2.6, 0.5, 4.2, 2.2, "#fde3cf", by_title["Affective music"])
+    box(7.9, 1.9, 3.3, 2.4, "#dff2df", by_title["Guidance"])
+    box(11.6, 2.6, 1.25, 1.0, "#f2f2f2", text="G(w_a)")
+    arrow((1.7, 3.3), (2.55, 4.5), "A")
+    arrow((1.7, 2.9), (2.55, 1.7), "A")
+    arrow((6.85, 4.5), (7.85, 3.7), "w*")
+    arrow((6.85, 1.6), (7.85, 2.5), "L, P, M")
+    ax.plot([1.1, 1.1], [2.55, 0.25], lw=1.2, color="0.45")
+    ax.annotate("", xy=(9.5, 1.85), xytext=(1.1, 0.25),
+                arrowprops=dict(arrowstyle="-|>", lw=1.2, color="0.45", connectionstyle="angle,angleA=0,angleB=90"))
+    ax.text(5.2, 0.08, "A (audio guidance)", fontsize=8.5, color="0.3", style="italic")
+    arrow((11.25, 3.1), (11.55, 3.1))
     ax.set_title(title, fontsize=13)
     stamp(fig, note)
     return fig
