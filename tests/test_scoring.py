@@ -123,3 +123,23 @@ def test_laion_head_rejects_wrong_files(tmp_path):
         load_aesthetic_head(tmp_path / "mlp.pth")
     with pytest.raises(FileNotFoundError, match="emostyle weights fetch"):
         load_aesthetic_head(tmp_path / "missing.pth")
+
+
+def test_available_scorers_and_score_images(shared_data, monkeypatch):
+    from types import SimpleNamespace
+
+    from emostyle.models.clip import tiny_clip
+    from emostyle.scoring import available_scorers, score_images
+
+    monkeypatch.setenv("EMOSTYLE_WEIGHT_LAION_AESTHETIC_VIT_B_32",
+                       str(shared_data / "aesthetic" / "sa_0_4_vit_b_32_linear.pth"))
+    clip = tiny_clip(embed_dim=512)
+    with pytest.warns(UserWarning, match="scorer skipped: vila-r"):
+        scorers = available_scorers(SimpleNamespace(guidance_space=SimpleNamespace(clip=clip, dim=512)))
+    assert list(scorers)[0] == "laion-aesthetic"
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    scores = score_images(images, scorers)
+    assert scores["laion-aesthetic"].shape == (2,) and np.isfinite(scores["laion-aesthetic"]).all()
+    with pytest.warns(UserWarning, match="32-d"):
+        small = available_scorers(SimpleNamespace(guidance_space=SimpleNamespace(clip=tiny_clip(), dim=32)))
+    assert "laion-aesthetic" not in small

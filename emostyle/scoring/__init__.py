@@ -1,1 +1,80 @@
-"""Evaluation (paper 4.4): aesthetic and quality scores, alignment metrics, tables."""
+"""Evaluation (paper 4.4): aesthetic and quality scores, alignment metrics, tables.
+
+- `vila`: VILA-R, the paper's Table 1 scorer (TensorFlow SavedModel; optional extra `vila`);
+- `laion`: the LAION aesthetic head on CLIP ViT-B/32 embeddings;
+- `brisque`: BRISQUE, a no-reference *quality* score needing no CLIP (lower is better);
+- `metrics`: alignment, identity similarity, latent distance, emotion agreement;
+- `tables`: mean, std and bootstrap intervals per scorer, method and dataset; CSV, Markdown, LaTeX, chart.
+
+Every scorer has `name`, `higher_is_better` and `score(images) -> (B,)` numpy scores of images
+(B, 3, H, W) in [-1, 1]; `available_scorers` gives the ones this machine and profile have.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from .brisque import BrisqueModel, load_brisque
+from .laion import AestheticHead, load_aesthetic_head
+from .metrics import alignment, emotion_agreement, identity_similarity, latent_distance
+from .tables import interval_chart, long_format, summary_table, write_table
+from .vila import VilaScorer, load_vila
+
+__all__ = ["available_scorers", "score_images", "load_vila", "VilaScorer", "load_aesthetic_head", "AestheticHead",
+           "ClipAesthetic", "load_brisque", "BrisqueModel", "alignment", "identity_similarity", "latent_distance",
+           "emotion_agreement", "summary_table", "long_format", "write_table", "interval_chart"]
+
+
+class ClipAesthetic:
+    """The LAION head on a CLIP model's image embeddings, with CLIP's own preprocessing."""
+
+    name = "laion-aesthetic"
+    higher_is_better = True
+
+    def __init__(self, head: AestheticHead, clip):
+        self.head, self.clip = head, clip
+
+    @torch.no_grad()
+    def score(self, images: torch.Tensor) -> np.ndarray:
+        from emostyle.models.clip import clip_input
+
+        device = self.clip.text_projection.device
+        encode = lambda x: self.clip.encode_image(clip_input(x.to(device), "paper", self.clip.resolution))  # noqa: E731
+        return self.head.to(device).score_images(images, encode).cpu().numpy()
+
+
+def available_scorers(pipe=None) -> dict:
+    """The scorers this machine has, by name, in Table 1's order: `vila-r` (TensorFlow and the
+    SavedModel), `laion-aesthetic` (a 512-d CLIP guidance space in `pipe` and the head),
+    `brisque` (its SVM files). Each one missing is skipped with a warning saying why."""
+    scorers, missing = {}, []
+    try:
+        scorers["vila-r"] = load_vila()
+    except (ImportError, FileNotFoundError) as err:
+        missing.append(f"vila-r: {err}")
+    clip = getattr(getattr(pipe, "guidance_space", None), "clip", None)
+    if clip is None:
+        missing.append("laion-aesthetic: the profile's guidance space has no CLIP image encoder")
+    else:
+        try:
+            head = load_aesthetic_head()
+            if head.dim != pipe.guidance_space.dim:
+                raise ValueError(f"its CLIP space is {pipe.guidance_space.dim}-d, the head takes {head.dim}")
+            scorers["laion-aesthetic"] = ClipAesthetic(head, clip)
+        except (FileNotFoundError, ValueError) as err:
+            missing.append(f"laion-aesthetic: {err}")
+    try:
+        scorers["brisque"] = load_brisque()
+    except FileNotFoundError as err:
+        missing.append(f"brisque: {err}")
+    for reason in missing:
+        warnings.warn(f"scorer skipped: {reason}", stacklevel=2)
+    return scorers
+
+
+def score_images(images: torch.Tensor, scorers: dict) -> dict[str, np.ndarray]:
+    """Scores (B,) of images (B, 3, H, W) in [-1, 1] by every scorer, by name."""
+    return {name: np.asarray(s.score(images), dtype=np.float64) for name, s in scorers.items()}

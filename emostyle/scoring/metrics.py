@@ -1,0 +1,80 @@
+"""Objective metrics of a manipulation beyond the paper's Table 1: per-item values, shape (B,).
+
+- alignment: how close the result is to the audio, music or text target in the guidance space
+  (CLIP space, or the offline affect space); higher is closer;
+- identity similarity between input and result (ArcFace, or any `IdentityLoss`): 1 - L_ID;
+- latent distance ||w - w0|| (how far the optimisation moved, paper Eq. 7's L_reg is its square);
+- emotion agreement: does the result's valence move the way the song's polarity says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from emostyle.parts import EmbeddingSpace, IdentityLoss
+
+__all__ = ["alignment", "identity_similarity", "latent_distance", "valence_shift", "emotion_agreement"]
+
+POLARITIES = {"positive": 1.0, "negative": -1.0}
+
+
+def alignment(image_emb: torch.Tensor, target: torch.Tensor, space: EmbeddingSpace | None = None) -> torch.Tensor:
+    """Similarity (B,) of result embeddings (B, dim) to their targets (B, dim), or one target (1, dim):
+    the space's own `similarity` if given, else cosine similarity."""
+    if image_emb.ndim != 2 or target.ndim != 2 or target.shape[1] != image_emb.shape[1] \
+            or target.shape[0] not in (1, image_emb.shape[0]):
+        raise ValueError(f"expected embeddings (B, dim) and targets (B or 1, dim), got "
+                         f"{tuple(image_emb.shape)} and {tuple(target.shape)}")
+    with torch.no_grad():
+        if space is None:
+            return F.cosine_similarity(image_emb, target.expand_as(image_emb), dim=-1)
+        sim = space.similarity(image_emb, target)  # (B, B) or (B, 1)
+        return sim[:, 0] if target.shape[0] == 1 else sim.diagonal()
+
+
+def identity_similarity(result: torch.Tensor, reference: torch.Tensor,
+                        identity: IdentityLoss | None = None) -> torch.Tensor:
+    """Identity similarity (B,) between results and inputs: 1 - L_ID through `identity` on images
+    (B, 3, H, W) in [-1, 1], or, without it, the cosine of identity features (B, dim)."""
+    if result.shape != reference.shape:
+        raise ValueError(f"results and references must have one shape, got {tuple(result.shape)} and {tuple(reference.shape)}")
+    with torch.no_grad():
+        if identity is not None:
+            return 1 - identity(result, reference)
+        if result.ndim != 2:
+            raise ValueError(f"without an IdentityLoss, pass features (B, dim), not {tuple(result.shape)}")
+        return F.cosine_similarity(result, reference, dim=-1)
+
+
+def latent_distance(w: torch.Tensor, w0: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance (B,) between final and starting latents (B, n_layers, dim) (or (B, dim))."""
+    if w.shape != w0.shape:
+        raise ValueError(f"latents must have one shape, got {tuple(w.shape)} and {tuple(w0.shape)}")
+    return (w.detach() - w0.detach()).flatten(1).norm(dim=1)
+
+
+def _signs(polarity: str | Sequence[str], n: int) -> torch.Tensor:
+    labels = [polarity] * n if isinstance(polarity, str) else list(polarity)
+    bad = sorted({p for p in labels if p not in POLARITIES})
+    if bad:
+        raise ValueError(f"unknown polarity {bad}; valid: {', '.join(POLARITIES)}")
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} polarity labels for {n} results")
+    return torch.tensor([POLARITIES[p] for p in labels])
+
+
+def valence_shift(before: torch.Tensor, after: torch.Tensor, polarity: str | Sequence[str]) -> torch.Tensor:
+    """Valence change (B,) signed by the polarity: > 0 when the result moved the song's way."""
+    before, after = torch.as_tensor(before, dtype=torch.float32), torch.as_tensor(after, dtype=torch.float32)
+    if before.shape != after.shape or before.ndim != 1:
+        raise ValueError(f"valences must be two (B,) vectors, got {tuple(before.shape)} and {tuple(after.shape)}")
+    return (after - before) * _signs(polarity, len(before))
+
+
+def emotion_agreement(before: torch.Tensor, after: torch.Tensor, polarity: str | Sequence[str]) -> torch.Tensor:
+    """1.0 where the valence moved the way the polarity says (up for positive, down for negative),
+    else 0.0 (no change counts as disagreement); shape (B,). Its mean is the agreement rate."""
+    return (valence_shift(before, after, polarity) > 0).float()

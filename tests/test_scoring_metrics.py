@@ -1,0 +1,76 @@
+"""Alignment, identity, latent distance and emotion agreement on hand-checkable inputs."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emostyle.parts import EmbeddingSpace, IdentityLoss
+from emostyle.scoring.metrics import (alignment, emotion_agreement, identity_similarity, latent_distance,
+                                      valence_shift)
+
+
+class ScaledCosine(EmbeddingSpace):
+    name, dim = "scaled", 3
+
+    def encode_image(self, images):
+        return images.flatten(1)[:, :3]
+
+    def encode_audio(self, path):
+        raise NotImplementedError
+
+    def encode_text(self, text):
+        raise NotImplementedError
+
+    def similarity(self, x, y):
+        return 10 * F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T
+
+    def distance(self, image_emb, target):
+        return 1 - F.cosine_similarity(image_emb, target)
+
+
+class FlatCosine(IdentityLoss):
+    def __call__(self, images, reference):
+        return 1 - F.cosine_similarity(images.flatten(1), reference.flatten(1))
+
+
+def test_alignment():
+    x = torch.tensor([[1.0, 0, 0], [0, 2.0, 0]])
+    one = torch.tensor([[1.0, 1.0, 0]])
+    torch.testing.assert_close(alignment(x, one), torch.tensor([2**-0.5, 2**-0.5]))
+    torch.testing.assert_close(alignment(x, x.flip(0)), torch.tensor([0.0, 0.0]))
+    torch.testing.assert_close(alignment(x, one, ScaledCosine()), torch.tensor([10 * 2**-0.5] * 2))
+    torch.testing.assert_close(alignment(x, torch.tensor([[3.0, 0, 0], [0, 0, 1.0]]), ScaledCosine()),
+                               torch.tensor([10.0, 0.0]))  # paired targets: the diagonal
+    with pytest.raises(ValueError, match=r"\(B or 1, dim\)"):
+        alignment(x, torch.zeros(3, 3))
+
+
+def test_identity_and_latent_distance():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    torch.testing.assert_close(identity_similarity(images, images, FlatCosine()), torch.ones(2))
+    torch.testing.assert_close(identity_similarity(images, -images, FlatCosine()), -torch.ones(2))
+    feats = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    torch.testing.assert_close(identity_similarity(feats, torch.tensor([[0.0, 1.0], [2.0, 2.0]])),
+                               torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="features"):
+        identity_similarity(images, images)
+
+    w0 = torch.zeros(2, 14, 512)
+    w = w0.clone()
+    w[0, 3, :4] = 1.0  # |w - w0| = 2
+    torch.testing.assert_close(latent_distance(w, w0), torch.tensor([2.0, 0.0]))
+    with pytest.raises(ValueError, match="one shape"):
+        latent_distance(w, w0[:, :1])
+
+
+def test_emotion_agreement():
+    before, after = torch.tensor([0.1, 0.1, 0.5, 0.5]), torch.tensor([0.4, 0.0, 0.2, 0.5])
+    torch.testing.assert_close(valence_shift(before, after, "positive"), after - before)
+    torch.testing.assert_close(emotion_agreement(before, after, "positive"), torch.tensor([1.0, 0, 0, 0]))
+    labels = ["positive", "negative", "negative", "negative"]
+    torch.testing.assert_close(emotion_agreement(before, after, labels), torch.tensor([1.0, 1, 1, 0]))
+    with pytest.raises(ValueError, match="valid: positive, negative"):
+        emotion_agreement(before, after, "Positive.")
+    with pytest.raises(ValueError, match="3 polarity labels for 4"):
+        emotion_agreement(before, after, labels[:3])
