@@ -67,3 +67,19 @@ def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root):
                        overrides={"guidance.steps": 5, "retrieval.candidates": 4}, progress=False)
     assert torch.equal(torch.load(out / "latents.pt")["final"], torch.load(tmp_path / "again" / "latents.pt")["final"])
     assert again["retrieval"]["scores"] == saved["retrieval"]["scores"]
+
+
+def test_missing_imagebind_falls_back_to_clip_space_with_a_notice(monkeypatch, tmp_path):
+    from emostyle import builders
+    from emostyle.spaces.clip_space import tiny_clip_space
+
+    monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path))  # an empty cache: no imagebind-huge
+    monkeypatch.setattr(builders, "_clip_space", lambda config, device: tiny_clip_space(seed=config.seed))
+    builders.clear_cache()
+    config = load_config("tiny", {"random_weights": False, "generator.weights": "unused", "seed": 11})
+    notes: list[str] = []
+    with pytest.warns(UserWarning, match="ImageBind weights not fetched.*emostyle weights fetch imagebind-huge"):
+        space = builders.build_space("imagebind", config, "cpu", notes)
+    assert space.name == tiny_clip_space(seed=11).name
+    assert notes == ["retrieval in CLIP space (SoundCLIP audio vs CLIP images): ImageBind weights not fetched"]
+    builders.clear_cache()
