@@ -23,6 +23,7 @@ unless another callable of that signature is passed (tests inject cheap ones).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import shutil
 import time
@@ -103,7 +104,7 @@ def expand_grid(grid: dict, out: str | Path, profile: str | None = None) -> list
 def _default_task():
     from .pipeline import manipulate
 
-    return manipulate
+    return functools.partial(manipulate, progress=False)  # many workers' progress bars would interleave
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

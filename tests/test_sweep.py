@@ -96,3 +96,30 @@ def test_cli_parser(tmp_path):
                               "--scheduler", "tcp://host:8786", "--set", "guidance.steps=3"])
     assert (args.grid, args.scheduler, args.overrides, args.workers) == ("g.yaml", "tcp://host:8786", ["guidance.steps=3"], 1)
     assert callable(args.func)
+
+
+def test_scores_of_a_sweep_make_table_1(tmp_path):
+    """Sweep -> score each run's after.png -> summary table (a stand-in scorer: mean grey level)."""
+    import numpy as np
+    from PIL import Image
+
+    from emostyle.scoring import score_runs
+    from emostyle.scoring.tables import summary_table
+
+    def render(song, profile, method, seed, out, overrides):
+        level = 40 * seed + (100 if method == "emostyle" else 0)
+        Image.fromarray(np.full((8, 8, 3), level, np.uint8)).save(Path(out) / "after.png")
+        return {}
+
+    class MeanGrey:
+        name, higher_is_better = "mean-grey", True
+
+        def score(self, images):
+            return ((images + 1) * 127.5).mean(dim=(1, 2, 3)).numpy()
+
+    rows = run_sweep(_grid(tmp_path), tmp_path / "out", profile="tiny", task=render)
+    records = score_runs(rows, {"mean-grey": MeanGrey()})
+    assert len(records) == 8 and records[0] == {"method": "emostyle", "dataset": "tiny", "song": str(tmp_path / "happy.wav"),
+                                                "seed": 0, "scorer": "mean-grey", "score": pytest.approx(100)}
+    table = summary_table(records, n_boot=200)
+    assert [(r["method"], r["mean"]) for r in table] == [("emostyle", pytest.approx(120)), ("lee", pytest.approx(20))]

@@ -13,6 +13,7 @@ Every scorer has `name`, `higher_is_better` and `score(images) -> (B,)` numpy sc
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from .metrics import alignment, emotion_agreement, identity_similarity, latent_d
 from .tables import interval_chart, long_format, summary_table, write_table
 from .vila import VilaScorer, load_vila
 
-__all__ = ["available_scorers", "score_images", "load_vila", "VilaScorer", "load_aesthetic_head", "AestheticHead",
+__all__ = ["available_scorers", "score_images", "score_runs", "load_vila", "VilaScorer", "load_aesthetic_head", "AestheticHead",
            "ClipAesthetic", "load_brisque", "BrisqueModel", "alignment", "identity_similarity", "latent_distance",
            "emotion_agreement", "summary_table", "long_format", "write_table", "interval_chart"]
 
@@ -78,3 +79,24 @@ def available_scorers(pipe=None) -> dict:
 def score_images(images: torch.Tensor, scorers: dict) -> dict[str, np.ndarray]:
     """Scores (B,) of images (B, 3, H, W) in [-1, 1] by every scorer, by name."""
     return {name: np.asarray(s.score(images), dtype=np.float64) for name, s in scorers.items()}
+
+
+def score_runs(rows: list[dict], scorers: dict, image: str = "after.png",
+               keep: tuple = ("method", "dataset", "song", "seed")) -> list[dict]:
+    """Long-format scores of a sweep's finished runs (rows of `emostyle.sweep.run_sweep` or its
+    results table): every scorer on `out/image` of each row with status ok, one row per score
+    ({keep..., "scorer", "score"}), ready for `summary_table`."""
+    from PIL import Image
+
+    records = []
+    for row in rows:
+        if row.get("status") != "ok":
+            continue
+        path = Path(row["out"]) / image
+        if not path.is_file():
+            raise FileNotFoundError(f"run {row.get('task', row['out'])} has no {image} in {row['out']}")
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        x = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+        for name, values in score_images(x, scorers).items():
+            records.append({**{k: row.get(k) for k in keep}, "scorer": name, "score": float(values[0])})
+    return records
