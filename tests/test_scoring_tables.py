@@ -39,7 +39,8 @@ def test_writers_and_chart(tmp_path):
     wide = [{"method": m, "dataset": d, "song": s, "seed": k, "result.vila": 0.5 + 0.1 * k + (m == "lee") * 0.05,
              "brisque": 20.0 + k}
             for m in ("emostyle", "lee") for d in ("LHQ", "FFHQ") for s in ("happy", "sad") for k in range(3)]
-    wide.append({"method": "lee", "dataset": "LHQ", "song": "x", "seed": 9, "result.vila": None, "brisque": float("nan")})
+    wide.append({"method": "lee", "dataset": "LHQ", "song": "x", "seed": 9, "result.vila": None,
+                 "brisque": float("nan")})
     records = long_format(wide, {"result.vila": "vila-r", "brisque": "brisque"})
     assert len(records) == 48  # the failed run has no scores
     summary = summary_table(records, n_boot=500)
@@ -60,6 +61,7 @@ def test_writers_and_chart(tmp_path):
     assert [b.get_height() for b in bars] == pytest.approx(lhq)
     fig.savefig(tmp_path / "table1.png")
     fig.savefig(tmp_path / "table1.pdf")
-    assert (tmp_path / "table1.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "table1.pdf").read_bytes()[:4] == b"%PDF"
+    assert (tmp_path / "table1.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "table1.pdf").read_bytes()[:4] == b"%PDF"
     with pytest.raises(ValueError, match="long_format"):
         summary_table(wide)

@@ -24,7 +24,8 @@ from .metrics import alignment, emotion_agreement, identity_similarity, latent_d
 from .tables import interval_chart, long_format, summary_table, write_table
 from .vila import VilaScorer, load_vila
 
-__all__ = ["available_scorers", "score_images", "score_runs", "load_vila", "VilaScorer", "load_aesthetic_head", "AestheticHead",
+__all__ = ["available_scorers", "score_images", "score_runs", "load_vila", "VilaScorer", "load_aesthetic_head",
+           "AestheticHead",
            "ClipAesthetic", "load_brisque", "BrisqueModel", "alignment", "identity_similarity", "latent_distance",
            "emotion_agreement", "summary_table", "long_format", "write_table", "interval_chart"]
 

@@ -63,7 +63,8 @@ def load_aesthetic_head(path: str | Path | None = None, device: str | torch.devi
         path = registry.path("laion-aesthetic-vit-b-32")
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"aesthetic head {path} not found; run `emostyle weights fetch laion-aesthetic-vit-b-32`")
+        raise FileNotFoundError(f"aesthetic head {path} not found; "
+                                "run `emostyle weights fetch laion-aesthetic-vit-b-32`")
     expected = "a LAION aesthetic head: a torch state dict {'weight': (1, dim), 'bias': (1,)}"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

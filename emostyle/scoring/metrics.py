@@ -40,7 +40,8 @@ def identity_similarity(result: torch.Tensor, reference: torch.Tensor,
     """Identity similarity (B,) between results and inputs: 1 - L_ID through `identity` on images
     (B, 3, H, W) in [-1, 1], or, without it, the cosine of identity features (B, dim)."""
     if result.shape != reference.shape:
-        raise ValueError(f"results and references must have one shape, got {tuple(result.shape)} and {tuple(reference.shape)}")
+        raise ValueError(f"results and references must have one shape, "
+                         f"got {tuple(result.shape)} and {tuple(reference.shape)}")
     with torch.no_grad():
         if identity is not None:
             return 1 - identity(result, reference)

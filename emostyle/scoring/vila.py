@@ -113,7 +113,8 @@ def load_vila(path: str | Path | None = None, encoding: str = "png", jpeg_qualit
     if not (path / "saved_model.pb").is_file():
         raise FileNotFoundError(
             f"no TensorFlow SavedModel (saved_model.pb) in {path}; get google/vila/image from "
-            "https://www.kaggle.com/models/google/vila, unpack it, and run `emostyle weights fetch vila-r --from FOLDER`"
+            "https://www.kaggle.com/models/google/vila, unpack it, and run "
+            "`emostyle weights fetch vila-r --from FOLDER`"
         )
     tf = _tensorflow()
     model = tf.saved_model.load(str(path))
