@@ -16,6 +16,9 @@ task of the grid are gathered into one table, `OUT/results.parquet` and `OUT/res
 one row per task with its grid keys, status, seconds, output folder and the scalar entries of
 what the task returned (nested keys joined with dots).
 
+With `--scheduler ADDRESS` (a running `dask scheduler` with its workers), the workers must see
+OUT and the songs at the same paths (a shared filesystem) and have the kit installed.
+
 The task is `emostyle.pipeline.manipulate(song, profile=, method=, seed=, out=, overrides=) -> dict`
 unless another callable of that signature is passed (tests inject cheap ones).
 """
