@@ -91,7 +91,7 @@ class AffectiveConfig:
 class ScoringConfig:
     """Paper 4.4: the scorers of Table 1 (VILA in the paper) and extra metrics."""
 
-    scorers: list = field(default_factory=lambda: ["vila", "laion", "brisque"])
+    scorers: list = field(default_factory=lambda: ["vila-r", "laion-aesthetic", "brisque"])
 
 
 @dataclass

@@ -48,19 +48,26 @@ class ClipAesthetic:
         return self.head.to(device).score_images(images, encode).cpu().numpy()
 
 
-def available_scorers(pipe=None) -> dict:
-    """The scorers this machine has, by name, in Table 1's order: `vila-r` (TensorFlow and the
-    SavedModel), `laion-aesthetic` (a 512-d CLIP guidance space in `pipe` and the head),
-    `brisque` (its SVM files). Each one missing is skipped with a warning saying why."""
+SCORERS = ("vila-r", "laion-aesthetic", "brisque")
+
+
+def available_scorers(pipe=None, names: tuple[str, ...] | list[str] = SCORERS) -> dict:
+    """The scorers among `names` this machine has, by name, in Table 1's order: `vila-r`
+    (TensorFlow and the SavedModel), `laion-aesthetic` (a 512-d CLIP guidance space in `pipe`
+    and the head), `brisque` (its SVM files). Each one missing is skipped with a warning saying why."""
+    unknown = set(names) - set(SCORERS)
+    if unknown:
+        raise ValueError(f"unknown scorers {sorted(unknown)}; valid: {', '.join(SCORERS)}")
     scorers, missing = {}, []
-    try:
-        scorers["vila-r"] = load_vila()
-    except (ImportError, FileNotFoundError) as err:
-        missing.append(f"vila-r: {err}")
+    if "vila-r" in names:
+        try:
+            scorers["vila-r"] = load_vila()
+        except (ImportError, FileNotFoundError) as err:
+            missing.append(f"vila-r: {err}")
     clip = getattr(getattr(pipe, "guidance_space", None), "clip", None)
-    if clip is None:
+    if "laion-aesthetic" in names and clip is None:
         missing.append("laion-aesthetic: the profile's guidance space has no CLIP image encoder")
-    else:
+    elif "laion-aesthetic" in names:
         try:
             head = load_aesthetic_head()
             if head.dim != pipe.guidance_space.dim:
@@ -68,10 +75,11 @@ def available_scorers(pipe=None) -> dict:
             scorers["laion-aesthetic"] = ClipAesthetic(head, clip)
         except (FileNotFoundError, ValueError) as err:
             missing.append(f"laion-aesthetic: {err}")
-    try:
-        scorers["brisque"] = load_brisque()
-    except FileNotFoundError as err:
-        missing.append(f"brisque: {err}")
+    if "brisque" in names:
+        try:
+            scorers["brisque"] = load_brisque()
+        except FileNotFoundError as err:
+            missing.append(f"brisque: {err}")
     for reason in missing:
         warnings.warn(f"scorer skipped: {reason}", stacklevel=2)
     return scorers
