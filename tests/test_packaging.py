@@ -16,7 +16,7 @@ def _name(requirement: str) -> str:
 def test_environment_yml_lists_every_dependency_of_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = {_name(r): r for r in project["dependencies"]}
-    for extra in ("offline", "sweep", "lab", "test"):
+    for extra in ("offline", "sweep", "lab", "test", "paper"):
         wanted.update({_name(r): r for r in project["optional-dependencies"][extra]})
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))

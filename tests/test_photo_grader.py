@@ -1,6 +1,5 @@
 """The photo grader: the offline profile's scene generator over real photos from PyPI wheels."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +14,12 @@ from emostyle.spaces.affect import EMOTION_PAD, AffectSpace, scene_pad
 SIZE = 64
 
 
-def real_photos() -> dict[str, Path]:
-    """The registry's photos; while it has no photo entries yet, scikit-learn's installed
-    sample images (the same files as photo-china and photo-flower); else skip."""
+@pytest.fixture(scope="module")
+def files() -> dict[str, Path]:
+    """The registry's photos (the offline profile's files)."""
     from emostyle import registry
 
-    try:
-        return {name: registry.path(name) for name, *_ in PHOTOS}
-    except KeyError as error:
-        spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
-        if spec is None:
-            pytest.skip(f"the registry has no photo entries yet ({error}) and scikit-learn is not installed")
-        images = Path(spec.submodule_search_locations[0]) / "datasets" / "images"
-        return {"photo-china": images / "china.jpg", "photo-flower": images / "flower.jpg"}
-
-
-@pytest.fixture(scope="module")
-def files():
-    return real_photos()
+    return {name: registry.path(name) for name, *_ in PHOTOS}
 
 
 @pytest.fixture(scope="module")
