@@ -116,6 +116,7 @@ def describe_sizes(pipe: Pipeline, identity: ArcFaceIdentity) -> dict:
     g, space = pipe.generator, pipe.guidance_space
     clip, audio = space.clip, space.audio_encoder
     backbone = identity.backbone
+    stages = [getattr(audio.feature_extractor, f"layer{i}") for i in range(1, 5)]
     return {
         "generator": {"resolution": g.resolution, "n_layers": g.n_layers, "latent_dim": g.latent_dim,
                       "params": _count(g.net)},
@@ -123,9 +124,8 @@ def describe_sizes(pipe: Pipeline, identity: ArcFaceIdentity) -> dict:
                  "vision_layers": len(clip.visual.transformer.resblocks),
                  "text_width": clip.token_embedding.embedding_dim, "text_layers": len(clip.transformer.resblocks),
                  "params": _count(clip)},
-        "soundclip": {"widths": [getattr(audio.feature_extractor, f"layer{i}")[0].conv1.out_channels for i in range(1, 5)],
-                      "depths": [len(getattr(audio.feature_extractor, f"layer{i}")) for i in range(1, 5)],
-                      "params": _count(audio)},
+        "soundclip": {"widths": [stage[0].conv1.out_channels for stage in stages],
+                      "depths": [len(stage) for stage in stages], "params": _count(audio)},
         "arcface": {"units": len(backbone.body), "input": backbone.input_size, "params": _count(backbone)},
     }
 
@@ -313,15 +313,16 @@ def main(argv=None) -> dict:
 
 def print_report(report: dict) -> None:
     s = report["sizes"]
+    g = s["generator"]
     print(f"device {report['device']} · torch {report['torch']} · size {report['size']} · "
           f"{report['steps']} steps x {report['repeats']} runs (median), {report['warmup']} warm-up steps")
-    print(f"generator {s['generator']['resolution']} px, W+ {s['generator']['n_layers']}x{s['generator']['latent_dim']} "
-          f"({s['generator']['params'] / 1e6:.2f} M) · CLIP {s['clip']['params'] / 1e6:.2f} M · "
+    print(f"generator {g['resolution']} px, W+ {g['n_layers']}x{g['latent_dim']} "
+          f"({g['params'] / 1e6:.2f} M) · CLIP {s['clip']['params'] / 1e6:.2f} M · "
           f"SoundCLIP {s['soundclip']['params'] / 1e6:.2f} M · ArcFace {s['arcface']['params'] / 1e6:.2f} M")
     print(f"\n{'batch':>5}  {'kit steps/s':>12}  {'official steps/s':>16}  {'ratio kit/official':>18}  "
           f"{'paired':>6}  runs steps/s (kit | official)")
     for r in report["results"]:
-        runs = " ".join(f"{x:.2f}" for x in r["runs"]["kit"]) + " | " + " ".join(f"{x:.2f}" for x in r["runs"]["official"])
+        runs = " | ".join(" ".join(f"{x:.2f}" for x in r["runs"][name]) for name in ("kit", "official"))
         print(f"{r['batch']:>5}  {r['steps_per_s']['kit']:>12.3f}  {r['steps_per_s']['official']:>16.3f}  "
               f"{r['ratio']:>18.2f}  {r['ratio_median_of_repeats']:>6.2f}  {runs}")
     print("ratio: of the medians; paired: median of the ratios of runs made back to back")
