@@ -69,7 +69,8 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str]
                 ax.set_ylabel(row_labels[i], fontsize=8, rotation=90)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+    top = 1 - 0.5 / (cell * n_rows + 0.8) if title else 1  # room for the title above the column labels
+    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, top))
     stamp(fig, note)
     return fig
 
