@@ -225,8 +225,8 @@ def load_config(profile: str = "offline", overrides: Mapping[str, Any] | None = 
 def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) -> dict[str, Config]:
     """The configuration of each dataset of `config` (just `config` itself when it lists none).
 
-    Every dataset gets this run's seed, device and `overrides` (those of `load_config`), then
-    its own overrides from the profile."""
+    Every dataset gets this run's seed and device, its own overrides from the profile, then
+    this run's `overrides` (those given to `load_config`)."""
     if not config.datasets:
         return {config.profile: config}
     result = {}
@@ -236,9 +236,10 @@ def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) 
             raise ConfigError(f"{where} must be a mapping with 'profile' and optional 'overrides'")
         profile = spec.get("profile", config.profile)
         base = config if profile == config.profile else _build(Config, _profile_data(profile), "")
-        shared = {"seed": config.seed, "device": config.device, **dict(overrides or {})}
-        shared.pop("datasets", None)
-        result[label] = base.with_overrides({**shared, **dict(spec.get("overrides") or {})})
+        run = {k: v for k, v in dict(overrides or {}).items() if k != "datasets"}
+        # The dataset's own settings, then this run's: what the user set explicitly wins.
+        result[label] = base.with_overrides({"seed": config.seed, "device": config.device,
+                                             **dict(spec.get("overrides") or {}), **run})
         result[label].datasets = {}
     return result
 
