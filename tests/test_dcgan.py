@@ -1,6 +1,5 @@
 """The DCGAN face generator on its real weights (gan-face-generate==1.1.1's weights.tar)."""
 
-from pathlib import Path
 
 import pytest
 import torch

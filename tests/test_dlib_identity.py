@@ -1,7 +1,6 @@
 """dlib's face descriptor as the offline identity metric, on real DCGAN faces."""
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch

@@ -59,6 +59,7 @@ def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root):
     for name in ("before.png", "after.png", "frames.png", "loss.png", "manifest.json", "latents.pt"):
         assert (out / name).stat().st_size > 1000, name
     saved = json.loads((out / "manifest.json").read_text())
+    assert manifest["polarity"] == saved["polarity"]  # what it returns is what it wrote
     assert saved["profile"] == "offline" and saved["config"]["seed"] == 3
     assert saved["polarity"]["label"] == "positive" and "sunshine" in saved["lyrics"]["text"].lower()
     assert len(saved["retrieval"]["scores"]) == 4 and saved["music"]["wav"].endswith(".wav")

@@ -16,11 +16,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emostyle.affective.lyrics import FasterWhisperLyrics, LyricsBackend, Transcript, WhisperATLyrics, transcribe
+from emostyle.affective.lyrics import (
+    FasterWhisperLyrics,
+    LyricsBackend,
+    Transcript,
+    WhisperATLyrics,
+    transcribe,
+)
 from emostyle.affective.music import MusicBackend, Polarity
 from emostyle.affective.polarity import LLMPolarity, PolarityBackend, VaderPolarity
 from emostyle.affective.render import RENDERERS, render_midi
 from emostyle.audio import read_audio
+from emostyle.registry import file_sha256
 
 __all__ = ["affective_music", "AffectiveResult", "LYRICS_BACKENDS", "POLARITY_BACKENDS", "MUSIC_BACKENDS",
            "Transcript", "Polarity", "MusicBackend"]
@@ -96,16 +103,9 @@ class AffectiveResult:
                    d["renderer"], d["timings"], d["cached"])
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _key(audio_path: Path, settings: dict) -> str:
-    blob = json.dumps({"audio": _file_sha256(audio_path), **settings}, sort_keys=True)
+    blob = json.dumps({"audio": file_sha256(audio_path), **settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emostyle.models.checkpoint import check_download, load_strict
+
 __all__ = ["CLIP", "Tokenizer", "load_clip", "load_tokenizer", "tiny_clip", "clip_input", "COMPAT"]
 
 COMPAT = ("paper", "official")
@@ -374,12 +376,7 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
             raise FileNotFoundError(f"{path} holds neither model.safetensors nor pytorch_model.bin "
                                     f"(a transformers CLIP folder)")
         path = files[0]
-    if not path.is_file():
-        raise FileNotFoundError(f"CLIP weights not found: {path}; run `emostyle weights fetch clip-vit-b-32`")
-    head = path.read_bytes()[:64].lstrip().lower()
-    if head.startswith((b"<!doctype", b"<html")):
-        raise ValueError(f"{path} is an HTML page, not CLIP weights; download it again "
-                         f"(`emostyle weights fetch clip-vit-b-32`)")
+    check_download(path, "CLIP weights", "clip-vit-b-32")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -405,18 +402,9 @@ def _build(state: Mapping[str, torch.Tensor], name: str) -> CLIP:
     if any(k.startswith(("text_model.", "vision_model.", "clip.text_model.")) for k in state):
         state = _from_transformers(state)
     config = _architecture(state, name)
-    model = CLIP(**config)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-                  if k in own and own[k].shape != v.shape]
-    if missing or unexpected or mismatched:
-        raise ValueError(f"{name} does not fit the CLIP its shapes describe {config}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}, shape mismatches {mismatched[:5]}")
     # The official archive stores fp16 weights; the kit computes in float32 on every device.
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return model.eval().requires_grad_(False)
+    state = {k: v.float() for k, v in state.items()}
+    return load_strict(CLIP(**config), state, f"{name} (the CLIP {config})").eval().requires_grad_(False)
 
 
 def load_clip(path_or_state: str | Path | Mapping | None = None, device: str | torch.device = "cpu") -> CLIP:

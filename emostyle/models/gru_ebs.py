@@ -10,13 +10,13 @@ checkpoints (BaoChunhui/Generate-Emotional-Music, `Seq2Seq(Encoder, Decoder)`):
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from emostyle.models.checkpoint import load_strict, read_checkpoint
 
 __all__ = ["GruEbsGenerator", "load_generator"]
 
@@ -122,7 +122,7 @@ class GruEbsGenerator(nn.Module):
             raise ValueError(f"not a GRU-EBS generator state dict (missing {err}); expected the keys of "
                              "GRU_generator_seqlen_50_embed_128_epoch_*.pkl (encoder.gru.*, decoder.*)") from None
         model = cls(**sizes)
-        _load_strict(model, state_dict, "GRU-EBS generator")
+        load_strict(model, state_dict, "GRU-EBS generator")
         return model
 
 
@@ -134,29 +134,8 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
 def read_state_dict(path: str | Path, name: str, map_location="cpu") -> dict:
     """A plain tensor state dict from a torch checkpoint, loaded with `weights_only=True`;
     clear errors for a missing, truncated or non-checkpoint file (`name` is its registry entry)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{name} checkpoint not found at {path}; run `emostyle weights fetch {name}`")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        head = path.read_bytes()[:64].lstrip().lower()
-        hint = " (it is an HTML page, not the weights)" if head.startswith((b"<!doctype", b"<html")) else ""
-        raise ValueError(f"{path} is not a readable torch checkpoint{hint}: {err}; the file may be "
-                         f"truncated: run `emostyle weights fetch {name}` again") from None
+    state = read_checkpoint(path, f"the {name} checkpoint", name, map_location=map_location)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors (torch.save(model.state_dict())) for {name}")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
-
-def _load_strict(model: nn.Module, state_dict: dict, what: str) -> None:
-    """load_state_dict(strict=True) with one readable error naming the missing/unexpected/mis-shaped keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    shapes = [f"{k}: {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
-              for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        raise ValueError(f"{what} checkpoint does not match the architecture its tensors describe: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {shapes[:5]}")
-    model.load_state_dict(state_dict, strict=True)

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emostyle.models.gru_ebs import _load_strict, read_state_dict
+from emostyle.models.checkpoint import load_strict
+from emostyle.models.gru_ebs import read_state_dict
 
 __all__ = ["CLASSES", "EmotionClassifier", "load_classifier"]
 
@@ -56,7 +57,7 @@ class EmotionClassifier(nn.Module):
                              "keys of LSTM_datasetlen_50_fold_7_clf.pkl (word_embeddings, music_embeddings, "
                              "lstm, fc)") from None
         model = cls(**sizes)
-        _load_strict(model, state_dict, "GRU-EBS emotion classifier")
+        load_strict(model, state_dict, "GRU-EBS emotion classifier")
         return model
 
 

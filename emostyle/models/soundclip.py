@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emostyle.models.checkpoint import load_strict, read_checkpoint
+
 __all__ = ["AudioEncoder", "audio_features", "load_soundclip", "tiny_soundclip", "CROPS",
            "SAMPLE_RATE", "N_MELS", "FRAMES"]
 
@@ -170,30 +172,12 @@ def _build(state: Mapping[str, torch.Tensor], name: str) -> AudioEncoder:
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     config = _architecture(state, name)
-    model = AudioEncoder(**config)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-                  if k in own and own[k].shape != v.shape]
-    if missing or unexpected or mismatched:
-        raise ValueError(f"{name} does not fit the SoundCLIP encoder its keys describe {config}: missing "
-                         f"{missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {mismatched[:5]}")
-    model.load_state_dict(dict(state), strict=True)
-    return model.eval().requires_grad_(False)
+    what = f"{name} (the SoundCLIP encoder {config})"
+    return load_strict(AudioEncoder(**config), state, what).eval().requires_grad_(False)
 
 
 def _read_state(path: Path) -> Mapping[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"SoundCLIP weights not found: {path}; run `emostyle weights fetch soundclip-resnet18`")
-    if path.read_bytes()[:64].lstrip().lower().startswith((b"<!doctype", b"<html")):
-        raise ValueError(f"{path} is an HTML page, not SoundCLIP weights; download it again "
-                         f"(`emostyle weights fetch soundclip-resnet18`)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"cannot read {path} as SoundCLIP weights ({type(error).__name__}: {error}); "
-                         f"the download may be truncated: `emostyle weights fetch soundclip-resnet18`") from None
+    state = read_checkpoint(path, "SoundCLIP weights", "soundclip-resnet18")
     if not isinstance(state, Mapping):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
     return state.get("state_dict", state)

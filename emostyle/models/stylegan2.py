@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emostyle.models.checkpoint import load_strict, read_checkpoint
 from emostyle.models.ops import FusedLeakyReLU, fused_leaky_relu, upfirdn2d
 
 __all__ = ["Generator", "load_stylegan2"]
@@ -332,29 +333,12 @@ class Generator(nn.Module):
         return skip, (latent if return_latents else None)
 
 
-_FETCH_HINT = "fetch it with `emostyle weights fetch stylegan2-ffhq-1024` (or stylegan2-lhq-256)"
+_FETCH = ("stylegan2-ffhq-1024", "stylegan2-lhq-256")  # the registry entries
 
 
 def _read_checkpoint(path: Path):
-    """torch.load a checkpoint safely; clear errors for missing, HTML or truncated files."""
-    if not path.is_file():
-        raise FileNotFoundError(f"StyleGAN2 checkpoint not found: {path}; {_FETCH_HINT}")
-    with open(path, "rb") as f:
-        head = f.read(512).lstrip()
-    if not head:
-        raise ValueError(f"{path} is empty, not a StyleGAN2 checkpoint; {_FETCH_HINT}")
-    if head[:1] == b"<":
-        raise ValueError(f"{path} is an HTML/XML page (a failed download?), not a StyleGAN2 "
-                         f"checkpoint; delete it and {_FETCH_HINT}")
-    # rosinality's train.py pickles its argparse.Namespace under "args": allow that class
-    # only, never weights_only=False.
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for unreadable files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated download or "
-                         f"another format?): {reason}; delete it and {_FETCH_HINT}") from None
+    # rosinality's train.py pickles its argparse.Namespace under "args": allow that class only.
+    return read_checkpoint(path, "a StyleGAN2 checkpoint", _FETCH, safe_globals=[argparse.Namespace])
 
 
 def _generator_state(checkpoint, name: str):
@@ -408,22 +392,8 @@ def load_stylegan2(path_or_state, device: str | torch.device = "cpu", size: int 
         raise ValueError(f"{name}: checkpoint is {have} px ({2 * int(math.log2(have)) - 2} W+ layers), "
                          f"profile expects {want} px ({2 * int(math.log2(want)) - 2} W+ layers); use "
                          f"the checkpoint of that resolution or the profile of this one")
-    generator = Generator(**config)
-    _check_fits(generator, state, name, config)
-    generator.load_state_dict(state, strict=True)
+    generator = load_strict(Generator(**config), state, f"{name} (the StyleGAN2 generator {config})")
     if latent_avg is not None:
         latent_avg = latent_avg.to(device)
     return generator.to(device).eval(), latent_avg
 
-
-def _check_fits(module: nn.Module, state: Mapping[str, torch.Tensor], name: str, config: dict):
-    """A readable error where torch's strict load would print a long one."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-                  if k in own and own[k].shape != v.shape]
-    if missing or unexpected or mismatched:
-        raise ValueError(f"{name} does not fit the StyleGAN2 generator its keys describe {config}: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                         f"shape mismatches (checkpoint vs model) {mismatched[:5]}")

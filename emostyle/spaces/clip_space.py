@@ -16,7 +16,6 @@ step, as the reference does, gives the same numbers.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from pathlib import Path
@@ -24,9 +23,24 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from emostyle.models.clip import CLIP, COMPAT, Tokenizer, clip_input, load_clip, load_tokenizer, tiny_clip
-from emostyle.models.soundclip import CROPS, AudioEncoder, audio_features, load_soundclip, tiny_soundclip
+from emostyle.models.clip import (
+    CLIP,
+    COMPAT,
+    Tokenizer,
+    clip_input,
+    load_clip,
+    load_tokenizer,
+    tiny_clip,
+)
+from emostyle.models.soundclip import (
+    CROPS,
+    AudioEncoder,
+    audio_features,
+    load_soundclip,
+    tiny_soundclip,
+)
 from emostyle.parts import EmbeddingSpace
+from emostyle.registry import file_sha256
 
 __all__ = ["ClipSpace", "load_clip_space", "tiny_clip_space", "OFFICIAL_SIM_SCALE"]
 
@@ -76,7 +90,7 @@ class ClipSpace(EmbeddingSpace):
 
         crop="mean" averages the embeddings of all 864-frame windows before normalising.
         """
-        key = (_sha256(Path(path)), self.crop, self.seed if self.crop == "random" else None)
+        key = (file_sha256(Path(path)), self.crop, self.seed if self.crop == "random" else None)
         if key not in self._audio_cache:
             mel = audio_features(path, self.crop, self.seed).to(self.device)
             with torch.no_grad():
@@ -95,15 +109,6 @@ class ClipSpace(EmbeddingSpace):
         cos = (F.normalize(image_emb, dim=-1) * F.normalize(target, dim=-1)).sum(dim=-1)
         return 1 - cos * self.sim_scale
 
-
-def _sha256(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"audio file not found: {path}")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_clip_space(clip_path: str | Path | None = None, soundclip_path: str | Path | None = None,

@@ -17,7 +17,6 @@ inputs differ by PIL's uint8 rounding and clipping: mean 3e-3, max 1.5e-2 for a 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from emostyle.audio import read_audio
 from emostyle.models.imagebind import ImageBind, load_imagebind
 from emostyle.parts import EmbeddingSpace
+from emostyle.registry import file_sha256
 
 __all__ = ["ImageBindSpace", "audio_features", "image_features"]
 
@@ -151,13 +151,6 @@ def image_features(images: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 class ImageBindSpace(EmbeddingSpace):
     """Images and audio in ImageBind's joint space; retrieval compares cosines (Eq. 1).
@@ -198,7 +191,7 @@ class ImageBindSpace(EmbeddingSpace):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"audio file not found: {path}")
-        key = _file_sha256(path)
+        key = file_sha256(path)
         if key in self._audio_cache:
             return self._audio_cache[key].clone()
         samples, sr = read_audio(path)  # raises FileNotFoundError / AudioError with the file's name

@@ -1,0 +1,66 @@
+"""Reading weight files and loading them strictly, with one clear error per way they go wrong.
+
+Every network of the kit reads its official checkpoint through these two functions, so a
+missing file names the command that fetches it, an HTML page saved by a failed download or
+a truncated file says so, and a checkpoint of another architecture lists the keys that
+do not fit instead of torch's long message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["check_download", "read_checkpoint", "load_strict"]
+
+
+def _hint(fetch: str | tuple[str, ...]) -> str:
+    names = (fetch,) if isinstance(fetch, str) else fetch
+    return "run " + " or ".join(f"`emostyle weights fetch {n}`" for n in names)
+
+
+def check_download(path: str | Path, what: str, fetch: str | tuple[str, ...]) -> Path:
+    """`path` if it is a plausible download of `what` (registry entries `fetch`); else a clear error."""
+    path = Path(path)
+    hint = _hint(fetch)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}; {hint}")
+    with open(path, "rb") as handle:
+        head = handle.read(512).lstrip()
+    if not head:
+        raise ValueError(f"{path} is empty, not {what}; delete it and {hint}")
+    if head[:1] == b"<":
+        raise ValueError(f"{path} is an HTML page (a failed download?), not {what}; delete it and {hint}")
+    return path
+
+
+def read_checkpoint(path: str | Path, what: str, fetch: str | tuple[str, ...], safe_globals: Iterable[type] = (),
+                    map_location: str | torch.device = "cpu") -> Any:
+    """torch.load(weights_only=True) of a checked download; `safe_globals` are the only
+    classes besides tensors that the file may hold (never weights_only=False)."""
+    path = check_download(path, what, fetch)
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for unreadable files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint of {what} (truncated download or "
+                         f"another format?): {reason}; delete it and {_hint(fetch)}") from None
+
+
+def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> nn.Module:
+    """model.load_state_dict(state, strict=True), with one readable error listing the missing,
+    unexpected and mis-shaped keys when the checkpoint does not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+                  if k in own and own[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(f"{what} does not fit the network its keys describe: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}, shape mismatches (checkpoint vs model) {mismatched[:5]}")
+    model.load_state_dict(dict(state), strict=True)
+    return model
