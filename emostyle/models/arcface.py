@@ -11,7 +11,6 @@ the checkpoint's shapes: a unit downsamples (stride 2) when it opens the network
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emostyle.models.checkpoint import load_strict, read_checkpoint
+from emostyle.models.checkpoint import load_network, load_strict, read_checkpoint
 from emostyle.parts import IdentityLoss
 
 __all__ = ["Backbone", "ArcFaceIdentity", "load_arcface", "tiny_arcface"]
@@ -161,18 +160,7 @@ def load_arcface(path_or_state: str | Path | Mapping | None = None, device: str 
 
     Loaded once per (path, device); eval mode, parameters frozen.
     """
-    if isinstance(path_or_state, Mapping):
-        return _build(path_or_state, "the given state dict").to(device)
-    if path_or_state is None:
-        from emostyle import registry
-
-        path_or_state = registry.path("arcface-ir-se50")
-    return _load_cached(str(Path(path_or_state).resolve()), str(torch.device(device)))
-
-
-@functools.lru_cache(maxsize=2)
-def _load_cached(path: str, device: str) -> Backbone:
-    return _build(_read_state(Path(path)), path).to(device)
+    return load_network(path_or_state, device, "arcface-ir-se50", _read_state, _build)
 
 
 def tiny_arcface(seed: int = 0, embed_dim: int = 32) -> Backbone:

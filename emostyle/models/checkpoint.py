@@ -8,13 +8,14 @@ do not fit instead of torch's long message.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
-__all__ = ["check_download", "read_checkpoint", "load_strict"]
+__all__ = ["check_download", "read_checkpoint", "load_strict", "load_network"]
 
 
 def _hint(fetch: str | tuple[str, ...]) -> str:
@@ -64,3 +65,24 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) 
                          f"unexpected {unexpected[:5]}, shape mismatches (checkpoint vs model) {mismatched[:5]}")
     model.load_state_dict(dict(state), strict=True)
     return model
+
+
+def load_network(path_or_state: str | Path | Mapping | None, device: str | torch.device, registry_name: str,
+                 read: Callable[[Path], Mapping], build: Callable[[Mapping, str], nn.Module]) -> nn.Module:
+    """A network from a weight file (None: the registry's `registry_name`) or a state dict.
+
+    Files are read with `read`, turned into a network by `build(state, name)`, and kept for the
+    process: each (file, device) loads once and is shared.
+    """
+    if isinstance(path_or_state, Mapping):
+        return build(path_or_state, "the given state dict").to(device)
+    if path_or_state is None:
+        from emostyle import registry
+
+        path_or_state = registry.path(registry_name)
+    return _load_cached(read, build, str(Path(path_or_state).resolve()), str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(read, build, path: str, device: str) -> nn.Module:
+    return build(read(Path(path)), path).to(device)

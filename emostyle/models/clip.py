@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emostyle.models.checkpoint import check_download, load_strict
+from emostyle.models.checkpoint import check_download, load_network, load_strict
 
 __all__ = ["CLIP", "Tokenizer", "load_clip", "load_tokenizer", "tiny_clip", "clip_input", "COMPAT"]
 
@@ -413,18 +413,7 @@ def load_clip(path_or_state: str | Path | Mapping | None = None, device: str | t
     None: the registry's `clip-vit-b-32`. Files are loaded once per (path, device) and shared.
     Returns the model in eval mode, float32, parameters frozen.
     """
-    if isinstance(path_or_state, Mapping):
-        return _build(path_or_state, "the given state dict").to(device)
-    if path_or_state is None:
-        from emostyle import registry
-
-        path_or_state = registry.path("clip-vit-b-32")
-    return _load_cached(str(Path(path_or_state).resolve()), str(torch.device(device)))
-
-
-@functools.lru_cache(maxsize=4)
-def _load_cached(path: str, device: str) -> CLIP:
-    return _build(_read_state(Path(path)), path).to(device)
+    return load_network(path_or_state, device, "clip-vit-b-32", _read_state, _build)
 
 
 @functools.lru_cache(maxsize=2)

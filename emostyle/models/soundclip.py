@@ -13,7 +13,6 @@ on the right), cv2.resize(x, (128, 512)) bilinear, then a raw reshape to (1, 1, 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emostyle.models.checkpoint import load_strict, read_checkpoint
+from emostyle.models.checkpoint import load_network, load_strict, read_checkpoint
 
 __all__ = ["AudioEncoder", "audio_features", "load_soundclip", "tiny_soundclip", "CROPS",
            "SAMPLE_RATE", "N_MELS", "FRAMES"]
@@ -187,18 +186,7 @@ def load_soundclip(path_or_state: str | Path | Mapping | None = None,
                    device: str | torch.device = "cpu") -> AudioEncoder:
     """SoundCLIP from `resnet18.pth` / `resnet18_57.pth` or a state dict (None: registry
     `soundclip-resnet18`). Loaded once per (path, device); eval mode, parameters frozen."""
-    if isinstance(path_or_state, Mapping):
-        return _build(path_or_state, "the given state dict").to(device)
-    if path_or_state is None:
-        from emostyle import registry
-
-        path_or_state = registry.path("soundclip-resnet18")
-    return _load_cached(str(Path(path_or_state).resolve()), str(torch.device(device)))
-
-
-@functools.lru_cache(maxsize=4)
-def _load_cached(path: str, device: str) -> AudioEncoder:
-    return _build(_read_state(Path(path)), path).to(device)
+    return load_network(path_or_state, device, "soundclip-resnet18", _read_state, _build)
 
 
 def tiny_soundclip(seed: int = 0, embed_dim: int = 32) -> AudioEncoder:
