@@ -59,7 +59,7 @@ def test_bad_latents_and_files(dcgan, tmp_path):
         load_dcgan(tmp_path / "missing.tar")
     html = tmp_path / "weights.tar"
     html.write_text("<html>not a checkpoint</html>")
-    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
         load_dcgan(html)
     other = tmp_path / "other.tar"
     torch.save({"model": {}}, other)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from emostyle.models.checkpoint import load_strict, read_checkpoint
 from emostyle.parts import Generator
 
 __all__ = ["DCGAN", "load_dcgan"]
@@ -97,26 +98,10 @@ def load_dcgan(path: str | Path | None = None, device: str | torch.device = "cpu
         from emostyle import registry
 
         path = registry.path("dcgan-faces")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"DCGAN weights not found at {path}; fetch them with `emostyle weights fetch dcgan-faces`"
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"{path} is not a readable torch checkpoint ({type(error).__name__}); expected the "
-            "`gan_face_generate/weights.tar` of gan-face-generate==1.1.1 "
-            "(re-fetch it with `emostyle weights fetch dcgan-faces`)"
-        ) from None
+    checkpoint = read_checkpoint(path, "the DCGAN's weights.tar of gan-face-generate==1.1.1", "dcgan-faces")
     if not isinstance(checkpoint, dict) or _KEY not in checkpoint:
         found = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path} has no {_KEY!r} (found {found}); expected gan-face-generate's weights.tar")
     state = checkpoint[_KEY]
-    model = DCGAN(_widths(state))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ValueError(f"{path}: DCGAN state dict does not match its inferred layout: {error}") from None
+    model = load_strict(DCGAN(_widths(state)), state, f"{path} (a DCGAN generator)")
     return model.eval().requires_grad_(False).to(device)
