@@ -59,8 +59,12 @@ def test_bad_latents_and_files(dcgan, tmp_path):
         load_dcgan(tmp_path / "missing.tar")
     html = tmp_path / "weights.tar"
     html.write_text("<html>not a checkpoint</html>")
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="HTML page"):
         load_dcgan(html)
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(registry.path("dcgan-faces").read_bytes()[:4096])
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        load_dcgan(truncated)
     other = tmp_path / "other.tar"
     torch.save({"model": {}}, other)
     with pytest.raises(ValueError, match="netG_state_dict"):
