@@ -78,6 +78,7 @@ class GuidanceResult:
     """What one guidance run produced, per item of the batch."""
 
     latents: torch.Tensor  # (B, n_layers, dim), final
+    start_latents: torch.Tensor  # (B, n_layers, dim), w0
     images: torch.Tensor  # (B, 3, H, W) in [-1, 1], final
     start_images: torch.Tensor  # (B, 3, H, W), G(w0)
     history: dict[str, list[list[float]]]  # term -> per step -> per item
@@ -207,7 +208,7 @@ def guide(
         mask = (n_layers * torch.softmax(gates, 1)) if layer_masking == "paper" else torch.sigmoid(gates)
         mask = mask.detach().cpu()
     return GuidanceResult(
-        latents=w.detach(), images=final.detach(), start_images=start_images.detach(),
+        latents=w.detach(), start_latents=w0, images=final.detach(), start_images=start_images.detach(),
         history=history, frames=frames, mask=mask, seconds=time.perf_counter() - begun,
         settings=dict(steps=steps, lr=lr, l_id=l_id, l_sim=l_sim, weights=active, layer_masking=layer_masking),
     )

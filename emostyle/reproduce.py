@@ -44,6 +44,18 @@ NOTEBOOKS = (
 )
 
 
+def _local_kernel_manager():
+    """Kernels that talk to papermill over local (IPC) sockets rather than TCP: the run needs
+    no network interface at all (it works with the network cut, `unshare -n`) and opens no port."""
+    from jupyter_client.manager import KernelManager
+
+    class LocalKernelManager(KernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", **kwargs)
+
+    return LocalKernelManager
+
+
 class ReproduceError(RuntimeError):
     """A notebook failed; the message names the notebook, the cell and the error."""
 
@@ -111,7 +123,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         begun = time.perf_counter()
         try:
             papermill.execute_notebook(str(source), str(run_dir / f"{nb.name}.ipynb"), parameters=params,
-                                       kernel_name=_KERNEL, cwd=str(notebook_dir()), progress_bar=False)
+                                       kernel_name=_KERNEL, cwd=str(notebook_dir()), progress_bar=False,
+                                       kernel_manager_class=_local_kernel_manager())
         except papermill.PapermillExecutionError as error:
             raise ReproduceError(
                 f"notebook {nb.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "

@@ -52,3 +52,6 @@ def test_table1_names_its_scorers_and_methods(run):
     for method in ("input", "styleclip", "lee", "emostyle"):
         assert method in table
     assert "FFHQ-style faces" in table and "LHQ-style scenes" in table
+    metrics = (root / "figures" / "metrics.md").read_text()
+    for metric in ("align-audio", "latent-distance", "emotion-agreement", "identity"):
+        assert metric in metrics

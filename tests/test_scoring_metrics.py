@@ -74,3 +74,19 @@ def test_emotion_agreement():
         emotion_agreement(before, after, "Positive.")
     with pytest.raises(ValueError, match="3 polarity labels for 4"):
         emotion_agreement(before, after, labels[:3])
+
+
+def test_valence_reads_happy_above_sad_faces_in_the_affect_space():
+    from emostyle import registry
+    from emostyle.models.dcgan import load_dcgan
+    from emostyle.models.fer import face_input
+    from emostyle.scoring.metrics import valence
+    from emostyle.spaces.affect import AffectSpace
+
+    space = AffectSpace("face")
+    dcgan = load_dcgan(registry.path("dcgan-faces"))
+    images = dcgan.render(dcgan.sample(16, torch.Generator().manual_seed(0))).detach()
+    probs = space.fer(face_input(images)).softmax(1)
+    v = valence(images, space)
+    happiest, saddest = int(probs[:, 3].argmax()), int(probs[:, 4].argmax())
+    assert v.shape == (16,) and v[happiest] > v[saddest]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from emostyle.parts import EmbeddingSpace, IdentityLoss
 
-__all__ = ["alignment", "identity_similarity", "latent_distance", "valence_shift", "emotion_agreement"]
+__all__ = ["alignment", "identity_similarity", "latent_distance", "valence", "valence_shift", "emotion_agreement"]
 
 POLARITIES = {"positive": 1.0, "negative": -1.0}
 
@@ -73,6 +73,15 @@ def valence_shift(before: torch.Tensor, after: torch.Tensor, polarity: str | Seq
     if before.shape != after.shape or before.ndim != 1:
         raise ValueError(f"valences must be two (B,) vectors, got {tuple(before.shape)} and {tuple(after.shape)}")
     return (after - before) * _signs(polarity, len(before))
+
+
+def valence(images: torch.Tensor, space: EmbeddingSpace, subject: str = "face") -> torch.Tensor:
+    """Valence (B,) of images as the space reads it: similarity to "a happy <subject>" minus
+    similarity to "a sad <subject>" (CLIP, the affect space and any space with a text encoder)."""
+    with torch.no_grad():
+        emb = space.encode_image(images)
+        happy, sad = (space.encode_text(f"a {mood} {subject}").to(emb.device) for mood in ("happy", "sad"))
+        return (space.similarity(emb, happy) - space.similarity(emb, sad))[:, 0].float().cpu()
 
 
 def emotion_agreement(before: torch.Tensor, after: torch.Tensor, polarity: str | Sequence[str]) -> torch.Tensor:

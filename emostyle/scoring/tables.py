@@ -24,6 +24,12 @@ DIRECTIONS = {
     "vila-r": "VILA-R aesthetics in [0, 1], higher is better",
     "laion-aesthetic": "LAION aesthetics, about 1-10, higher is better",
     "brisque": "BRISQUE quality (not aesthetics), lower is better",
+    "align-audio": "similarity to the song in the guidance space, higher is closer",
+    "align-music": "similarity to the generated music in the guidance space, higher is closer",
+    "align-text": "similarity to the lyrics in the guidance space, higher is closer",
+    "identity": "identity similarity to the retrieved input (1 - L_ID), higher keeps the identity",
+    "latent-distance": "||w - w0||, lower stays closer to the input",
+    "emotion-agreement": "share of results whose valence moved the way the song's polarity says",
 }
 _KEYS = ("scorer", "method", "dataset")
 
