@@ -52,6 +52,7 @@ def _cmd_manipulate(args) -> int:
     print(f"wrote {args.out}: before.png, after.png, frames.png, loss.png, music, manifest.json")
     print(f"  lyrics: {result['lyrics']['text']!r}")
     print(f"  polarity: {result['polarity']['label']} ({result['polarity']['backend']}, score {result['polarity']['score']:+.2f})")
+    print(f"  valence of the image: {result['valence']['before']:+.2f} -> {result['valence']['after']:+.2f}")
     return 0
 
 

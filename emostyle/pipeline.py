@@ -180,6 +180,10 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     result = pipe.guide(found.best_latent, targets, method=method, progress=progress)
     timings["guidance"] = time.perf_counter() - begun
 
+    from .scoring.metrics import valence
+
+    subject = "face" if config.domain == "face" else "landscape"
+    before, after = valence(torch.cat([result.start_images, result.images]), pipe.guidance_space, subject).tolist()
     save_image(result.start_images[0], out / "before.png")
     save_image(result.images[0], out / "after.png")
     save_figure(frames_figure(result.frames, note=pipe.note), "frames", out)
@@ -200,6 +204,9 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
                    "best": found.best},
         guidance={"settings": result.settings, "final_losses": {k: v[-1] for k, v in result.history.items()},
                   "seconds": round(result.seconds, 3)},
+        # Valence as the guidance space reads it ("a happy ..." minus "a sad ..."): did the image
+        # move the way the song's polarity says?
+        valence={"before": before, "after": after},
     )
     write_json(out / "manifest.json", manifest)
     return manifest
