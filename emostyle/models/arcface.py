@@ -19,7 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emostyle.models.checkpoint import load_network, load_strict, read_checkpoint
+from emostyle.models.checkpoint import (
+    load_network,
+    load_strict,
+    read_checkpoint,
+    without_data_parallel,
+)
 from emostyle.parts import IdentityLoss
 
 __all__ = ["Backbone", "ArcFaceIdentity", "load_arcface", "tiny_arcface"]
@@ -141,8 +146,7 @@ def _architecture(state: Mapping[str, torch.Tensor], name: str) -> dict:
 
 
 def _build(state: Mapping[str, torch.Tensor], name: str) -> Backbone:
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+    state = without_data_parallel(state)
     config = _architecture(state, name)
     what = f"{name} (an IR-SE network of {len(config['units'])} units)"
     return load_strict(Backbone(**config), state, what).eval().requires_grad_(False)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-__all__ = ["check_download", "read_checkpoint", "load_strict", "load_network"]
+__all__ = ["check_download", "read_checkpoint", "without_data_parallel", "load_strict", "load_network"]
 
 
 def _hint(fetch: str | tuple[str, ...]) -> str:
@@ -50,6 +50,13 @@ def read_checkpoint(path: str | Path, what: str, fetch: str | tuple[str, ...], s
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{path} is not a readable PyTorch checkpoint of {what} (truncated download or "
                          f"another format?): {reason}; delete it and {_hint(fetch)}") from None
+
+
+def without_data_parallel(state: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """The state dict without the `module.` prefix that torch.nn.DataParallel adds to every key."""
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return state
 
 
 def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> nn.Module:

@@ -16,7 +16,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emostyle.models.checkpoint import load_strict, read_checkpoint
+from emostyle.models.checkpoint import (
+    load_strict,
+    read_checkpoint,
+    without_data_parallel,
+)
 
 __all__ = ["GruEbsGenerator", "load_generator"]
 
@@ -137,5 +141,5 @@ def read_state_dict(path: str | Path, name: str, map_location="cpu") -> dict:
     state = read_checkpoint(path, f"the {name} checkpoint", name, map_location=map_location)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors (torch.save(model.state_dict())) for {name}")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return dict(without_data_parallel(state))
 

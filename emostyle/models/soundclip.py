@@ -21,7 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emostyle.models.checkpoint import load_network, load_strict, read_checkpoint
+from emostyle.models.checkpoint import (
+    load_network,
+    load_strict,
+    read_checkpoint,
+    without_data_parallel,
+)
 
 __all__ = ["AudioEncoder", "audio_features", "load_soundclip", "tiny_soundclip", "CROPS",
            "SAMPLE_RATE", "N_MELS", "FRAMES"]
@@ -168,8 +173,7 @@ def _architecture(state: Mapping[str, torch.Tensor], name: str) -> dict:
 
 
 def _build(state: Mapping[str, torch.Tensor], name: str) -> AudioEncoder:
-    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
+    state = without_data_parallel(state)
     config = _architecture(state, name)
     what = f"{name} (the SoundCLIP encoder {config})"
     return load_strict(AudioEncoder(**config), state, what).eval().requires_grad_(False)
