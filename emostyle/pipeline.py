@@ -8,7 +8,6 @@ branches on the profile. `STAGES` describes the stages for Figure 1.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from . import registry
+from .audio import read_audio
 from .config import Config, load_config
 from .guidance import METHODS, GuidanceResult, guide, method as get_method
 from .parts import EmbeddingSpace, Generator, IdentityLoss
@@ -158,6 +158,7 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
         overrides["seed"] = seed
     config = profile.with_overrides(overrides) if isinstance(profile, Config) else load_config(profile, overrides)
     song = Path(song)
+    read_audio(song)  # a missing, corrupt, silent or too short song fails before any model loads
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -188,9 +189,6 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     save_image(result.images[0], out / "after.png")
     save_figure(frames_figure(result.frames, note=pipe.note), "frames", out)
     save_figure(loss_figure(result.history, title=f"{get_method(method).title}: loss terms", note=pipe.note), "loss", out)
-    for kept in (music.midi_path, music.wav_path):
-        if kept and Path(kept).parent != out / "music":
-            shutil.copy2(kept, out / "music" / Path(kept).name)
     torch.save({"start": found.best_latent.cpu(), "final": result.latents.cpu()}, out / "latents.pt")
 
     manifest = run_manifest(
