@@ -93,10 +93,7 @@ class Pipeline:
         """Paper 3.2 for one song: lyrics, polarity, emotional music (MIDI and WAV)."""
         from .affective import affective_music
 
-        a = self.config.affective
-        return affective_music(song, lyrics_backend=a.lyrics, polarity_backend=a.polarity, music_backend=a.music,
-                               renderer=a.renderer, seed=self.config.seed, out_dir=out_dir,
-                               cache_dir=registry.home() / "cache" / "affective", label=label, lyrics=lyrics)
+        return affective_music(song, self.config, out_dir=out_dir, label=label, lyrics=lyrics)
 
     # -- stage 1: retrieval --------------------------------------------------------------
     def retrieve(self, song: str | Path, n: int | None = None, seed: int | None = None,

@@ -114,3 +114,18 @@ def test_given_lyrics_replace_the_transcription(tmp_path, repo_root):
     assert result.polarity.label == "positive"  # judged on the given words, not on the song
     with pytest.raises(ValueError, match="empty"):
         affective_music(repo_root / "data/songs/sad_rain.wav", out_dir=tmp_path, lyrics="   ")
+
+
+def test_one_call_with_a_profile(tmp_path, monkeypatch, repo_root):
+    from emostyle import registry
+    from emostyle.affective import affective_music
+
+    for name in ("whisper-ct2-base", "soundfont-timgm6mb"):  # the fetched files, from a fresh home
+        monkeypatch.setenv(f"EMOSTYLE_WEIGHT_{name.upper().replace('-', '_')}", str(registry.path(name)))
+    monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path / "home"))
+    song = repo_root / "data/songs/happy_sunshine.wav"
+    first = affective_music(song, "offline")
+    assert first.polarity.label == "positive" and first.polarity.backend == "vader"
+    assert first.midi_path.parent == tmp_path / "home" / "music" and first.wav_path.is_file()
+    assert set(first.timings) >= {"lyrics", "polarity", "music", "render"}
+    assert affective_music(song, "offline").cached  # cached by input hash under the kit's home

@@ -113,13 +113,17 @@ def _describe(backend) -> str:
     return f"{type(backend).__module__}.{type(backend).__qualname__}:{getattr(backend, 'name', '')}"
 
 
-def affective_music(audio_path: str | Path, *, lyrics_backend: str | LyricsBackend = "faster-whisper",
+def affective_music(audio_path: str | Path, profile=None, *,
+                    lyrics_backend: str | LyricsBackend = "faster-whisper",
                     polarity_backend: str | PolarityBackend = "vader",
                     music_backend: str | MusicBackend = "composer", renderer: str = "auto", seed: int = 0,
-                    out_dir: str | Path, cache_dir: str | Path | None = None,
+                    out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
                     label: str | None = None, lyrics: str | None = None) -> AffectiveResult:
     """Lyrics, polarity, MIDI and WAV for one song (paper 3.2, Eq. 3).
 
+    `profile` (a profile name or an emostyle.config.Config), when given, chooses the backends,
+    renderer and seed of its `affective` section and caches under the kit's home; without it,
+    the keyword arguments do. `out_dir` defaults to `$EMOSTYLE_HOME/music`.
     Backends by name (LYRICS_BACKENDS, POLARITY_BACKENDS, MUSIC_BACKENDS) or instance;
     `renderer` one of render.RENDERERS; `label` stands in for the lyrics of audio without
     speech when the lyrics backend gives no tags. With `cache_dir`, a second call with the
@@ -129,6 +133,17 @@ def affective_music(audio_path: str | Path, *, lyrics_backend: str | LyricsBacke
     as an instance enters the key by its class and `name` only: give differently configured
     instances different names.
     """
+    from emostyle import registry
+
+    if profile is not None:
+        from emostyle.config import Config, load_config
+
+        config = profile if isinstance(profile, Config) else load_config(profile)
+        a = config.affective
+        lyrics_backend, polarity_backend, music_backend = a.lyrics, a.polarity, a.music
+        renderer, seed = a.renderer, config.seed
+        cache_dir = cache_dir if cache_dir is not None else registry.home() / "cache" / "affective"
+    out_dir = out_dir if out_dir is not None else registry.home() / "music"
     audio_path = Path(audio_path)
     if not audio_path.is_file():
         raise FileNotFoundError(f"audio file not found: {audio_path}")
