@@ -2,7 +2,7 @@
 
 A grid file (YAML) names the runs:
 
-    songs: [data/songs/happy.wav, data/songs/sad.wav]
+    songs: [data/songs/happy_sunshine.wav, data/songs/sad_rain.wav]  # relative to the grid file, else to the working folder
     seeds: [0, 1, 2]            # or a count: 3 -> 0, 1, 2
     methods: [emostyle, styleclip, lee]
     profiles: [paper-lhq, paper-ffhq]   # optional; default: --profile
@@ -59,6 +59,14 @@ class TaskSpec:
         return f"{self.profile}/{self.method}/{Path(self.song).stem}/seed-{self.seed}"
 
 
+def _song_path(song: str, base: Path) -> str:
+    """A song of the grid: absolute, relative to the grid file, or else to the working folder."""
+    song = Path(song)
+    if song.is_absolute() or (base / song).exists() or not song.exists():
+        return str(song if song.is_absolute() else base / song)
+    return str(song.resolve())
+
+
 def load_grid(path: str | Path) -> dict:
     """Read a grid YAML file (see the module docstring) into a dict."""
     import yaml
@@ -69,8 +77,7 @@ def load_grid(path: str | Path) -> dict:
     grid = yaml.safe_load(path.read_text())
     if not isinstance(grid, dict):
         raise ValueError(f"{path}: a grid is a mapping with keys songs, seeds, methods (and optionally profiles)")
-    base = path.parent
-    grid["songs"] = [str(s if Path(s).is_absolute() else base / s) for s in grid.get("songs") or []]
+    grid["songs"] = [_song_path(s, path.parent) for s in grid.get("songs") or []]
     return grid
 
 
