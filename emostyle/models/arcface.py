@@ -22,7 +22,7 @@ from torch import nn
 from emostyle.models.checkpoint import (
     load_network,
     load_strict,
-    read_checkpoint,
+    read_state_dict,
     without_data_parallel,
 )
 from emostyle.parts import IdentityLoss
@@ -153,10 +153,7 @@ def _build(state: Mapping[str, torch.Tensor], name: str) -> Backbone:
 
 
 def _read_state(path: Path) -> Mapping[str, torch.Tensor]:
-    state = read_checkpoint(path, "ArcFace weights", "arcface-ir-se50")
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
-    return state
+    return read_state_dict(path, "ArcFace weights", "arcface-ir-se50")
 
 
 def load_arcface(path_or_state: str | Path | Mapping | None = None, device: str | torch.device = "cpu") -> Backbone:

@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-__all__ = ["check_download", "read_checkpoint", "without_data_parallel", "load_strict", "load_network"]
+__all__ = ["check_download", "read_checkpoint", "read_state_dict", "without_data_parallel", "load_strict",
+           "load_network"]
 
 
 def _hint(fetch: str | tuple[str, ...]) -> str:
@@ -57,6 +58,19 @@ def without_data_parallel(state: Mapping[str, torch.Tensor]) -> Mapping[str, tor
     if state and all(k.startswith("module.") for k in state):
         return {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def read_state_dict(path: str | Path, what: str, fetch: str | tuple[str, ...],
+                    map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A state dict of tensors from a checked download (unwrapping `{"state_dict": ...}` and
+    the DataParallel prefix); a clear error when the file holds something else."""
+    state = read_checkpoint(path, what, fetch, map_location=map_location)
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors "
+                         f"(torch.save(model.state_dict())) for {what}")
+    return dict(without_data_parallel(state))
 
 
 def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> nn.Module:

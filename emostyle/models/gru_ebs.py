@@ -16,10 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from emostyle.models import checkpoint
 from emostyle.models.checkpoint import (
     load_strict,
-    read_checkpoint,
-    without_data_parallel,
 )
 
 __all__ = ["GruEbsGenerator", "load_generator"]
@@ -138,8 +137,5 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
 def read_state_dict(path: str | Path, name: str, map_location="cpu") -> dict:
     """A plain tensor state dict from a torch checkpoint, loaded with `weights_only=True`;
     clear errors for a missing, truncated or non-checkpoint file (`name` is its registry entry)."""
-    state = read_checkpoint(path, f"the {name} checkpoint", name, map_location=map_location)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a state dict of tensors (torch.save(model.state_dict())) for {name}")
-    return dict(without_data_parallel(state))
+    return checkpoint.read_state_dict(path, f"the {name} checkpoint", name, map_location=map_location)
 

@@ -24,7 +24,7 @@ from torch import nn
 from emostyle.models.checkpoint import (
     load_network,
     load_strict,
-    read_checkpoint,
+    read_state_dict,
     without_data_parallel,
 )
 
@@ -180,10 +180,7 @@ def _build(state: Mapping[str, torch.Tensor], name: str) -> AudioEncoder:
 
 
 def _read_state(path: Path) -> Mapping[str, torch.Tensor]:
-    state = read_checkpoint(path, "SoundCLIP weights", "soundclip-resnet18")
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
-    return state.get("state_dict", state)
+    return read_state_dict(path, "SoundCLIP weights", "soundclip-resnet18")
 
 
 def load_soundclip(path_or_state: str | Path | Mapping | None = None,
