@@ -22,6 +22,7 @@ from torch import nn
 from emostyle.models.checkpoint import (
     load_network,
     load_strict,
+    random_state,
     read_state_dict,
     without_data_parallel,
 )
@@ -166,16 +167,6 @@ def load_arcface(path_or_state: str | Path | Mapping | None = None, device: str 
 
 def tiny_arcface(seed: int = 0, embed_dim: int = 32) -> Backbone:
     """A narrow random IR-SE network (widths 16-64, one unit per stage, 112 px) for the tiny profile."""
-    generator = torch.Generator().manual_seed(seed)
     units = [(16, 16, 2), (16, 32, 2), (32, 48, 2), (48, 64, 2)]
     model = Backbone(units, reduction=16, embed_dim=embed_dim)
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = value
-        elif key.endswith("running_var"):
-            state[key] = 0.5 + torch.rand(value.shape, generator=generator)
-        else:
-            fan = value[0].numel() if value.ndim > 1 else 1
-            state[key] = torch.randn(value.shape, generator=generator) * fan**-0.5
-    return _build(state, f"tiny_arcface(seed={seed})")
+    return _build(random_state(model, seed), f"tiny_arcface(seed={seed})")

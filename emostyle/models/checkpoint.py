@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 __all__ = ["check_download", "read_checkpoint", "read_state_dict", "without_data_parallel", "load_strict",
-           "load_network"]
+           "load_network", "random_state"]
 
 
 def _hint(fetch: str | tuple[str, ...]) -> str:
@@ -107,3 +107,19 @@ def load_network(path_or_state: str | Path | Mapping | None, device: str | torch
 @functools.lru_cache(maxsize=8)
 def _load_cached(read, build, path: str, device: str) -> nn.Module:
     return build(read(Path(path)), path).to(device)
+
+
+def random_state(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """A seeded random state dict in `model`'s own layout, for the tiny profile's networks:
+    weights scaled by 1/sqrt(fan-in), BatchNorm running variances in [0.5, 1.5)."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = value
+        elif key.endswith("running_var"):
+            state[key] = 0.5 + torch.rand(value.shape, generator=generator)
+        else:
+            fan = value[0].numel() if value.ndim > 1 else 1
+            state[key] = torch.randn(value.shape, generator=generator) * fan**-0.5
+    return state

@@ -24,6 +24,7 @@ from torch import nn
 from emostyle.models.checkpoint import (
     load_network,
     load_strict,
+    random_state,
     read_state_dict,
     without_data_parallel,
 )
@@ -192,15 +193,5 @@ def load_soundclip(path_or_state: str | Path | Mapping | None = None,
 
 def tiny_soundclip(seed: int = 0, embed_dim: int = 32) -> AudioEncoder:
     """A narrow random SoundCLIP (widths 8-64, one block per stage) for the tiny profile and tests."""
-    generator = torch.Generator().manual_seed(seed)
     model = AudioEncoder(widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), embed_dim=embed_dim)
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = value
-        elif key.endswith("running_var"):
-            state[key] = 0.5 + torch.rand(value.shape, generator=generator)
-        else:
-            fan = value[0].numel() if value.ndim > 1 else 1
-            state[key] = torch.randn(value.shape, generator=generator) * fan**-0.5
-    return _build(state, f"tiny_soundclip(seed={seed})")
+    return _build(random_state(model, seed), f"tiny_soundclip(seed={seed})")
