@@ -11,9 +11,10 @@ from __future__ import annotations
 import abc
 from pathlib import Path
 
+import numpy as np
 import torch
 
-__all__ = ["Generator", "EmbeddingSpace", "IdentityLoss"]
+__all__ = ["Generator", "EmbeddingSpace", "IdentityLoss", "Judge", "to_uint8"]
 
 
 class Generator(abc.ABC):
@@ -76,3 +77,28 @@ class IdentityLoss(abc.ABC):
     @abc.abstractmethod
     def __call__(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Per-item loss (B,) between images and reference images, both (B, 3, H, W) in [-1, 1]."""
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Images (B, 3, H, W) in [-1, 1] as the 8-bit RGB arrays (B, H, W, 3) that are saved as PNG."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+class Judge(abc.ABC):
+    """An emotion reader that did not guide the image: it reads the saved 8-bit images.
+
+    Metrics of emotion (valence shift, emotion agreement) go through a judge, never through
+    the guidance space that was optimised, so they measure what a viewer of the PNG sees.
+    """
+
+    name: str  # shown in tables and captions, e.g. "dlib 68 landmarks (mouth geometry)"
+
+    @abc.abstractmethod
+    def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Readings of 8-bit RGB images (B, H, W, 3): at least "valence" (B,), higher is more
+        positive; NaN where the judge cannot read an image (no face found)."""
+
+    def read_tensor(self, images: torch.Tensor) -> dict[str, np.ndarray]:
+        """`read` of images (B, 3, H, W) in [-1, 1], quantised exactly as they are saved."""
+        return self.read(to_uint8(images))
