@@ -13,10 +13,10 @@ import torch
 
 from .config import Config
 from .generators import StyleGAN2Generator
-from .parts import EmbeddingSpace, Generator, IdentityLoss
+from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
 from .registry import MissingWeightError
 
-__all__ = ["build_pipeline", "build_generator", "build_space", "build_identity", "clear_cache"]
+__all__ = ["build_pipeline", "build_generator", "build_space", "build_identity", "build_judge", "clear_cache"]
 
 _CACHE: dict[str, object] = {}
 
@@ -138,6 +138,45 @@ def build_identity(config: Config, device: str, guidance_space: EmbeddingSpace) 
     return _cached("identity", dict(which=which, random=config.random_weights, device=device), make)
 
 
+def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, notes: list[str]) -> Judge | None:
+    """The emotion judge of `scoring.judge`; never the network that guides this profile.
+
+    A judge whose files or package are missing is skipped with a warning and a note (the
+    manipulation does not need it; its emotion metrics are then absent, and say so)."""
+    which = config.scoring.judge
+    if which == "none":
+        return None
+    if which == "fer" and getattr(guidance_space, "fer", None) is not None:
+        raise ValueError("scoring.judge=fer would judge faces with the FER network that guided them; "
+                         "choose scoring.judge=landmarks")
+
+    def make():
+        if which == "fer":
+            from .judges.fer import FerJudge
+            from .models.fer import MiniXception, load_fer
+
+            if config.random_weights:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(config.seed + 1)  # not the guidance's own random FER
+                    return FerJudge(MiniXception().to(device))
+            return FerJudge(load_fer(device=device))
+        if which == "landmarks":
+            from .judges.face import LandmarkJudge
+
+            return LandmarkJudge()
+        from .judges.scene import ColourEmotionJudge
+
+        return ColourEmotionJudge()
+
+    try:
+        return _cached("judge", dict(which=which, random=config.random_weights, seed=config.seed, device=device), make)
+    except (MissingWeightError, ImportError) as missing:
+        note = f"no emotion judge: scoring.judge={which} is unavailable ({missing})"
+        warnings.warn(note, stacklevel=3)
+        notes.append(note)
+        return None
+
+
 def build_pipeline(cls, config: Config):
     """A `cls` (Pipeline) holding the parts that `config` names."""
     device = config.resolve_device()
@@ -146,4 +185,5 @@ def build_pipeline(cls, config: Config):
     guidance_space = build_space(config.guidance.space, config, device, notes)
     retrieval_space = build_space(config.retrieval.space, config, device, notes)
     identity = build_identity(config, device, guidance_space)
-    return cls(config, generator, retrieval_space, guidance_space, identity, notes)
+    judge = build_judge(config, device, guidance_space, notes)
+    return cls(config, generator, retrieval_space, guidance_space, identity, judge, notes)

@@ -52,7 +52,14 @@ def _cmd_manipulate(args) -> int:
     print(f"wrote {args.out}: before.png, after.png, frames.png, loss.png, music, manifest.json")
     print(f"  lyrics: {result['lyrics']['text']!r}")
     print(f"  polarity: {result['polarity']['label']} ({result['polarity']['backend']}, score {result['polarity']['score']:+.2f})")
-    print(f"  valence of the image: {result['valence']['before']:+.2f} -> {result['valence']['after']:+.2f}")
+    v = result["valence"]
+
+    def shown(x):
+        return "n/a" if x is None else f"{x:+.2f}"
+
+    print(f"  valence by the judge ({v['judge'] or 'none'}): {shown(v['before'])} -> {shown(v['after'])}")
+    space = v["in_guidance_space"]
+    print(f"  valence in the guidance space (what was optimised): {shown(space['before'])} -> {shown(space['after'])}")
     return 0
 
 

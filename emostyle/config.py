@@ -92,6 +92,10 @@ class ScoringConfig:
     """Paper 4.4: the scorers of Table 1 (VILA in the paper) and extra metrics."""
 
     scorers: list = field(default_factory=lambda: ["vila-r", "laion-aesthetic", "brisque"])
+    # The emotion judge of every emotion metric: a model that did not guide the images
+    # (landmarks: dlib's 68 points on faces; fer: the FER2013 classifier on faces guided in
+    # CLIP space; colour: a colour-emotion model on scenes; none: no emotion metrics).
+    judge: str = _choice("landmarks", "fer", "colour", "none", default="fer")
 
 
 @dataclass

@@ -17,14 +17,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-__all__ = ["to_image", "save_image", "image_grid", "loss_figure", "frames_figure", "piano_roll",
-           "architecture_figure", "save_figure", "stamp"]
+from .parts import to_uint8  # noqa: E402
+
+__all__ = ["to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
+           "architecture_figure", "add_table", "save_figure", "stamp"]
 
 
 def to_image(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
-    x = image.detach().float().cpu().clamp(-1, 1)
-    return ((x.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8, exactly as saved."""
+    return to_uint8(image[None])[0]
 
 
 def save_image(image: torch.Tensor, path: str | Path, min_size: int = 256) -> Path:
@@ -91,6 +92,52 @@ def loss_figure(history: dict[str, list[list[float]]], title: str = "guidance lo
     fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
     stamp(fig, note)
     return fig
+
+
+def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: str = "",
+                note: str | None = None) -> plt.Figure:
+    """The loss terms of several methods side by side (mean over the batch), log-scaled since
+    the regulariser and the guidance terms differ by orders; the legend below the curves."""
+    from .guidance import METHODS
+
+    fig, axes = plt.subplots(1, len(histories), figsize=(4.2 * len(histories), 3.3), squeeze=False)
+    for ax, (method, history) in zip(axes[0], histories.items()):
+        for name, values in history.items():
+            ax.plot(np.asarray(values, dtype=float).mean(axis=1), label=name, lw=2.2 if name == "total" else 1.2)
+        ax.set_yscale("symlog", linthresh=1e-2)
+        ax.set_title(f"{METHODS[method].title} ({subtitle})" if subtitle else METHODS[method].title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
+    stamp(fig, note)
+    return fig
+
+
+def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str], height: float = 0.3) -> None:
+    """Print `rows` as a table under the figure's axes (e.g. Figure 4's check of the paper's
+    claims), growing the figure by `height` inches a row so nothing overlaps."""
+    if not rows:
+        return
+    w, h = fig.get_size_inches()
+    extra = height * (len(rows) + 1) + 0.2
+    for ax in fig.axes:  # keep the axes where they were, in inches, and add room below
+        x0, y0, bw, bh = ax.get_position().bounds
+        ax.set_position([x0, (y0 * h + extra) / (h + extra), bw, bh * h / (h + extra)])
+    for text in fig.texts:
+        x, y = text.get_position()
+        text.set_position((x, (y * h + extra) / (h + extra)))
+    fig.set_size_inches(w, h + extra)
+    ax = fig.add_axes([0.02, 0.01, 0.96, (extra - 0.1) / (h + extra)])
+    ax.axis("off")
+    table = ax.table(cellText=[[str(r[c]) for c in columns] for r in rows], colLabels=list(columns),
+                     loc="center", cellLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(7.5)
+    table.auto_set_column_width(list(range(len(columns))))
+    for (row, _), cell in table.get_celld().items():
+        if row > 0 and "DIFFERS" in cell.get_text().get_text():
+            cell.get_text().set_color("#b00020")
 
 
 def frames_figure(frames: list[tuple[int, torch.Tensor]], item: int = 0, note: str | None = None,

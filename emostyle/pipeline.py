@@ -18,7 +18,7 @@ from . import registry
 from .audio import read_audio
 from .config import Config, load_config
 from .guidance import METHODS, GuidanceResult, guide, method as get_method
-from .parts import EmbeddingSpace, Generator, IdentityLoss
+from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
 from .retrieval import Retrieval, retrieve
 
 __all__ = ["STAGES", "Pipeline", "manipulate", "resolve_weights"]
@@ -50,6 +50,7 @@ class Pipeline:
     retrieval_space: EmbeddingSpace
     guidance_space: EmbeddingSpace
     identity: IdentityLoss | None = None
+    judge: Judge | None = None  # reads emotion on the saved images; never the guiding network
     notes: list[str] = field(default_factory=list)  # fallbacks taken while building, for manifests
 
     @classmethod
@@ -68,6 +69,7 @@ class Pipeline:
         return {"profile": self.config.profile, "generator": f"{self.generator.name} ({self.generator.resolution} px)",
                 "retrieval space": self.retrieval_space.name, "guidance space": self.guidance_space.name,
                 "identity": type(self.identity).__name__ if self.identity else "none",
+                "judge": self.judge.name if self.judge else "none",
                 "lyrics": a.lyrics, "polarity": a.polarity, "music": a.music}
 
     @property
@@ -178,10 +180,13 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     result = pipe.guide(found.best_latent, targets, method=method, progress=progress)
     timings["guidance"] = time.perf_counter() - begun
 
-    from .scoring.metrics import valence
+    from .scoring.metrics import judge_valence, space_valence
 
+    both = torch.cat([result.start_images, result.images])
     subject = "face" if config.domain == "face" else "landscape"
-    before, after = valence(torch.cat([result.start_images, result.images]), pipe.guidance_space, subject).tolist()
+    space_before, space_after = space_valence(both, pipe.guidance_space, subject).tolist()
+    judged = judge_valence(both, pipe.judge).tolist() if pipe.judge is not None else [float("nan")] * 2
+    before, after = (None if v != v else v for v in judged)  # NaN: no face found, or no judge
     save_image(result.start_images[0], out / "before.png")
     save_image(result.images[0], out / "after.png")
     save_figure(frames_figure(result.frames, note=pipe.note), "frames", out)
@@ -199,9 +204,13 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
                    "best": found.best},
         guidance={"settings": result.settings, "final_losses": {k: v[-1] for k, v in result.history.items()},
                   "seconds": round(result.seconds, 3)},
-        # Valence as the guidance space reads it ("a happy ..." minus "a sad ..."): did the image
-        # move the way the song's polarity says?
-        valence={"before": before, "after": after},
+        # Did the image move the way the song's polarity says? "before"/"after" are read on the
+        # saved images by the judge, a model that did not guide them; "in_guidance_space" by the
+        # space that was optimised ("a happy ..." minus "a sad ..."), which can report changes
+        # nobody sees.
+        valence={"judge": pipe.judge.name if pipe.judge else None, "before": before, "after": after,
+                 "polarity": music.polarity.emotion,
+                 "in_guidance_space": {"before": space_before, "after": space_after}},
     )
     write_json(out / "manifest.json", manifest)
     return manifest

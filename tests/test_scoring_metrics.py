@@ -70,23 +70,28 @@ def test_emotion_agreement():
     torch.testing.assert_close(emotion_agreement(before, after, "positive"), torch.tensor([1.0, 0, 0, 0]))
     labels = ["positive", "negative", "negative", "negative"]
     torch.testing.assert_close(emotion_agreement(before, after, labels), torch.tensor([1.0, 1, 1, 0]))
-    with pytest.raises(ValueError, match="valid: positive, negative"):
+    with pytest.raises(ValueError, match="valid: positive, negative, neutral"):
         emotion_agreement(before, after, "Positive.")
+    # A neutral song (a sound without lyrics) asks for no direction; NaN readings stay NaN.
+    assert emotion_agreement(before, after, "neutral").isnan().all()
+    unread = torch.tensor([float("nan"), 0.1, 0.5, 0.5])
+    torch.testing.assert_close(emotion_agreement(unread, after, "positive"), torch.tensor([float("nan"), 0, 0, 0]),
+                               equal_nan=True)
     with pytest.raises(ValueError, match="3 polarity labels for 4"):
         emotion_agreement(before, after, labels[:3])
 
 
-def test_valence_reads_happy_above_sad_faces_in_the_affect_space():
+def test_space_valence_reads_happy_above_sad_faces_in_the_affect_space():
     from emostyle import registry
     from emostyle.models.dcgan import load_dcgan
     from emostyle.models.fer import face_input
-    from emostyle.scoring.metrics import valence
+    from emostyle.scoring.metrics import space_valence
     from emostyle.spaces.affect import AffectSpace
 
     space = AffectSpace("face")
     dcgan = load_dcgan(registry.path("dcgan-faces"))
     images = dcgan.render(dcgan.sample(16, torch.Generator().manual_seed(0))).detach()
     probs = space.fer(face_input(images)).softmax(1)
-    v = valence(images, space)
+    v = space_valence(images, space)
     happiest, saddest = int(probs[:, 3].argmax()), int(probs[:, 4].argmax())
     assert v.shape == (16,) and v[happiest] > v[saddest]

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 __all__ = ["Polarity", "MusicBackend"]
 
 
+NEUTRAL_SCORE = 0.05  # VADER's neutral band on the compound score
+
+
 @dataclass(frozen=True)
 class Polarity:
     """The sentiment polarity of the lyrics, and how it was obtained."""
@@ -26,6 +29,17 @@ class Polarity:
     backend: str  # "vader", "chatglm", ...
     raw: str | None = None  # the backend's raw reply/score text
     fallback: bool = False  # True when the reply was unusable and a fallback decided
+
+    @property
+    def emotion(self) -> str:
+        """"positive", "negative", or "neutral" inside VADER's neutral band (|score| < 0.05,
+        Hutto & Gilbert 2014): a sound whose label carries no sentiment has no polarity, even
+        though the music stage needs one of the two labels to compose."""
+        return "neutral" if abs(self.score) < NEUTRAL_SCORE else self.label
+
+    def caption(self) -> str:
+        """e.g. "negative (-0.62)" or "neutral (+0.00)", for figures and tables."""
+        return f"{self.emotion} ({self.score:+.2f})"
 
     def __post_init__(self):
         if self.label not in ("positive", "negative"):

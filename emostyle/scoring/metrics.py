@@ -4,7 +4,11 @@
   (CLIP space, or the offline affect space); higher is closer;
 - identity similarity between input and result (ArcFace, or any `IdentityLoss`): 1 - L_ID;
 - latent distance ||w - w0|| (how far the optimisation moved, paper Eq. 7's L_reg is its square);
-- emotion agreement: does the result's valence move the way the song's polarity says.
+- emotion: the valence of the saved images as a *judge* reads it (`judge_valence`, a model that
+  did not guide them), its shift signed by the song's polarity, and emotion agreement (did it
+  move the song's way). `space_valence` is the same reading through the guidance space that was
+  optimised: kept, labelled "in the guidance space", because it reports success for changes a
+  person may not see; the tables show both so a reader sees when they disagree.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from emostyle.parts import EmbeddingSpace, IdentityLoss
+from emostyle.parts import EmbeddingSpace, IdentityLoss, Judge
 
-__all__ = ["alignment", "identity_similarity", "latent_distance", "valence", "valence_shift", "emotion_agreement"]
+__all__ = ["alignment", "identity_similarity", "latent_distance", "judge_valence", "space_valence",
+           "valence_shift", "emotion_agreement"]
 
-POLARITIES = {"positive": 1.0, "negative": -1.0}
+# A neutral song (a sound without lyrics) asks for no direction: its shift and agreement are NaN.
+POLARITIES = {"positive": 1.0, "negative": -1.0, "neutral": float("nan")}
 
 
 def alignment(image_emb: torch.Tensor, target: torch.Tensor, space: EmbeddingSpace | None = None) -> torch.Tensor:
@@ -67,24 +73,34 @@ def _signs(polarity: str | Sequence[str], n: int) -> torch.Tensor:
     return torch.tensor([POLARITIES[p] for p in labels])
 
 
-def valence_shift(before: torch.Tensor, after: torch.Tensor, polarity: str | Sequence[str]) -> torch.Tensor:
-    """Valence change (B,) signed by the polarity: > 0 when the result moved the song's way."""
+def valence_shift(before, after, polarity: str | Sequence[str]) -> torch.Tensor:
+    """Valence change (B,) signed by the polarity: > 0 when the result moved the song's way;
+    NaN for a neutral song or an image the judge could not read."""
     before, after = torch.as_tensor(before, dtype=torch.float32), torch.as_tensor(after, dtype=torch.float32)
     if before.shape != after.shape or before.ndim != 1:
         raise ValueError(f"valences must be two (B,) vectors, got {tuple(before.shape)} and {tuple(after.shape)}")
     return (after - before) * _signs(polarity, len(before))
 
 
-def valence(images: torch.Tensor, space: EmbeddingSpace, subject: str = "face") -> torch.Tensor:
-    """Valence (B,) of images as the space reads it: similarity to "a happy <subject>" minus
-    similarity to "a sad <subject>" (CLIP, the affect space and any space with a text encoder)."""
+def judge_valence(images: torch.Tensor, judge: Judge) -> torch.Tensor:
+    """Valence (B,) of images (B, 3, H, W) in [-1, 1] as `judge` reads them once saved as 8-bit
+    PNGs (NaN where it cannot read one)."""
+    return torch.as_tensor(judge.read_tensor(images)["valence"], dtype=torch.float32)
+
+
+def space_valence(images: torch.Tensor, space: EmbeddingSpace, subject: str = "face") -> torch.Tensor:
+    """Valence (B,) of images *in the guidance space*: similarity to "a happy <subject>" minus
+    similarity to "a sad <subject>" (CLIP, the affect space and any space with a text encoder).
+    Not an independent measure when `space` guided the images: see `judge_valence`."""
     with torch.no_grad():
         emb = space.encode_image(images)
         happy, sad = (space.encode_text(f"a {mood} {subject}").to(emb.device) for mood in ("happy", "sad"))
         return (space.similarity(emb, happy) - space.similarity(emb, sad))[:, 0].float().cpu()
 
 
-def emotion_agreement(before: torch.Tensor, after: torch.Tensor, polarity: str | Sequence[str]) -> torch.Tensor:
+def emotion_agreement(before, after, polarity: str | Sequence[str]) -> torch.Tensor:
     """1.0 where the valence moved the way the polarity says (up for positive, down for negative),
-    else 0.0 (no change counts as disagreement); shape (B,). Its mean is the agreement rate."""
-    return (valence_shift(before, after, polarity) > 0).float()
+    0.0 where it did not (no change counts as disagreement), NaN for a neutral song or an
+    unreadable image; shape (B,). Its mean over the non-NaN items is the agreement rate."""
+    shift = valence_shift(before, after, polarity)
+    return torch.where(shift.isnan(), shift, (shift > 0).float())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DIRECTIONS", "read_table", "long_format", "summary_table", "write_table", "interval_chart"]
+__all__ = ["DIRECTIONS", "read_table", "long_format", "summary_table", "write_table", "write_rows", "interval_chart"]
 
 # How to read each scorer's number; tables print it beside the scorer's name.
 DIRECTIONS = {
@@ -29,7 +29,12 @@ DIRECTIONS = {
     "align-text": "similarity to the lyrics in the guidance space, higher is closer",
     "identity": "identity similarity to the retrieved input (1 - L_ID), higher keeps the identity",
     "latent-distance": "||w - w0||, lower stays closer to the input",
-    "emotion-agreement": "share of results whose valence moved the way the song's polarity says",
+    "pixel-change": "mean absolute change of the saved image from the input, in 8-bit grey levels",
+    "valence-shift": "valence change read by the judge (not the guiding model), signed by the song's polarity: "
+                     "> 0 moved the song's way",
+    "emotion-agreement": "share of results whose valence, read by the judge, moved the way the song's polarity says",
+    "valence-shift-space": "valence-shift in the guidance space (the model that was optimised)",
+    "emotion-agreement-space": "emotion-agreement in the guidance space (the model that was optimised)",
 }
 _KEYS = ("scorer", "method", "dataset")
 
@@ -133,6 +138,22 @@ def _latex_escape(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
         s = s.replace(a, b)
     return s
+
+
+def write_rows(rows: list[dict], stem: str | Path) -> dict[str, Path]:
+    """Write plain rows (e.g. Figure 4's claims) as `stem`.csv and a Markdown table `stem`.md."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = {f: stem.with_name(f"{stem.name}.{f}") for f in ("csv", "md")}
+    columns = list(rows[0]) if rows else []
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    paths["md"].write_text("\n".join(lines) + "\n")
+    return paths
 
 
 def write_table(summary: list[dict], stem: str | Path, digits: int = 3) -> dict[str, Path]:

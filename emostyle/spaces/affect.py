@@ -15,8 +15,14 @@ images, audio and text in Mehrabian's three-dimensional PAD space, each axis in 
 - text: VADER's compound polarity (Hutto & Gilbert 2014) along the line from neutral to
   the PAD of "happy" (positive) or "sad" (negative).
 
-`distance` (guidance loss) is the squared Euclidean distance in PAD; `similarity`
-(retrieval) is its negative Euclidean distance.
+Guidance and retrieval compare a point with a target's *direction* from neutral, as CLIP
+space compares unit vectors: `distance` is 1 - <e, t_hat> and `similarity` is <e, t_hat>.
+A squared distance ||e - t||^2 would not do: sum_k l_k ||e - t_k||^2 is minimal at the
+weighted mean of the targets, a mild point inside the region the generator reaches, so the
+optimisation stops there from whichever side it starts (a happy face guided by a happy song
+got less happy). The directional loss has no such point: every term keeps pulling along its
+target's direction until the identity loss and the regulariser hold the image, and the
+weights l_k mix directions (EmoStyle's 0.6 / 0.2 / 0.2), not whichever target lies furthest.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emostyle.affective.music import NEUTRAL_SCORE
 from emostyle.audio import load_audio
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input, load_fer
 from emostyle.parts import EmbeddingSpace
 
-__all__ = ["AffectSpace", "EMOTION_PAD", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
+__all__ = ["AffectSpace", "EMOTION_PAD", "NEUTRAL_RADIUS", "direction", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
 
 DOMAINS = ("face", "scene")
 
@@ -142,6 +149,18 @@ def music_pad(cues: dict[str, float]) -> np.ndarray:
     return values @ signs / np.abs(signs).sum(axis=0)
 
 
+# A target closer to neutral than this is read as no emotion: its direction fades to zero
+# instead of amplifying noise. VADER's neutral band (|compound| < 0.05; Hutto & Gilbert
+# 2014), the finest valence distinction any of the space's readers makes.
+NEUTRAL_RADIUS = NEUTRAL_SCORE
+
+
+def direction(targets: torch.Tensor) -> torch.Tensor:
+    """Unit directions (M, 3) of PAD targets (M, 3) from neutral; shorter than `NEUTRAL_RADIUS`
+    they shrink to zero continuously (t / radius)."""
+    return targets / targets.norm(dim=1, keepdim=True).clamp_min(NEUTRAL_RADIUS)
+
+
 class AffectSpace(EmbeddingSpace):
     """PAD space, dim 3; `domain` "face" reads expressions (FER), "scene" reads colour.
 
@@ -150,6 +169,10 @@ class AffectSpace(EmbeddingSpace):
 
     name = "affect-pad"
     dim = 3
+    # Softmax temperature of retrieval (Eq. 2). Similarities are projections in [-1, 1]
+    # (PAD units); a scale of 10 makes a difference of 0.1 along the song's emotion (one tenth
+    # of the way from neutral to a prototype emotion) multiply a candidate's odds by e.
+    logit_scale = 10.0
 
     def __init__(self, domain: str = "face", fer: MiniXception | None = None):
         if domain not in DOMAINS:
@@ -188,9 +211,11 @@ class AffectSpace(EmbeddingSpace):
         return abs(c) * torch.tensor(prototype).unsqueeze(0)
 
     def similarity(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Negative Euclidean distances (B, M) between PAD points x (B, 3) and y (M, 3)."""
-        return -torch.cdist(x.float(), y.float().to(x.device))
+        """Projections (B, M) of PAD points x (B, 3) on the directions of y (M, 3): how far each
+        point lies along each target's emotion (Eq. 1's dot product, with unit targets)."""
+        return x.float() @ direction(y.float().to(x.device)).T
 
     def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Squared Euclidean distance (B,) to targets (B or 1, 3): smooth at the target."""
-        return ((image_emb - target.to(image_emb.device)) ** 2).sum(dim=1)
+        """Guidance loss (B,) to targets (B or 1, 3): 1 - <e, t_hat>, linear along the target's
+        direction (no fixed point short of the reachable boundary; see the module docstring)."""
+        return 1 - (image_emb * direction(target.to(image_emb.device))).sum(dim=1)

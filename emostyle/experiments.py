@@ -1,0 +1,246 @@
+"""The paper's experiments (section 4) as notebooks 03-05 run them, so their cells read like the paper.
+
+`Experiment` holds one pipeline per dataset of a profile (FFHQ-style faces, LHQ-style scenes);
+`Experiment.run_methods` retrieves a start image per song and guides all songs at once with each
+method from the same starts, and reads every image twice: by the profile's *judge* (a model that
+did not guide it, on the saved 8-bit image) and in the *guidance space* (what was optimised).
+`method_grid` draws Figures 2-4 with both readings under each image, `ablation_claims` checks
+Figure 4 against the paper's claims, and `score` collects Table 1 and the metrics table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import dataset_configs
+from .guidance import METHODS, GuidanceResult
+from .parts import to_uint8
+from .pipeline import Pipeline
+from .samples import Sample
+from .scoring import metrics
+
+__all__ = ["Experiment", "MethodRuns", "ablation_claims"]
+
+
+@dataclass
+class MethodRuns:
+    """One dataset's items, each guided by every method from the same retrieved start.
+
+    `judge` and `space` map a column ("input" or a method) to valences (B,): the judge's
+    reading of the saved images (NaN where it cannot read one, or no judge) and the reading
+    in the guidance space."""
+
+    label: str
+    pipe: Pipeline
+    items: list[Sample]
+    musics: list
+    runs: dict[str, GuidanceResult]
+    targets: dict[str, torch.Tensor | None]
+    judge: dict[str, torch.Tensor]
+    space: dict[str, torch.Tensor]
+
+    @property
+    def columns(self) -> dict[str, torch.Tensor]:
+        """"input" and each method's images (B, 3, H, W)."""
+        first = next(iter(self.runs.values()))
+        return {"input": first.start_images} | {m: r.images for m, r in self.runs.items()}
+
+    @property
+    def emotions(self) -> list[str]:
+        """Each item's polarity as a direction: positive, negative or neutral (no lyrics)."""
+        return [m.polarity.emotion for m in self.musics]
+
+    def pixel_change(self, method: str) -> torch.Tensor:
+        """Mean absolute change (B,) of the saved 8-bit images from the input, in grey levels."""
+        before, after = (to_uint8(x).astype(np.float64) for x in (self.runs[method].start_images,
+                                                                   self.runs[method].images))
+        return torch.as_tensor(np.abs(after - before).mean(axis=(1, 2, 3)), dtype=torch.float32)
+
+    def results(self) -> dict:
+        """Per item: its polarity, and per method its own final losses and both valence readings."""
+        out = {}
+        for i, (item, music) in enumerate(zip(self.items, self.musics)):
+            entry = {"polarity": music.polarity.emotion, "score": music.polarity.score,
+                     "input": {"judge": float(self.judge["input"][i]), "space": float(self.space["input"][i])}}
+            for m, run in self.runs.items():
+                entry[m] = {"losses": {k: v[-1][i] for k, v in run.history.items()},
+                            "judge": float(self.judge[m][i]), "space": float(self.space[m][i]),
+                            "pixel_change": float(self.pixel_change(m)[i])}
+            out[item.name] = entry
+        return out
+
+
+class Experiment:
+    """The pipelines of a profile's datasets, and where a notebook writes its outputs."""
+
+    def __init__(self, profile: str = "offline", overrides: dict | None = None,
+                 figures_dir: str | Path = "figures", run_dir: str | Path = "runs/manual"):
+        self.figures_dir, self.run_dir = Path(figures_dir), Path(run_dir)
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.pipe = Pipeline.from_config(profile, overrides)
+        self.config = self.pipe.config
+        # The paper shows faces (FFHQ) and landscapes (LHQ): one pipeline per dataset of the profile.
+        self.datasets = {label: Pipeline.from_config(c) for label, c in dataset_configs(self.config, overrides).items()}
+
+    @property
+    def note(self) -> str:
+        """The profile notes of every dataset, for the face of a figure."""
+        return " | ".join(p.note for p in self.datasets.values())
+
+    def run_methods(self, items: list[Sample], methods: list[str], seed: int | None = None,
+                    progress: bool = True) -> dict[str, MethodRuns]:
+        """For each dataset: retrieve a start per item (one retrieval seed per item), guide all
+        items at once with each method, and read every image by the judge and in the space."""
+        from tqdm.auto import tqdm
+
+        out = {}
+        bar = tqdm(total=len(self.datasets) * len(methods), desc="methods", disable=not progress)
+        for label, pipe in self.datasets.items():
+            musics = [pipe.affective_music(s.path, self.run_dir / s.name, label=s.label)
+                      for s in items]
+            base = pipe.config.seed if seed is None else seed
+            starts = torch.cat([pipe.retrieve(s.path, seed=base * 1000 + i, progress=False).best_latent
+                                for i, s in enumerate(items)])
+            texts = [m.transcript.text or s.label for s, m in zip(items, musics)]
+            targets = pipe.targets([s.path for s in items], [m.wav_path for m in musics], texts)
+            runs = {}
+            for m in methods:
+                bar.set_postfix_str(f"{label}: {METHODS[m].title}")
+                runs[m] = pipe.guide(starts, targets, method=m, progress=False)
+                bar.update()
+            result = MethodRuns(label, pipe, list(items), musics, runs, targets, {}, {})
+            subject = "face" if pipe.config.domain == "face" else "landscape"
+            for name, images in result.columns.items():
+                result.space[name] = metrics.space_valence(images, pipe.guidance_space, subject)
+                result.judge[name] = (metrics.judge_valence(images, pipe.judge) if pipe.judge is not None
+                                      else torch.full((len(items),), float("nan")))
+            out[label] = result
+        bar.close()
+        return out
+
+    def method_grid(self, items: list[Sample], methods: list[str], title: str, cell: float = 1.7,
+                    seed: int | None = None, by_item: bool = True):
+        """Figures 2-4: a row per (dataset, item) and a column per method after the input
+        (`by_item`), or a row per (dataset, method) and a column per item. Under each image the
+        judge's valence and, after it, the guidance space's. Returns the figure and the runs."""
+        from .figures import image_grid
+
+        runs = self.run_methods(items, methods, seed=seed)
+        rows, labels, captions = [], [], []
+        for label, r in runs.items():
+            columns = r.columns
+
+            def caption(name, i):
+                return f"judge {_signed(r.judge[name][i])}\nspace {_signed(r.space[name][i])}"
+
+            if by_item:
+                for i, (s, m) in enumerate(zip(items, r.musics)):
+                    rows.append([images[i] for images in columns.values()])
+                    captions.append([caption(name, i) for name in columns])
+                    labels.append(f"{label}\n{s.name}\n{m.polarity.caption()}")
+            else:
+                for name, images in columns.items():
+                    rows.append(list(images))
+                    captions.append([caption(name, i) for i in range(len(items))])
+                    labels.append(f"{label}\n{_title(name)}")
+        any_runs = next(iter(runs.values()))
+        if by_item:
+            col_labels = [_title(name) for name in any_runs.columns]
+        else:
+            col_labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
+        judges = "; ".join(f"{label}: {r.pipe.judge.name if r.pipe.judge else 'none'}" for label, r in runs.items())
+        note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}); " \
+               f"space = valence in the guidance space (what was optimised)\n{self.note}"
+        fig = image_grid(rows, row_labels=labels, col_labels=col_labels, captions=captions, title=title,
+                         note=note, cell=cell)
+        return fig, runs
+
+    def score(self, items: list[Sample], methods: list[str], seeds: list[int], scorers: dict):
+        """Table 1's records (a score per image and scorer) and the metrics table's records
+        (alignment, identity, latent distance, and emotion by the judge and in the space)."""
+        from .scoring import score_images
+
+        records, extra = [], []
+        for seed in seeds:
+            for label, r in self.run_methods(items, methods, seed=seed).items():
+                for m, images in r.columns.items():
+                    for scorer, values in score_images(images, scorers).items():
+                        records += [dict(method=m, dataset=label, scorer=scorer, seed=seed, score=float(v))
+                                    for v in values]
+                space = r.pipe.guidance_space
+                for m in methods:
+                    run = r.runs[m]
+                    with torch.no_grad():
+                        emb = space.encode_image(run.images)
+                    values = {f"align-{k}": metrics.alignment(emb, t, space) for k, t in r.targets.items()
+                              if t is not None}
+                    values["latent-distance"] = metrics.latent_distance(run.latents, run.start_latents)
+                    values["pixel-change"] = r.pixel_change(m)
+                    values["valence-shift"] = metrics.valence_shift(r.judge["input"], r.judge[m], r.emotions)
+                    values["emotion-agreement"] = metrics.emotion_agreement(r.judge["input"], r.judge[m], r.emotions)
+                    values["valence-shift-space"] = metrics.valence_shift(r.space["input"], r.space[m], r.emotions)
+                    values["emotion-agreement-space"] = metrics.emotion_agreement(r.space["input"], r.space[m],
+                                                                                  r.emotions)
+                    if r.pipe.identity is not None:
+                        values["identity"] = metrics.identity_similarity(run.images, run.start_images, r.pipe.identity)
+                    extra += [dict(method=m, dataset=label, scorer=k, seed=seed, score=float(v))
+                              for k, vs in values.items() for v in torch.as_tensor(vs).flatten()
+                              if not torch.isnan(v)]
+        return records, extra
+
+
+def ablation_claims(runs: dict[str, MethodRuns]) -> list[dict]:
+    """The paper's claims about Figure 4 (section 4.3.3), checked on these runs per dataset.
+
+    Each claim compares an ablation with full EmoStyle on means over the items with a
+    polarity, by the judge (emotion) and the saved images (fidelity):
+    - w/o Audio: "a noticeable decline in image fidelity": it changes the image more;
+    - w/o Music: "subdued emotional expressions": its signed valence shift is smaller;
+    - w/o Text: "errors in emotional judgment": it agrees with the song's polarity less often.
+    Rows: dataset, claim, the two values compared, and whether this run agrees."""
+    rows = []
+    for label, r in runs.items():
+        if "emostyle" not in r.runs:
+            continue
+
+        def mean(values):
+            values = torch.as_tensor(values, dtype=torch.float32)
+            keep = ~values.isnan()
+            return float(values[keep].mean()) if keep.any() else float("nan")
+
+        def shift(m):
+            return mean(metrics.valence_shift(r.judge["input"], r.judge[m], r.emotions))
+
+        def agreement(m):
+            return mean(metrics.emotion_agreement(r.judge["input"], r.judge[m], r.emotions))
+
+        def change(m):
+            return mean(r.pixel_change(m))
+
+        checks = (("wo-audio", "w/o Audio changes the image more (lower fidelity)", change, 1),
+                  ("wo-music", "w/o Music moves the emotion less (subdued)", shift, -1),
+                  ("wo-text", "w/o Text agrees with the polarity less often", agreement, -1))
+        for m, claim, measure, sign in checks:
+            if m not in r.runs:
+                continue
+            full, ablated = measure("emostyle"), measure(m)
+            holds = bool(sign * (ablated - full) > 0) if not (np.isnan(full) or np.isnan(ablated)) else None
+            rows.append(dict(dataset=label, claim=claim, measure=measure.__name__, emostyle=round(full, 3),
+                             ablation=round(ablated, 3),
+                             verdict={True: "agrees with the paper", False: "DIFFERS from the paper",
+                                      None: "not measurable (no judge reading)"}[holds]))
+    return rows
+
+
+def _title(column: str) -> str:
+    return "input" if column == "input" else METHODS[column].title
+
+
+def _signed(value) -> str:
+    value = float(value)
+    return "n/a" if np.isnan(value) else f"{value:+.2f}"

@@ -1,0 +1,12 @@
+"""Judges: emotion readers that did not guide the image (see `emostyle.parts.Judge`).
+
+Each reads the saved 8-bit images with a model other than the one the guidance optimised,
+so an emotion metric measures what a viewer of the PNG sees, not what the guiding encoder
+was pushed to score:
+- `FerJudge`: the FER2013 expression classifier; judges faces guided in CLIP space
+  (paper-ffhq), never faces it guided itself (offline).
+"""
+
+from .fer import FerJudge
+
+__all__ = ["FerJudge"]
