@@ -95,10 +95,33 @@ def test_similarity_and_distance():
     space = AffectSpace("scene")
     x = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
     y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
-    assert torch.allclose(space.similarity(x, y), -torch.tensor([[1.0, 2.0, 0.0], [0.0, 5 ** 0.5, 1.0]]))
+    # Projections on the targets' unit directions; a neutral target (0) has no direction.
+    assert torch.allclose(space.similarity(x, y), torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+    assert torch.allclose(space.distance(x, y[1:2]), torch.tensor([1.0, 1.0]))
     assert torch.allclose(space.distance(x, y[:1]), torch.tensor([1.0, 0.0]))
     with pytest.raises(ValueError, match="face, scene"):
         AffectSpace("landscape")
+
+
+def test_distance_has_no_fixed_point_and_weights_mix_directions():
+    """The squared distance stopped at the weighted mean of the targets; the directional loss
+    pulls with the same gradient -sum_k l_k t_k/|t_k| wherever the image is, the targets included."""
+    space = AffectSpace("scene")
+    rng = torch.Generator().manual_seed(0)
+    targets = {"audio": torch.tensor([[0.3, 0.2, 0.1]]), "music": torch.tensor([[-0.1, 0.4, 0.0]]),
+               "text": torch.tensor([[0.8, 0.5, 0.45]])}
+    weights = {"audio": 0.6, "music": 0.2, "text": 0.2}
+    pull = sum(w * targets[k][0] / targets[k][0].norm() for k, w in weights.items())
+    points = torch.cat([torch.rand(6, 3, generator=rng) * 2 - 1, *targets.values()])  # the targets too
+    e = points.clone().requires_grad_(True)
+    sum(w * space.distance(e, targets[k]) for k, w in weights.items()).sum().backward()
+    torch.testing.assert_close(-e.grad, pull.expand_as(e), rtol=1e-6, atol=1e-7)
+    # A target's strength does not buy it more pull: only l_k does (0.6 / 0.2 / 0.2 stay meaningful).
+    louder = space.distance(points, 5 * targets["text"]) - space.distance(points, targets["text"])
+    torch.testing.assert_close(louder, torch.zeros(len(points)))
+    # Inside VADER's neutral band the pull fades continuously to zero.
+    faint = torch.tensor([[0.01, 0.0, 0.0]])
+    torch.testing.assert_close(1 - space.distance(torch.tensor([[1.0, 0.0, 0.0]]), faint), torch.tensor([0.2]))
 
 
 @pytest.mark.slow  # about 5 s on 2 idle cores; much longer on a loaded machine
