@@ -5,8 +5,12 @@ so an emotion metric measures what a viewer of the PNG sees, not what the guidin
 was pushed to score:
 - `FerJudge`: the FER2013 expression classifier; judges faces guided in CLIP space
   (paper-ffhq), never faces it guided itself (offline).
+- `ColourEmotionJudge`: published colour-emotion data (Palmer et al. 2013 happy/sad
+  associations; Ou et al. 2004 colour activity) per pixel in CIELAB; judges the offline
+  profile's scenes, which Valdez & Mehrabian's brightness-saturation equations guided.
 """
 
 from .fer import FerJudge
+from .scene import ColourEmotionJudge
 
-__all__ = ["FerJudge"]
+__all__ = ["FerJudge", "ColourEmotionJudge"]
