@@ -4,8 +4,9 @@
 
 Grades the offline profile's real photos (registry `photo-*`, fetch them with
 `emostyle weights fetch --profile offline`) with the photo grader and prints:
-1. the correlation over random grades between the judge's valence and the guide's pleasure
-   (Valdez & Mehrabian on the same 8-bit images), pooled and within each photo;
+1. the agreement over random grades between the judge's valence and the guide's pleasure
+   (Valdez & Mehrabian on the same 8-bit images), pooled and within each photo: Pearson and
+   Spearman correlations and the share of image pairs that the two order differently;
 2. for each grading operation at -1 and +1 (tanh strength), the change of the judge's
    valence and arousal and of the guide's pleasure and arousal, per photo.
 Not a test: it measures how far the judge is from a restatement of the guide.
@@ -43,6 +44,13 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rank(x), rank(y))[0, 1])
 
 
+def _discordant(x: np.ndarray, y: np.ndarray) -> float:
+    """Share of pairs (i, j) that x and y order differently."""
+    dx, dy = np.sign(x[:, None] - x[None]), np.sign(y[:, None] - y[None])
+    pairs = np.triu(np.ones_like(dx, dtype=bool), 1)
+    return float((dx * dy < 0)[pairs].mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grades", type=int, default=400, help="random grades (spread over the photos)")
@@ -59,12 +67,13 @@ def main() -> None:
     with torch.no_grad():
         r = _readings(grader, _latents(index, torch.randn(args.grades, n_ops, generator=generator)))
     print(f"{args.grades} random grades of {n_photos} photos at {args.size} px")
-    print(f"{'':16s}{'pearson':>9s}{'spearman':>9s}   (judge valence vs guide P; judge arousal vs guide A)")
+    print(f"{'':16s}{'pearson':>9s}{'spearman':>9s}{'discord':>9s}   (judge valence vs guide P; arousal vs A)")
     rows = [("pooled", np.ones(args.grades, bool))] + [(n, (index == i).numpy()) for i, n in enumerate(grader.names)]
     for name, m in rows:
         v_p = np.corrcoef(r["valence"][m], r["P"][m])[0, 1]
         a_a = np.corrcoef(r["arousal"][m], r["A"][m])[0, 1]
-        print(f"{name:16s}{v_p:9.3f}{_spearman(r['valence'][m], r['P'][m]):9.3f}   arousal {a_a:6.3f}")
+        v, p = r["valence"][m], r["P"][m]
+        print(f"{name:16s}{v_p:9.3f}{_spearman(v, p):9.3f}{_discordant(v, p):9.3f}   arousal {a_a:6.3f}")
 
     print("\nchange from the photo (strength 0) to the operation at tanh = -1 / +1, per photo")
     big = 20.0  # tanh(20) = 1 in float32

@@ -1,11 +1,11 @@
-"""The scene judge: CIELAB colour emotion (Ou et al. 2004) of saved 8-bit images."""
+"""The scene judge: colour emotion of saved 8-bit images (Palmer et al. 2013, Ou et al. 2004) in CIELAB."""
 
 import numpy as np
 import pytest
 import torch
 
 from emostyle.judges import ColourEmotionJudge
-from emostyle.judges.scene import colour_activity, colour_preference, srgb_to_lab
+from emostyle.judges.scene import colour_activity, happy_sad, srgb_to_lab
 from emostyle.parts import Judge, to_uint8
 
 SIZE = 64
@@ -72,12 +72,31 @@ def test_colour_activity_by_hand():
     assert np.allclose(got, [-1.349522, 0.456902, -2.1], atol=2e-6)  # hand arithmetic to 6 decimals
 
 
-def test_colour_preference_by_hand():
-    # Ou et al. (2004c): preference grows with dE*ab from the least liked colour (50, -8, 30).
-    # (50, -8, 30): 0; mid grey (50, 0, 0): sqrt(64 + 900) = sqrt(964) = 31.048349;
-    # (70, 20, -30): sqrt(20^2 + 28^2 + 60^2) = sqrt(400 + 784 + 3600) = sqrt(4784) = 69.166466
-    got = colour_preference(np.array([[50, -8, 30], [50, 0, 0], [70, 20, -30]], dtype=float))
-    assert np.allclose(got, [0.0, 31.048349, 69.166466], atol=2e-6)
+def test_happy_sad_by_hand():
+    # Palmer et al. (2013) mean ratings (happy, sad) of the BCP-37 colours, valence (happy - sad) / 2
+    # of the colour nearest in dE*ab:
+    # sRGB white (100, 0, 0): nearest WH (100, -0.0203, -1.1407), dE 1.14 (A3 at L* 79.1 is 20.9
+    #   away): (40.7396 + 49.5208) / 2 = 45.1302
+    # black (0, 0, 0): nearest BK (2.3361, ...), dE 2.34: (-63.3438 - 32.3229) / 2 = -47.83335
+    # mid grey (50, 0, 0): A2 (59.4185, ...) at dE 9.45 beats A1 (38.9638, ...) at 11.05 (the
+    #   nearest chromatic colour, MB, is 23.9 away): (-63.5729 - 51.1458) / 2 = -57.35935
+    # saturated yellow (91, -5, 85): SY (91.082, -5.7506, 86.6779) at dE 1.8 (LY is 37 away):
+    #   (76.2188 + 86.8125) / 2 = 81.51565
+    # dark olive (47, -2, 42): DY (46.8271, -0.9251, 43.3471) at dE 1.7, DH 18 away:
+    #   (-51.5521 - 24.0104) / 2 = -37.78125
+    lab = np.array([[100, 0, 0], [0, 0, 0], [50, 0, 0], [91, -5, 85], [47, -2, 42]], dtype=float)
+    assert np.allclose(happy_sad(lab), [45.1302, -47.83335, -57.35935, 81.51565, -37.78125], atol=1e-9)
+
+
+def test_happy_sad_picks_the_nearest_colour_in_cielab():
+    """Along the segment from dark yellow DY to saturated yellow SY the reading passes through muted
+    yellow MY's region: its midpoint (68.95, -3.34, 65.01) is 19.3 from MY and 31.0 from both ends,
+    while the points a tenth from each end are 6.2 from that end and over 20 from any other colour."""
+    dy, sy = np.array([46.8271, -0.9251, 43.3471]), np.array([91.0820, -5.7506, 86.6779])
+    got = happy_sad(np.stack([dy + t * (sy - dy) for t in (0.1, 0.5, 0.9)]))
+    # DY (-51.5521 - 24.0104) / 2 = -37.78125; MY (-7.3958 + 8.1771) / 2 = 0.39065;
+    # SY (76.2188 + 86.8125) / 2 = 81.51565
+    assert np.allclose(got, [-37.78125, 0.39065, 81.51565], atol=1e-9)
 
 
 # --- the judge ----------------------------------------------------------------------------
@@ -93,7 +112,7 @@ def test_uniform_image_reads_its_colour():
         assert set(r) == {"valence", "arousal"}
         assert r["valence"].shape == r["arousal"].shape == (1,)
         assert np.isfinite(r["valence"]).all() and np.isfinite(r["arousal"]).all()
-        assert r["valence"][0] == pytest.approx(colour_preference(lab), abs=1e-9)
+        assert r["valence"][0] == pytest.approx(happy_sad(lab), abs=1e-9)
         assert r["arousal"][0] == pytest.approx(colour_activity(lab), abs=1e-9)
 
 
@@ -165,39 +184,38 @@ def test_darker_reads_lower_brighter_higher(grader):
         assert darker < as_is < brighter, name
 
 
-def test_darker_greyer_grade_reads_lower_from_many_starts(grader):
-    """The grade a sad song asks of the guide (darker and greyer) against the one a happy song asks
-    (brighter and more saturated), from 24 random starting grades per photo.
-
-    Not the ruined wall: its stone is yellowish (about a third of its pixels have hue 60-120 deg and
-    C* > 10), and saturating it moves those pixels toward Ou et al.'s least liked colour, dark
-    greenish yellow (50, -8, 30), so the published model reads the saturated grade lower there.
-    That disagreement with the guide is real and reported, not forced away."""
-    exposure, saturation = _operation("exposure"), _operation("saturation")
+@pytest.mark.parametrize("operation", ["exposure", "saturation"])
+def test_darker_or_greyer_reads_lower_from_many_starts(grader, operation):
+    """From 24 random starting grades of each photo (the grader's own start spread), setting the
+    operation to its low end (-1 stop; chroma x 0.4) reads lower valence than its high end
+    (+1 stop; chroma x 1.6): the direction the guide asks of a sad and a happy song."""
+    k = _operation(operation)
     generator = torch.Generator().manual_seed(0)
     for photo, name in enumerate(grader.names):
-        if name == "photo-wall":
-            continue
-        start = 0.3 * torch.randn(24, grader.n_layers, generator=generator)  # the grader's own start spread
-        sad, happy = start.clone(), start.clone()
-        sad[:, [exposure, saturation]], happy[:, [exposure, saturation]] = -20.0, 20.0
-        assert np.all(_valence(grader, photo, happy) > _valence(grader, photo, sad)), name
+        start = 0.3 * torch.randn(24, grader.n_layers, generator=generator)
+        low, high = start.clone(), start.clone()
+        low[:, k], high[:, k] = -20.0, 20.0
+        assert np.all(_valence(grader, photo, high) > _valence(grader, photo, low)), name
 
 
-def test_not_a_restatement_of_the_guide(grader):
-    """Over random grades of all photos the judge's valence and the guide's Valdez-Mehrabian pleasure
-    rank the images differently: a restatement would rank them alike (Spearman 1); measured here
-    about -0.17 (200 grades at 64 px), and any value under 0.5 shows the two are distinct models."""
+def _guide_pleasure(rgb) -> float:
+    """Valdez & Mehrabian pleasure (the guide's reading) of a uniform 8-bit colour."""
     from emostyle.spaces.affect import scene_pad
 
-    generator = torch.Generator().manual_seed(1)
-    n = 200
-    photo = torch.arange(n) % len(grader.names)
-    strength = torch.randn(n, grader.n_layers, generator=generator)
-    latents = torch.stack([strength, photo.float().view(-1, 1).expand_as(strength)], dim=2)
-    with torch.no_grad():
-        saved = to_uint8(grader.render(latents))
-    valence = ColourEmotionJudge().read(saved)["valence"]
-    pleasure = scene_pad(torch.from_numpy(saved).permute(0, 3, 1, 2).float() / 127.5 - 1)[:, 0].numpy()
-    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
-    assert np.corrcoef(rank(valence), rank(pleasure))[0, 1] < 0.5
+    image = torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1
+    return float(scene_pad(image)[0, 0])
+
+
+def test_not_a_restatement_of_the_guide():
+    """The guide reads only mean luma and HSV saturation: two colours equal in both up to 8-bit
+    rounding (luma within 0.5 / 255, saturation within 1 / 255), a yellow-green and a cyan, are the
+    same to it. The judge reads their hue: the yellow-green falls in the region of saturated
+    chartreuse (happy/sad 66.8), the cyan in that of light cyan (19.1)."""
+    yellow, cyan = (200, 200, 50), (64, 230, 255)  # luma 182.9 and 183.2; saturation 0.750 and 0.749
+    assert _guide_pleasure(yellow) == pytest.approx(_guide_pleasure(cyan), abs=0.01)
+    judge = ColourEmotionJudge()
+    gap = judge.read(uniform(yellow))["valence"][0] - judge.read(uniform(cyan))["valence"][0]
+    assert gap > 20  # on the -100..100 scale; an image's mean must not wash it out either
+    half = uniform(yellow, size=8)
+    half[0, :, 4:] = cyan
+    assert judge.read(half)["valence"][0] == pytest.approx(judge.read(uniform(yellow))["valence"][0] - gap / 2)
