@@ -18,35 +18,35 @@ Colour conversion (exact standard formulas):
 Readings of a colour:
 - "valence": its happy/sad colour-emotion association, from Palmer, Schloss, Xu &
   Prado-Leon (2013), "Music-color associations are mediated by emotion", PNAS
-  110(22):8836-8841: 96 participants (48 in the USA, 48 in Mexico) rated how strongly
-  each of the 37 colours of the Berkeley Color Project (BCP-37: 8 hues x saturated,
-  light, muted, dark, plus black, three greys and white) is associated with "happy"
-  and with "sad" (-100..100). `BCP37` holds each colour's CIELAB and the two mean
-  ratings as the authors publish them (github.com/SchlossVRL/coloremoblues, T_BCP.csv,
-  the data of Schloss, Witzel & Lai 2020, "Blue hues don't bring the blues", JOSA A
-  37(5):813-824; CIELAB relative to their display's white), combined as the authors
-  combine them: valence = (happy - sad) / 2. A pixel takes the valence of the BCP colour
-  nearest to it in CIELAB (CIE 1976 dE*ab; the colour region it falls in). Units: the
-  rating scale, -100 (sad) .. 100 (happy).
+  110(22):8836-8841: US and Mexican participants rated how strongly each of the 37
+  colours of the Berkeley Color Project is associated with "happy" and with "sad"
+  (BCP-37: 8 hues x saturated, light, muted, dark, plus black, three greys and white;
+  ratings -100..100). `BCP37` holds each colour's CIELAB and its two mean ratings as the
+  authors publish them (github.com/SchlossVRL/coloremoblues, T_BCP.csv, the data behind
+  Schloss, Witzel & Lai 2020, "Blue hues don't bring the blues", JOSA A 37(5):813-824;
+  CIELAB relative to their display's white, as ours is relative to sRGB white), combined
+  as the authors' own analysis combines them: valence = (happy - sad) / 2. A pixel takes
+  the valence of the BCP colour nearest to it in CIELAB (CIE 1976 dE*ab), i.e. of the
+  colour region it falls in. Units: the rating scale, -100 (sad) .. 100 (happy).
 - "arousal": colour activity, Ou, Luo, Woodcock & Wright (2004), "A study of colour
   emotion and colour preference. Part I: Colour emotions for single colours", Color Res.
   Appl. 29(3):232-240, the colour-activity factor
   CA = -2.1 + 0.06 [(L* - 50)^2 + (a* - 3)^2 + ((b* - 17) / 1.4)^2]^(1/2),
-  whose scales (active-passive, fresh-stale, clean-dirty, modern-classical) are the
-  activity dimension of the semantic differential, i.e. arousal. Units: Ou's scale
+  the factor of Ou's factor analysis that carries the active-passive scale, read here as
+  arousal (the activity dimension of the semantic differential). Units: Ou's scale
   (-2.1 at its centre, about -1.35 at mid grey, up to about 5 for vivid sRGB blue).
 
 Why the pixel mean: Ou et al. (2004, Part II, Color Res. Appl. 29(4):292-298) found
 colour emotions additive (a colour pair's emotion is the mean of its colours'), and
 Solli & Lenz (2011, "Color emotions for multi-colored images", Color Res. Appl.
-36(3):210-221) found the pixel mean of the Part I models to agree with observers'
-judgements of ordinary photographs. For the happy/sad associations the pixel mean is
+36(3):210-221) found observers' judgements of ordinary photographs to correlate with the
+Part I models applied to the image's pixels. For the happy/sad associations the pixel mean is
 this judge's assumption, stated here: Palmer et al. rated single colours.
 
 How it differs from the guide: the guide is linear in the image's mean luma and mean
 HSV saturation and blind to hue; this judge reads each pixel's colour in a perceptual
-space, hue included (saturated yellow is the happiest colour, dark yellow among the
-saddest; the greys are sadder than black and white), and is not linear in anything.
+space, hue included (saturated yellow is the happiest colour, dark yellow the saddest
+chromatic one; the greys are sadder than black and white), and is not linear in anything.
 """
 
 from __future__ import annotations
