@@ -73,19 +73,19 @@ def test_colour_activity_by_hand():
 
 
 def test_happy_sad_by_hand():
-    # Palmer et al. (2013) mean ratings (happy, sad) of the BCP-37 colours, valence (happy - sad) / 2
+    # Palmer et al. (2013) mean ratings (happy, sad) of the BCP-37 colours, valence (happy - sad) / 200
     # of the colour nearest in dE*ab:
     # sRGB white (100, 0, 0): nearest WH (100, -0.0203, -1.1407), dE 1.14 (A3 at L* 79.1 is 20.9
-    #   away): (40.7396 + 49.5208) / 2 = 45.1302
-    # black (0, 0, 0): nearest BK (2.3361, ...), dE 2.34: (-63.3438 - 32.3229) / 2 = -47.83335
+    #   away): (40.7396 + 49.5208) / 200 = 0.451302
+    # black (0, 0, 0): nearest BK (2.3361, ...), dE 2.34: (-63.3438 - 32.3229) / 200 = -0.4783335
     # mid grey (50, 0, 0): A2 (59.4185, ...) at dE 9.45 beats A1 (38.9638, ...) at 11.05 (the
-    #   nearest chromatic colour, MB, is 23.9 away): (-63.5729 - 51.1458) / 2 = -57.35935
+    #   nearest chromatic colour, MB, is 23.9 away): (-63.5729 - 51.1458) / 200 = -0.5735935
     # saturated yellow (91, -5, 85): SY (91.082, -5.7506, 86.6779) at dE 1.8 (LY is 37 away):
-    #   (76.2188 + 86.8125) / 2 = 81.51565
+    #   (76.2188 + 86.8125) / 200 = 0.8151565
     # dark olive (47, -2, 42): DY (46.8271, -0.9251, 43.3471) at dE 1.7, DH 18 away:
-    #   (-51.5521 - 24.0104) / 2 = -37.78125
+    #   (-51.5521 - 24.0104) / 200 = -0.3778125
     lab = np.array([[100, 0, 0], [0, 0, 0], [50, 0, 0], [91, -5, 85], [47, -2, 42]], dtype=float)
-    assert np.allclose(happy_sad(lab), [45.1302, -47.83335, -57.35935, 81.51565, -37.78125], atol=1e-9)
+    assert np.allclose(happy_sad(lab), [0.451302, -0.4783335, -0.5735935, 0.8151565, -0.3778125], atol=1e-9)
 
 
 def test_happy_sad_picks_the_nearest_colour_in_cielab():
@@ -94,9 +94,9 @@ def test_happy_sad_picks_the_nearest_colour_in_cielab():
     while the points a tenth from each end are 6.2 from that end and over 20 from any other colour."""
     dy, sy = np.array([46.8271, -0.9251, 43.3471]), np.array([91.0820, -5.7506, 86.6779])
     got = happy_sad(np.stack([dy + t * (sy - dy) for t in (0.1, 0.5, 0.9)]))
-    # DY (-51.5521 - 24.0104) / 2 = -37.78125; MY (-7.3958 + 8.1771) / 2 = 0.39065;
-    # SY (76.2188 + 86.8125) / 2 = 81.51565
-    assert np.allclose(got, [-37.78125, 0.39065, 81.51565], atol=1e-9)
+    # DY (-51.5521 - 24.0104) / 200 = -0.3778125; MY (-7.3958 + 8.1771) / 200 = 0.0039065;
+    # SY (76.2188 + 86.8125) / 200 = 0.8151565
+    assert np.allclose(got, [-0.3778125, 0.0039065, 0.8151565], atol=1e-9)
 
 
 # --- the judge ----------------------------------------------------------------------------
@@ -210,12 +210,12 @@ def test_not_a_restatement_of_the_guide():
     """The guide reads only mean luma and HSV saturation: two colours equal in both up to 8-bit
     rounding (luma within 0.5 / 255, saturation within 1 / 255), a yellow-green and a cyan, are the
     same to it. The judge reads their hue: the yellow-green falls in the region of saturated
-    chartreuse (happy/sad 66.8), the cyan in that of light cyan (19.1)."""
+    chartreuse (happy/sad 0.668), the cyan in that of light cyan (0.191)."""
     yellow, cyan = (200, 200, 50), (64, 230, 255)  # luma 182.9 and 183.2; saturation 0.750 and 0.749
     assert _guide_pleasure(yellow) == pytest.approx(_guide_pleasure(cyan), abs=0.01)
     judge = ColourEmotionJudge()
     gap = judge.read(uniform(yellow))["valence"][0] - judge.read(uniform(cyan))["valence"][0]
-    assert gap > 20  # on the -100..100 scale; an image's mean must not wash it out either
+    assert gap > 0.2  # on the -1..1 scale
     half = uniform(yellow, size=8)
     half[0, :, 4:] = cyan
     assert judge.read(half)["valence"][0] == pytest.approx(judge.read(uniform(yellow))["valence"][0] - gap / 2)

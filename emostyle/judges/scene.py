@@ -25,9 +25,10 @@ Readings of a colour:
   authors publish them (github.com/SchlossVRL/coloremoblues, T_BCP.csv, the data behind
   Schloss, Witzel & Lai 2020, "Blue hues don't bring the blues", JOSA A 37(5):813-824;
   CIELAB relative to their display's white, as ours is relative to sRGB white), combined
-  as the authors' own analysis combines them: valence = (happy - sad) / 2. A pixel takes
-  the valence of the BCP colour nearest to it in CIELAB (CIE 1976 dE*ab), i.e. of the
-  colour region it falls in. Units: the rating scale, -100 (sad) .. 100 (happy).
+  as the authors' own analysis combines them, (happy - sad) / 2, and divided by 100 so that
+  valence is in -1 (sad) .. 1 (happy) like the kit's other valences. A pixel takes the
+  valence of the BCP colour nearest to it in CIELAB (CIE 1976 dE*ab), i.e. of the colour
+  region it falls in.
 - "arousal": colour activity, Ou, Luo, Woodcock & Wright (2004), "A study of colour
   emotion and colour preference. Part I: Colour emotions for single colours", Color Res.
   Appl. 29(3):232-240, the colour-activity factor
@@ -116,7 +117,7 @@ BCP37 = (
     ("WH", (100.0000, -0.0203, -1.1407), 40.7396, -49.5208),
 )
 _BCP_LAB = np.array([lab for _, lab, _, _ in BCP37])
-_BCP_VALENCE = np.array([(happy - sad) / 2 for _, _, happy, sad in BCP37])
+_BCP_VALENCE = np.array([(happy - sad) / 2 / 100 for _, _, happy, sad in BCP37])  # -1..1
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -138,8 +139,8 @@ def colour_activity(lab: np.ndarray) -> np.ndarray:
 
 
 def happy_sad(lab: np.ndarray) -> np.ndarray:
-    """Happy/sad association (...) in -100..100 of CIELAB colours (..., 3): that of the
-    nearest BCP-37 colour in dE*ab (Palmer et al. 2013; (happy - sad) / 2)."""
+    """Happy/sad association (...) in -1..1 of CIELAB colours (..., 3): that of the nearest
+    BCP-37 colour in dE*ab (Palmer et al. 2013; (happy - sad) / 200 of the mean ratings)."""
     lab = np.asarray(lab, dtype=np.float64)
     # |x - c|^2 without the |x|^2 term, which is the same for every c: one matrix product.
     distance2 = (_BCP_LAB**2).sum(-1) - 2 * lab @ _BCP_LAB.T
@@ -150,7 +151,7 @@ class ColourEmotionJudge(Judge):
     """Valence and arousal of scenes from their colours (see the module docstring).
 
     `read(images)`: uint8 RGB (B, H, W, 3) -> {"valence": (B,) happy/sad association in
-    -100..100, "arousal": (B,) colour activity}, each the mean over the image's pixels.
+    -1..1, "arousal": (B,) colour activity}, each the mean over the image's pixels.
     Every image has colours, so a reading is never NaN.
     """
 
