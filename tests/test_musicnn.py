@@ -122,6 +122,18 @@ def test_reader_rejects_corrupted_and_truncated_files(tmp_path):
     data = Path(f"{TINY}.data-00000-of-00001").read_bytes()
     with pytest.raises(ValueError, match="truncated"):
         read_tf_checkpoint(_copy(tmp_path, data=data[: len(data) // 2]))
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x01  # one bit of one weight
+    with pytest.raises(ValueError, match="fails its crc32c check"):
+        read_tf_checkpoint(_copy(tmp_path, data=bytes(flipped)))
+
+
+def test_crc32c_check_value_and_fast_path():
+    from emostyle.models.tf_checkpoint import _mask, _masked_crc32c, _masked_crc32c_fast
+
+    assert _masked_crc32c(b"123456789") == _mask(0xE3069283)  # the CRC-32C check value (RFC 3720)
+    data = np.random.RandomState(0).bytes(200_003)  # lanes of 195 bytes and a ragged end
+    assert _masked_crc32c_fast(data) == _masked_crc32c(data)
 
 
 def test_reader_names_missing_files(tmp_path):

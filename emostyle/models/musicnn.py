@@ -64,7 +64,7 @@ MSD_TAGS = (
 SAMPLE_RATE = 16000
 N_FFT, HOP, N_MELS = 512, 256, 96
 PATCH_FRAMES = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
-MAX_PATCHES = 20  # 60 s of audio, about 2 s of CPU
+MAX_PATCHES = 20  # 60 s of audio: about 3 s on one CPU thread
 _BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 _N_FRONT, _N_MID = 5, 3  # branches of the front-end, layers of the mid-end
 _OPTIMIZER_SLOTS = ("/Adam", "/Adam_1")
