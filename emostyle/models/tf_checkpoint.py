@@ -9,7 +9,7 @@ A checkpoint with prefix P is two or more files:
 
 The table is read block by block (prefix-compressed entries, restart array, 5-byte trailer of
 compression type and masked crc32c), the protobuf messages by their wire format. Every block's
-checksum, every tensor's place in its shard and every numeric tensor's crc32c are checked, so
+checksum, every tensor's place in its shard and every tensor's crc32c are checked, so
 a truncated or corrupted file raises one clear ValueError instead of returning garbage.
 """
 
@@ -29,7 +29,6 @@ _TRAILER_BYTES = 5  # compression type, masked crc32c
 # tensorflow/core/framework/types.proto DataType -> numpy (little-endian)
 _DTYPES = {1: "<f4", 2: "<f8", 3: "<i4", 4: "u1", 5: "<i2", 6: "i1", 9: "<i8", 10: "?", 17: "<u2",
            19: "<f2", 22: "<u4", 23: "<u8"}
-_DT_STRING = 7
 
 
 # --- crc32c (Castagnoli), as LevelDB masks it --------------------------------------------
@@ -239,8 +238,8 @@ def _read(prefix: str, data: bytes) -> dict[str, np.ndarray]:
     tensors = {}
     for key, value in table.items():
         name = key.decode("utf-8", errors="replace")
-        entry = dict(_fields(value))
-        if any(n == 7 for n, _ in _fields(value)):
+        entry = dict(_fields(value))  # repeated fields keep their last value: only `slices` repeats
+        if 7 in entry:
             raise _Corrupt(f"variable {name} is partitioned (slices), which this reader does not join")
         shard, offset, size = entry.get(3, 0), entry.get(4, 0), entry.get(5, 0)
         if shard not in blobs:
@@ -253,27 +252,17 @@ def _read(prefix: str, data: bytes) -> dict[str, np.ndarray]:
             raise _Corrupt(f"variable {name} ends at byte {offset + size} of a "
                            f"{len(blob)}-byte data shard (truncated download?)")
         raw = blob[offset:offset + size]
-        if entry.get(1, 0) != _DT_STRING and 6 in entry and _masked_crc32c_fast(raw) != entry[6]:
-            raise _Corrupt(f"variable {name} fails its crc32c check (corrupted data shard)")
         tensors[name] = _tensor(name, entry.get(1, 0), _shape(entry.get(2, b"")), raw)
+        if 6 in entry and _masked_crc32c_fast(raw) != entry[6]:
+            raise _Corrupt(f"variable {name} fails its crc32c check (corrupted data shard)")
     return tensors
 
 
 def _tensor(name: str, dtype: int, shape: tuple[int, ...], raw: bytes) -> np.ndarray:
     count = int(np.prod(shape, dtype=np.int64))
-    if dtype == _DT_STRING:  # varint lengths, a masked crc32c of them, then the bytes
-        lengths, pos = [], 0
-        for _ in range(count):
-            n, pos = _varint(raw, pos)
-            lengths.append(n)
-        pos += 4
-        values = []
-        for n in lengths:
-            values.append(raw[pos:pos + n])
-            pos += n
-        return np.array(values, dtype=object).reshape(shape)
     if dtype not in _DTYPES:
-        raise _Corrupt(f"variable {name} has TensorFlow dtype {dtype}, which this reader does not decode")
+        raise _Corrupt(f"variable {name} has TensorFlow dtype {dtype} (7: strings, as in TF2 object-based "
+                       "checkpoints), which this reader does not decode: only numeric tensors")
     kind = np.dtype(_DTYPES[dtype])
     if len(raw) != count * kind.itemsize:
         raise _Corrupt(f"variable {name} holds {len(raw)} bytes; shape {shape} of {kind} needs "
