@@ -101,7 +101,7 @@ def _imagebind_space(config: Config, device: str, notes: list[str]) -> Embedding
 def build_space(name: str, config: Config, device: str, notes: list[str]) -> EmbeddingSpace:
     """The embedding space `name`: clip, imagebind (falls back to clip, noted) or affect."""
     key = dict(name=name, random=config.random_weights, seed=config.seed, compat=config.guidance.compat,
-               domain=config.domain, device=device)
+               domain=config.domain, audio=config.affective.audio_reader, device=device)
     if name == "clip":
         return _cached("space", key, lambda: _clip_space(config, device))
     if name == "imagebind":
@@ -112,7 +112,7 @@ def build_space(name: str, config: Config, device: str, notes: list[str]) -> Emb
     if name == "affect":
         from .spaces.affect import AffectSpace
 
-        return _cached("space", key, lambda: AffectSpace(domain=config.domain))
+        return _cached("space", key, lambda: AffectSpace(domain=config.domain, audio=config.affective.audio_reader))
     raise ValueError(f"unknown embedding space {name!r}; valid: clip, imagebind, affect")
 
 

@@ -85,6 +85,9 @@ class AffectiveConfig:
     polarity: str = _choice("vader", "chatglm", default="vader")
     music: str = _choice("composer", "gru-ebs", default="composer")
     renderer: str = _choice("auto", "fluidsynth", "tinysoundfont", "additive", default="auto")
+    # How the offline affect space reads the emotion of the song and of the music: musicnn's
+    # mood tags (a learned music model) or hand-set musical cues (tempo, mode, loudness, brightness).
+    audio_reader: str = _choice("musicnn", "cues", default="musicnn")
 
 
 @dataclass

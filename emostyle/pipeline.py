@@ -70,14 +70,16 @@ class Pipeline:
                 "retrieval space": self.retrieval_space.name, "guidance space": self.guidance_space.name,
                 "identity": type(self.identity).__name__ if self.identity else "none",
                 "judge": self.judge.name if self.judge else "none",
-                "lyrics": a.lyrics, "polarity": a.polarity, "music": a.music}
+                "lyrics": a.lyrics, "polarity": a.polarity, "music": a.music,
+                "audio read by": getattr(self.guidance_space, "audio", "the space's audio encoder")}
 
     @property
     def note(self) -> str:
         """One line for the face of every figure this pipeline makes."""
         d = self.describe()
         text = (f"profile {d['profile']} · generator {d['generator']} · retrieval in {d['retrieval space']} · "
-                f"guidance in {d['guidance space']} · lyrics {d['lyrics']} · polarity {d['polarity']} · music {d['music']}")
+                f"guidance in {d['guidance space']} (audio read by {d['audio read by']}) · lyrics {d['lyrics']} · "
+                f"polarity {d['polarity']} · music {d['music']}")
         return text + "".join(f" · {n}" for n in self.notes)
 
     def stages(self) -> list[dict]:

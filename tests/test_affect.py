@@ -83,7 +83,7 @@ def test_giggling_and_sobbing(sound_samples):
     sobbing's chroma as more major, and its recording is louder. Kept as measured, not
     tuned (see the kit's notes); this test pins the numbers so that a change shows.
     """
-    space = AffectSpace("scene")
+    space = AffectSpace("scene", audio="cues")
     giggling = space.encode_audio(sound_samples["giggling"])
     sobbing = space.encode_audio(sound_samples["sobbing"])
     assert giggling.shape == (1, 3)
@@ -91,12 +91,34 @@ def test_giggling_and_sobbing(sound_samples):
     np.testing.assert_allclose(sobbing[0].numpy(), [0.232, 0.297, 0.493], atol=0.03)
 
 
+def test_audio_reading_is_computed_once_per_file_content(tmp_path, monkeypatch):
+    import shutil
+
+    from emostyle.spaces import affect, music_emotion
+
+    monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path / "home"))
+    calls = []
+    monkeypatch.setattr(music_emotion, "music_emotion_pad", lambda p: calls.append(p) or np.array([0.1, -0.2, 0.3]))
+    song = _tune(tmp_path / "a.wav", [261.63, 329.63], 2.0, 3, 0.5)
+    first = affect.audio_pad(song)
+    copy = shutil.copy(song, tmp_path / "b.wav")  # same content, other name: the same reading
+    np.testing.assert_array_equal(affect.audio_pad(copy), first)
+    assert len(calls) == 1 and list(first) == [0.1, -0.2, 0.3]
+    assert affect.audio_pad(song, "cues").shape == (3,) and len(calls) == 1  # a reader of its own
+    with pytest.raises(ValueError, match="musicnn, cues"):
+        AffectSpace("scene", audio="tags")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        affect.audio_pad(tmp_path / "missing.wav")
+
+
 def test_similarity_and_distance():
     space = AffectSpace("scene")
     x = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
-    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
-    # Projections on the targets' unit directions; a neutral target (0) has no direction.
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 2.0], [0.0, 0.0, 0.0]])
+    # Projections on the targets' unit directions in the pleasure-arousal plane; a neutral
+    # target (0) has no direction, and dominance is not compared.
     assert torch.allclose(space.similarity(x, y), torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+    assert torch.allclose(space.similarity(torch.tensor([[0.0, 0.5, 0.9]]), y[1:2]), torch.tensor([[0.5]]))
     assert torch.allclose(space.distance(x, y[1:2]), torch.tensor([1.0, 1.0]))
     assert torch.allclose(space.distance(x, y[:1]), torch.tensor([1.0, 0.0]))
     with pytest.raises(ValueError, match="face, scene"):
@@ -111,7 +133,8 @@ def test_distance_has_no_fixed_point_and_weights_mix_directions():
     targets = {"audio": torch.tensor([[0.3, 0.2, 0.1]]), "music": torch.tensor([[-0.1, 0.4, 0.0]]),
                "text": torch.tensor([[0.8, 0.5, 0.45]])}
     weights = {"audio": 0.6, "music": 0.2, "text": 0.2}
-    pull = sum(w * targets[k][0] / targets[k][0].norm() for k, w in weights.items())
+    plane = {k: t[0] * torch.tensor([1.0, 1.0, 0.0]) for k, t in targets.items()}  # dominance is not compared
+    pull = sum(w * plane[k] / plane[k].norm() for k, w in weights.items())
     points = torch.cat([torch.rand(6, 3, generator=rng) * 2 - 1, *targets.values()])  # the targets too
     e = points.clone().requires_grad_(True)
     sum(w * space.distance(e, targets[k]) for k, w in weights.items()).sum().backward()

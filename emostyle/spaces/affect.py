@@ -9,14 +9,22 @@ images, audio and text in Mehrabian's three-dimensional PAD space, each axis in 
   the expression; differentiable, so the guidance can pull a face toward a target;
 - scene images: Valdez & Mehrabian (1994) colour-emotion equations on brightness and
   saturation (`scene_pad`); differentiable;
-- audio and music (files): tempo, mode, loudness and spectral brightness computed with
-  librosa, mapped to PAD by the directions that Gabrielsson & Lindstroem (2010) summarise
-  for musical structure and emotion (`MUSIC_CUES`), with unit weights;
+- audio and music (files): by default musicnn's mood tags (a network trained on the Million
+  Song Dataset's Last.fm tags) through the valence-arousal-dominance norms of the tag words
+  (`emostyle.spaces.music_emotion`); or, with `audio="cues"`, tempo, mode, loudness and
+  spectral brightness mapped to PAD by the directions that Gabrielsson & Lindstroem (2010)
+  summarise (`MUSIC_CUES`), with unit weights (they do not separate happy from sad songs:
+  sad songs read mildly pleasant). Each file's reading is cached by its content;
 - text: VADER's compound polarity (Hutto & Gilbert 2014) along the line from neutral to
   the PAD of "happy" (positive) or "sad" (negative).
 
 Guidance and retrieval compare a point with a target's *direction* from neutral, as CLIP
-space compares unit vectors: `distance` is 1 - <e, t_hat> and `similarity` is <e, t_hat>.
+space compares unit vectors: `distance` is 1 - <e, t_hat> and `similarity` is <e, t_hat>,
+both in the pleasure-arousal plane, Russell's (1980) circumplex, the model in which music
+emotion is studied and annotated (dominance is read and reported, not compared: music
+models and listeners' ratings barely determine it, and in Valdez & Mehrabian's colour
+equations it runs against pleasure on brightness, so a sad target's low dominance would
+brighten a scene that its low pleasure darkens).
 A squared distance ||e - t||^2 would not do: sum_k l_k ||e - t_k||^2 is minimal at the
 weighted mean of the targets, a mild point inside the region the generator reaches, so the
 optimisation stops there from whichever side it starts (a happy face guided by a happy song
@@ -37,7 +45,7 @@ from emostyle.audio import load_audio
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input, load_fer
 from emostyle.parts import EmbeddingSpace
 
-__all__ = ["AffectSpace", "EMOTION_PAD", "NEUTRAL_RADIUS", "direction", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
+__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "NEUTRAL_RADIUS", "audio_pad", "direction", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
 
 DOMAINS = ("face", "scene")
 
@@ -149,6 +157,35 @@ def music_pad(cues: dict[str, float]) -> np.ndarray:
     return values @ signs / np.abs(signs).sum(axis=0)
 
 
+AUDIO_READERS = ("musicnn", "cues")
+
+
+def audio_pad(path: str | Path, reader: str = "musicnn") -> np.ndarray:
+    """PAD (3,) of an audio file by `reader` (musicnn or cues), computed once per file content
+    and reader, and kept beside the affective stage's cache in the kit's home."""
+    import json
+
+    from emostyle import registry
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    record = registry.home() / "cache" / "audio-pad" / f"{reader}-{registry.file_sha256(path)[:32]}.json"
+    if record.is_file():
+        return np.array(json.loads(record.read_text())["pad"])
+    if reader == "musicnn":
+        from emostyle.spaces.music_emotion import music_emotion_pad
+
+        pad = music_emotion_pad(path)
+    else:
+        pad = music_pad(music_cues(path))
+    record.parent.mkdir(parents=True, exist_ok=True)
+    partial = record.with_suffix(".part")
+    partial.write_text(json.dumps({"reader": reader, "audio": str(path), "pad": [float(v) for v in pad]}))
+    partial.replace(record)  # whole or absent, never half-written
+    return np.asarray(pad, dtype=np.float64)
+
+
 # A target closer to neutral than this is read as no emotion: its direction fades to zero
 # instead of amplifying noise. VADER's neutral band (|compound| < 0.05; Hutto & Gilbert
 # 2014), the finest valence distinction any of the space's readers makes.
@@ -156,9 +193,10 @@ NEUTRAL_RADIUS = NEUTRAL_SCORE
 
 
 def direction(targets: torch.Tensor) -> torch.Tensor:
-    """Unit directions (M, 3) of PAD targets (M, 3) from neutral; shorter than `NEUTRAL_RADIUS`
-    they shrink to zero continuously (t / radius)."""
-    return targets / targets.norm(dim=1, keepdim=True).clamp_min(NEUTRAL_RADIUS)
+    """Unit directions (M, 3) of PAD targets (M, 3) from neutral in the pleasure-arousal plane
+    (dominance 0); shorter than `NEUTRAL_RADIUS` they shrink to zero continuously (t / radius)."""
+    plane = targets * targets.new_tensor([1.0, 1.0, 0.0])
+    return plane / plane.norm(dim=1, keepdim=True).clamp_min(NEUTRAL_RADIUS)
 
 
 class AffectSpace(EmbeddingSpace):
@@ -174,10 +212,12 @@ class AffectSpace(EmbeddingSpace):
     # of the way from neutral to a prototype emotion) multiply a candidate's odds by e.
     logit_scale = 10.0
 
-    def __init__(self, domain: str = "face", fer: MiniXception | None = None):
+    def __init__(self, domain: str = "face", fer: MiniXception | None = None, audio: str = "musicnn"):
         if domain not in DOMAINS:
             raise ValueError(f"unknown affect domain {domain!r}; choose one of {', '.join(DOMAINS)}")
-        self.domain = domain
+        if audio not in AUDIO_READERS:
+            raise ValueError(f"unknown audio reader {audio!r}; choose one of {', '.join(AUDIO_READERS)}")
+        self.domain, self.audio = domain, audio
         self.fer = (fer if fer is not None else load_fer()) if domain == "face" else None
         self._vader = None
 
@@ -193,8 +233,8 @@ class AffectSpace(EmbeddingSpace):
         return probs @ self.emotion_pad(images.device)
 
     def encode_audio(self, path: str | Path) -> torch.Tensor:
-        """PAD (1, 3) of an audio or music file from its musical cues."""
-        return torch.tensor(music_pad(music_cues(path)), dtype=torch.float32).unsqueeze(0)
+        """PAD (1, 3) of an audio or music file by the space's audio reader (cached by content)."""
+        return torch.tensor(audio_pad(path, self.audio), dtype=torch.float32).unsqueeze(0)
 
     def encode_text(self, text: str) -> torch.Tensor:
         """PAD (1, 3): VADER compound c times the PAD of "happy" (c >= 0) or of "sad" (c < 0).
