@@ -1,0 +1,135 @@
+"""The song's emotion reaches the image, as users run the offline pipeline, by judges that did not guide it.
+
+Every test goes through the pipeline's own path: the profile's parts, targets built by
+`Pipeline.targets` from the song, its composed music and its lyrics, the profile's method
+weights, identity loss and regulariser, over many start images and several songs (the kit's
+and songs made here), and reads the saved 8-bit images with the profile's judge (dlib's
+landmarks for faces, a colour-emotion model for scenes), never with the guiding network.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from emostyle import samples
+from emostyle.config import dataset_configs, load_config
+from emostyle.pipeline import Pipeline
+from emostyle.scoring import metrics
+
+pytestmark = pytest.mark.slow
+
+STEPS = 60  # the offline profile's own number of steps
+N_FACES = 8
+
+
+def _chords(path, root_hz, minor, bpm, seconds=12.0, sr=22050):
+    """Block chords (I-IV-V-I, or i-iv-v-i in minor) with a few harmonics: a song without the kit's data."""
+    import soundfile as sf
+
+    third = 3 if minor else 4
+    beat = 60.0 / bpm
+    t = np.arange(int(sr * beat)) / sr
+    y = []
+    for step in range(int(seconds / beat)):
+        base = root_hz * 2 ** ([0, 5, 7, 0][(step // 4) % 4] / 12)
+        chord = [base, base * 2 ** (third / 12), base * 2 ** (7 / 12)]
+        y.append(sum(np.sin(2 * np.pi * f * k * t) / k for f in chord for k in (1, 2, 3)) * np.exp(-2.5 * t))
+    y = np.concatenate(y)
+    sf.write(path, 0.5 * y / np.abs(y).max(), sr)
+    return path
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory):
+    """(name, path, lyrics or None: transcribe, expected polarity): two kit songs, two made here."""
+    folder = tmp_path_factory.mktemp("songs")
+    kit = {s.name: s.path for s in samples.songs()}
+    return [
+        ("happy_sunshine", kit["happy_sunshine"], None, "positive"),
+        ("lonely_night", kit["lonely_night"], None, "negative"),
+        ("major_fast", _chords(folder / "major.wav", 293.66, False, 150),
+         "we are dancing in the bright summer light, so happy and free", "positive"),
+        ("minor_slow", _chords(folder / "minor.wav", 220.0, True, 56),
+         "alone in the cold and empty night, I cry for you, my heart is broken", "negative"),
+    ]
+
+
+def _guided(pipe, song, lyrics, starts, out):
+    music = pipe.affective_music(song, out, lyrics=lyrics)
+    targets = pipe.targets([song], [music.wav_path], [music.transcript.text])
+    return music, pipe.guide(starts, targets, method="emostyle", progress=False)
+
+
+@pytest.fixture(scope="module")
+def faces():
+    pipe = Pipeline.from_config("offline")
+    assert pipe.judge is not None, f"the offline profile's face judge is missing: {pipe.notes}"
+    return pipe
+
+
+def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_path):
+    """EmoStyle as the profile runs it, from 8 start faces per song: the judge's valence moves the
+    song's way on average, and no readable face moves clearly against it."""
+    starts = faces.generator.sample(N_FACES, torch.Generator().manual_seed(2024))
+    moved = {}
+    for name, song, lyrics, polarity in songs:
+        music, run = _guided(faces, song, lyrics, starts, tmp_path / name)
+        assert music.polarity.label == polarity, (name, music.transcript.text)
+        before, after = (metrics.judge_valence(x, faces.judge) for x in (run.start_images, run.images))
+        shift = metrics.valence_shift(before, after, polarity)
+        read = ~shift.isnan()
+        assert read.sum() >= N_FACES - 1, f"{name}: the judge found faces in only {int(read.sum())} of {N_FACES}"
+        moved[name] = shift[read]
+    for name, shift in moved.items():
+        # Mean shift in inter-ocular units; a smile or a frown moves the mouth corners by a few
+        # hundredths of the eye distance, while the judge reads an unchanged image identically.
+        assert shift.mean() > 0, f"{name}: faces moved against the song on average ({shift.tolist()})"
+        assert (shift > 0).float().mean() >= 0.75, f"{name}: too few faces moved the song's way ({shift.tolist()})"
+
+
+def test_a_happy_song_retrieves_a_happier_face_than_a_sad_one(faces, songs):
+    """The same N candidates (one seed), ranked against a happy and a sad song: the happy song's
+    choice reads happier to the judge, for several candidate sets."""
+    happier = 0
+    seeds = range(4)
+    for seed in seeds:
+        chosen = {}
+        for name, song, _, polarity in songs:
+            found = faces.retrieve(song, seed=seed, progress=False)
+            chosen.setdefault(polarity, []).append(float(metrics.judge_valence(found.images[found.best:found.best + 1],
+                                                                               faces.judge)[0]))
+        happier += np.nanmean(chosen["positive"]) > np.nanmean(chosen["negative"])
+    assert happier == len(seeds)
+
+
+def test_retrieval_softmax_is_readable(faces, songs):
+    """The softmax over 16 candidates at the space's temperature is neither flat nor one-hot."""
+    found = faces.retrieve(songs[1][1], seed=0, progress=False)
+    n = len(found.probs)
+    assert 1.5 / n < float(found.probs.max()) < 0.95
+
+
+def test_sad_songs_darken_and_grey_scenes_happy_songs_brighten_them(songs, tmp_path):
+    """LHQ-style scenes (the photo grader) as the profile's dataset runs them: a sad song lowers
+    brightness and saturation and the colour judge's valence; a happy song raises them."""
+    config = dataset_configs(load_config("offline"))["LHQ-style scenes"]
+    pipe = Pipeline.from_config(config)
+    assert pipe.judge is not None, pipe.notes
+    starts = pipe.generator.sample(6, torch.Generator().manual_seed(7))
+
+    def luma_and_saturation(images):
+        rgb = (images.clamp(-1, 1) + 1) / 2
+        luma = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1).mean((1, 2))
+        high, low = rgb.max(1).values, rgb.min(1).values
+        return luma, ((high - low) / (high + 1e-3)).mean((1, 2))
+
+    for name, song, lyrics, polarity in songs:
+        _, run = _guided(pipe, song, lyrics, starts, tmp_path / name)
+        (l0, s0), (l1, s1) = luma_and_saturation(run.start_images), luma_and_saturation(run.images)
+        before, after = (metrics.judge_valence(x, pipe.judge) for x in (run.start_images, run.images))
+        shift = metrics.valence_shift(before, after, polarity)
+        assert (shift > 0).all(), f"{name}: the colour judge read {shift.tolist()}"
+        if polarity == "negative":
+            assert (l1 < l0).all() and (s1 < s0).all(), f"{name}: luma {l0}->{l1}, saturation {s0}->{s1}"
+        else:
+            assert (l1 > l0).all(), f"{name}: luma {l0}->{l1}"
