@@ -131,6 +131,27 @@ def test_an_image_without_a_face_reads_nan(judge):
     assert face_landmarks(grey[0]) is None
 
 
+def test_a_smiling_portrait_reads_a_raised_smile_however_it_is_framed(judge):
+    from PIL import Image
+
+    photo = Image.open(_cached("photo-astronaut")).convert("RGB")  # NASA portrait, a broad smile
+    frames = {"as shot": photo, "mirrored": photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+              "tilted +10": photo.rotate(10, Image.Resampling.BICUBIC),
+              "tilted -10": photo.rotate(-10, Image.Resampling.BICUBIC),
+              "half size": photo.resize((256, 256), Image.Resampling.LANCZOS)}  # a face below the HOG window
+    pixels = np.stack([np.asarray(f) for f in frames.values()][:4])
+    readings = [judge.read(pixels), judge.read(np.asarray(frames["half size"])[None])]
+    smile = np.concatenate([r["smile"] for r in readings])
+    points = np.concatenate([judge.landmarks(pixels), judge.landmarks(np.asarray(frames["half size"])[None])])
+    iod = np.linalg.norm(points[:, 45] - points[:, 36], axis=1)  # pixels
+    # Points are whole pixels: a height is off by at most half a pixel, a smile (a difference of
+    # two heights) by one, two readings by two pixels over the inter-ocular distance.
+    assert smile[0] > 2 / iod[0]  # the lip corners clearly above the line where the lips meet
+    np.testing.assert_array_less(np.abs(smile - smile[0]), 2 / iod[0] + 2 / iod)
+    upside_down = np.asarray(photo.transpose(Image.Transpose.ROTATE_180))[None]
+    assert not judge.read(upside_down)["found"][0]  # the frontal detector reads upright faces only
+
+
 @pytest.mark.slow
 def test_faces_guided_toward_happy_read_happier_and_toward_sad_sadder(judge, dcgan):
     from emostyle.guidance import guide

@@ -26,6 +26,8 @@ Small images (the DCGAN's 64 px faces) are enlarged before detection: the HOG de
 scans an 80 px window, and a face filling a 64 px frame is only about 40 px wide, so the
 image is resized (bicubic) until its short side is `DETECT_SIZE` px, and detector and
 predictor both run on the enlarged pixels; points are returned in the original pixels.
+Where no face is found, the detector looks once more at twice the size (a small face in a
+larger photo). Of the largest faces found, the largest is read.
 """
 
 from __future__ import annotations
@@ -81,11 +83,14 @@ def _landmarks(image: np.ndarray, predictor_path: str) -> np.ndarray | None:
         size = (round(w * scale), round(h * scale))
         image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
     faces = detector(image, 0)
+    if not len(faces):  # a face under the 80 px window in a larger frame: once more at 2x (dlib's pyramid)
+        faces = detector(image, 1)
     if not len(faces):
         return None
     shape = predictor(image, max(faces, key=lambda r: r.area()))
     points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-    return points * np.array([w / image.shape[1], h / image.shape[0]])
+    # back to the original pixels, pixel centres onto pixel centres (as the resize maps them)
+    return (points + 0.5) * np.array([w / image.shape[1], h / image.shape[0]]) - 0.5
 
 
 def face_landmarks(image: np.ndarray) -> np.ndarray | None:
