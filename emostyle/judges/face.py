@@ -27,7 +27,7 @@ scans an 80 px window, and a face filling a 64 px frame is only about 40 px wide
 image is resized (bicubic) until its short side is `DETECT_SIZE` px, and detector and
 predictor both run on the enlarged pixels; points are returned in the original pixels.
 Where no face is found, the detector looks once more at twice the size (a small face in a
-larger photo). Of the largest faces found, the largest is read.
+larger photo). Of several faces, the largest is read.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ import numpy as np
 from emostyle import registry
 from emostyle.parts import Judge
 
-__all__ = ["LandmarkJudge", "face_landmarks", "mouth_geometry", "DETECT_SIZE"]
+__all__ = ["LandmarkJudge", "face_landmarks", "mouth_geometry"]
 
-# Short side (px) that a small image is enlarged to: 4x for the DCGAN's 64 px faces, where
-# 50 of 64 faces were found with dlib's own 2x-pyramid upsampling and 53 of 64 this way.
+# Short side (px) that a small image is enlarged to: 4x for the DCGAN's 64 px faces. Of 64 of
+# them, dlib's own pyramid (two 2x steps) found 50, this bicubic enlargement 53 (54 with the
+# second pass at 2x); the ones missed are warped or turned away.
 DETECT_SIZE = 256
 
 # iBUG 300-W indices (0-based) of the points the measures use.
