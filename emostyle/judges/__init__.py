@@ -5,12 +5,16 @@ so an emotion metric measures what a viewer of the PNG sees, not what the guidin
 was pushed to score:
 - `FerJudge`: the FER2013 expression classifier; judges faces guided in CLIP space
   (paper-ffhq), never faces it guided itself (offline).
+- `LandmarkJudge`: the lip-corner geometry of dlib's 68 facial landmarks (AU12 smile vs
+  AU15 lip-corner depression); judges the offline profile's faces, which FER guided.
+  `face_landmarks` gives the 68 points of one image for other uses (face alignment).
 - `ColourEmotionJudge`: published colour-emotion data (Palmer et al. 2013 happy/sad
   associations; Ou et al. 2004 colour activity) per pixel in CIELAB; judges the offline
   profile's scenes, which Valdez & Mehrabian's brightness-saturation equations guided.
 """
 
+from .face import LandmarkJudge, face_landmarks, mouth_geometry
 from .fer import FerJudge
 from .scene import ColourEmotionJudge
 
-__all__ = ["FerJudge", "ColourEmotionJudge"]
+__all__ = ["FerJudge", "LandmarkJudge", "ColourEmotionJudge", "face_landmarks", "mouth_geometry"]
