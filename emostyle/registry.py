@@ -518,7 +518,9 @@ def _fetch_hf(e: Entry, progress: bool) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".hf-") as tmp:
         if e.directory:
-            got = huggingface_hub.snapshot_download(src["repo"], revision=src.get("revision"), local_dir=tmp)
+            # allow_patterns: only the files the kit reads (a hub repo may hold several formats)
+            got = huggingface_hub.snapshot_download(src["repo"], revision=src.get("revision"), local_dir=tmp,
+                                                    allow_patterns=src.get("allow_patterns"))
         else:
             got = huggingface_hub.hf_hub_download(src["repo"], src["file"], revision=src.get("revision"), local_dir=tmp)
         shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)  # hub bookkeeping, not model files

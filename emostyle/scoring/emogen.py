@@ -1,0 +1,247 @@
+"""EmoGen's metrics (arXiv 2401.04608, Sec. 5; `training/inference.py` emo_cls,
+`metrics/other_metrics.py`, `training/Semantic_diversity.py`), on saved 8-bit images.
+
+- Emo-A, emotion accuracy: EmoGen's classifier (one Linear on CLIP ViT-L/14 image features)
+  names the category of each image; accuracy against the intended category, over 8 classes and
+  over 2 (the softmax summed over the four positive and the four negative categories).
+  `EmoGenJudge` is that classifier as a `Judge`: it never guided any image of the kit.
+- Sem-C, semantic clarity: per image, the larger of the top softmax probability of a Places365
+  ResNet-50 (scenes) and of an ImageNet ResNet-50 (objects); the mean over images.
+- Sem-D, semantic diversity: per category, the mean over random pairs of images of
+  1 - cos(CLIP ViT-L/14 features); the mean over categories.
+
+Preprocessing follows the reference: CLIPProcessor (shortest side to 224, bicubic, centre crop,
+CLIP mean/std) for the CLIP features; Resize(256) (bilinear) + CenterCrop(224) + ImageNet mean/std
+for the two ResNets. Two departures of the reference code are not followed, and `compat="official"`
+mimics the first: its Sem-D pool of images is never emptied between categories (category k draws
+pairs from categories 1..k), and it feeds CLIPProcessor images already scaled to [0, 1], which the
+processor rescales by 1/255 again; the kit gives it the 8-bit images it expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from emostyle.models.emogen import EMOTIONS, POSITIVE, EmotionClassifier
+from emostyle.parts import Judge
+
+__all__ = ["EmoGenJudge", "SemanticClarity", "emotion_accuracy", "semantic_clarity", "semantic_diversity",
+           "clip_features", "load_emogen_judge", "tiny_emogen_judge", "load_semantic_clarity", "METRICS"]
+
+METRICS = {
+    "emo-a": "EmoGen emotion accuracy, 8 classes (%), by EmoGen's CLIP ViT-L/14 classifier, higher is better",
+    "emo-a-2": "EmoGen emotion accuracy, positive/negative (%), higher is better",
+    "sem-c": "EmoGen semantic clarity (top scene/object probability), higher is clearer",
+    "sem-d": "EmoGen semantic diversity (1 - cos of CLIP ViT-L/14 features of image pairs), higher is more diverse",
+}
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _check_uint8(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected 8-bit RGB images (B, H, W, 3) uint8, got {images.dtype} {images.shape}; "
+                         f"convert tensors with emostyle.parts.to_uint8")
+    return images
+
+
+def _resize_crop(image: np.ndarray, short: int, crop: int, resample: int) -> np.ndarray:
+    """Shortest side to `short` (long side truncated, as torchvision and transformers do), then the
+    centre crop x crop (offsets rounded as torchvision's center_crop)."""
+    h, w = image.shape[:2]
+    size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)  # PIL: (width, height)
+    x = np.asarray(Image.fromarray(image).resize(size, resample=resample))
+    top, left = int(round((x.shape[0] - crop) / 2.0)), int(round((x.shape[1] - crop) / 2.0))
+    return x[top:top + crop, left:left + crop]
+
+
+def _normalised(images: np.ndarray, short: int, crop: int, resample: int, mean, std) -> torch.Tensor:
+    x = np.stack([_resize_crop(im, short, crop, resample) for im in _check_uint8(images)])
+    x = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+@torch.no_grad()
+def clip_features(clip, images: np.ndarray, batch: int = 16) -> torch.Tensor:
+    """CLIP image features (B, dim), unnormalised (transformers' get_image_features), of 8-bit
+    images (B, H, W, 3) prepared as CLIPProcessor does."""
+    device = clip.text_projection.device
+    out = []
+    for i in range(0, len(images), batch):
+        x = _normalised(images[i:i + batch], clip.resolution, clip.resolution, Image.BICUBIC, _CLIP_MEAN, _CLIP_STD)
+        out.append(clip.encode_image(x.to(device)).float().cpu())
+    return torch.cat(out)
+
+
+class EmoGenJudge(Judge):
+    """EmoGen's emotion classifier on CLIP image features of the saved images.
+
+    `read` gives "probs" (B, 8) over EMOTIONS, "category" (B,) indices, "positive" = P(positive
+    categories) and "valence" = P(positive) - P(negative) in [-1, 1]."""
+
+    name = "EmoGen classifier (CLIP ViT-L/14 + linear, 8 EmoSet categories)"
+
+    def __init__(self, clip, classifier: EmotionClassifier, name: str | None = None):
+        if classifier.dim != clip.embed_dim:
+            raise ValueError(f"the classifier takes {classifier.dim}-d features, the CLIP gives {clip.embed_dim}-d "
+                             f"(EmoGen's classifier needs CLIP ViT-L/14)")
+        self.clip, self.classifier = clip, classifier.to(clip.text_projection.device)
+        if name:
+            self.name = name
+
+    @torch.no_grad()
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Softmax (B, 8) over EMOTIONS of 8-bit images (B, H, W, 3)."""
+        features = clip_features(self.clip, images)
+        logits = self.classifier(features.to(self.clip.text_projection.device))
+        return F.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
+
+    def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        probs = self.probabilities(images)
+        positive = probs[:, :len(POSITIVE)].sum(axis=1)
+        return {"probs": probs, "category": probs.argmax(axis=1), "positive": positive,
+                "valence": positive - (1.0 - positive)}
+
+
+def load_emogen_judge(device: str | torch.device = "cpu") -> EmoGenJudge:
+    """The judge from the registry's `clip-vit-l-14` and `emogen-emotion-classifier`."""
+    from emostyle.models.clip import load_clip
+    from emostyle.models.emogen import load_emotion_classifier
+
+    return EmoGenJudge(load_clip(_registry_path("clip-vit-l-14"), device), load_emotion_classifier(device=device))
+
+
+def _registry_path(name: str):
+    from emostyle import registry
+
+    return registry.path(name)
+
+
+def tiny_emogen_judge(seed: int = 0) -> EmoGenJudge:
+    """A random judge (tiny CLIP, random classifier) for the tiny profile and tests."""
+    from emostyle.models.checkpoint import random_state
+    from emostyle.models.clip import tiny_clip
+    from emostyle.models.emogen import load_emotion_classifier
+
+    clip = tiny_clip(seed=seed)
+    classifier = load_emotion_classifier(random_state(EmotionClassifier(clip.embed_dim), seed))
+    return EmoGenJudge(clip, classifier, name=f"tiny random EmoGen judge (seed {seed})")
+
+
+# --- Emo-A ---------------------------------------------------------------------------------------
+
+def _labels(labels: Sequence) -> np.ndarray:
+    out = []
+    for label in labels:
+        if isinstance(label, str):
+            if label not in EMOTIONS:
+                raise ValueError(f"unknown emotion category {label!r}; EmoGen's categories: {', '.join(EMOTIONS)}")
+            out.append(EMOTIONS.index(label))
+        else:
+            if not 0 <= int(label) < len(EMOTIONS):
+                raise ValueError(f"category index {label} outside 0..{len(EMOTIONS) - 1}")
+            out.append(int(label))
+    return np.asarray(out, dtype=np.int64)
+
+
+def emotion_accuracy(probs: np.ndarray, labels: Sequence) -> dict:
+    """Emo-A of class probabilities (N, 8) over EMOTIONS against intended categories (N,) (names
+    or indices), as EmoGen's emo_cls: "acc8" and "acc2" in percent (argmax over the 8 classes,
+    and over the positive/negative sums), "score8" and "score2" the mean probability of the
+    intended class, and "per_class" {category: (accuracy %, mean score)} for those present."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y8 = _labels(labels)
+    if probs.ndim != 2 or probs.shape[1] != len(EMOTIONS) or probs.shape[0] != len(y8) or not len(y8):
+        raise ValueError(f"expected probabilities (N, 8) and N labels, got {probs.shape} and {len(y8)}")
+    p2 = np.stack([probs[:, :4].sum(1), probs[:, 4:].sum(1)], axis=1)
+    y2 = (y8 >= len(POSITIVE)).astype(np.int64)
+    rows = np.arange(len(y8))
+    hit8 = probs.argmax(1) == y8
+    result = {"acc8": 100.0 * hit8.mean(), "acc2": 100.0 * (p2.argmax(1) == y2).mean(),
+              "score8": float(probs[rows, y8].mean()), "score2": float(p2[rows, y2].mean()), "per_class": {}}
+    for k, name in enumerate(EMOTIONS):
+        mine = y8 == k
+        if mine.any():
+            result["per_class"][name] = (100.0 * float(hit8[mine].mean()), float(probs[mine, k].mean()))
+    return result
+
+
+# --- Sem-C ---------------------------------------------------------------------------------------
+
+def semantic_clarity(scene_probs: np.ndarray, object_probs: np.ndarray) -> np.ndarray:
+    """Per-image clarity (N,): max(top scene probability, top object probability); Sem-C is its mean."""
+    scene_probs, object_probs = np.asarray(scene_probs), np.asarray(object_probs)
+    if scene_probs.ndim != 2 or object_probs.ndim != 2 or len(scene_probs) != len(object_probs):
+        raise ValueError(f"expected probabilities (N, scenes) and (N, objects), got {scene_probs.shape} "
+                         f"and {object_probs.shape}")
+    return np.maximum(scene_probs.max(1), object_probs.max(1)).astype(np.float64)
+
+
+class SemanticClarity:
+    """Sem-C's two classifiers (Places365 and ImageNet ResNet-50) on 8-bit images."""
+
+    name = "sem-c"
+    higher_is_better = True
+
+    def __init__(self, scene, objects):
+        self.scene, self.objects = scene, objects
+
+    @torch.no_grad()
+    def score(self, images: np.ndarray, batch: int = 16) -> np.ndarray:
+        """Per-image clarity (B,) of 8-bit images (B, H, W, 3)."""
+        device = self.scene.fc.weight.device
+        out = []
+        for i in range(0, len(images), batch):
+            x = _normalised(images[i:i + batch], 256, 224, Image.BILINEAR, _IMAGENET_MEAN, _IMAGENET_STD).to(device)
+            out.append(semantic_clarity(F.softmax(self.scene(x), 1).cpu().numpy(),
+                                        F.softmax(self.objects(x), 1).cpu().numpy()))
+        return np.concatenate(out)
+
+
+def load_semantic_clarity(device: str | torch.device = "cpu") -> SemanticClarity:
+    """Sem-C from the registry's `resnet50-places365` and `resnet50-imagenet`."""
+    from emostyle.models.checkpoint import read_state_dict
+    from emostyle.models.resnet import resnet50_from_state
+
+    nets = [resnet50_from_state(read_state_dict(_registry_path(n), what, n), what).to(device)
+            for n, what in (("resnet50-places365", "the Places365 ResNet-50"),
+                            ("resnet50-imagenet", "torchvision's ImageNet ResNet-50"))]
+    return SemanticClarity(*nets)
+
+
+# --- Sem-D ---------------------------------------------------------------------------------------
+
+def semantic_diversity(features: torch.Tensor | np.ndarray, categories: Sequence, pairs: int = 10,
+                       seed: int = 0, compat: str = "paper") -> dict:
+    """Sem-D of image features (N, dim) grouped by category (N,): for each category, the mean of
+    1 - cos over `pairs` random pairs of two different images (drawn with a seeded generator), then
+    the mean over categories ("sem-d"; "per_class" for each). compat="official": category k draws
+    from the images of categories 1..k in EMOTIONS order, as the reference's never-emptied list.
+    Categories with fewer than two images are skipped (with none left, an error)."""
+    if compat not in ("paper", "official"):
+        raise ValueError(f"compat must be 'paper' or 'official', got {compat!r}")
+    x = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    names = [EMOTIONS[i] for i in _labels(categories)]
+    if x.ndim != 2 or len(x) != len(names):
+        raise ValueError(f"expected features (N, dim) and N categories, got {tuple(x.shape)} and {len(names)}")
+    rng = np.random.default_rng(seed)
+    per_class, pool = {}, []
+    for name in EMOTIONS:
+        mine = [i for i, n in enumerate(names) if n == name]
+        pool = pool + mine if compat == "official" else mine
+        if len(mine) == 0 or len(pool) < 2:
+            continue
+        draws = np.array([rng.choice(len(pool), size=2, replace=False) for _ in range(pairs)])
+        a, b = x[[pool[i] for i in draws[:, 0]]], x[[pool[i] for i in draws[:, 1]]]
+        per_class[name] = float((1 - F.cosine_similarity(a, b, dim=1)).mean())
+    if not per_class:
+        raise ValueError("Sem-D needs at least two images of one category")
+    return {"sem-d": float(np.mean(list(per_class.values()))), "per_class": per_class}
