@@ -84,6 +84,8 @@ class AffectiveConfig:
     lyrics: str = _choice("faster-whisper", "whisper-at", default="faster-whisper")
     polarity: str = _choice("vader", "chatglm", default="vader")
     music: str = _choice("composer", "gru-ebs", default="composer")
+    # The lyrics' distribution over EmoGen's eight emotion categories (emostyle.affective.categories).
+    categories: str = _choice("nrc", "chatglm", default="nrc")
     renderer: str = _choice("auto", "fluidsynth", "tinysoundfont", "additive", default="auto")
     # How the offline affect space reads the emotion of the song and of the music: musicnn's
     # mood tags (a learned music model) or hand-set musical cues (tempo, mode, loudness, brightness).

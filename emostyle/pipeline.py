@@ -202,6 +202,7 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
         polarity={"label": music.polarity.label, "score": music.polarity.score, "backend": music.polarity.backend,
                   "fallback": music.polarity.fallback},
         music={"midi": str(music.midi_path), "wav": str(music.wav_path), "renderer": music.renderer},
+        categories=music.categories.to_json() if music.categories else None,  # EmoGen's eight categories
         retrieval={"space": found.space, "scores": found.scores.tolist(), "probs": found.probs.tolist(),
                    "best": found.best},
         guidance={"settings": result.settings, "final_losses": {k: v[-1] for k, v in result.history.items()},

@@ -38,10 +38,11 @@ def test_happy_and_sad_songs_end_to_end(song, tmp_path):
         r = affective_music(song, lyrics_backend=FakeLyrics(text), renderer="additive", out_dir=tmp_path / mood)
         out[mood] = r
         assert r.midi_path.is_file() and r.wav_path.is_file() and r.renderer == "additive"
-        assert set(r.timings) == {"load", "lyrics", "polarity", "music", "render", "total"}
+        assert set(r.timings) == {"load", "lyrics", "polarity", "categories", "music", "render", "total"}
         y, _ = sf.read(r.wav_path)
         assert np.abs(y).max() > 0.5
     assert (out["happy"].polarity.label, out["sad"].polarity.label) == ("positive", "negative")
+    assert (out["happy"].categories.polarity, out["sad"].categories.top) == ("positive", "sadness")
     happy, sad = (pretty_midi.PrettyMIDI(str(out[m].midi_path)) for m in ("happy", "sad"))
     assert happy.get_tempo_changes()[1][0] > 100 > 80 > sad.get_tempo_changes()[1][0]
     assert happy.key_signature_changes[0].key_number < 12 <= sad.key_signature_changes[0].key_number

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emostyle.affective.categories import Categories, CategoryBackend, LexiconCategories, LLMCategories
 from emostyle.affective.lyrics import (
     FasterWhisperLyrics,
     LyricsBackend,
@@ -30,7 +31,7 @@ from emostyle.audio import read_audio
 from emostyle.registry import file_sha256
 
 __all__ = ["affective_music", "AffectiveResult", "LYRICS_BACKENDS", "POLARITY_BACKENDS", "MUSIC_BACKENDS",
-           "Transcript", "Polarity", "MusicBackend"]
+           "CATEGORY_BACKENDS", "Transcript", "Polarity", "Categories", "MusicBackend"]
 
 
 def _composer() -> MusicBackend:
@@ -55,7 +56,12 @@ def _chatglm() -> PolarityBackend:
     return LLMPolarity(registry.path("chatglm3-6b"), name="chatglm")
 
 
+def _chatglm_categories() -> CategoryBackend:
+    return LLMCategories(_by_name("polarity", "chatglm"))  # one ChatGLM for both questions
+
+
 LYRICS_BACKENDS = {"faster-whisper": FasterWhisperLyrics, "whisper-at": WhisperATLyrics}
+CATEGORY_BACKENDS = {"nrc": LexiconCategories, "chatglm": _chatglm_categories}
 POLARITY_BACKENDS = {"vader": VaderPolarity, "chatglm": _chatglm}
 MUSIC_BACKENDS = {"composer": _composer, "gru-ebs": _gru_ebs}
 
@@ -63,7 +69,8 @@ MUSIC_BACKENDS = {"composer": _composer, "gru-ebs": _gru_ebs}
 @functools.lru_cache(maxsize=None)
 def _by_name(kind: str, name: str):
     """One instance per backend name and process: loading Whisper or an LLM takes seconds."""
-    table = {"lyrics": LYRICS_BACKENDS, "polarity": POLARITY_BACKENDS, "music": MUSIC_BACKENDS}[kind]
+    table = {"lyrics": LYRICS_BACKENDS, "polarity": POLARITY_BACKENDS, "music": MUSIC_BACKENDS,
+             "categories": CATEGORY_BACKENDS}[kind]
     if name not in table:
         raise ValueError(f"unknown {kind} backend {name!r}; choose one of {sorted(table)} or pass an instance")
     return table[name]()
@@ -79,7 +86,8 @@ def _backend(kind: str, value, base: type):
 
 @dataclass
 class AffectiveResult:
-    """What the affective branch made of one audio file; `timings` in seconds per step."""
+    """What the affective branch made of one audio file; `timings` in seconds per step.
+    `categories`: the lyrics' distribution over EmoGen's eight emotion categories."""
 
     transcript: Transcript
     polarity: Polarity
@@ -88,10 +96,12 @@ class AffectiveResult:
     renderer: str
     timings: dict[str, float] = field(default_factory=dict)
     cached: bool = False
+    categories: Categories | None = None
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
-        d.update(midi_path=str(self.midi_path), wav_path=str(self.wav_path))
+        d.update(midi_path=str(self.midi_path), wav_path=str(self.wav_path),
+                 categories=self.categories.to_json() if self.categories else None)
         return d
 
     @classmethod
@@ -99,8 +109,9 @@ class AffectiveResult:
         t = d["transcript"]
         transcript = Transcript(t["text"], [tuple(s) for s in t["segments"]], [tuple(s) for s in t["tags"]],
                                 t["language"], t["backend"], t["source"])
+        categories = Categories.from_json(d["categories"]) if d.get("categories") else None
         return cls(transcript, Polarity(**d["polarity"]), Path(d["midi_path"]), Path(d["wav_path"]),
-                   d["renderer"], d["timings"], d["cached"])
+                   d["renderer"], d["timings"], d["cached"], categories)
 
 
 
@@ -116,7 +127,8 @@ def _describe(backend) -> str:
 def affective_music(audio_path: str | Path, profile=None, *,
                     lyrics_backend: str | LyricsBackend = "faster-whisper",
                     polarity_backend: str | PolarityBackend = "vader",
-                    music_backend: str | MusicBackend = "composer", renderer: str = "auto", seed: int = 0,
+                    music_backend: str | MusicBackend = "composer",
+                    category_backend: str | CategoryBackend = "nrc", renderer: str = "auto", seed: int = 0,
                     out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
                     label: str | None = None, lyrics: str | None = None) -> AffectiveResult:
     """Lyrics, polarity, MIDI and WAV for one song (paper 3.2, Eq. 3).
@@ -124,7 +136,8 @@ def affective_music(audio_path: str | Path, profile=None, *,
     `profile` (a profile name or an emostyle.config.Config), when given, chooses the backends,
     renderer and seed of its `affective` section and caches under the kit's home; without it,
     the keyword arguments do. `out_dir` defaults to `$EMOSTYLE_HOME/music`.
-    Backends by name (LYRICS_BACKENDS, POLARITY_BACKENDS, MUSIC_BACKENDS) or instance;
+    Backends by name (LYRICS_BACKENDS, POLARITY_BACKENDS, MUSIC_BACKENDS, CATEGORY_BACKENDS) or
+    instance; the category backend gives the lyrics' distribution over EmoGen's eight categories;
     `renderer` one of render.RENDERERS; `label` stands in for the lyrics of audio without
     speech when the lyrics backend gives no tags. With `cache_dir`, a second call with the
     same file content and settings returns the stored result (`cached=True`) without
@@ -141,6 +154,7 @@ def affective_music(audio_path: str | Path, profile=None, *,
         config = profile if isinstance(profile, Config) else load_config(profile)
         a = config.affective
         lyrics_backend, polarity_backend, music_backend = a.lyrics, a.polarity, a.music
+        category_backend = a.categories
         renderer, seed = a.renderer, config.seed
         cache_dir = cache_dir if cache_dir is not None else registry.home() / "cache" / "affective"
     out_dir = out_dir if out_dir is not None else registry.home() / "music"
@@ -151,7 +165,8 @@ def affective_music(audio_path: str | Path, profile=None, *,
         raise ValueError(f"unknown renderer {renderer!r}; choose one of {RENDERERS}")
     out_dir = Path(out_dir)
     names = {k: v if isinstance(v, str) else _describe(v) for k, v in
-             (("lyrics", lyrics_backend), ("polarity", polarity_backend), ("music", music_backend))}
+             (("lyrics", lyrics_backend), ("polarity", polarity_backend), ("music", music_backend),
+              ("categories", category_backend))}
     key = _key(audio_path, {**names, "renderer": renderer, "seed": seed, "label": label, "lyrics": lyrics})
     midi_path, wav_path = out_dir / f"{audio_path.stem}-{key}.mid", out_dir / f"{audio_path.stem}-{key}.wav"
 
@@ -171,6 +186,7 @@ def affective_music(audio_path: str | Path, profile=None, *,
     lyrics = _backend("lyrics", lyrics_backend, LyricsBackend) if given is None else None
     polarity_judge = _backend("polarity", polarity_backend, PolarityBackend)
     music = _backend("music", music_backend, MusicBackend)
+    category_reader = _backend("categories", category_backend, CategoryBackend)
     timings["load"] = time.perf_counter() - start
 
     step = time.perf_counter()
@@ -186,6 +202,9 @@ def affective_music(audio_path: str | Path, profile=None, *,
     polarity = polarity_judge.judge(transcript.text, transcript.language)
     timings["polarity"] = time.perf_counter() - step
     step = time.perf_counter()
+    categories = category_reader.categorise(transcript.text, transcript.language)
+    timings["categories"] = time.perf_counter() - step
+    step = time.perf_counter()
     pm = music.compose(transcript.text, polarity, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     pm.write(str(midi_path))
@@ -195,7 +214,7 @@ def affective_music(audio_path: str | Path, profile=None, *,
     timings["render"] = time.perf_counter() - step
     timings["total"] = time.perf_counter() - start
 
-    result = AffectiveResult(transcript, polarity, midi_path, wav_path, used, timings)
+    result = AffectiveResult(transcript, polarity, midi_path, wav_path, used, timings, categories=categories)
     if record is not None:
         record.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(midi_path, record.parent / "music.mid")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from emostyle.affective.music import Polarity
 
-__all__ = ["PROMPT", "PolarityBackend", "VaderPolarity", "LLMPolarity", "parse_polarity_reply", "build_prompt"]
+__all__ = ["PROMPT", "PolarityBackend", "VaderPolarity", "LLMPolarity", "parse_polarity_reply", "read_labels",
+           "build_prompt"]
 
 PROMPT = "Judge the sentiment polarity (positive or negative):"
 
@@ -37,6 +38,44 @@ def build_prompt(lyrics: str) -> str:
     return f"{PROMPT} {lyrics.strip()}"
 
 
+def read_labels(text: str | None, forms: dict[str, tuple[str, ...]], chinese: dict[str, str] | None = None,
+                echoes: tuple[str, ...] = ()) -> tuple[set[str], set[str]]:
+    """The labels a model's free-text reply states and those it negates: (stated, negated).
+
+    A label is named by any word starting with one of its `forms` (case- and punctuation-
+    insensitive, so word forms count); a negation up to three words back in the same clause
+    ("not", "isn't", ...) moves it to `negated`. `chinese` maps Chinese words to labels (不 before
+    one negates it); `echoes` are phrases of the prompt to ignore when the model repeats them.
+    "neither ... nor ..." states nothing.
+    """
+    if not text:
+        return set(), set()
+    reply = text.lower()
+    for echo in echoes:
+        reply = reply.replace(echo, " ")
+    reply = reply.replace("\u2019", "'")
+    for idiom in ("no doubt", "without doubt", "no question"):  # negations that do not negate
+        reply = reply.replace(idiom, " ")
+    for zh, label in (chinese or {}).items():
+        reply = reply.replace("不" + zh, f" not {forms[label][0]} ").replace(zh, f" {forms[label][0]} ")
+    tokens = _WORD.findall(reply)
+    if "neither" in tokens and "nor" in tokens:
+        return set(), set()
+    stated, negated = set(), set()
+    for i, token in enumerate(tokens):
+        label = next((name for name, starts in forms.items() if token.startswith(starts)), None)
+        if label is None:
+            continue
+        # A negation up to three words back, within the same clause, negates the word.
+        before = []
+        for prev in reversed(tokens[max(0, i - 3):i]):
+            if not prev.isalpha() and "'" not in prev:
+                break
+            before.append(prev)
+        (negated if any(w in _NEGATIONS or w.endswith("n't") for w in before) else stated).add(label)
+    return stated, negated
+
+
 def parse_polarity_reply(text: str | None) -> str | None:
     """"positive" or "negative" from a model's free-text reply, or None when it says neither.
 
@@ -46,30 +85,9 @@ def parse_polarity_reply(text: str | None) -> str | None:
     prompt's "(positive or negative)". Conflicting statements ("both positive and
     negative"), "neither ... nor ...", "neutral" or no polarity word give None.
     """
-    if not text:
-        return None
-    reply = text.lower().replace("positive or negative", " ").replace("negative or positive", " ")
-    reply = reply.replace("\u2019", "'")
-    for idiom in ("no doubt", "without doubt", "no question"):  # negations that do not negate
-        reply = reply.replace(idiom, " ")
-    for zh, label in _ZH.items():
-        reply = reply.replace("不" + zh, f" not {label} ").replace(zh, f" {label} ")
-    tokens = _WORD.findall(reply)
-    if "neither" in tokens and "nor" in tokens:
-        return None
-    votes = set()
-    for i, token in enumerate(tokens):
-        label = next((w for w in ("positive", "negative") if token.startswith(w)), None)
-        if label is None:
-            continue
-        # A negation up to three words back, within the same clause, flips the word.
-        before = []
-        for prev in reversed(tokens[max(0, i - 3):i]):
-            if not prev.isalpha() and "'" not in prev:
-                break
-            before.append(prev)
-        negated = any(w in _NEGATIONS or w.endswith("n't") for w in before)
-        votes.add(_OPPOSITE[label] if negated else label)
+    stated, negated = read_labels(text, {"positive": ("positive",), "negative": ("negative",)}, _ZH,
+                                  echoes=("positive or negative", "negative or positive"))
+    votes = stated | {_OPPOSITE[label] for label in negated}
     return votes.pop() if len(votes) == 1 else None
 
 
@@ -147,9 +165,13 @@ class LLMPolarity(PolarityBackend):
 
     def reply(self, lyrics: str) -> str:
         """The model's raw answer to the paper's prompt."""
+        return self.ask(build_prompt(lyrics))
+
+    def ask(self, query: str) -> str:
+        """The model's raw answer to any query (greedy; the emotion-category prompt reuses the model)."""
         import torch
 
-        inputs = {k: v.to(self.device) for k, v in self._inputs(build_prompt(lyrics)).items()}
+        inputs = {k: v.to(self.device) for k, v in self._inputs(query).items()}
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                       pad_token_id=self.tokenizer.eos_token_id)
