@@ -49,9 +49,14 @@ def _cmd_manipulate(args) -> int:
         overrides["device"] = args.device
     result = manipulate(args.song, profile=args.profile, method=args.method, seed=args.seed, out=args.out,
                         overrides=overrides, lyrics=args.lyrics)
-    print(f"wrote {args.out}: before.png, after.png, frames.png, loss.png, music, manifest.json")
+    images = "after.png (EmoGen)" if args.method == "emogen" else "before.png, after.png, frames.png, loss.png"
+    print(f"wrote {args.out}: {images}, music, manifest.json")
     print(f"  lyrics: {result['lyrics']['text']!r}")
     print(f"  polarity: {result['polarity']['label']} ({result['polarity']['backend']}, score {result['polarity']['score']:+.2f})")
+    if result.get("categories"):
+        print(f"  emotion category: {result['categories']['top']} ({result['categories']['backend']})")
+    if "valence" not in result:  # EmoGen generates one image: no before and after
+        return 0
     v = result["valence"]
 
     def shown(x):
@@ -93,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manipulate", help="the whole pipeline for one song: music, retrieval, guidance")
     p.add_argument("song", help="an audio file (WAV, FLAC, OGG, MP3)")
     _add_profile(p)
-    p.add_argument("--method", default="emostyle", choices=list(METHODS))
+    p.add_argument("--method", default="emostyle", choices=[*METHODS, "emogen"],
+                   help="a weighting of the guidance loss, or emogen (an image generated from the song's category)")
     p.add_argument("--seed", type=int, default=None, help="overrides the profile's seed")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--lyrics", default=None, help="use these lyrics instead of transcribing the song")

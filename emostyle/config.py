@@ -93,6 +93,18 @@ class AffectiveConfig:
 
 
 @dataclass
+class EmoGenConfig:
+    """EmoGen as a method (`--method emogen`, emostyle.emogen): its weights and sampling settings."""
+
+    weights: str = "stable-diffusion-v1-5"  # registry name or a diffusers folder of SD 1.5
+    mapper: str = "emogen-mapper"  # registry name or a path of EmoGen's mapper.pth (unpublished: EmoGen #10)
+    mapper_relu: bool = True  # a lone parameter-free mapper layer is a ReLU (EmoGen config.yaml need_ReLU)
+    steps: int = _range(50, 1)  # EmoGen inference.py: 50 UniPC steps
+    guidance_scale: float = _range(7.5, 0.0)  # classifier-free guidance against the empty prompt
+    size: int = _range(512, 8)  # image side in px (SD 1.5: 512)
+
+
+@dataclass
 class ScoringConfig:
     """Paper 4.4: the scorers of Table 1 (VILA in the paper) and extra metrics."""
 
@@ -119,6 +131,7 @@ class Config:
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     affective: AffectiveConfig = field(default_factory=AffectiveConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    emogen: EmoGenConfig = field(default_factory=EmoGenConfig)
     # The datasets of the paper's figures (FFHQ-style faces, LHQ-style scenes): label ->
     # {"profile": name, "overrides": {dotted: value}}; empty: this profile alone.
     datasets: dict = field(default_factory=dict)

@@ -152,14 +152,18 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     from .figures import frames_figure, loss_figure, save_figure, save_image
     from .manifest import run_manifest, write_json
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    if method not in METHODS and method != "emogen":
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}, emogen")
     overrides = dict(overrides or {})
     if seed is not None:
         overrides["seed"] = seed
     config = profile.with_overrides(overrides) if isinstance(profile, Config) else load_config(profile, overrides)
     song = Path(song)
     read_audio(song)  # a missing, corrupt, silent or too short song fails before any model loads
+    if method == "emogen":  # not a weighting of the guidance loss: EmoGen generates from the song's category
+        from .emogen import manipulate as emogen_manipulate
+
+        return emogen_manipulate(song, config, out, lyrics=lyrics, label=label)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
