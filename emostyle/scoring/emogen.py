@@ -30,15 +30,10 @@ from PIL import Image
 from emostyle.models.emogen import EMOTIONS, POSITIVE, EmotionClassifier
 from emostyle.parts import Judge
 
-__all__ = ["EmoGenJudge", "SemanticClarity", "emotion_accuracy", "semantic_clarity", "semantic_diversity",
-           "clip_features", "load_emogen_judge", "tiny_emogen_judge", "load_semantic_clarity", "METRICS"]
+__all__ = ["EmoGenJudge", "SemanticClarity", "EmoGenMetrics", "emotion_accuracy", "semantic_clarity",
+           "semantic_diversity", "clip_features", "load_emogen_judge", "tiny_emogen_judge", "load_semantic_clarity",
+           "load_emogen_metrics"]
 
-METRICS = {
-    "emo-a": "EmoGen emotion accuracy, 8 classes (%), by EmoGen's CLIP ViT-L/14 classifier, higher is better",
-    "emo-a-2": "EmoGen emotion accuracy, positive/negative (%), higher is better",
-    "sem-c": "EmoGen semantic clarity (top scene/object probability), higher is clearer",
-    "sem-d": "EmoGen semantic diversity (1 - cos of CLIP ViT-L/14 features of image pairs), higher is more diverse",
-}
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -97,12 +92,19 @@ class EmoGenJudge(Judge):
         if name:
             self.name = name
 
+    def features(self, images: np.ndarray) -> torch.Tensor:
+        """CLIP image features (B, dim) of 8-bit images (B, H, W, 3), as the classifier reads them."""
+        return clip_features(self.clip, images)
+
     @torch.no_grad()
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Softmax (B, 8) over EMOTIONS of 8-bit images (B, H, W, 3)."""
-        features = clip_features(self.clip, images)
+    def classify(self, features: torch.Tensor) -> np.ndarray:
+        """Softmax (B, 8) over EMOTIONS of CLIP image features (B, dim)."""
         logits = self.classifier(features.to(self.clip.text_projection.device))
         return F.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float64)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Softmax (B, 8) over EMOTIONS of 8-bit images (B, H, W, 3)."""
+        return self.classify(self.features(images))
 
     def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
         probs = self.probabilities(images)
@@ -152,6 +154,16 @@ def _labels(labels: Sequence) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
+def _polarity(probs: np.ndarray) -> np.ndarray:
+    """(N, 2): P(positive), P(negative), the softmax summed over the first and the last four."""
+    return np.stack([probs[:, :len(POSITIVE)].sum(1), probs[:, len(POSITIVE):].sum(1)], axis=1)
+
+
+def _hits(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image correctness (N,) over 8 classes and over positive/negative."""
+    return probs.argmax(1) == labels, _polarity(probs).argmax(1) == (labels >= len(POSITIVE))
+
+
 def emotion_accuracy(probs: np.ndarray, labels: Sequence) -> dict:
     """Emo-A of class probabilities (N, 8) over EMOTIONS against intended categories (N,) (names
     or indices), as EmoGen's emo_cls: "acc8" and "acc2" in percent (argmax over the 8 classes,
@@ -161,11 +173,10 @@ def emotion_accuracy(probs: np.ndarray, labels: Sequence) -> dict:
     y8 = _labels(labels)
     if probs.ndim != 2 or probs.shape[1] != len(EMOTIONS) or probs.shape[0] != len(y8) or not len(y8):
         raise ValueError(f"expected probabilities (N, 8) and N labels, got {probs.shape} and {len(y8)}")
-    p2 = np.stack([probs[:, :4].sum(1), probs[:, 4:].sum(1)], axis=1)
-    y2 = (y8 >= len(POSITIVE)).astype(np.int64)
+    p2, y2 = _polarity(probs), (y8 >= len(POSITIVE)).astype(np.int64)
     rows = np.arange(len(y8))
-    hit8 = probs.argmax(1) == y8
-    result = {"acc8": 100.0 * hit8.mean(), "acc2": 100.0 * (p2.argmax(1) == y2).mean(),
+    hit8, hit2 = _hits(probs, y8)
+    result = {"acc8": 100.0 * hit8.mean(), "acc2": 100.0 * hit2.mean(),
               "score8": float(probs[rows, y8].mean()), "score2": float(p2[rows, y2].mean()), "per_class": {}}
     for k, name in enumerate(EMOTIONS):
         mine = y8 == k
@@ -223,25 +234,103 @@ def semantic_diversity(features: torch.Tensor | np.ndarray, categories: Sequence
                        seed: int = 0, compat: str = "paper") -> dict:
     """Sem-D of image features (N, dim) grouped by category (N,): for each category, the mean of
     1 - cos over `pairs` random pairs of two different images (drawn with a seeded generator), then
-    the mean over categories ("sem-d"; "per_class" for each). compat="official": category k draws
-    from the images of categories 1..k in EMOTIONS order, as the reference's never-emptied list.
-    Categories with fewer than two images are skipped (with none left, an error)."""
+    the mean over categories ("sem-d"; "per_class" the means and "distances" the (pairs,) values of
+    each). compat="official": category k draws from the images of categories 1..k in EMOTIONS
+    order, as the reference's never-emptied list. Categories with fewer than two images are
+    skipped (with none left, an error)."""
     if compat not in ("paper", "official"):
         raise ValueError(f"compat must be 'paper' or 'official', got {compat!r}")
     x = torch.as_tensor(np.asarray(features), dtype=torch.float64)
-    names = [EMOTIONS[i] for i in _labels(categories)]
-    if x.ndim != 2 or len(x) != len(names):
-        raise ValueError(f"expected features (N, dim) and N categories, got {tuple(x.shape)} and {len(names)}")
+    labels = _labels(categories)
+    if x.ndim != 2 or len(x) != len(labels):
+        raise ValueError(f"expected features (N, dim) and N categories, got {tuple(x.shape)} and {len(labels)}")
     rng = np.random.default_rng(seed)
-    per_class, pool = {}, []
-    for name in EMOTIONS:
-        mine = [i for i, n in enumerate(names) if n == name]
-        pool = pool + mine if compat == "official" else mine
+    distances, pool = {}, np.zeros(0, dtype=np.int64)
+    for k, name in enumerate(EMOTIONS):
+        mine = np.flatnonzero(labels == k)
+        pool = np.concatenate([pool, mine]) if compat == "official" else mine
         if len(mine) == 0 or len(pool) < 2:
             continue
-        draws = np.array([rng.choice(len(pool), size=2, replace=False) for _ in range(pairs)])
-        a, b = x[[pool[i] for i in draws[:, 0]]], x[[pool[i] for i in draws[:, 1]]]
-        per_class[name] = float((1 - F.cosine_similarity(a, b, dim=1)).mean())
-    if not per_class:
+        draws = pool[np.array([rng.choice(len(pool), size=2, replace=False) for _ in range(pairs)])]
+        distances[name] = (1 - F.cosine_similarity(x[draws[:, 0]], x[draws[:, 1]], dim=1)).numpy()
+    if not distances:
         raise ValueError("Sem-D needs at least two images of one category")
-    return {"sem-d": float(np.mean(list(per_class.values()))), "per_class": per_class}
+    per_class = {name: float(d.mean()) for name, d in distances.items()}
+    return {"sem-d": float(np.mean(list(per_class.values()))), "per_class": per_class, "distances": distances}
+
+
+# --- the metrics table ---------------------------------------------------------------------------
+
+class EmoGenMetrics:
+    """Emo-A, Emo-A-2, Sem-C and Sem-D of images collected per group (method, dataset, ...).
+
+    `add` reads each batch once (judge, clarity) and keeps the CLIP features; `records` gives
+    long-format rows {**group, "scorer", "score"} for `tables.summary_table`, whose means are the
+    metrics: Emo-A rows are 100 or 0 per image, Sem-C one value per image, Sem-D one 1 - cos per
+    sampled pair, with the same number of pairs in every category of a group, so their mean is
+    the mean over categories. Sem-D is left out of a group where no category has two images."""
+
+    def __init__(self, judge: EmoGenJudge, clarity: SemanticClarity | None = None, pairs: int = 10, seed: int = 0):
+        self.judge, self.clarity, self.pairs, self.seed = judge, clarity, pairs, seed
+        self._groups: dict[tuple, dict] = {}
+
+    @property
+    def name(self) -> str:
+        return self.judge.name
+
+    def add(self, images: torch.Tensor | np.ndarray, categories: Sequence[str], **group) -> None:
+        """Images (B, 3, H, W) in [-1, 1] or 8-bit (B, H, W, 3), intended categories (B,)."""
+        from emostyle.parts import to_uint8
+
+        pixels = to_uint8(images) if isinstance(images, torch.Tensor) else _check_uint8(images)
+        labels = _labels(categories)
+        if len(labels) != len(pixels):
+            raise ValueError(f"{len(pixels)} images but {len(labels)} categories")
+        features = self.judge.features(pixels)
+        probs = self.judge.classify(features)
+        key = tuple(sorted(group.items()))
+        g = self._groups.setdefault(key, {"features": [], "labels": [], "rows": []})
+        g["features"].append(features)
+        g["labels"].append(labels)
+        hit8, hit2 = _hits(probs, labels)
+        values = {"emo-a": 100.0 * hit8, "emo-a-2": 100.0 * hit2}
+        if self.clarity is not None:
+            values["sem-c"] = self.clarity.score(pixels)
+        g["rows"] += [{**group, "scorer": k, "score": float(v)} for k, vs in values.items() for v in vs]
+
+    def records(self) -> list[dict]:
+        """Long-format rows of every group (see the class docstring)."""
+        rows = []
+        for key, g in self._groups.items():
+            rows += g["rows"]
+            features, labels = torch.cat(g["features"]), np.concatenate(g["labels"])
+            if np.bincount(labels, minlength=len(EMOTIONS)).max() < 2:
+                continue
+            sem_d = semantic_diversity(features, labels, self.pairs, self.seed)
+            rows += [{**dict(key), "scorer": "sem-d", "score": float(d)}
+                     for d in np.concatenate(list(sem_d["distances"].values()))]
+        return rows
+
+
+def load_emogen_metrics(config, device: str | torch.device = "cpu") -> EmoGenMetrics | None:
+    """EmoGen's metrics for a profile: the tiny random judge where it has random weights, else the
+    registry's files. None, with a warning naming the missing file, where its CLIP ViT-L/14 or
+    classifier is missing (the offline profile: no CLIP installs from PyPI); Sem-C is left out
+    (warned) where its two ResNet-50s are missing."""
+    import warnings
+
+    from emostyle.registry import MissingWeightError
+
+    if config.random_weights:
+        return EmoGenMetrics(tiny_emogen_judge(config.seed), seed=config.seed)
+    try:
+        judge = load_emogen_judge(device)
+    except MissingWeightError as missing:
+        warnings.warn(f"EmoGen's metrics skipped: {missing}", stacklevel=2)
+        return None
+    try:
+        clarity = load_semantic_clarity(device)
+    except MissingWeightError as missing:
+        warnings.warn(f"Sem-C skipped: {missing}", stacklevel=2)
+        clarity = None
+    return EmoGenMetrics(judge, clarity, seed=config.seed)

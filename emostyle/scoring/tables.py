@@ -35,6 +35,11 @@ DIRECTIONS = {
     "emotion-agreement": "share of results whose valence, read by the judge, moved the way the song's polarity says",
     "valence-shift-space": "valence-shift in the guidance space (the model that was optimised)",
     "emotion-agreement-space": "emotion-agreement in the guidance space (the model that was optimised)",
+    # EmoGen's metrics (emostyle.scoring.emogen), by its classifier: a judge that guided no image.
+    "emo-a": "EmoGen emotion accuracy over 8 categories (%), by EmoGen's CLIP ViT-L/14 classifier, higher is better",
+    "emo-a-2": "EmoGen emotion accuracy, positive/negative (%), by EmoGen's classifier, higher is better",
+    "sem-c": "EmoGen semantic clarity (top Places365/ImageNet probability), higher is clearer",
+    "sem-d": "EmoGen semantic diversity (1 - cos of CLIP ViT-L/14 features of image pairs), higher is more diverse",
 }
 _KEYS = ("scorer", "method", "dataset")
 
