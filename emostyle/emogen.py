@@ -18,6 +18,7 @@ profile builds every part small and random. Needs the `emogen` extra (diffusers)
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +136,9 @@ def load_emogen(config: Config, device: str | None = None) -> EmoGen:
     from .pipeline import resolve_weights
 
     e = config.emogen
+    folder = resolve_weights(e.weights)  # first: the diffusion weights are the largest missing piece
     mapper = load_mapping_network(resolve_weights(e.mapper), relu=e.mapper_relu)
     space = load_emotion_space()
-    folder = resolve_weights(e.weights)
     tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
     pipe = diffusers.StableDiffusionPipeline(
         vae=diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae"),
@@ -212,8 +213,9 @@ def column_image(category: str, config: Config | str, seed: int | None = None) -
     try:
         result = generate(category, config, seed=seed)
     except (MissingWeightError, ImportError) as error:
-        return _placeholder(config.emogen.size if config.random_weights else 256, category), \
-            f"{UNAVAILABLE} ({str(error).split('.')[0]})"
+        entry = re.search(r"registry entry '([^']+)'", str(error))
+        why = f"missing {entry.group(1)}: `emostyle weights fetch {entry.group(1)}`" if entry else str(error)
+        return _placeholder(256, category), f"{UNAVAILABLE} ({why})"
     return to_uint8(result.images)[0], f"EmoGen: {category}"
 
 

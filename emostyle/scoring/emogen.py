@@ -48,18 +48,30 @@ def _check_uint8(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def _resize_crop(image: np.ndarray, short: int, crop: int, resample: int) -> np.ndarray:
+def _resize_crop(image: np.ndarray, short: int, crop: int, resample: int, offset) -> np.ndarray:
     """Shortest side to `short` (long side truncated, as torchvision and transformers do), then the
-    centre crop x crop (offsets rounded as torchvision's center_crop)."""
+    centre crop x crop at offsets offset(excess): transformers floors them, torchvision rounds."""
     h, w = image.shape[:2]
     size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)  # PIL: (width, height)
     x = np.asarray(Image.fromarray(image).resize(size, resample=resample))
-    top, left = int(round((x.shape[0] - crop) / 2.0)), int(round((x.shape[1] - crop) / 2.0))
+    top, left = offset(x.shape[0] - crop), offset(x.shape[1] - crop)
     return x[top:top + crop, left:left + crop]
 
 
-def _normalised(images: np.ndarray, short: int, crop: int, resample: int, mean, std) -> torch.Tensor:
-    x = np.stack([_resize_crop(im, short, crop, resample) for im in _check_uint8(images)])
+def _clip_input(images: np.ndarray, resolution: int) -> torch.Tensor:
+    """CLIPProcessor's pixel values (B, 3, R, R): bicubic, crop offsets floored, CLIP mean/std."""
+    return _normalised(images, lambda im: _resize_crop(im, resolution, resolution, Image.BICUBIC, lambda d: d // 2),
+                       _CLIP_MEAN, _CLIP_STD)
+
+
+def _imagenet_input(images: np.ndarray) -> torch.Tensor:
+    """torchvision's Resize(256) + CenterCrop(224) (bilinear, offsets rounded), ImageNet mean/std."""
+    return _normalised(images, lambda im: _resize_crop(im, 256, 224, Image.BILINEAR, lambda d: int(round(d / 2.0))),
+                       _IMAGENET_MEAN, _IMAGENET_STD)
+
+
+def _normalised(images: np.ndarray, prepare, mean, std) -> torch.Tensor:
+    x = np.stack([prepare(im) for im in _check_uint8(images)])
     x = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
@@ -71,7 +83,7 @@ def clip_features(clip, images: np.ndarray, batch: int = 16) -> torch.Tensor:
     device = clip.text_projection.device
     out = []
     for i in range(0, len(images), batch):
-        x = _normalised(images[i:i + batch], clip.resolution, clip.resolution, Image.BICUBIC, _CLIP_MEAN, _CLIP_STD)
+        x = _clip_input(images[i:i + batch], clip.resolution)
         out.append(clip.encode_image(x.to(device)).float().cpu())
     return torch.cat(out)
 
@@ -211,7 +223,7 @@ class SemanticClarity:
         device = self.scene.fc.weight.device
         out = []
         for i in range(0, len(images), batch):
-            x = _normalised(images[i:i + batch], 256, 224, Image.BILINEAR, _IMAGENET_MEAN, _IMAGENET_STD).to(device)
+            x = _imagenet_input(images[i:i + batch]).to(device)
             out.append(semantic_clarity(F.softmax(self.scene(x), 1).cpu().numpy(),
                                         F.softmax(self.objects(x), 1).cpu().numpy()))
         return np.concatenate(out)
