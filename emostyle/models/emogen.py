@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emostyle.models.checkpoint import load_network, load_strict, random_state, read_state_dict, check_download
+from emostyle.models.checkpoint import check_download, load_network, load_strict, random_state, read_state_dict
 from emostyle.models.resnet import ResNet50
 
 __all__ = ["EMOTIONS", "POSITIVE", "EmotionClassifier", "ImageEncoder", "EmotionSpace", "MappingNetwork",

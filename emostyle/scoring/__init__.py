@@ -4,6 +4,7 @@
 - `laion`: the LAION aesthetic head on CLIP ViT-B/32 embeddings;
 - `brisque`: BRISQUE, a no-reference *quality* score needing no CLIP (lower is better);
 - `metrics`: alignment, identity similarity, latent distance, emotion agreement;
+- `emogen`: EmoGen's Emo-A (through its CLIP ViT-L/14 classifier, an independent judge), Sem-C, Sem-D;
 - `tables`: mean, std and bootstrap intervals per scorer, method and dataset; CSV, Markdown, LaTeX, chart.
 
 Every scorer has `name`, `higher_is_better` and `score(images) -> (B,)` numpy scores of images
