@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emostyle.models.checkpoint import check_download, load_network, load_strict, random_state, read_state_dict
+from emostyle.models.checkpoint import (check_download, load_network, load_strict, random_state, read_checkpoint,
+                                        read_state_dict)
 from emostyle.models.resnet import ResNet50
 
 __all__ = ["EMOTIONS", "POSITIVE", "EmotionClassifier", "ImageEncoder", "EmotionSpace", "MappingNetwork",
@@ -163,8 +164,6 @@ class EmotionSpace:
 
 
 def _read_vector(path: Path, name: str) -> torch.Tensor:
-    from emostyle.models.checkpoint import read_checkpoint
-
     value = read_checkpoint(path, f"EmoGen emotion-space statistic {name}", name)
     if not isinstance(value, torch.Tensor) or value.ndim != 1:
         raise ValueError(f"{path} holds {type(value).__name__} {getattr(value, 'shape', '')}, not a (768,) "
