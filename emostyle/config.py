@@ -99,6 +99,7 @@ class EmoGenConfig:
     weights: str = "stable-diffusion-v1-5"  # registry name or a diffusers folder of SD 1.5
     mapper: str = "emogen-mapper"  # registry name or a path of EmoGen's mapper.pth (unpublished: EmoGen #10)
     mapper_relu: bool = True  # a lone parameter-free mapper layer is a ReLU (EmoGen config.yaml need_ReLU)
+    space: str = ""  # a folder of <emotion>_{mean,std}_v2.pt; empty: the registry's emogen-space-* files
     steps: int = _range(50, 1)  # EmoGen inference.py: 50 UniPC steps
     guidance_scale: float = _range(7.5, 0.0)  # classifier-free guidance against the empty prompt
     size: int = _range(512, 8)  # image side in px (SD 1.5: 512)

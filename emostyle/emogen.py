@@ -10,8 +10,8 @@ the empty prompt (scale 7.5), the UniPC scheduler, 50 steps, 512 px. Generation 
 diffusers' `StableDiffusionPipeline` with `prompt_embeds`; randomness comes from one seeded
 `torch.Generator` (the release seeds neither the emotion vector nor the noise).
 
-Weights: Stable Diffusion 1.5 (registry `stable-diffusion-v1-5`), EmoGen's emotion space
-(`emogen-space-*`) and a trained mapper (`emogen-mapper`, unpublished: EmoGen #10). The tiny
+Weights: Stable Diffusion 1.5 (registry `stable-diffusion-v1-5`, or any diffusers folder of it),
+EmoGen's emotion space (`emogen-space-*`, or a folder of its `emo_space` files) and a trained mapper (`emogen-mapper`, unpublished: EmoGen #10). The tiny
 profile builds every part small and random. Needs the `emogen` extra (diffusers).
 """
 
@@ -138,7 +138,7 @@ def load_emogen(config: Config, device: str | None = None) -> EmoGen:
     e = config.emogen
     folder = resolve_weights(e.weights)  # first: the diffusion weights are the largest missing piece
     mapper = load_mapping_network(resolve_weights(e.mapper), relu=e.mapper_relu)
-    space = load_emotion_space()
+    space = load_emotion_space(e.space or None)
     tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
     pipe = diffusers.StableDiffusionPipeline(
         vae=diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae"),

@@ -451,6 +451,32 @@ def test_tiny_emogen_generates_reproducibly_and_by_category():
         model("joy")
 
 
+def test_load_emogen_reads_diffusers_folders_and_emogens_files(tmp_path):
+    """The paper profiles' loader on a diffusers folder, EmoGen's mapper.pth and emo_space files
+    (the tiny model saved in those formats) generates what the model in memory generates."""
+    from emostyle.config import load_config
+    from emostyle.emogen import load_emogen, tiny_emogen
+
+    model = tiny_emogen(seed=0)
+    folder = tmp_path / "sd"
+    for name in ("unet", "vae", "text_encoder", "scheduler"):
+        getattr(model.pipe, name).save_pretrained(folder / name)
+    vocab = {f"t{i}</w>": i for i in range(62)} | {"<|startoftext|>": 62, "<|endoftext|>": 63}
+    (folder / "tokenizer").mkdir()
+    (folder / "tokenizer" / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
+    torch.save(model.mapper.state_dict(), tmp_path / "mapper.pth")
+    for e in EMOTIONS:
+        torch.save(model.space.mean[e], tmp_path / f"{e}_mean_v2.pt")
+        torch.save(model.space.std[e], tmp_path / f"{e}_std_v2.pt")
+    config = load_config("paper-lhq", {"emogen.weights": str(folder), "emogen.mapper": str(tmp_path / "mapper.pth"),
+                                       "emogen.space": str(tmp_path), "device": "cpu"})
+    loaded = load_emogen(config)
+    assert (loaded.bos, loaded.eos, loaded.pad) == (model.bos, model.eos, model.pad)
+    expected = model("sadness", seed=2, steps=2, size=32).images
+    torch.testing.assert_close(loaded("sadness", seed=2, steps=2, size=32).images, expected)
+
+
 @pytest.mark.slow
 def test_manipulate_method_emogen_on_tiny(tmp_path, repo_root):
     from emostyle.cli import main
