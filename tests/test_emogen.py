@@ -331,6 +331,31 @@ def test_metrics_rows_average_to_the_metrics():
     assert all(r["method"] == "emostyle" and r["dataset"] == "x" for r in rows)
 
 
+def test_metrics_read_a_sweeps_runs(tmp_path):
+    from PIL import Image
+
+    from emostyle.scoring.emogen import tiny_emogen_judge
+
+    rows, pixels = [], np.random.default_rng(2).integers(0, 256, (3, 24, 24, 3), dtype=np.uint8)
+    for i, (method, top) in enumerate([("emostyle", "awe"), ("emostyle", "fear"), ("emogen", "awe")]):
+        out = tmp_path / f"run{i}"
+        out.mkdir()
+        Image.fromarray(pixels[i]).save(out / "after.png")
+        (out / "manifest.json").write_text(json.dumps({"categories": {"top": top}}))
+        rows.append({"status": "ok", "out": str(out), "method": method, "dataset": "d"})
+    rows.append({"status": "failed", "out": str(tmp_path / "nothing"), "method": "lee", "dataset": "d"})
+    judge = tiny_emogen_judge(seed=0)
+    table = EmoGenMetrics(judge)
+    table.add_runs(rows)
+    got = [r for r in table.records() if r["scorer"] == "emo-a"]
+    hits = judge.probabilities(pixels).argmax(1) == np.array([1, 6, 1])  # awe, fear, awe
+    assert [(r["method"], r["score"]) for r in got] == [("emostyle", 100.0 * hits[0]), ("emostyle", 100.0 * hits[1]),
+                                                       ("emogen", 100.0 * hits[2])]
+    (tmp_path / "run0" / "manifest.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="categories"):
+        EmoGenMetrics(judge).add_runs(rows)
+
+
 # --- the song's emotion category -----------------------------------------------------------------
 
 LEXICON = {"laugh": ["joy", "surprise", "positive"], "calm": ["trust", "positive"], "tears": ["sadness"],

@@ -20,7 +20,9 @@ processor rescales by 1/255 again; the kit gives it the 8-bit images it expects.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -322,6 +324,23 @@ class EmoGenMetrics:
             rows += [{**dict(key), "scorer": "sem-d", "score": float(d)}
                      for d in np.concatenate(list(sem_d["distances"].values()))]
         return rows
+
+    def add_runs(self, rows: list[dict], image: str = "after.png", keep: tuple = ("method", "dataset")) -> None:
+        """Add a sweep's finished runs (rows with status ok and an `out` folder, as
+        `emostyle.sweep.run_sweep` gives): `out/image`, intended category = the song's most
+        probable category in `out/manifest.json`; grouped by the `keep` fields of each row."""
+        from PIL import Image
+
+        for row in rows:
+            if row.get("status") != "ok":
+                continue
+            out = Path(row["out"])
+            manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() else {}
+            if not (out / image).is_file() or not manifest.get("categories"):
+                raise FileNotFoundError(f"run {out} lacks {image} or a manifest with the song's categories "
+                                        f"(made before the kit recorded them? re-run it)")
+            pixels = np.asarray(Image.open(out / image).convert("RGB"))[None]
+            self.add(pixels, [manifest["categories"]["top"]], **{k: row.get(k) for k in keep})
 
 
 def load_emogen_metrics(config, device: str | torch.device = "cpu") -> EmoGenMetrics | None:
