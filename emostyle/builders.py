@@ -164,6 +164,10 @@ def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, not
             from .judges.face import LandmarkJudge
 
             return LandmarkJudge()
+        if which == "emogen":
+            from .scoring.emogen import load_emogen_judge, tiny_emogen_judge
+
+            return tiny_emogen_judge(config.seed + 1) if config.random_weights else load_emogen_judge(device)
         from .judges.scene import ColourEmotionJudge
 
         return ColourEmotionJudge()

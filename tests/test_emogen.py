@@ -313,6 +313,17 @@ def test_judge_matches_emogens_reference_pipeline():
         judge.read(images.astype(np.float32))
 
 
+def test_emogen_judge_is_a_profile_judge():
+    from emostyle.builders import build_judge
+    from emostyle.config import load_config
+
+    config = load_config("tiny", {"scoring.judge": "emogen"})
+    judge = build_judge(config, "cpu", None, [])
+    assert isinstance(judge, EmoGenJudge)
+    reading = judge.read_tensor(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert reading["valence"].shape == (2,) and np.all(np.abs(reading["valence"]) <= 1)
+
+
 def test_metrics_rows_average_to_the_metrics():
     from emostyle.scoring.emogen import tiny_emogen_judge
 

@@ -14,8 +14,9 @@ Preprocessing follows the reference: CLIPProcessor (shortest side to 224, bicubi
 CLIP mean/std) for the CLIP features; Resize(256) (bilinear) + CenterCrop(224) + ImageNet mean/std
 for the two ResNets. Two departures of the reference code are not followed, and `compat="official"`
 mimics the first: its Sem-D pool of images is never emptied between categories (category k draws
-pairs from categories 1..k), and it feeds CLIPProcessor images already scaled to [0, 1], which the
-processor rescales by 1/255 again; the kit gives it the 8-bit images it expects.
+pairs from categories 1..k), and its Sem-D feeds CLIPProcessor tensors already scaled to [0, 1], which
+the processor (transformers 4.34, the release's pin) rescales by 1/255 again, with a warning; the kit
+gives CLIP the 8-bit images it expects.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from emostyle.models.clip import MEAN as _CLIP_MEAN, STD as _CLIP_STD
 from emostyle.models.emogen import EMOTIONS, POSITIVE, EmotionClassifier
 from emostyle.parts import Judge
 
@@ -36,8 +38,6 @@ __all__ = ["EmoGenJudge", "SemanticClarity", "EmoGenMetrics", "emotion_accuracy"
            "semantic_diversity", "clip_features", "load_emogen_judge", "tiny_emogen_judge", "load_semantic_clarity",
            "load_emogen_metrics"]
 
-_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -122,9 +122,8 @@ class EmoGenJudge(Judge):
 
     def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
         probs = self.probabilities(images)
-        positive = probs[:, :len(POSITIVE)].sum(axis=1)
-        return {"probs": probs, "category": probs.argmax(axis=1), "positive": positive,
-                "valence": positive - (1.0 - positive)}
+        p2 = _polarity(probs)
+        return {"probs": probs, "category": probs.argmax(axis=1), "positive": p2[:, 0], "valence": p2[:, 0] - p2[:, 1]}
 
 
 def load_emogen_judge(device: str | torch.device = "cpu") -> EmoGenJudge:
