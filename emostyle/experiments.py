@@ -42,12 +42,18 @@ class MethodRuns:
     targets: dict[str, torch.Tensor | None]
     judge: dict[str, torch.Tensor]
     space: dict[str, torch.Tensor]
+    # EmoGen's images (B, 3, H, W) generated from each song's emotion category (not a guidance
+    # method: no start image), and their captions; absent unless asked for.
+    emogen: torch.Tensor | None = None
+    emogen_captions: list[str] | None = None
+    emogen_made: bool = False  # False: panels saying its weights are missing (nothing to score)
 
     @property
     def columns(self) -> dict[str, torch.Tensor]:
-        """"input" and each method's images (B, 3, H, W)."""
+        """"input", each method's images (B, 3, H, W), and "emogen" where it ran."""
         first = next(iter(self.runs.values()))
-        return {"input": first.start_images} | {m: r.images for m, r in self.runs.items()}
+        columns = {"input": first.start_images} | {m: r.images for m, r in self.runs.items()}
+        return columns | ({"emogen": self.emogen} if self.emogen is not None else {})
 
     @property
     def emotions(self) -> list[str]:
@@ -70,6 +76,9 @@ class MethodRuns:
                 entry[m] = {"losses": {k: v[-1][i] for k, v in run.history.items()},
                             "judge": float(self.judge[m][i]), "space": float(self.space[m][i]),
                             "pixel_change": float(self.pixel_change(m)[i])}
+            if self.emogen is not None:
+                entry["emogen"] = {"category": music.categories.top, "caption": self.emogen_captions[i],
+                                   "judge": float(self.judge["emogen"][i])}
             out[item.name] = entry
         return out
 
@@ -95,10 +104,14 @@ class Experiment:
     def run_methods(self, items: list[Sample], methods: list[str], seed: int | None = None,
                     progress: bool = True) -> dict[str, MethodRuns]:
         """For each dataset: retrieve a start per item (one retrieval seed per item), guide all
-        items at once with each method, and read every image by the judge and in the space."""
+        items at once with each method, and read every image by the judge and in the space.
+        "emogen" among `methods` generates EmoGen's image from each song's emotion category
+        (a panel that says so where its diffusion weights are missing)."""
         from tqdm.auto import tqdm
 
         out = {}
+        with_emogen = "emogen" in methods
+        methods = [m for m in methods if m != "emogen"]
         bar = tqdm(total=len(self.datasets) * len(methods), desc="methods", disable=not progress)
         for label, pipe in self.datasets.items():
             musics = [pipe.affective_music(s.path, self.run_dir / s.name, label=s.label)
@@ -114,11 +127,17 @@ class Experiment:
                 runs[m] = pipe.guide(starts, targets, method=m, progress=False)
                 bar.update()
             result = MethodRuns(label, pipe, list(items), musics, runs, targets, {}, {})
+            if with_emogen:
+                result.emogen, result.emogen_captions, result.emogen_made = _emogen_column(pipe, musics, base)
             subject = "face" if pipe.config.domain == "face" else "landscape"
+            nothing = torch.full((len(items),), float("nan"))
             for name, images in result.columns.items():
+                if name == "emogen" and not result.emogen_made:  # placeholder panels: nothing to read
+                    result.space[name] = result.judge[name] = nothing
+                    continue
                 result.space[name] = metrics.space_valence(images, pipe.guidance_space, subject)
                 result.judge[name] = (metrics.judge_valence(images, pipe.judge) if pipe.judge is not None
-                                      else torch.full((len(items),), float("nan")))
+                                      else nothing)
             out[label] = result
         bar.close()
         return out
@@ -136,7 +155,8 @@ class Experiment:
             columns = r.columns
 
             def caption(name, i):
-                return f"judge {_signed(r.judge[name][i])}\nspace {_signed(r.space[name][i])}"
+                text = f"judge {_signed(r.judge[name][i])}\nspace {_signed(r.space[name][i])}"
+                return f"{r.emogen_captions[i]}\n{text}" if name == "emogen" else text
 
             if by_item:
                 for i, (s, m) in enumerate(zip(items, r.musics)):
@@ -164,17 +184,19 @@ class Experiment:
         """Table 1's records (a score per image and scorer) and the metrics table's records
         (alignment, identity, latent distance, and emotion by the judge and in the space)."""
         from .scoring import score_images
+        from .scoring.emogen import load_emogen_metrics
 
-        records, extra = [], []
+        records, extra, emogen_metrics = [], [], {}
         for seed in seeds:
             for label, r in self.run_methods(items, methods, seed=seed).items():
                 for m, images in r.columns.items():
+                    if m == "emogen" and not r.emogen_made:
+                        continue
                     for scorer, values in score_images(images, scorers).items():
                         records += [dict(method=m, dataset=label, scorer=scorer, seed=seed, score=float(v))
                                     for v in values]
                 space = r.pipe.guidance_space
-                for m in methods:
-                    run = r.runs[m]
+                for m, run in r.runs.items():
                     with torch.no_grad():
                         emb = space.encode_image(run.images)
                     values = {f"align-{k}": metrics.alignment(emb, t, space) for k, t in r.targets.items()
@@ -191,6 +213,17 @@ class Experiment:
                     extra += [dict(method=m, dataset=label, scorer=k, seed=seed, score=float(v))
                               for k, vs in values.items() for v in torch.as_tensor(vs).flatten()
                               if not torch.isnan(v)]
+                if label not in emogen_metrics:  # loaded once per dataset (None offline, warned once)
+                    emogen_metrics[label] = load_emogen_metrics(r.pipe.config)
+                emogen = emogen_metrics[label]
+                if emogen is not None:  # EmoGen's classifier judges every method (paper profiles)
+                    categories = [mu.categories.top for mu in r.musics]
+                    for m, images in r.columns.items():
+                        if m != "input" and (m != "emogen" or r.emogen_made):
+                            emogen.add(images, categories, method=m, dataset=label, seed=seed)
+        for emogen in emogen_metrics.values():
+            if emogen is not None:
+                extra += emogen.records()
         return records, extra
 
 
@@ -228,17 +261,31 @@ def ablation_claims(runs: dict[str, MethodRuns]) -> list[dict]:
         for m, claim, measure, sign in checks:
             if m not in r.runs:
                 continue
-            full, ablated = measure("emostyle"), measure(m)
-            holds = bool(sign * (ablated - full) > 0) if not (np.isnan(full) or np.isnan(ablated)) else None
-            rows.append(dict(dataset=label, claim=claim, measure=measure.__name__, emostyle=round(full, 3),
-                             ablation=round(ablated, 3),
-                             verdict={True: "agrees with the paper", False: "DIFFERS from the paper",
-                                      None: "not measurable (no judge reading)"}[holds]))
+            full, ablated = round(measure("emostyle"), 3), round(measure(m), 3)
+            if np.isnan(full) or np.isnan(ablated):
+                verdict = "not measurable (no judge reading)"
+            elif full == ablated:
+                verdict = "no difference in this run"
+            else:
+                verdict = "agrees with the paper" if sign * (ablated - full) > 0 else "DIFFERS from the paper"
+            rows.append(dict(dataset=label, claim=claim, measure=measure.__name__, emostyle=full, ablation=ablated,
+                             verdict=verdict))
     return rows
 
 
+def _emogen_column(pipe: Pipeline, musics: list, seed: int) -> tuple[torch.Tensor, list[str], bool]:
+    """EmoGen's image per song from its emotion category: images (B, 3, H, W), captions, and
+    whether they were generated (False: panels saying its weights are missing)."""
+    from .emogen import UNAVAILABLE, column_image
+
+    made = [column_image(m.categories.top, pipe.config, seed=seed) for m in musics]
+    images = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 127.5 - 1 for a, _ in made])
+    captions = [c.split(" (")[0] if c.startswith(UNAVAILABLE) else c for _, c in made]
+    return images, captions, not any(c.startswith(UNAVAILABLE) for _, c in made)
+
+
 def _title(column: str) -> str:
-    return "input" if column == "input" else METHODS[column].title
+    return {"input": "input", "emogen": "EmoGen"}.get(column) or METHODS[column].title
 
 
 def _signed(value) -> str:
