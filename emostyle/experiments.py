@@ -176,6 +176,9 @@ class Experiment:
         judges = "; ".join(f"{label}: {r.pipe.judge.name if r.pipe.judge else 'none'}" for label, r in runs.items())
         note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}); " \
                f"space = valence in the guidance space (what was optimised)\n{self.note}"
+        if any(r.emogen is not None and not r.emogen_made for r in runs.values()):
+            note += ("\nEmoGen: its Stable Diffusion 1.5 and mapping-network weights do not install from PyPI "
+                     "(emostyle weights fetch stable-diffusion-v1-5; the mapper is unpublished, EmoGen issue #10)")
         fig = image_grid(rows, row_labels=labels, col_labels=col_labels, captions=captions, title=title,
                          note=note, cell=cell)
         return fig, runs
@@ -280,7 +283,8 @@ def _emogen_column(pipe: Pipeline, musics: list, seed: int) -> tuple[torch.Tenso
 
     made = [column_image(m.categories.top, pipe.config, seed=seed) for m in musics]
     images = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 127.5 - 1 for a, _ in made])
-    captions = [c.split(" (")[0] if c.startswith(UNAVAILABLE) else c for _, c in made]
+    captions = ["EmoGen not run: no diffusion\nweights here (see the note)" if c.startswith(UNAVAILABLE) else c
+                for _, c in made]
     return images, captions, not any(c.startswith(UNAVAILABLE) for _, c in made)
 
 

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from .parts import to_uint8  # noqa: E402
 
 __all__ = ["to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
-           "architecture_figure", "add_table", "save_figure", "stamp"]
+           "architecture_figure", "add_table", "save_figure", "stamp", "note_height"]
 
 
 def to_image(image: torch.Tensor) -> np.ndarray:
@@ -42,10 +42,31 @@ def save_image(image: torch.Tensor, path: str | Path, min_size: int = 256) -> Pa
     return path
 
 
+_NOTE_PT = 7  # the note's font size; a line takes about 1.25 of it
+
+
+def _wrapped(note: str, width_in: float) -> str:
+    """`note` broken into lines that fit `width_in` inches at the note's font size."""
+    import textwrap
+
+    chars = max(40, int(width_in * 72 / (_NOTE_PT * 0.55)))
+    return "\n".join(textwrap.fill(part, chars) for part in note.split("\n"))
+
+
+def note_height(fig: plt.Figure, note: str | None) -> float:
+    """The fraction of the figure's height that `stamp` needs for `note` (0 without one)."""
+    if not note:
+        return 0.0
+    lines = _wrapped(note, fig.get_size_inches()[0]).count("\n") + 1
+    return (lines * _NOTE_PT * 1.25 / 72 + 0.08) / fig.get_size_inches()[1]
+
+
 def stamp(fig: plt.Figure, note: str | None) -> None:
-    """The profile note, small, at the figure's bottom edge."""
+    """The profile note, small, at the figure's bottom edge, wrapped to its width (reserve
+    `note_height` below the axes so it covers nothing)."""
     if note:
-        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7, color="0.35", wrap=True)
+        fig.text(0.5, 0.005, _wrapped(note, fig.get_size_inches()[0]), ha="center", va="bottom",
+                 fontsize=_NOTE_PT, color="0.35")
 
 
 def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str] = (),
@@ -71,7 +92,7 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str]
     if title:
         fig.suptitle(title, fontsize=11)
     top = 1 - 0.5 / (cell * n_rows + 0.8) if title else 1  # room for the title above the column labels
-    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, top))
+    fig.tight_layout(rect=(0, note_height(fig, note), 1, top))
     stamp(fig, note)
     return fig
 
@@ -121,14 +142,16 @@ def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str], hei
         return
     w, h = fig.get_size_inches()
     extra = height * (len(rows) + 1) + 0.2
-    for ax in fig.axes:  # keep the axes where they were, in inches, and add room below
+    notes = [t for t in fig.texts if t.get_position()[1] < 0.02]  # the stamp stays at the bottom edge
+    bottom = max((note_height(fig, t.get_text()) for t in notes), default=0.0) * h  # inches under the table
+    for ax in fig.axes:  # keep the axes where they were, in inches, and add room below them
         x0, y0, bw, bh = ax.get_position().bounds
         ax.set_position([x0, (y0 * h + extra) / (h + extra), bw, bh * h / (h + extra)])
     for text in fig.texts:
         x, y = text.get_position()
-        text.set_position((x, (y * h + extra) / (h + extra)))
+        text.set_position((x, y * h / (h + extra) if text in notes else (y * h + extra) / (h + extra)))
     fig.set_size_inches(w, h + extra)
-    ax = fig.add_axes([0.02, 0.01, 0.96, (extra - 0.1) / (h + extra)])
+    ax = fig.add_axes([0.02, (bottom + 0.05) / (h + extra), 0.96, (extra - 0.1) / (h + extra)])
     ax.axis("off")
     table = ax.table(cellText=[[str(r[c]) for c in columns] for r in rows], colLabels=list(columns),
                      loc="center", cellLoc="left")
