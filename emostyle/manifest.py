@@ -1,4 +1,5 @@
-"""Run manifests: what produced an output (profile, config, versions, device, seeds, timings).
+"""Run manifests: what produced an output (profile, config, versions, device, seeds, timings,
+the weight files used with their sha256).
 
 Every output folder gets a `manifest.json` beside it, written atomically, so a figure can
 always be traced back to the run that made it.
@@ -63,11 +64,18 @@ def write_json(path: str | Path, data: Any) -> Path:
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, default=_jsonable)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a manifest is as readable as the figures
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _jsonable(value: Any) -> Any:
@@ -84,7 +92,10 @@ def _jsonable(value: Any) -> Any:
 
 def run_manifest(config, *, seeds: dict[str, int] | None = None, timings: dict[str, float] | None = None,
                  **extra: Any) -> dict[str, Any]:
-    """A manifest for a run of `config` (an emostyle.config.Config)."""
+    """A manifest for a run of `config` (an emostyle.config.Config), with every registry file
+    this process used and its sha256 (`weights`)."""
+    from . import registry
+
     return {
         "profile": config.profile,
         "config": config.to_dict(),
@@ -92,5 +103,6 @@ def run_manifest(config, *, seeds: dict[str, int] | None = None, timings: dict[s
         "timings_s": timings or {},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment(config.resolve_device()),
+        "weights": registry.used(),
         **extra,
     }

