@@ -9,6 +9,7 @@ do not fit instead of torch's long message.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -48,7 +49,13 @@ def read_checkpoint(path: str | Path, what: str, fetch: str | tuple[str, ...], s
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for unreadable files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = str(error).strip()
+        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if unsafe:  # torch's own message advises weights_only=False: never, on a file we did not make
+            raise ValueError(f"{path} holds a Python object ({unsafe.group(1)}) besides tensors, which is not "
+                             f"part of {what}: the kit loads only tensors, so this is another kind of file; "
+                             f"delete it and {_hint(fetch)}") from None
+        reason = text.splitlines()[0] if text else type(error).__name__
         raise ValueError(f"{path} is not a readable PyTorch checkpoint of {what} (truncated download or "
                          f"another format?): {reason}; delete it and {_hint(fetch)}") from None
 
