@@ -8,13 +8,16 @@ loads it through the published `whisper_at.load_model(name, device, download_roo
 
 import dataclasses
 import re
+import shutil
+import subprocess
+import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from emostyle.audio import AudioError
-from emostyle.affective.lyrics import LyricsBackend, Transcript, transcribe
+from emostyle.affective.lyrics import LyricsBackend, Transcript, _screen, transcribe
 
 
 class FakeLyrics(LyricsBackend):
@@ -63,7 +66,7 @@ def test_tags_stand_in_before_the_label(tmp_path):
     tags = [("Rain", 3.1), ("Raindrop", 2.5)]
     t = transcribe(path, FakeLyrics(tags=tags, language="ja"), label="raining")
     assert (t.text, t.source, t.tags, t.language) == ("Rain, Raindrop", "tags", tags, "en")
-    with pytest.raises(ValueError, match="pass label="):
+    with pytest.raises(ValueError, match="no speech recognised.*--lyrics TEXT"):
         transcribe(path, FakeLyrics())
 
 
@@ -141,3 +144,83 @@ def test_whisper_at_tiny_random_checkpoint(tmp_path, shared_data):
     (tmp_path / "tiny_ori.pth").unlink()
     with pytest.raises(FileNotFoundError, match="emostyle weights fetch whisper-at-tiny"):
         WhisperATLyrics("tiny", download_root=tmp_path)
+
+
+# --- garbage is not lyrics ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_german_speech_in_the_english_model_is_refused_naming_lyrics(whisper, tmp_path):
+    """German speech in an English-only Whisper decodes into a loop; that is an error, not lyrics."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
+    path = tmp_path / "de.wav"
+    subprocess.run(["espeak-ng", "-v", "de", "-w", str(path), "Heute ist ein schöner Tag. Wir gehen zusammen "
+                    "in den Wald und singen ein Lied über die Sonne und den Wind. Das Leben ist schön, und die "
+                    "Vögel singen."], check=True)
+    with pytest.raises(ValueError, match=r"repetition loop.*not English.*--lyrics TEXT") as info:
+        transcribe(path, whisper)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_float_file_far_beyond_full_scale_is_scaled_warned_and_recorded(whisper, shared_data, tmp_path):
+    speech, sr = sf.read(shared_data / "audio/speech/jfk.flac", dtype="float32")
+    sf.write(tmp_path / "loud.wav", 1000 * speech, sr, subtype="FLOAT")
+    with pytest.warns(UserWarning, match="x full scale"):
+        t = transcribe(tmp_path / "loud.wav", whisper)
+    assert "ask not what your country can do for you" in re.sub(r"[^a-z ]", "", t.text.lower())
+    from emostyle.audio import load_audio
+
+    # what Whisper hears is the 16 kHz mono mix: linear in the samples, so 1000x its peak (float32 rounding)
+    peak = 1000 * float(np.abs(load_audio(shared_data / "audio/speech/jfk.flac", sr=16000)).max())
+    assert t.quality["input_peak"] == pytest.approx(peak, rel=1e-5)
+    assert t.quality["scaled_by"] == pytest.approx(1 / t.quality["input_peak"])
+    assert t.quality["warnings"] and t.quality["dropped"] == []
+
+
+def _rows(texts, ratio=1.2, logprob=-0.3):
+    return [(i, i + 1.0, text, logprob, ratio, 0.1) for i, text in enumerate(texts)]
+
+
+def test_loops_over_short_segments_are_dropped_but_a_chorus_is_kept():
+    kept, quality = _screen(_rows(["No, no, no, no, no."] * 20))  # each segment too short for the ratio
+    assert kept == [] and len(quality["dropped"]) == 20 and "'no' over and over" in quality["dropped"][0]["reason"]
+    kept, quality = _screen(_rows(["it's done"] * 50))
+    assert kept == [] and "it's done" in quality["dropped"][0]["reason"]
+
+    song = ["Walking down the river in the morning light", "la la la la la la la la",
+            "I will carry you home when the night is long", "la la la la la la la la"]
+    kept, quality = _screen(_rows(song))
+    assert [t for _, _, t in kept] == song and quality["dropped"] == []
+
+
+def test_low_confidence_and_high_compression_segments_are_dropped_with_reasons():
+    rows = _rows(["Thank you."], logprob=-1.4) + _rows(["the the the the the the"], ratio=5.0) + _rows(["hello"])
+    kept, quality = _screen(rows)
+    assert [t for _, _, t in kept] == ["hello"]
+    reasons = [d["reason"] for d in quality["dropped"]]
+    assert reasons[0].startswith("low confidence") and reasons[1].startswith("repetition loop (compression ratio")
+    assert quality["compression_ratio_max"] == 5.0
+
+
+def test_dropped_segments_are_warned_and_recorded(tmp_path):
+    class Looping(FakeLyrics):
+        def recognise(self, audio):
+            kept, quality = _screen(_rows(["come with me", *["so so so so"] * 30]))
+            return Transcript(" ".join(t for _, _, t in kept), kept, [], "en", self.name, quality=quality)
+
+    path = _tone(tmp_path / "t.wav", seconds=1.0)
+    with pytest.raises(ValueError, match="--lyrics"):
+        transcribe(path, Looping())
+
+    class Partly(FakeLyrics):
+        def recognise(self, audio):
+            kept, quality = _screen(_rows(["come with me"]) + _rows(["oh " * 80], ratio=9.0))
+            return Transcript(" ".join(t for _, _, t in kept), kept, [], "en", self.name, quality=quality)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = transcribe(path, Partly())
+    assert t.text == "come with me" and len(t.quality["dropped"]) == 1
+    assert any("1 of the segments" in str(w.message) for w in caught) and t.quality["warnings"]

@@ -108,7 +108,7 @@ class AffectiveResult:
     def from_json(cls, d: dict) -> "AffectiveResult":
         t = d["transcript"]
         transcript = Transcript(t["text"], [tuple(s) for s in t["segments"]], [tuple(s) for s in t["tags"]],
-                                t["language"], t["backend"], t["source"])
+                                t["language"], t["backend"], t["source"], t.get("quality", {}))
         categories = Categories.from_json(d["categories"]) if d.get("categories") else None
         return cls(transcript, Polarity(**d["polarity"]), Path(d["midi_path"]), Path(d["wav_path"]),
                    d["renderer"], d["timings"], d["cached"], categories)

@@ -12,6 +12,13 @@ Language: the offline model is English-only (tiny.en), so it reports "en" and wr
 non-English singing as English-sounding words; Whisper-AT's multilingual models detect the
 language, which is recorded and passed on (VADER then warns that it reads English only).
 
+Garbage is not lyrics: a segment Whisper decoded with low confidence, or that loops (its
+compression ratio above Whisper's own 2.4, or one short phrase repeated over most of the
+text: what non-English speech or a mis-scaled file become in an English model), is dropped
+with a warning; when nothing is left, `transcribe` raises an error naming `--lyrics`.
+Audio beyond full scale (a float file at 1000x) is scaled to full scale for recognition,
+with a warning. Every check is recorded in `Transcript.quality`.
+
 Audio without lyrics (the paper's "semantically rich" sounds, e.g. rain or an explosion):
 the paper substitutes a text label. `transcribe` uses the audio tags where the backend
 gives them (source "tags"), else the label passed by the caller, e.g. the data registry's
@@ -22,7 +29,9 @@ from __future__ import annotations
 
 import abc
 import pickle
+import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +45,13 @@ WHISPER_SR = 16000
 # Whisper's own confidence rule (the `logprob_threshold` of its decoding fallback): a
 # segment decoded below it on non-speech is almost always a hallucination ("Thank you.").
 _MIN_AVG_LOGPROB = -1.0
+# Whisper's `compression_ratio_threshold`: text that gzip shrinks more than this is a loop.
+_MAX_COMPRESSION_RATIO = 2.4
+# A phrase of up to _LOOP_WORDS words repeated back to back _LOOP_TIMES times or more,
+# covering over half the words, is a decoding loop ("No, no, no, ..."), not a chorus.
+_LOOP_WORDS, _LOOP_TIMES = 6, 8
+# Samples at or beyond this level count as clipped; more than _CLIPPED_SHARE of them is reported.
+_CLIP_LEVEL, _CLIPPED_SHARE = 0.999, 1e-3
 _AT_TIME_RES = 10  # seconds per Whisper-AT tagging window, as in the official code
 
 
@@ -45,7 +61,9 @@ class Transcript:
 
     segments: (start s, end s, text); tags: (AudioSet label, logit) best first;
     source: "speech" (recognised lyrics), "tags" (audio tags stand in) or "label"
-    (the caller's label stands in).
+    (the caller's label stands in). quality: what the checks found (language probability,
+    input peak and clipping, compression ratios, no-speech probabilities, dropped segments
+    with their reasons, warnings).
     """
 
     text: str
@@ -54,6 +72,7 @@ class Transcript:
     language: str = "en"
     backend: str = ""
     source: str = "speech"
+    quality: dict = field(default_factory=dict)
 
 
 class LyricsBackend(abc.ABC):
@@ -111,9 +130,12 @@ class FasterWhisperLyrics(LyricsBackend):
             audio, beam_size=self.beam_size, vad_filter=True, temperature=0.0,
             condition_on_previous_text=False,
         )
-        kept = [(float(s.start), float(s.end), s.text.strip()) for s in segments
-                if s.avg_logprob >= _MIN_AVG_LOGPROB and s.text.strip()]
-        return Transcript(" ".join(t for _, _, t in kept), kept, [], info.language, self.name)
+        kept, quality = _screen([(s.start, s.end, s.text, s.avg_logprob, s.compression_ratio, s.no_speech_prob)
+                                 for s in segments])
+        multilingual = bool(self.model.model.is_multilingual)
+        quality.update(multilingual=multilingual,  # an English-only model reports "en" with probability 1
+                       language_probability=float(info.language_probability) if multilingual else None)
+        return Transcript(" ".join(t for _, _, t in kept), kept, [], info.language, self.name, quality=quality)
 
 
 class WhisperATLyrics(LyricsBackend):
@@ -151,11 +173,49 @@ class WhisperATLyrics(LyricsBackend):
         import whisper_at
 
         result = self.model.transcribe(audio, at_time_res=_AT_TIME_RES, **self.transcribe_kwargs)
-        segments = [(float(s["start"]), float(s["end"]), s["text"].strip()) for s in result["segments"]
-                    if s["avg_logprob"] >= _MIN_AVG_LOGPROB and s["text"].strip()]
+        segments, quality = _screen([(s["start"], s["end"], s["text"], s["avg_logprob"], s["compression_ratio"],
+                                      s["no_speech_prob"]) for s in result["segments"]])
+        quality.update(multilingual=True, language_probability=None)  # whisper's transcribe does not return it
         windows = whisper_at.parse_at_label(result, language="en", top_k=self.top_k)
         return Transcript(" ".join(t for _, _, t in segments), segments, _best_tags(windows, self.top_k),
-                          result["language"], self.name)
+                          result["language"], self.name, quality=quality)
+
+
+def _loop(text: str) -> str | None:
+    """The phrase that `text` repeats back to back over more than half its words, if any."""
+    words = re.findall(r"[\w']+", text.lower())
+    for n in range(1, _LOOP_WORDS + 1):
+        for offset in range(n):
+            chunks = [words[i:i + n] for i in range(offset, len(words) - n + 1, n)]
+            run = 1
+            for before, chunk in zip(chunks, chunks[1:]):
+                run = run + 1 if chunk == before else 1
+                if run >= _LOOP_TIMES and 2 * run * n > len(words):
+                    return " ".join(chunk)
+    return None
+
+
+def _screen(raw: list[tuple]) -> tuple[list[tuple[float, float, str]], dict]:
+    """Segments worth keeping from (start, end, text, avg_logprob, compression_ratio, no_speech_prob)
+    rows, and what was found: low confidence and loops are dropped with their reason."""
+    kept, dropped = [], []
+    for start, end, text, logprob, ratio, no_speech in raw:
+        text = text.strip()
+        if not text:
+            continue
+        reason = (f"low confidence (mean log-probability {logprob:.2f} < {_MIN_AVG_LOGPROB})"
+                  if logprob < _MIN_AVG_LOGPROB else
+                  f"repetition loop (compression ratio {ratio:.1f} > {_MAX_COMPRESSION_RATIO})"
+                  if ratio > _MAX_COMPRESSION_RATIO else None)
+        (dropped if reason else kept).append((float(start), float(end), text, reason))
+    quality = {"compression_ratio_max": max((float(r[4]) for r in raw), default=None),
+               "no_speech_prob_max": max((float(r[5]) for r in raw), default=None)}
+    phrase = _loop(" ".join(t for *_, t, _ in kept))
+    if phrase:  # a loop spread over many short segments, each too short for the ratio to show it
+        dropped += [(*k[:3], f"repetition loop ({phrase!r} over and over)") for k in kept]
+        kept = []
+    quality["dropped"] = [{"start": a, "end": b, "text": t[:200], "reason": r} for a, b, t, r in dropped]
+    return [k[:3] for k in kept], quality
 
 
 def _whisper_at_root(model_name: str) -> Path:
@@ -178,23 +238,59 @@ def _best_tags(windows: list[dict], top_k: int) -> list[tuple[str, float]]:
     return sorted(best.items(), key=lambda kv: -kv[1])[:top_k]
 
 
+def _level(audio: np.ndarray, name: str) -> tuple[np.ndarray, dict, list[str]]:
+    """Audio at most at full scale for recognition, and its input peak and clipping."""
+    peak = float(np.abs(audio).max())
+    clipped = float(np.mean(np.abs(audio) >= _CLIP_LEVEL))
+    quality, notes = {"input_peak": peak, "clipped_share": clipped, "scaled_by": 1.0}, []
+    if peak > 1.0 + 1e-3:  # only float files go beyond full scale: a gain error, not loud singing
+        quality["scaled_by"] = 1.0 / peak
+        audio = audio / peak
+        notes.append(f"{name} peaks at {peak:.3g} x full scale (samples far outside [-1, 1]: a float file "
+                     "written without normalisation?); scaled to full scale for speech recognition")
+    elif clipped > _CLIPPED_SHARE:
+        notes.append(f"{name} is clipped ({100 * clipped:.1f}% of samples at full scale); lyrics may be misheard")
+    return audio, quality, notes
+
+
 def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None = None) -> Transcript:
     """Lyrics of `audio_path`, or a text stand-in when it holds no speech.
 
     No speech: the backend's audio tags ("Rain, Raindrop, Water"; source "tags"), else
-    `label` (source "label"). Raises ValueError when there is neither, and `read_audio`'s
-    errors for a missing, corrupt, silent or too short file.
+    `label` (source "label"). Raises ValueError when there is neither or when everything
+    recognised is a loop, and `read_audio`'s errors for a missing, corrupt, silent or too
+    short file. Warnings (dropped segments, level, uncertain language) are also recorded
+    in `quality["warnings"]`.
     """
-    audio = load_audio(audio_path, sr=WHISPER_SR)
+    name = Path(audio_path).name
+    audio, level, notes = _level(load_audio(audio_path, sr=WHISPER_SR), name)
     found = backend.recognise(audio)
+    quality = {**found.quality, **level}
+    dropped = quality.get("dropped", [])
+    loops = [d for d in dropped if d["reason"].startswith("repetition loop")]
+    if loops and not found.text:
+        worst = max(loops, key=lambda d: len(d["text"]))
+        raise ValueError(
+            f"the speech recognised in {name} is a {worst['reason']}, e.g. {worst['text'][:60]!r}, not "
+            f"lyrics: the singing is probably not {'in a language the model reads' if quality.get('multilingual') else 'English (the model reads English only)'} "
+            "or not clear; give the lyrics with --lyrics TEXT (lyrics=... in Python)")
+    if dropped:
+        notes.append(f"{len(dropped)} of the segments recognised in {name} were dropped: "
+                     + "; ".join(sorted({d['reason'].split(' (')[0] for d in dropped})))
+    if quality.get("language_probability") is not None and quality["language_probability"] < 0.5:
+        notes.append(f"the language of {name} is uncertain ({found.language!r} with probability "
+                     f"{quality['language_probability']:.2f})")
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    quality["warnings"] = notes
     if found.text:
-        return found
+        return Transcript(found.text, found.segments, found.tags, found.language, found.backend, "speech", quality)
     if found.tags:
-        text = ", ".join(tag for tag, _ in found.tags)
-        return Transcript(text, [], found.tags, "en", found.backend, "tags")  # AudioSet names are English
+        text = ", ".join(tag for tag, _ in found.tags)  # AudioSet names are English
+        return Transcript(text, [], found.tags, "en", found.backend, "tags", quality)
     if label:
-        return Transcript(label.replace("_", " "), [], [], "en", found.backend, "label")
+        return Transcript(label.replace("_", " "), [], [], "en", found.backend, "label", quality)
     raise ValueError(
-        f"no speech recognised in {Path(audio_path).name} and the {found.backend} backend gives no "
-        "audio tags; pass label=... (e.g. the sample's name) to stand in for the lyrics"
+        f"no speech recognised in {name} and the {found.backend} backend gives no audio tags: give the "
+        "lyrics with --lyrics TEXT (lyrics=... or label=... in Python)"
     )
