@@ -46,8 +46,8 @@ def _gru_ebs() -> MusicBackend:
     from emostyle.affective.gru_ebs import GruEbsComposer
 
     return GruEbsComposer.from_files(*(registry.path(f"gru-ebs-{part}") for part in (
-        "generator", "classifier", "syllable-skipgram-128", "word-skipgram-128", "music-vocab-50",
-        "syllable-vocab")))
+        "generator", "classifier", "syllable-skipgram", "word-skipgram", "music-vocabulary",
+        "syllable-vocabulary")))
 
 
 def _chatglm() -> PolarityBackend:
