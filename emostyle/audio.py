@@ -34,8 +34,13 @@ def read_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS) -> tup
     with a warning.
     """
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path} is a folder, not an audio file: give one song (WAV, FLAC, OGG or MP3); "
+                         "`emostyle sweep` runs many")
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
+    if path.stat().st_size == 0:
+        raise AudioError(f"audio file {path} is empty (0 bytes)")
     try:
         import soundfile as sf
 
@@ -45,7 +50,9 @@ def read_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS) -> tup
         try:
             import librosa
 
-            data, sr = librosa.load(str(path), sr=None, mono=False)
+            with warnings.catch_warnings():  # librosa's notices about its audioread fallback precede our error
+                warnings.simplefilter("ignore")
+                data, sr = librosa.load(str(path), sr=None, mono=False)
             data = np.atleast_2d(data).astype(np.float32)
         except Exception:
             raise AudioError(

@@ -48,7 +48,7 @@ def _cmd_manipulate(args) -> int:
     if args.device != "auto":
         overrides["device"] = args.device
     result = manipulate(args.song, profile=args.profile, method=args.method, seed=args.seed, out=args.out,
-                        overrides=overrides, lyrics=args.lyrics)
+                        overrides=overrides, lyrics=args.lyrics, force=args.force)
     images = "after.png (EmoGen)" if args.method == "emogen" else "before.png, after.png, frames.png, loss.png"
     print(f"wrote {args.out}: {images}, music, manifest.json")
     print(f"  lyrics: {result['lyrics']['text']!r}")
@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="overrides the profile's seed")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--lyrics", default=None, help="use these lyrics instead of transcribing the song")
-    p.add_argument("--out", default="out", help="output folder (default: out)")
+    p.add_argument("--out", default="out", help="output folder, published only when complete; a previous "
+                   "result there is replaced (default: out)")
+    p.add_argument("--force", action="store_true", help="replace --out even when it holds other files")
     p.set_defaults(func=_cmd_manipulate)
 
     from .sweep import add_sweep_parser
@@ -117,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"emostyle {args.command}: error: {error}", file=sys.stderr)
+    except (ConfigError, ValueError, OSError, RuntimeError, KeyError) as error:
+        text = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"emostyle {args.command}: error: {text}", file=sys.stderr)
         return 2
 
 

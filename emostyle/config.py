@@ -123,7 +123,7 @@ class Config:
 
     profile: str = "offline"
     domain: str = _choice("face", "scene", default="face")  # FFHQ-style or LHQ-style images
-    seed: int = 0
+    seed: int = _range(0, 0, 2**32 - 1)  # NumPy's and torch's generators take seeds in [0, 2^32)
     device: str = _choice("auto", "cpu", "cuda", default="auto")
     # Build every network at the profile's sizes with random weights (the tiny profile):
     # nothing is read from the weights cache.

@@ -1,4 +1,4 @@
-"""`emostyle doctor`: what this machine has, and the command that fixes each missing piece."""
+"""`emostyle doctor`: what this machine lacks for each profile, grouped, one command per group."""
 
 from __future__ import annotations
 
@@ -6,62 +6,45 @@ import importlib.util
 import shutil
 import sys
 
-from . import registry
-from .config import PROFILES
+from .config import PROFILES, load_config
+from .preflight import PACKAGES, install_command, missing
 
-__all__ = ["doctor", "checks"]
+__all__ = ["doctor", "report"]
 
-# (module, what it enables, how to get it)
-_OPTIONAL = (
-    ("faster_whisper", "lyrics on the offline profile", "pip install -e '.[offline]'"),
-    ("vaderSentiment", "polarity on the offline profile", "pip install -e '.[offline]'"),
-    ("pyphen", "syllables for the composer and GRU-EBS", "pip install -e '.[offline]'"),
-    ("dlib", "the landmark judge of the offline profile's faces", "pip install -e '.[offline]'"),
-    ("tinysoundfont", "SoundFont rendering of the music", "pip install --no-deps tinysoundfont"),
-    ("whisper_at", "Whisper-AT lyrics and audio tags (paper profiles)", "pip install --no-deps whisper-at"),
-    ("tensorflow", "the VILA scorer of Table 1", "pip install -e '.[vila]'"),
-    ("dask", "sweeps (emostyle sweep)", "pip install -e '.[sweep]'"),
-    ("gdown", "Google Drive weights (StyleGAN2 FFHQ, ArcFace)", "pip install -e '.[gdrive]'"),
-    ("jupyterlab", "exploring the notebooks", "bash kit.sh lab"),
-)
 _PROGRAMS = (
-    ("fluidsynth", "the reference MIDI renderer (optional; tinysoundfont or the additive synth otherwise)",
+    ("fluidsynth", "the reference MIDI renderer (tinysoundfont or the additive synth otherwise)",
      "apt-get install fluidsynth"),
     ("espeak-ng", "remaking data/songs (data/make_songs.py)", "apt-get install espeak-ng"),
 )
 
 
-def checks() -> list[tuple[str, bool, str, str]]:
-    """(item, present, what it is for, how to fix) for everything the kit can use."""
+def report() -> list[str]:
+    """The lines of `emostyle doctor`: the machine, then each profile and each optional group
+    that lacks something, with the command that fixes it."""
     import torch
 
-    rows = [("python " + sys.version.split()[0], sys.version_info >= (3, 10), "the kit", "use Python >= 3.10"),
-            (f"torch {torch.__version__}", True, "every network", ""),
-            ("CUDA device" + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""),
-             torch.cuda.is_available(), "full-size paper profiles in reasonable time",
-             "optional: a machine with an NVIDIA GPU and a CUDA build of torch")]
-    for module, purpose, fix in _OPTIONAL:
-        rows.append((f"python package {module}", importlib.util.find_spec(module) is not None, purpose, fix))
-    for program, purpose, fix in _PROGRAMS:
-        rows.append((f"program {program}", shutil.which(program) is not None, purpose, fix))
+    device = (f"CUDA device {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
+              else "no CUDA device (the paper profiles run, slowly, on the CPU)")
+    lines = [f"Python {sys.version.split()[0]}, torch {torch.__version__}, {device}"]
+    if sys.version_info < (3, 11):
+        lines.append("-- Python is older than 3.11, which the kit needs: use Python 3.11 or later")
     for profile in PROFILES:
-        for name in registry.profile_files(profile):
-            try:
-                registry.path(name)
-                present = True
-            except FileNotFoundError:
-                present = False
-            rows.append((f"[{profile}] {name}", present, registry.entry(name).description,
-                         f"emostyle weights fetch {name}"))
-    return rows
+        lacking = missing(load_config(profile), verify=False)
+        lines.append(f"ok {profile} profile: every file and package present" if not lacking else
+                     f"-- {profile} profile lacks " + "\n     ".join(lacking))
+    groups: dict[str, list[str]] = {}
+    for module, (purpose, group) in PACKAGES.items():
+        if importlib.util.find_spec(module) is None:
+            groups.setdefault(group, []).append(f"{module}, for {purpose}")
+    for group, mods in groups.items():
+        lines.append(f"-- optional {'; '.join(mods)}: `{install_command(group)}`")
+    for program, purpose, fix in _PROGRAMS:
+        if shutil.which(program) is None:
+            lines.append(f"-- optional program {program}, for {purpose}: `{fix}`")
+    return lines
 
 
 def doctor() -> int:
-    """Print the checks; exit code 0 (a missing optional piece is information, not failure)."""
-    for item, present, purpose, fix in checks():
-        mark = "ok " if present else "-- "
-        line = f"{mark} {item}: {purpose}"
-        if not present and fix:
-            line += f"\n      fix: {fix}"
-        print(line)
+    """Print `report()`; exit code 0 (a missing optional piece is information, not failure)."""
+    print("\n".join(report()))
     return 0

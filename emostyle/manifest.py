@@ -14,11 +14,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-__all__ = ["environment", "git_commit", "write_json", "run_manifest"]
+__all__ = ["environment", "git_commit", "write_json", "run_manifest", "collected_warnings"]
 
 _PACKAGES = ("emostyle", "torch", "numpy", "scipy", "librosa", "transformers", "faster-whisper",
              "ctranslate2", "vaderSentiment", "pretty_midi", "papermill", "matplotlib", "h5py")
@@ -106,3 +108,22 @@ def run_manifest(config, *, seeds: dict[str, int] | None = None, timings: dict[s
         "weights": registry.used(),
         **extra,
     }
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """Warnings raised inside the block, for a manifest: each distinct message is shown once
+    (stages that re-read a song repeat theirs) and appended to the yielded list as it comes."""
+    seen: list[str] = []
+    with warnings.catch_warnings():  # restores the filters and the display function on exit
+        warnings.simplefilter("always")
+        show = warnings.showwarning
+
+        def once(message, category, filename, lineno, file=None, line=None):
+            text = f"{category.__name__}: {message}"
+            if text not in seen:
+                seen.append(text)
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = once
+        yield seen

@@ -146,9 +146,25 @@ class Pipeline:
 
 def manipulate(song: str | Path, profile: str | Config = "offline", method: str = "emostyle",
                seed: int | None = None, out: str | Path = "out", overrides: dict | None = None,
-               lyrics: str | None = None, label: str | None = None, progress: bool = True) -> dict:
+               lyrics: str | None = None, label: str | None = None, progress: bool = True,
+               force: bool = False) -> dict:
     """The whole pipeline for one song; writes before/after images, frames, loss curve,
-    music and manifest.json into `out`, and returns the manifest."""
+    music and manifest.json into `out`, and returns the manifest.
+
+    `out` appears only complete (`emostyle.outputs.staged_output`): it replaces a previous
+    result there; a folder holding other files is refused unless `force`. Warnings are shown
+    once each and recorded in the manifest."""
+    import json
+
+    from .manifest import collected_warnings
+    from .outputs import staged_output
+
+    with staged_output(out, force=force) as stage, collected_warnings() as caught:
+        _manipulate(song, profile, method, seed, stage, overrides, lyrics, label, progress, caught)
+    return json.loads((Path(out).expanduser() / "manifest.json").read_text())
+
+
+def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, progress, caught) -> None:
     from .figures import frames_figure, loss_figure, save_figure, save_image
     from .manifest import run_manifest, write_json
 
@@ -163,9 +179,9 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     if method == "emogen":  # not a weighting of the guidance loss: EmoGen generates from the song's category
         from .emogen import manipulate as emogen_manipulate
 
-        return emogen_manipulate(song, config, out, lyrics=lyrics, label=label)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+        manifest = emogen_manipulate(song, config, out, lyrics=lyrics, label=label)
+        write_json(out / "manifest.json", {**manifest, "warnings": caught})
+        return
     timings = {}
 
     begun = time.perf_counter()
@@ -202,7 +218,8 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     manifest = run_manifest(
         config, timings={k: round(v, 3) for k, v in timings.items()}, method=method, song=str(song),
         parts=pipe.describe(), notes=pipe.notes,
-        lyrics={"text": music.transcript.text, "source": music.transcript.source, "backend": music.transcript.backend},
+        lyrics={"text": music.transcript.text, "source": music.transcript.source, "backend": music.transcript.backend,
+                "quality": music.transcript.quality},
         polarity={"label": music.polarity.label, "score": music.polarity.score, "backend": music.polarity.backend,
                   "fallback": music.polarity.fallback},
         music={"midi": str(music.midi_path), "wav": str(music.wav_path), "renderer": music.renderer},
@@ -219,5 +236,4 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
                  "polarity": music.polarity.emotion,
                  "in_guidance_space": {"before": space_before, "after": space_after}},
     )
-    write_json(out / "manifest.json", manifest)
-    return manifest
+    write_json(out / "manifest.json", {**manifest, "warnings": caught})

@@ -17,7 +17,7 @@ This module is the public API; the parts live in `emostyle.weights`: `table` (th
 `cli` (the `emostyle weights` commands).
 """
 
-from .weights.cache import Check, fetch, fetch_profile, path, used, verify
+from .weights.cache import Check, fetch, fetch_profile, path, presence, used, verify
 from .weights.cli import add_weights_parser, main
 from .weights.integrity import file_sha256, tree_sha256
 from .weights.table import ChecksumError, Entry, FetchError, MissingWeightError, entries, entry, home, \
@@ -38,6 +38,7 @@ __all__ = [
     "fetch",
     "fetch_profile",
     "verify",
+    "presence",
     "used",
     "file_sha256",
     "tree_sha256",

@@ -8,12 +8,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .integrity import check, digest, forget
+from .integrity import check, digest, forget, recorded, remember
 from .sources import FETCHERS, install
 from .table import ChecksumError, Entry, MissingWeightError, candidates, entries, entry, folder, how_to_get, \
     profile_files
 
-__all__ = ["path", "fetch", "fetch_profile", "verify", "Check", "used", "USED_LOG_VAR"]
+__all__ = ["path", "fetch", "fetch_profile", "verify", "Check", "presence", "used", "USED_LOG_VAR"]
 
 # Every file a run used in this process: entry name -> {name, path, sha256, size, pinned}.
 _USED: dict[str, dict] = {}
@@ -131,3 +131,22 @@ def verify(names: list[str] | None = None) -> list[Check]:
         report.append(Check(e.name, "ok" if e.sha256 else "unpinned", present[0],
                             "" if e.sha256 else f"no published sha256; this copy has {value}"))
     return report
+
+
+def presence(name: str) -> str:
+    """For listings: "yes" (in the cache), "mirror" (elsewhere), "BAD" (fails its check) or
+    "no". A file is hashed only when the ledger holds no record of it as it is now; runs
+    never rely on this (`path` hashes on first use)."""
+    e = entry(name)
+    for p in candidates(e):
+        if not p.exists():
+            continue
+        where = "yes" if p.parent == folder(e) else "mirror"
+        if recorded(p, e):
+            return where
+        try:
+            remember(p, e, check(p, e))
+        except ChecksumError:
+            return "BAD"
+        return where
+    return "no"

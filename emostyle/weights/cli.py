@@ -7,8 +7,8 @@ import sys
 import textwrap
 
 from . import cache, table
-from .integrity import check, digest, recorded, remember
-from .table import ChecksumError, Entry, FetchError, MissingWeightError, candidates, folder, public_source
+from .integrity import digest
+from .table import ChecksumError, FetchError, MissingWeightError, public_source
 
 __all__ = ["add_weights_parser", "main"]
 
@@ -25,29 +25,12 @@ def _human(n: int | None, approx: bool = False) -> str:
         n /= 1000
 
 
-def _present(e: Entry) -> str:
-    """yes (in the cache), mirror (elsewhere), BAD (fails its check) or no; hashes a file only
-    when the ledger has no record of it as it is now."""
-    for p in candidates(e):
-        if not p.exists():
-            continue
-        where = "yes" if p.parent == folder(e) else "mirror"
-        if recorded(p, e):
-            return where
-        try:
-            remember(p, e, check(p, e))
-        except ChecksumError:
-            return "BAD"
-        return where
-    return "no"
-
-
 def _cmd_list(args) -> int:
     known = table.entries().values()
     if args.long:
         for e in known:
             size = _human(e.size or e.approx_size, approx=e.size is None and e.approx_size is not None)
-            print(f"{e.name}  ({size}; profiles {','.join(e.profiles) or '-'}; present: {_present(e)})")
+            print(f"{e.name}  ({size}; profiles {','.join(e.profiles) or '-'}; present: {cache.presence(e.name)})")
             for label, text in (("file", e.filename + ("/" if e.directory else "")), ("what", e.description),
                                 ("source", public_source(e) or "by hand: " + e.source.get("instructions", "")),
                                 ("sha256", e.sha256 or "not published (the copy you fetch is recorded)"),
@@ -56,7 +39,7 @@ def _cmd_list(args) -> int:
                                     subsequent_indent=" " * 11, break_long_words=False, break_on_hyphens=False))
         return 0
     rows = [(e.name, _human(e.size or e.approx_size, approx=e.size is None and e.approx_size is not None),
-             e.license.split(" (")[0], ",".join(e.profiles) or "-", _present(e)) for e in known]
+             e.license.split(" (")[0], ",".join(e.profiles) or "-", cache.presence(e.name)) for e in known]
     head = ("name", "size", "licence", "profiles", "present")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
