@@ -70,8 +70,7 @@ def install_command(group: str) -> str:
 
 def fetch_command(names: list[str], profile: str | None = None) -> str:
     """The command that fetches `names` (the whole `profile` when they are all of its files)."""
-    if profile and profile in registry.profiles() and set(registry.profile_files(profile)) >= set(names) \
-            and len(names) > 3:
+    if profile in registry.profiles() and set(registry.profile_files(profile)) >= set(names):
         return f"bash kit.sh emostyle weights fetch --profile {profile}"
     return f"bash kit.sh emostyle weights fetch {' '.join(names)}"
 
@@ -144,7 +143,9 @@ def missing(config, lyrics_given: bool = False, verify: bool = True) -> list[str
             groups.setdefault(PACKAGES[module][1], []).append(module)
     lines = [f"Python packages {', '.join(mods)}: run `{install_command(group)}`" for group, mods in groups.items()]
     if absent:
-        lines.append(f"files {', '.join(absent)}: run `{fetch_command(absent, config.profile)}`")
+        command = fetch_command(absent, config.profile)
+        named = "" if command.endswith(" ".join(absent)) else " " + ", ".join(absent)
+        lines.append(f"files{named}: run `{command}`")
     if damaged:
         lines.append(f"damaged files {', '.join(damaged)} (they fail their sha256 check and are not used): run "
                      f"`bash kit.sh emostyle weights fetch {' '.join(damaged)}` to replace them")

@@ -35,11 +35,80 @@ def test_manipulate_refuses_a_silent_song(capsys, tmp_path):
     assert "is silent" in capsys.readouterr().err
 
 
-def test_doctor_lists_every_profile_file_with_its_fix(capsys):
+def test_doctor_is_short_grouped_and_its_commands_work_from_the_repository_root(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path))  # an empty cache: every profile lacks files
+    monkeypatch.delenv("EMOSTYLE_MIRROR", raising=False)
+    monkeypatch.setitem(sys.modules, "gdown", None)  # an optional package that is not installed
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    assert "[paper-ffhq] stylegan2-ffhq-1024" in out and "[offline] fer-mini-xception" in out
-    assert "emostyle weights fetch" in out or "ok " in out
+    assert len(out.splitlines()) < 20
+    for profile in ("paper-lhq", "paper-ffhq", "offline"):
+        (line,) = [ln for ln in out.splitlines() if ln.startswith(f"-- {profile} profile lacks")]
+        assert "`bash kit.sh emostyle weights fetch " in line
+    assert "bash kit.sh emostyle weights fetch --profile offline" in out
+    assert out.count("stylegan2-ffhq-1024") == 1
+    (gdown,) = [ln for ln in out.splitlines() if "gdown" in ln]
+    assert f"`{sys.executable} -m pip install -e '.[gdrive]'`" in gdown or "-m pip install -e '.[gdrive]'" in gdown
+
+
+def test_manipulate_lists_every_missing_file_and_package_before_loading(capsys, tmp_path, monkeypatch):
+    import time
+
+    import numpy as np
+    import soundfile as sf
+
+    monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("EMOSTYLE_MIRROR", raising=False)
+    monkeypatch.setitem(sys.modules, "whisper_at", None)  # the paper extra is not installed
+    monkeypatch.setitem(sys.modules, "tiktoken", None)
+    sf.write(tmp_path / "song.wav", 0.3 * np.sin(np.arange(44100) / 10).astype(np.float32), 44100)
+    begun = time.perf_counter()
+    assert main(["manipulate", str(tmp_path / "song.wav"), "--profile", "paper-lhq", "--out", str(tmp_path / "o")]) == 2
+    assert time.perf_counter() - begun < 10  # no model was loaded
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    for part in ("whisper_at, tiktoken", "-m pip install -e '.[paper]'", "--no-deps whisper-at==0.5",
+                 "stylegan2-lhq-256", "clip-vit-b-32", "whisper-at-large-v1-at-head", "bash kit.sh emostyle weights fetch",
+                 "gru-ebs-generator", "weights list --long"):
+        assert part in err, part
+    assert not (tmp_path / "o").exists()
+    # given lyrics need no speech recogniser
+    assert main(["manipulate", str(tmp_path / "song.wav"), "--profile", "paper-lhq", "--lyrics", "la la",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "whisper" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--seed", "-1"], "seed must be >= 0; got -1"),
+    (["--set", "seed=4294967296"], "seed must be <= 4294967295"),
+    (["--out", "{file}"], "is a file, not a folder"),
+])
+def test_bad_values_fail_at_once_naming_the_option(capsys, tmp_path, args, match):
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "song.wav", 0.3 * np.sin(np.arange(44100) / 10).astype(np.float32), 44100)
+    (tmp_path / "file").write_text("x")
+    args = [a.replace("{file}", str(tmp_path / "file")) for a in args]
+    assert main(["manipulate", str(tmp_path / "song.wav"), "--profile", "tiny", *args]) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_folder_as_the_song_is_named_so(capsys, tmp_path):
+    assert main(["manipulate", str(tmp_path), "--profile", "tiny", "--out", str(tmp_path / "o")]) == 2
+    assert "is a folder, not an audio file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 40, b"these are lyrics, not audio\n" * 20])
+def test_unreadable_songs_give_only_the_real_error(tmp_path, content):
+    """No librosa notices (audioread fallback, deprecation) before the one-line error."""
+    (tmp_path / "song.wav").write_bytes(content)
+    run = subprocess.run([sys.executable, "-m", "emostyle", "manipulate", str(tmp_path / "song.wav"), "--profile",
+                          "tiny", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "Warning" not in run.stderr, run.stderr
+    assert "empty" in run.stderr or "cannot decode" in run.stderr
 
 
 @pytest.mark.parametrize("command", ["weights", "doctor", "config", "reproduce", "manipulate", "sweep"])

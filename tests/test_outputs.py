@@ -1,0 +1,117 @@
+"""Output folders appear only complete: staged beside `out`, published by a rename."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emostyle.manifest import write_json
+from emostyle.outputs import staged_output
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_a_complete_run_is_published_with_its_paths(tmp_path):
+    out = tmp_path / "out"
+    with staged_output(out) as stage:
+        assert stage.parent == tmp_path and stage.is_dir() and not out.exists()  # nothing visible yet
+        (stage / "music").mkdir()
+        (stage / "music" / "song.wav").write_bytes(b"RIFF")
+        write_json(stage / "manifest.json", {"music": {"wav": str(stage / "music" / "song.wav")}, "n": 3})
+    assert json.loads((out / "manifest.json").read_text()) == {"music": {"wav": str(out / "music" / "song.wav")},
+                                                               "n": 3}
+    assert (out / "music" / "song.wav").read_bytes() == b"RIFF" and _hidden(tmp_path) == []
+
+
+def test_a_failed_run_leaves_nothing_and_keeps_the_previous_result(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="boom"), staged_output(out) as stage:
+        (stage / "after.png").write_bytes(b"new")
+        raise RuntimeError("boom")
+    assert not out.exists() and _hidden(tmp_path) == []
+
+    with staged_output(out) as stage:
+        (stage / "after.png").write_bytes(b"first song")
+        (stage / "manifest.json").write_text("{}")
+    with pytest.raises(KeyboardInterrupt), staged_output(out) as stage:  # stopped by the user
+        (stage / "after.png").write_bytes(b"second song, unfinished")
+        raise KeyboardInterrupt
+    assert (out / "after.png").read_bytes() == b"first song" and _hidden(tmp_path) == []
+
+
+def test_a_previous_result_is_replaced_whole(tmp_path):
+    out = tmp_path / "out"
+    with staged_output(out) as stage:
+        (stage / "manifest.json").write_text("{}")
+        (stage / "frames.png").write_bytes(b"old")
+    with staged_output(out) as stage:
+        (stage / "manifest.json").write_text('{"second": true}')
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]  # no stale frames.png beside it
+    assert _hidden(tmp_path) == []
+
+
+def test_a_folder_of_other_files_needs_force(tmp_path):
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(ValueError, match="holds other files.*--force"):
+        with staged_output(out):
+            pytest.fail("the block must not run")
+    assert (out / "holiday.jpg").exists()
+    with staged_output(out, force=True) as stage:
+        (stage / "manifest.json").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+    (tmp_path / "empty").mkdir()
+    with staged_output(tmp_path / "empty") as stage:  # an empty folder is fine without --force
+        (stage / "manifest.json").write_text("{}")
+    assert (tmp_path / "empty" / "manifest.json").exists()
+
+
+def _root_read_only(tmp_path):
+    if os.geteuid() == 0:  # root writes through file modes; sysfs refuses everyone
+        return Path("/sys/emostyle-out")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    return ro / "out"
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda t: (t / "file").write_text("x") and t / "file", "is a file, not a folder"),
+    (lambda t: (t / "file").write_text("x") and t / "file" / "out", "is a file, so no folder can be made"),
+    (_root_read_only, "cannot write in"),
+])
+def test_bad_out_paths_are_one_line_errors(tmp_path, make, match):
+    out = make(tmp_path)
+    with pytest.raises(ValueError, match=match) as info:
+        with staged_output(out):
+            pytest.fail("the block must not run")
+    assert "\n" not in str(info.value) and "--out" in str(info.value)
+
+
+def test_the_current_folder_is_never_replaced(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="holds the current folder"):
+        with staged_output(".", force=True):
+            pytest.fail("the block must not run")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_killed_run_leaves_a_staging_folder_that_the_next_run_removes(tmp_path):
+    out = tmp_path / "out"
+    code = ("import os, sys\nfrom emostyle.outputs import staged_output\n"
+            f"with staged_output({str(out)!r}) as stage:\n"
+            "    (stage / 'after.png').write_bytes(b'half')\n"
+            "    os._exit(9)\n")  # no clean-up runs: as after SIGKILL or a power cut
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 9
+    assert not out.exists() and len(_hidden(tmp_path)) == 1
+    with staged_output(out) as stage:
+        (stage / "manifest.json").write_text("{}")
+    assert _hidden(tmp_path) == [] and (out / "manifest.json").exists()
