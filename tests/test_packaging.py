@@ -2,6 +2,7 @@
 
 import tomllib
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -25,3 +26,18 @@ def test_environment_yml_lists_every_dependency_of_pyproject():
     assert sorted(set(listed) - set(wanted)) == [], "in environment.yml but not in pyproject.toml"
     for name, requirement in wanted.items():
         assert listed[name].replace(" ", "") == requirement.replace(" ", ""), name
+
+
+def test_setuptools_reads_pyproject_without_deprecation_warnings(repo_root):
+    """Each install printed the `project.license` table warning three times."""
+    import warnings
+
+    pytest.importorskip("setuptools", minversion="77")
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(Distribution(), str(repo_root / "pyproject.toml"))
+    assert [f"{w.category.__name__}: {str(w.message)[:80]}" for w in caught] == []
+    assert dist.metadata.license_expression == "MIT"

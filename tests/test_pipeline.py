@@ -86,3 +86,20 @@ def test_missing_imagebind_falls_back_to_clip_space_with_a_notice(monkeypatch, t
     assert space.name == tiny_clip_space(seed=11).name
     assert notes == ["retrieval in CLIP space (SoundCLIP audio vs CLIP images): ImageBind weights not fetched"]
     builders.clear_cache()
+
+
+@pytest.mark.slow
+def test_a_long_song_is_cut_once_and_the_manifest_says_so(tmp_path, recwarn):
+    import numpy as np
+    import soundfile as sf
+
+    sr = 8000
+    t = np.arange(301 * sr) / sr
+    sf.write(tmp_path / "long.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
+    manifest = manipulate(tmp_path / "long.wav", profile="tiny", out=tmp_path / "run", lyrics="la la la",
+                          overrides={"guidance.steps": 2, "retrieval.candidates": 2}, progress=False)
+    cut = [w for w in manifest["warnings"] if "only its first 300 s" in w]
+    assert len(cut) == 1 and sum("only its first 300 s" in str(w.message) for w in recwarn) == 1
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["warnings"] == manifest["warnings"]
+    assert all(len(w["sha256"]) == 64 for w in manifest["weights"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav", "run"]  # no staging folder left

@@ -1,0 +1,33 @@
+"""Manifests: as readable as the outputs beside them, and every warning of a run recorded once."""
+
+import os
+import warnings
+
+from emostyle.manifest import collected_warnings, write_json
+
+
+def test_manifest_has_the_mode_of_the_other_outputs(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "manifest.json", {"a": 1})
+        (tmp_path / "after.png").write_bytes(b"png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == (tmp_path / "after.png").stat().st_mode & 0o777
+
+
+def test_each_warning_is_shown_once_and_recorded_as_it_comes(recwarn):
+    def read_song():  # three stages re-read the same long song
+        warnings.warn("song.wav lasts 412 s; only its first 300 s are used", UserWarning, stacklevel=2)
+
+    with collected_warnings() as caught:
+        read_song()
+        assert caught == ["UserWarning: song.wav lasts 412 s; only its first 300 s are used"]
+        read_song()
+        read_song()
+        warnings.warn("VADER reads English only", RuntimeWarning)
+    assert caught == ["UserWarning: song.wav lasts 412 s; only its first 300 s are used",
+                      "RuntimeWarning: VADER reads English only"]
+    assert [str(w.message) for w in recwarn] == ["song.wav lasts 412 s; only its first 300 s are used",
+                                                 "VADER reads English only"]
