@@ -125,3 +125,103 @@ def test_scores_of_a_sweep_make_table_1(tmp_path):
                                                 "score": pytest.approx(100)}
     table = summary_table(records, n_boot=200)
     assert [(r["method"], r["mean"]) for r in table] == [("emostyle", pytest.approx(120)), ("lee", pytest.approx(20))]
+
+
+# --- a real scheduler and worker processes, under faults ----------------------------------------------
+
+
+def _wait(condition, seconds, what):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_sweep_on_a_dask_scheduler_survives_a_killed_worker_and_a_stopped_sweep(tmp_path):
+    """`dask scheduler` and two `dask worker` processes on 127.0.0.1; one worker is killed while
+    tasks run on it, the sweep itself is stopped (Ctrl-C) half way and started again: the table
+    ends with every task exactly once, right results, and each failure with its task."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "tests")]), "OMP_NUM_THREADS": "1"}
+    dask = [str(Path(sys.executable).with_name("dask"))]
+    info = tmp_path / "scheduler.json"
+    procs = []
+
+    def start(*args):
+        procs.append(subprocess.Popen([*dask, *args], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        return procs[-1]
+
+    songs = ["happy", "sad", "broken"]
+    for s in songs:
+        (tmp_path / f"{s}.wav").write_bytes(b"")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"songs": [f"{s}.wav" for s in songs], "seeds": 3, "methods": ["emostyle", "lee"],
+                                    "overrides": {"sleep": 0.4}}))
+    out = tmp_path / "out"
+    started = lambda: list(out.glob("*/*/*/*/started"))  # noqa: E731
+    finished = lambda: list(out.glob("*/*/*/*/task.json"))  # noqa: E731
+    try:
+        start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(info))
+        _wait(info.exists, 60, "the scheduler")
+        address = json.loads(info.read_text())["address"]
+        doomed = start("worker", address, "--no-nanny", "--nthreads", "1", "--name", "doomed", "--host", "127.0.0.1")
+        start("worker", address, "--no-nanny", "--nthreads", "1", "--name", "survivor", "--host", "127.0.0.1")
+        code = ("import sweep_tasks\nfrom emostyle.sweep import run_sweep\n"
+                f"run_sweep({str(grid)!r}, {str(out)!r}, profile='tiny', task=sweep_tasks.slow, scheduler={address!r})\n")
+        sweep = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(sweep)
+        def running_on_doomed():
+            return [p.parent for p in started() if p.read_text() == "doomed"
+                    and not (p.parent / "task.json").exists() and not (p.parent / "error.json").exists()]
+
+        _wait(running_on_doomed, 60, "a task running on the worker to kill")
+        interrupted = running_on_doomed()
+        doomed.kill()  # SIGKILL in the middle of a task: no goodbye to the scheduler
+        _wait(lambda: len(finished()) >= 7, 60, "tasks to finish on the surviving worker")
+        sweep.send_signal(signal.SIGINT)  # the user stops the sweep
+        assert sweep.wait(30) != 0
+        count = len(started())
+        time.sleep(1.5)  # tasks already running on the worker finish; no new ones start
+        assert len(started()) == count
+        assert 7 <= len(finished()) < 18
+        before = {p: p.stat().st_mtime_ns for p in finished()}
+
+        from emostyle.sweep import run_sweep
+        import sweep_tasks  # noqa: F401 -- the task travels by reference: the workers import it too
+
+        rows = run_sweep(grid, out, profile="tiny", task=sweep_tasks.slow, scheduler=address)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    expected = {f"tiny/{m}/{s}/seed-{n}" for m in ("emostyle", "lee") for s in songs for n in range(3)}
+    assert sorted(r["task"] for r in rows) == sorted(expected)  # none lost, none twice
+    failed = {r["task"]: r["error"] for r in rows if r["status"] != "ok"}
+    assert failed == {f"tiny/lee/broken/seed-{n}": "RuntimeError: this song cannot be guided" for n in range(3)}
+    for task in failed:
+        assert "cannot be guided" in json.loads((out / task / "error.json").read_text())["error"]
+    for r in rows:
+        if r["status"] == "ok":
+            song, seed = Path(r["song"]).stem, r["seed"]
+            assert r["result.score"] == len(song) + 10 * seed + {"emostyle": 0.5, "lee": 0.25}[r["method"]]
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # finished tasks were not run again
+    assert interrupted and all((folder / "task.json").exists() or (folder / "error.json").exists()
+                               for folder in interrupted)  # the killed worker's task was run again elsewhere
+    table = pq.read_table(out / "results.parquet").to_pylist()
+    assert sorted(r["task"] for r in table) == sorted(expected)
