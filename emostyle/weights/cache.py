@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,8 @@ def fetch(name: str, progress: bool = True, from_path: str | Path | None = None)
     p, _ = _first_good(e)
     if p is not None:
         return p if p.parent == folder(e) else install(p, e, move=False)[0]
+    for bad in (q for q in candidates(e) if q.parent == folder(e) and q.exists()):  # the cache's own damaged copies
+        shutil.rmtree(bad) if bad.is_dir() else bad.unlink()
     return FETCHERS[e.source["kind"]](e, progress)[0]
 
 

@@ -257,8 +257,10 @@ def _fetch_gdrive(e: Entry, progress: bool) -> tuple[Path, str]:
     try:
         import gdown
     except ImportError:
-        raise FetchError(f"{e.name} is on Google Drive and needs gdown: `bash kit.sh emostyle doctor` shows how "
-                         f"to add it (`.venv/bin/pip install gdown`). {by_hand(e)}") from None
+        from ..preflight import install_command
+
+        raise FetchError(f"{e.name} is on Google Drive and needs gdown: `{install_command('gdrive')}`. "
+                         f"{by_hand(e)}") from None
     dest = folder(e)
     dest.mkdir(parents=True, exist_ok=True)
     part = dest / f"{e.filename}.part"
