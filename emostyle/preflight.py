@@ -93,8 +93,10 @@ def requirements(config, lyrics_given: bool = False) -> Requirements:
                 files += [n for n in _CLIP_FILES if n not in files]
             if space == "imagebind":
                 need.optional.append("imagebind-huge")
-            if space == "affect" and config.domain == "face" and "fer-mini-xception" not in files:
-                files.append("fer-mini-xception")
+            if space == "affect":  # faces through FER, songs through musicnn's mood tags on the VAD norms
+                wanted = (["fer-mini-xception"] if config.domain == "face" else []) + \
+                    (["musicnn-msd", "warriner-vad-norms"] if config.affective.audio_reader == "musicnn" else [])
+                files += [n for n in wanted if n not in files]
         if config.guidance.l_id > 0:
             name = {"arcface": "arcface-ir-se50", "fer": "fer-mini-xception"}.get(config.guidance.identity)
             if name and name not in files:
@@ -137,6 +139,8 @@ def missing(config, lyrics_given: bool = False, verify: bool = True) -> list[str
             damaged.append(name)
         elif state == "missing":
             (manual if registry.entry(name).source["kind"] == "manual" else absent).append(name)
+    if any(registry.entry(n).source["kind"] == "gdrive" for n in absent):
+        need.modules.append("gdown")  # the fetch command below needs it
     groups: dict[str, list[str]] = {}
     for module in need.modules:
         if importlib.util.find_spec(module) is None:

@@ -43,8 +43,8 @@ def test_doctor_is_short_grouped_and_its_commands_work_from_the_repository_root(
     out = capsys.readouterr().out
     assert len(out.splitlines()) < 20
     for profile in ("paper-lhq", "paper-ffhq", "offline"):
-        (line,) = [ln for ln in out.splitlines() if ln.startswith(f"-- {profile} profile lacks")]
-        assert "`bash kit.sh emostyle weights fetch " in line
+        block = out.split(f"-- {profile} profile lacks ")[1].split("\n--")[0]  # its line and continuation lines
+        assert "`bash kit.sh emostyle weights fetch " in block
     assert "bash kit.sh emostyle weights fetch --profile offline" in out
     assert out.count("stylegan2-ffhq-1024") == 1
     (gdown,) = [ln for ln in out.splitlines() if "gdown" in ln]
