@@ -620,3 +620,16 @@ def test_fetch_replaces_a_damaged_copy_in_one_call(server, table, tmp_path):
         registry.path("blob")
     assert registry.fetch("blob", progress=False).read_bytes() == ckpt
     assert registry.path("blob").read_bytes() == ckpt
+
+
+def test_files_used_by_other_processes_of_a_run_reach_its_manifest(shared_data, tmp_path, monkeypatch):
+    """reproduce runs notebooks in kernels: with $EMOSTYLE_USED_WEIGHTS they log their files for it."""
+    log = tmp_path / "used.jsonl"
+    env = {**os.environ, "EMOSTYLE_HOME": str(tmp_path / "home"), "EMOSTYLE_MIRROR": str(shared_data),
+           "EMOSTYLE_USED_WEIGHTS": str(log), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    subprocess.run([sys.executable, "-c", "from emostyle import registry; registry.path('audio-jfk')"], env=env,
+                   check=True)
+    monkeypatch.setenv("EMOSTYLE_USED_WEIGHTS", str(log))
+    jfk = registry.entry("audio-jfk")
+    assert {"name": "audio-jfk", "path": str(shared_data / jfk.mirror), "sha256": jfk.sha256, "size": jfk.size,
+            "pinned": True} in registry.used()

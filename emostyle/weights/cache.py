@@ -36,8 +36,19 @@ def _record_use(e: Entry, p: Path, sha256: str) -> None:
 
 def used() -> list[dict]:
     """Every registry file used in this process, in order of first use: name, path, sha256,
-    size (bytes), pinned (whether the sha256 is the published one)."""
-    return [dict(r) for r in _USED.values()]
+    size (bytes), pinned (whether the sha256 is the published one); with $EMOSTYLE_USED_WEIGHTS
+    set, also those that other processes of the run (notebook kernels, workers) logged there."""
+    records = list(_USED.values())
+    log = Path(os.environ.get(USED_LOG_VAR) or "")
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a killed process
+                continue
+            if record not in records:
+                records.append(record)
+    return [dict(r) for r in records]
 
 
 def _first_good(e: Entry) -> tuple[Path | None, list[str]]:
