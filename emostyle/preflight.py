@@ -33,8 +33,6 @@ PACKAGES = {
     "gdown": ("Google Drive weights (StyleGAN2 FFHQ, ArcFace)", "gdrive"),
     "jupyterlab": ("exploring the notebooks", "lab"),
 }
-# Files a run can do without: the fallback it takes instead (noted in its manifest).
-_FALLBACKS = {"imagebind-huge": "retrieval falls back to CLIP space"}
 _CLIP_FILES = ("clip-vit-b-32", "clip-bpe-vocab", "soundclip-resnet18")
 
 
@@ -44,10 +42,9 @@ class MissingRequirementsError(FileNotFoundError):
 
 @dataclass
 class Requirements:
-    """Registry entries and importable modules a run reads; `optional` entries have a fallback."""
+    """Registry entries and importable modules a run reads (files with a fallback are left out)."""
 
     files: list[str] = field(default_factory=list)
-    optional: list[str] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)
 
 
@@ -89,10 +86,8 @@ def requirements(config, lyrics_given: bool = False) -> Requirements:
         elif not Path(g.weights).expanduser().exists():  # a registry name, not a file the user named
             files.append(g.weights)
         for space in (config.guidance.space, config.retrieval.space):
-            if space in ("clip", "imagebind"):  # ImageBind falls back to the CLIP space
+            if space in ("clip", "imagebind"):  # without imagebind-huge, retrieval falls back to the CLIP space
                 files += [n for n in _CLIP_FILES if n not in files]
-            if space == "imagebind":
-                need.optional.append("imagebind-huge")
             if space == "affect":  # faces through FER, songs through musicnn's mood tags on the VAD norms
                 wanted = (["fer-mini-xception"] if config.domain == "face" else []) + \
                     (["musicnn-msd", "warriner-vad-norms"] if config.affective.audio_reader == "musicnn" else [])

@@ -1,0 +1,30 @@
+"""The preflight names real registry entries and installable packages, and follows the configuration."""
+
+import pytest
+
+from emostyle import registry
+from emostyle.config import PROFILES, load_config
+from emostyle.preflight import PACKAGES, requirements
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("overrides", [{}, {"affective.music": "gru-ebs", "affective.polarity": "chatglm"},
+                                       {"affective.lyrics": "whisper-at", "guidance.space": "affect"},
+                                       {"affective.audio_reader": "cues", "retrieval.space": "affect"}])
+def test_every_requirement_is_a_registry_entry_or_a_known_package(profile, overrides):
+    need = requirements(load_config(profile, overrides))
+    for name in need.files:
+        assert registry.entry(name).name == name  # a KeyError here is a name the registry lacks
+    assert set(need.modules) <= set(PACKAGES)
+
+
+def test_requirements_follow_the_configuration():
+    paper = requirements(load_config("paper-lhq"))
+    assert {"stylegan2-lhq-256", "whisper-at-large-v1", "arcface-ir-se50", "chatglm3-6b"} <= set(paper.files)
+    assert "imagebind-huge" not in paper.files  # retrieval falls back to CLIP space without it
+    given = requirements(load_config("paper-lhq"), lyrics_given=True)
+    assert not any(n.startswith("whisper") for n in given.files) and "whisper_at" not in given.modules
+    assert requirements(load_config("tiny")).files == ["whisper-ct2-base"]  # random networks read no weights
+    cues = requirements(load_config("offline", {"affective.audio_reader": "cues"}))
+    assert "musicnn-msd" not in cues.files and "musicnn-msd" in requirements(load_config("offline")).files
+    assert "arcface-ir-se50" not in requirements(load_config("paper-lhq", {"guidance.l_id": 0.0})).files
