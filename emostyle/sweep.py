@@ -187,6 +187,12 @@ def run_sweep(grid: dict | str | Path, out: str | Path, profile: str | None = No
     todo = [s for s in specs if not (Path(s.out) / MARKER).is_file()]
     log = log or (lambda message: None)
     log(f"{len(specs)} tasks, {len(specs) - len(todo)} already finished, {len(todo)} to run")
+    if todo and task is None:  # the pipeline's files and packages, for every profile, before any worker starts
+        from .config import load_config
+        from .preflight import check
+
+        for prof, overrides in dict.fromkeys((s.profile, s.overrides) for s in todo):
+            check(load_config(prof, dict(overrides)), command="emostyle sweep")
     if todo:
         task = task or _default_task()
         client, cluster = _client(scheduler, workers, threads, processes)

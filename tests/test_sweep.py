@@ -225,3 +225,14 @@ def test_sweep_on_a_dask_scheduler_survives_a_killed_worker_and_a_stopped_sweep(
                                for folder in interrupted)  # the killed worker's task was run again elsewhere
     table = pq.read_table(out / "results.parquet").to_pylist()
     assert sorted(r["task"] for r in table) == sorted(expected)
+
+
+def test_a_sweep_of_the_pipeline_lists_what_is_missing_before_starting_workers(tmp_path, monkeypatch):
+    from emostyle.preflight import MissingRequirementsError
+
+    monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path / "home"))  # an empty cache
+    monkeypatch.delenv("EMOSTYLE_MIRROR", raising=False)
+    grid = {**_grid(tmp_path), "profiles": ["offline", "paper-lhq"]}
+    with pytest.raises(MissingRequirementsError, match=r"emostyle sweep \(profile offline\).*fetch --profile offline"):
+        run_sweep(grid, tmp_path / "out", workers=2)
+    assert not (tmp_path / "out").exists()  # no task started
