@@ -75,7 +75,7 @@ class GuidanceConfig:
     # "mean" as Eq. 8's 1/L (L times weaker at the same l_sim).
     reg_reduction: str = _choice("sum", "mean", default="sum")
     layer_masking: bool = True  # Eq. 8 as a gate with a prior (emostyle.guidance); off under compat=official
-    mask_scale: float = _range(0.01, 0.0, low_open=True)  # the gate's rho per latent coordinate
+    mask_scale: float = _range(0.1, 0.0, low_open=True)  # the gate's rho per latent coordinate (benchmarks/bench_masking.py)
     compat: str = _choice("paper", "official", default="paper")  # "official" mimics the code's deviations
     frame_every: int = _range(25, 1)  # keep an intermediate frame every k steps
     batch: int = _range(1, 1)  # manipulations optimised at once (seeds or songs)

@@ -185,7 +185,7 @@ def guide(
     identity: IdentityLoss | None = None,
     identity_gradient: bool = True,
     layer_masking: str = "gate",
-    mask_scale: float = 0.01,
+    mask_scale: float = 0.1,
     reg_reduction: str = "sum",
     frame_every: int = 25,
     progress: bool = True,

@@ -74,12 +74,12 @@ class Pipeline:
 
     def stages(self) -> list[dict]:
         """STAGES with this pipeline's parts filled in (Figure 1)."""
-        d = self.describe()
+        d, g = self.describe(), self.config.guidance
+        masked = g.layer_masking and g.compat != "official"
         parts = [[f"generator: {d['generator']}", f"joint space: {d['retrieval space']}", "softmax over N candidates"],
                  [f"lyrics: {d['lyrics']}", f"polarity: {d['polarity']}", f"music: {d['music']}", "MIDI -> WAV renderer"],
                  [f"space: {d['guidance space']}", f"identity: {d['identity']}", "Adam on the latent, lr ramp",
-                  "adaptive layer masking g" if self.config.guidance.layer_masking and self.config.guidance.compat
-                  != "official" else "L2 latent regulariser"]]
+                  "adaptive layer masking g" if masked else "L2 latent regulariser"]]
         return [dict(stage, parts=p) for stage, p in zip(STAGES, parts)]
 
     # -- stage 2: affective music ----------------------------------------------------
