@@ -71,8 +71,8 @@ class GuidanceConfig:
     l_tex: float = _range(0.2, 0.0)
     l_id: float = _range(0.0, 0.0)
     l_sim: float = _range(0.0, 0.0)
-    # L_reg over the layers: "sum" as Eq. 7 and the official code (whose l_sim the paper reports),
-    # "mean" as Eq. 8's 1/L (L times weaker at the same l_sim).
+    # L_reg over the layers: "sum" (every profile) as Eq. 7 and the official code, whose l_sim the
+    # paper reports; "mean" as Eq. 8's 1/L (L times weaker at the same l_sim).
     reg_reduction: str = _choice("sum", "mean", default="sum")
     layer_masking: bool = True  # Eq. 8 as a gate with a prior (emostyle.guidance); off under compat=official
     mask_scale: float = _range(0.1, 0.0, low_open=True)  # the gate's rho per latent coordinate (benchmarks/bench_masking.py)
