@@ -2,7 +2,7 @@
 
 Random weights at the real sizes (speed does not depend on them): generator encoder GRU 4 x 256
 over 2 x 128-d skip-gram vectors, attention GRU decoder 4 x 256 over 5954 music tokens; classifier
-bidirectional LSTM 6 x 256. Needs the vocabularies (../shared/data/gru-ebs, or EMOSTYLE_SHARED_DATA).
+bidirectional LSTM 6 x 256. Needs the vocabularies (../shared/data/gru-ebs, or EMOSTYLE_MIRROR).
 From the repository root, with the kit installed:
     python benchmarks/bench_gru_ebs.py --threads 2
 """
@@ -44,7 +44,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--vocabularies", type=Path, default=Path(os.environ.get(
-        "EMOSTYLE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "gru-ebs")
+        "EMOSTYLE_MIRROR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "gru-ebs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     composer = build(args.vocabularies, args.device)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import torch
 
+from . import registry
 from .config import Config
 from .generators import StyleGAN2Generator
 from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
 from .registry import MissingWeightError
 
-__all__ = ["build_pipeline", "build_generator", "build_space", "build_identity", "build_judge", "clear_cache"]
+__all__ = ["build_pipeline", "build_generator", "build_space", "build_identity", "build_judge", "clear_cache",
+           "resolve_weights"]
 
 _CACHE: dict[str, object] = {}
 
@@ -33,10 +36,12 @@ def _cached(kind: str, key: dict, make):
     return _CACHE[name]
 
 
-def _weights(name_or_path: str):
-    from .pipeline import resolve_weights
-
-    return resolve_weights(name_or_path)
+def resolve_weights(name_or_path: str) -> Path:
+    """A weight file given as a path, or by its registry name (then it must be fetched)."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    return registry.path(name_or_path)
 
 
 def build_generator(config: Config, device: str) -> Generator:
@@ -58,7 +63,7 @@ def build_generator(config: Config, device: str) -> Generator:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(config.seed)
                     return DCGAN().to(device).eval()
-            return load_dcgan(_weights(g.weights), device=device).eval()
+            return load_dcgan(resolve_weights(g.weights), device=device).eval()
         from .models.stylegan2 import Generator as StyleGAN2, load_stylegan2
 
         if config.random_weights:
@@ -66,7 +71,7 @@ def build_generator(config: Config, device: str) -> Generator:
                 torch.manual_seed(config.seed)
                 net = StyleGAN2(g.size, g.style_dim, g.n_mlp, channel_base=g.channel_base)
         else:
-            net, _ = load_stylegan2(_weights(g.weights), device=device, size=g.size)
+            net, _ = load_stylegan2(resolve_weights(g.weights), device=device, size=g.size)
         return StyleGAN2Generator(net.to(device), truncation=g.truncation,
                                   mean_latent_samples=g.mean_latent_samples, seed=config.seed)
 
@@ -77,9 +82,12 @@ def _clip_space(config: Config, device: str) -> EmbeddingSpace:
     from .spaces.clip_space import load_clip_space, tiny_clip_space
 
     compat = config.guidance.compat
+    # The official code cuts audio over 864 mel frames at random (run_optimization_comprehensive.py:
+    # 259-262, unseeded); compat=official does too, from the run's seed.
+    crop = "random" if compat == "official" else "start"
     if config.random_weights:
-        return tiny_clip_space(seed=config.seed, device=device, compat=compat)
-    return load_clip_space(device=device, compat=compat)
+        return tiny_clip_space(seed=config.seed, device=device, compat=compat, crop=crop)
+    return load_clip_space(device=device, compat=compat, crop=crop, seed=config.seed)
 
 
 def _imagebind_space(config: Config, device: str, notes: list[str]) -> EmbeddingSpace:
@@ -132,7 +140,7 @@ def build_identity(config: Config, device: str, guidance_space: EmbeddingSpace) 
             return FerIdentity(fer if fer is not None else load_fer(device=device))
         from .models.arcface import ArcFaceIdentity, load_arcface, tiny_arcface
 
-        net = tiny_arcface(seed=config.seed) if config.random_weights else load_arcface(_weights("arcface-ir-se50"))
+        net = tiny_arcface(seed=config.seed) if config.random_weights else load_arcface(resolve_weights("arcface-ir-se50"))
         return ArcFaceIdentity(net.to(device))
 
     return _cached("identity", dict(which=which, random=config.random_weights, device=device), make)

@@ -71,7 +71,11 @@ class GuidanceConfig:
     l_tex: float = _range(0.2, 0.0)
     l_id: float = _range(0.0, 0.0)
     l_sim: float = _range(0.0, 0.0)
-    layer_masking: bool = True  # Eq. 8: trainable g over the W+ layers
+    # L_reg over the layers: "sum" (every profile) as Eq. 7 and the official code, whose l_sim the
+    # paper reports; "mean" as Eq. 8's 1/L (L times weaker at the same l_sim).
+    reg_reduction: str = _choice("sum", "mean", default="sum")
+    layer_masking: bool = True  # Eq. 8 as a gate with a prior (emostyle.guidance); off under compat=official
+    mask_scale: float = _range(0.1, 0.0, low_open=True)  # the gate's rho per latent coordinate (benchmarks/bench_masking.py)
     compat: str = _choice("paper", "official", default="paper")  # "official" mimics the code's deviations
     frame_every: int = _range(25, 1)  # keep an intermediate frame every k steps
     batch: int = _range(1, 1)  # manipulations optimised at once (seeds or songs)
@@ -134,6 +138,9 @@ class Config:
     affective: AffectiveConfig = field(default_factory=AffectiveConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     emogen: EmoGenConfig = field(default_factory=EmoGenConfig)
+    # The authors' run scripts' values where they differ from the paper ({dotted: value}),
+    # applied under guidance.compat=official before this run's own overrides.
+    official: dict = field(default_factory=dict)
     # The datasets of the paper's figures (FFHQ-style faces, LHQ-style scenes): label ->
     # {"profile": name, "overrides": {dotted: value}}; empty: this profile alone.
     datasets: dict = field(default_factory=dict)
@@ -241,9 +248,18 @@ def _profile_data(profile: str) -> dict:
 
 def load_config(profile: str = "offline", overrides: Mapping[str, Any] | None = None) -> Config:
     """The checked configuration of `profile` with dotted-key `overrides` applied."""
-    config = _build(Config, _profile_data(profile), "").with_overrides(overrides)
+    config = _with_official(_build(Config, _profile_data(profile), ""), overrides)
     dataset_configs(config, overrides)  # a bad dataset entry fails now, not in the middle of a notebook
     return config
+
+
+def _with_official(base: Config, overrides: Mapping[str, Any] | None) -> Config:
+    """`base` with `overrides`; under guidance.compat=official, the profile's `official`
+    values come first, so that what the user sets explicitly still wins."""
+    config = base.with_overrides(overrides)
+    if config.guidance.compat != "official" or not config.official:
+        return config
+    return base.with_overrides({**config.official, **dict(overrides or {})})
 
 
 def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) -> dict[str, Config]:
@@ -262,8 +278,9 @@ def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) 
         base = config if profile == config.profile else _build(Config, _profile_data(profile), "")
         run = {k: v for k, v in dict(overrides or {}).items() if k != "datasets"}
         # The dataset's own settings, then this run's: what the user set explicitly wins.
-        result[label] = base.with_overrides({"seed": config.seed, "device": config.device,
-                                             **dict(spec.get("overrides") or {}), **run})
+        result[label] = _with_official(base, {"seed": config.seed, "device": config.device,
+                                              "guidance.compat": config.guidance.compat,
+                                              **dict(spec.get("overrides") or {}), **run})
         result[label].datasets = {}
     return result
 

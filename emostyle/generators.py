@@ -1,4 +1,5 @@
-"""The generators behind the `Generator` interface: StyleGAN2 in W+, the DCGAN in z.
+"""StyleGAN2 in W+ behind the `Generator` interface (the DCGAN and the photo grader are
+`Generator`s in their own modules, `emostyle.models.dcgan` and `emostyle.models.photo_grader`).
 
 The guidance optimises whatever latent `sample` returns and `render` reads, so a stage
 never knows which network draws the image.
@@ -10,7 +11,7 @@ import torch
 
 from .parts import Generator
 
-__all__ = ["StyleGAN2Generator", "DCGANGenerator"]
+__all__ = ["StyleGAN2Generator"]
 
 
 class StyleGAN2Generator(Generator):
@@ -47,25 +48,3 @@ class StyleGAN2Generator(Generator):
         image, _ = self.net([latents], input_is_latent=True, randomize_noise=False)
         return image
 
-
-class DCGANGenerator(Generator):
-    """The 64 px DCGAN face generator; its latent z (B, 1, 100) is one "layer"."""
-
-    name = "dcgan"
-    n_layers = 1
-
-    def __init__(self, net: torch.nn.Module):
-        self.net = net.eval().requires_grad_(False)
-        self.latent_dim = net.z_dim
-        self.resolution = net.size
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randn(n, 1, self.latent_dim, generator=generator).to(self.device)
-
-    def render(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.net(latents.reshape(latents.shape[0], self.latent_dim, 1, 1))

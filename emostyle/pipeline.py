@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from . import registry
 from .audio import read_audio
+from .builders import build_pipeline, resolve_weights
 from .config import Config, load_config
-from .guidance import METHODS, GuidanceResult, guide, method as get_method
+from .guidance import METHODS, GuidanceResult, guide, method as get_method, method_targets
 from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
 from .retrieval import Retrieval, retrieve
 
@@ -31,14 +31,6 @@ STAGES = (
     dict(title="Guidance", section="3.3", equation="Eq. 4-8", module="emostyle.guidance",
          inputs=["w", "A", "M", "L"], outputs=["manipulated G(w_a)"], parts=[]),
 )
-
-
-def resolve_weights(name_or_path: str) -> Path:
-    """A weight file given as a path, or by its registry name (then it must be fetched)."""
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        return path
-    return registry.path(name_or_path)
 
 
 @dataclass
@@ -58,9 +50,7 @@ class Pipeline:
         """Build (or reuse from this process's cache) the parts named by `config`."""
         if isinstance(config, str):
             config = load_config(config, overrides)
-        from . import builders
-
-        return builders.build_pipeline(cls, config)
+        return build_pipeline(cls, config)
 
     # -- descriptions ---------------------------------------------------------------
     def describe(self) -> dict[str, str]:
@@ -84,11 +74,12 @@ class Pipeline:
 
     def stages(self) -> list[dict]:
         """STAGES with this pipeline's parts filled in (Figure 1)."""
-        d = self.describe()
+        d, g = self.describe(), self.config.guidance
+        masked = g.layer_masking and g.compat != "official"
         parts = [[f"generator: {d['generator']}", f"joint space: {d['retrieval space']}", "softmax over N candidates"],
                  [f"lyrics: {d['lyrics']}", f"polarity: {d['polarity']}", f"music: {d['music']}", "MIDI -> WAV renderer"],
                  [f"space: {d['guidance space']}", f"identity: {d['identity']}", "Adam on the latent, lr ramp",
-                  "adaptive layer masking g" if self.config.guidance.layer_masking else "L2 latent regulariser"]]
+                  "adaptive layer masking g" if masked else "L2 latent regulariser"]]
         return [dict(stage, parts=p) for stage, p in zip(STAGES, parts)]
 
     # -- stage 2: affective music ----------------------------------------------------
@@ -133,15 +124,19 @@ class Pipeline:
               steps: int | None = None, progress: bool = True) -> GuidanceResult:
         """Paper 3.3: optimise `start` latents (B, n_layers, dim) for one method."""
         g = self.config.guidance
+        official = g.compat == "official"
         weights = self.weights(method)
-        targets = dict(targets)
-        if g.compat == "official" and method == "wo-music":
-            targets["text"] = targets["audio"]  # the code's bug: that branch compares with the audio twice
-        masking = ("official" if g.compat == "official" else "paper") if g.layer_masking else "off"
+        # compat=official: the scripts' text slot (wo-audio, wo-music), their masking flag, which
+        # is never on (argparse type=bool, default False; no run_*.sh passes it), and their IDLoss,
+        # which detaches the generated image (criteria/id_loss.py:31): L_ID without a gradient.
+        targets = method_targets(get_method(method), targets, g.compat)
+        masking = "gate" if g.layer_masking and not official else "off"
         identity = self.identity if g.l_id > 0 else None  # the identity network only runs when it counts
         return guide(self.generator, self.guidance_space, start.to(self.generator.device), targets, weights,
                      steps=steps or g.steps, lr=g.lr, l_id=g.l_id if identity else 0.0, l_sim=g.l_sim,
-                     identity=identity, layer_masking=masking, frame_every=g.frame_every, progress=progress)
+                     identity=identity, identity_gradient=not official, layer_masking=masking,
+                     mask_scale=g.mask_scale, reg_reduction=g.reg_reduction, frame_every=g.frame_every,
+                     progress=progress)
 
 
 def manipulate(song: str | Path, profile: str | Config = "offline", method: str = "emostyle",

@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _shared_data() -> Path:
-    return Path(os.environ.get("EMOSTYLE_SHARED_DATA", REPO.parent / "shared" / "data"))
+    return Path(os.environ.get("EMOSTYLE_MIRROR", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +17,7 @@ def shared_data() -> Path:
     """Folder of the reference files (audio, aesthetic heads, GRU-EBS vocabularies)."""
     root = _shared_data()
     if not root.is_dir():
-        pytest.skip(f"reference data not found at {root}; set EMOSTYLE_SHARED_DATA")
+        pytest.skip(f"reference data not found at {root}; set EMOSTYLE_MIRROR")
     return root
 
 

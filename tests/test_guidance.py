@@ -5,23 +5,24 @@ import math
 import pytest
 import torch
 
-from emostyle.guidance import METHODS, GuidanceError, guide, lr_at, method
-from emostyle.parts import EmbeddingSpace, Generator
+from emostyle.guidance import METHODS, GuidanceError, guide, lr_at, method, method_targets
+from emostyle.parts import EmbeddingSpace, Generator, IdentityLoss
 from emostyle.retrieval import retrieve
 
 
 class ConvGenerator(Generator):
-    """A random two-layer-latent generator: W+ (B, 4, 8) -> (B, 3, 16, 16) in [-1, 1]."""
+    """A random linear-tanh generator: W+ (B, n_layers, 8) -> (B, 3, 16, 16) in [-1, 1]."""
 
     name = "toy"
-    n_layers, latent_dim, resolution = 4, 8, 16
+    latent_dim, resolution = 8, 16
 
-    def __init__(self, seed=0):
+    def __init__(self, seed=0, n_layers=4):
         g = torch.Generator().manual_seed(seed)
-        self.weight = torch.randn(4, 8, 3 * 16 * 16, generator=g) / 8
+        self.n_layers = n_layers
+        self.weight = torch.randn(n_layers, 8, 3 * 16 * 16, generator=g) / 8
 
     def sample(self, n, generator):
-        return torch.randn(n, 1, 8, generator=generator).repeat(1, 4, 1)
+        return torch.randn(n, 1, 8, generator=generator).repeat(1, self.n_layers, 1)
 
     def render(self, latents):
         x = torch.einsum("bld,ldp->bp", latents, self.weight)
@@ -57,8 +58,8 @@ def _targets(seed=2):
             for k in ("audio", "music", "text")}
 
 
-def _start(n=1, seed=0):
-    return ConvGenerator().sample(n, torch.Generator().manual_seed(seed))
+def _start(n=1, seed=0, n_layers=4):
+    return ConvGenerator(n_layers=n_layers).sample(n, torch.Generator().manual_seed(seed))
 
 
 def test_lr_schedule_matches_official_ramp():
@@ -87,19 +88,113 @@ def test_optimisation_lowers_the_total_loss():
     assert result.history["reg"][0] == [0.0, 0.0] and min(result.history["reg"][-1]) > 0
 
 
-def test_layer_masking_weights_receive_gradients_and_change():
-    result = guide(ConvGenerator(), ToySpace(), _start(1), _targets(), {"audio": 1.0},
-                   steps=30, lr=0.1, l_sim=0.5, layer_masking="paper", progress=False)
-    assert result.mask is not None and result.mask.shape == (1, 4)
-    assert result.mask.sum().item() == pytest.approx(4.0, rel=1e-5)  # g keeps its total
-    assert (result.mask - 1).abs().max() > 1e-3  # and moved away from uniform
+class RecordingGenerator(ConvGenerator):
+    """ConvGenerator that keeps every latent it renders: w0, then w at each step, then the final w."""
+
+    def __init__(self, seed=0, n_layers=4):
+        super().__init__(seed, n_layers)
+        self.seen = []
+
+    def render(self, latents):
+        self.seen.append(latents.detach().clone())
+        return super().render(latents)
 
 
-def test_official_masking_uses_the_code_heuristic_on_at_most_14_layers():
-    result = guide(ConvGenerator(), ToySpace(), _start(1), _targets(), {"audio": 1.0},
-                   steps=10, lr=0.1, l_sim=0.5, layer_masking="official", progress=False)
-    assert result.mask.shape == (1, 4)
-    assert (result.mask < torch.sigmoid(torch.tensor(1.0))).all()  # gates only decrease
+def _layer_distances(gen, steps):
+    """d_i = ||w_i - w0_i||^2 (B, L) at each step, from the latents the loop rendered."""
+    w0 = gen.seen[0]
+    return [((w - w0) ** 2).sum(dim=2) for w in gen.seen[1:steps + 1]]
+
+
+def test_gate_is_the_minimiser_of_eq8_with_its_prior():
+    """At every step L_reg = min over g in (0, 1] of sum_i g_i d_i + rho (g_i - 1 - log g_i), by brute force."""
+    gen, steps, scale = RecordingGenerator(n_layers=6), 12, 0.05
+    result = guide(gen, ToySpace(), _start(2, n_layers=6), _targets(), {"audio": 1.0}, steps=steps, lr=0.1,
+                   l_sim=0.05, layer_masking="gate", mask_scale=scale, progress=False)
+    rho = scale * gen.latent_dim
+    grid = torch.linspace(1e-4, 1.0, 200001, dtype=torch.float64)  # step 5e-6
+    moved = 0
+    for step, d in enumerate(_layer_distances(gen, steps)):
+        objective = grid * d.double()[..., None] + rho * (grid - 1 - torch.log(grid))  # (B, L, grid)
+        best, where = objective.min(dim=-1)
+        # float32 loop vs float64 grid: relative 1e-5 covers the float32 sums of 8 squares and the log
+        torch.testing.assert_close(torch.tensor(result.history["reg"][step], dtype=torch.float64), best.sum(1),
+                                   rtol=1e-5, atol=1e-9)
+        moved += int((d > 0).sum())
+    assert moved > 0
+    # The last step's gates are the argmin (within the grid step and float32 rounding).
+    torch.testing.assert_close(result.mask.double(), grid[where], rtol=0, atol=2e-5)
+    assert (result.mask > 0).all() and (result.mask <= 1).all()
+
+
+@pytest.mark.parametrize("masking", ["gate", "off"])
+def test_reg_reduction_sum_is_l_times_mean(masking):
+    """Eq. 7 / the code sum over layers, Eq. 8 averages (1/L): same run, L-fold values."""
+    runs = {r: guide(ConvGenerator(n_layers=6), ToySpace(), _start(1, n_layers=6), _targets(), {"audio": 1.0},
+                     steps=3, l_sim=0.01, layer_masking=masking, reg_reduction=r, progress=False)
+            for r in ("sum", "mean")}
+    # Step 0 has lr 0 and step 1 starts at d = 0 (no L_reg gradient), so both runs reach the
+    # same latents at step 2; only the reduction differs.
+    total, mean = runs["sum"].history["reg"][2][0], runs["mean"].history["reg"][2][0]
+    assert total > 0 and total == pytest.approx(6 * mean, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_layer_masking_holds_every_layer_over_a_run(repo_root):
+    """The tiny profile as users run it (EmoStyle, masking on), from 3 starts: every W+ layer of
+    every start moves less than without L_reg. A collapse onto one layer (the literal Eq. 8 over
+    a simplex) or g -> 0 (over a free g) would leave the other layers as free as with l_sim = 0."""
+    from emostyle.config import load_config
+    from emostyle.pipeline import Pipeline
+
+    pipe = Pipeline.from_config(load_config("tiny", {"guidance.l_sim": 0.05, "guidance.steps": 30}))
+    song = repo_root / "data/songs/happy_sunshine.wav"
+    targets = pipe.targets([song], [song], ["a happy sunny day"])
+    start = pipe.generator.sample(3, torch.Generator().manual_seed(3))
+    masked = pipe.guide(start, targets, progress=False)
+    free = Pipeline.from_config(pipe.config.with_overrides({"guidance.l_sim": 0.0})).guide(start, targets, progress=False)
+    d_masked = ((masked.latents - start) ** 2).sum(2)
+    d_free = ((free.latents - start) ** 2).sum(2)
+    assert masked.mask.shape == (3, pipe.generator.n_layers) and free.mask is None
+    assert (d_masked < 0.9 * d_free).all(), d_masked / d_free
+    assert (masked.mask < 1).all()  # and every layer's gate did release it somewhat
+
+
+def test_heuristic_masking_follows_the_official_loop_on_the_first_14_layers():
+    """layer_masking="heuristic" against the code's loop, transcribed from EmoStyle
+    run_optimization_comprehensive.py:298-302, on 18 layers (the code's torch.ones(14) covers 14)."""
+    gen, steps = RecordingGenerator(n_layers=18), 8
+    result = guide(gen, ToySpace(), _start(1, n_layers=18), _targets(), {"audio": 1.0}, steps=steps, lr=0.1,
+                   l_sim=0.5, layer_masking="heuristic", progress=False)
+    g = torch.ones(14)
+    for step, d in enumerate(_layer_distances(gen, steps)):
+        similarity_loss = 0.0
+        last = torch.sigmoid(g)
+        for idx in range(14):
+            layer_per_loss = torch.sigmoid(g[idx]) * d[0, idx]
+            similarity_loss += layer_per_loss
+            g[idx] = g[idx] - 0.1 * layer_per_loss.item() * (1 - layer_per_loss.item())
+        assert result.history["reg"][step][0] == pytest.approx(float(similarity_loss), rel=1e-5, abs=1e-7)
+    assert result.mask.shape == (1, 14)
+    torch.testing.assert_close(result.mask[0], last)
+
+
+class PixelIdentity(IdentityLoss):
+    def __call__(self, images, reference):
+        return 1 - torch.nn.functional.cosine_similarity(images.flatten(1), reference.flatten(1))
+
+
+def test_identity_without_gradient_is_recorded_but_does_not_steer():
+    """The official IDLoss detaches the generated image (criteria/id_loss.py:31): L_ID is computed, not followed."""
+    kwargs = dict(steps=6, lr=0.1, progress=False)
+    plain = guide(ConvGenerator(), ToySpace(), _start(), _targets(), {"audio": 1.0}, **kwargs)
+    detached = guide(ConvGenerator(), ToySpace(), _start(), _targets(), {"audio": 1.0}, l_id=5.0,
+                     identity=PixelIdentity(), identity_gradient=False, **kwargs)
+    followed = guide(ConvGenerator(), ToySpace(), _start(), _targets(), {"audio": 1.0}, l_id=5.0,
+                     identity=PixelIdentity(), **kwargs)
+    assert torch.equal(detached.latents, plain.latents)
+    assert max(detached.history["id"][-1]) > 0
+    assert not torch.equal(followed.latents, plain.latents)
 
 
 def test_batch_gives_the_same_per_item_results_as_single_runs():
@@ -111,13 +206,60 @@ def test_batch_gives_the_same_per_item_results_as_single_runs():
         torch.testing.assert_close(together.latents[i:i + 1], alone.latents, atol=1e-4, rtol=1e-4)  # float summation order only
 
 
-@pytest.mark.parametrize("name", list(METHODS))
-def test_methods_switch_exactly_the_intended_terms(name):
+# The authors' L_cos for each script, transcribed from AndreJJXu/EmoStyle_2 (commit e7f23b6),
+# sim(x) = (image . x) * exp(0.07) with unit embeddings; "text" is the lyrics/description.
+OFFICIAL_LOSS = {
+    # run_optimization_comprehensive.py:338 soundclip_loss(img, audio, music, text) -> criteria/soundclip_loss.py:85-89
+    "emostyle": lambda s: 1 - s["audio"] * 0.6 - s["music"] * 0.2 - s["text"] * 0.2,
+    # StyleCLIP.py:333 clip_loss(img, description) -> criteria/cliip_loss.py:87-89
+    "styleclip": lambda s: 1 - s["text"],
+    # Lee.py:331 soundclip_loss(img, audio) -> criteria/soundclip_loss.py:60-62
+    "lee": lambda s: 1 - s["audio"],
+    # run_optimization_wo_audio.py:334 soundclip_loss(img, music, None, text) -> soundclip_loss.py:69-71;
+    # line 70 compares the image with the first input again: the music, not the text
+    "wo-audio": lambda s: 1 - s["music"] * 0.8 - s["music"] * 0.2,
+    # run_optimization_wo_music.py:332 soundclip_loss(img, audio, None, text) -> soundclip_loss.py:69-71
+    "wo-music": lambda s: 1 - s["audio"] * 0.8 - s["audio"] * 0.2,
+    # run_optimization_wo_text.py:334 soundclip_loss(img, audio, music, None) -> soundclip_loss.py:76-78
+    "wo-text": lambda s: 1 - (s["audio"] * 0.9 + s["music"] * 0.1),
+}
+
+# The same branches as the authors meant them (compat="paper"): the text slot holds the text.
+PAPER_WEIGHTS = {
+    "emostyle": {"audio": 0.6, "music": 0.2, "text": 0.2},  # soundclip_loss.py:89
+    "styleclip": {"audio": 0.0, "music": 0.0, "text": 1.0},  # cliip_loss.py:89
+    "lee": {"audio": 1.0, "music": 0.0, "text": 0.0},  # soundclip_loss.py:62
+    "wo-audio": {"audio": 0.0, "music": 0.8, "text": 0.2},  # soundclip_loss.py:71, music in the audio slot
+    "wo-music": {"audio": 0.8, "music": 0.0, "text": 0.2},  # soundclip_loss.py:71
+    "wo-text": {"audio": 0.9, "music": 0.1, "text": 0.0},  # soundclip_loss.py:78
+}
+
+
+def test_every_method_of_the_paper_is_there():
+    assert set(METHODS) == set(OFFICIAL_LOSS) == set(PAPER_WEIGHTS)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_WEIGHTS))
+def test_method_weights_are_the_authors(name):
+    assert method(name).weights() == PAPER_WEIGHTS[name]
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_LOSS))
+def test_official_compat_reproduces_each_script_loss(name):
+    """sum_k l_k d(e, target_k) in the official CLIP space equals the script's loss, bugs included."""
+    from emostyle.spaces.clip_space import tiny_clip_space
+
+    space = tiny_clip_space(compat="official")
+    g = torch.Generator().manual_seed(7)
+    unit = lambda: torch.nn.functional.normalize(torch.randn(5, space.dim, generator=g), dim=-1)  # noqa: E731
+    image, given = unit(), {k: unit() for k in ("audio", "music", "text")}
+    sims = {k: (image * v).sum(-1) * math.exp(0.07) for k, v in given.items()}
     m = method(name)
-    result = guide(ConvGenerator(), ToySpace(), _start(1), _targets(), m.weights(), steps=2, progress=False)
-    active = {k for k, v in m.weights().items() if v}
-    assert {k for k in result.history if k in ("audio", "music", "text")} == active
-    assert "id" not in result.history and "reg" not in result.history
+    targets = method_targets(m, given, compat="official")
+    ours = sum(w * space.distance(image, targets[k]) for k, w in m.weights().items() if w)
+    # float32 dot products of unit vectors: a few ulps of 1
+    torch.testing.assert_close(ours, OFFICIAL_LOSS[name](sims), rtol=0, atol=1e-6)
+    assert method_targets(m, given, compat="paper") == given  # the paper's reading keeps each target
 
 
 def test_same_seed_same_result():

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from emostyle.models.checkpoint import (
+    build_from_shapes,
     load_network,
-    load_strict,
     random_state,
     read_state_dict,
     without_data_parallel,
@@ -147,10 +147,9 @@ def _architecture(state: Mapping[str, torch.Tensor], name: str) -> dict:
 
 
 def _build(state: Mapping[str, torch.Tensor], name: str) -> Backbone:
-    state = without_data_parallel(state)
-    config = _architecture(state, name)
-    what = f"{name} (an IR-SE network of {len(config['units'])} units)"
-    return load_strict(Backbone(**config), state, what).eval().requires_grad_(False)
+    net = build_from_shapes(Backbone, without_data_parallel(state), lambda s: _architecture(s, name),
+                            f"{name} (an IR-SE network)", "model_ir_se50.pth (input_layer, body.*, output_layer)")
+    return net.eval().requires_grad_(False)
 
 
 def _read_state(path: Path) -> Mapping[str, torch.Tensor]:

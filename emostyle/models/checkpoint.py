@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 __all__ = ["check_download", "read_checkpoint", "read_state_dict", "without_data_parallel", "load_strict",
-           "load_network", "random_state"]
+           "build_from_shapes", "load_network", "random_state"]
 
 
 def _hint(fetch: str | tuple[str, ...]) -> str:
@@ -93,6 +93,18 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) 
                          f"unexpected {unexpected[:5]}, shape mismatches (checkpoint vs model) {mismatched[:5]}")
     model.load_state_dict(dict(state), strict=True)
     return model
+
+
+def build_from_shapes(cls: Callable[..., nn.Module], state: Mapping[str, torch.Tensor],
+                      sizes: Callable[[Mapping[str, torch.Tensor]], dict], what: str, expected: str) -> nn.Module:
+    """`cls(**sizes(state))`, the network the tensors' shapes describe, loaded strictly from
+    `state`; a key that `sizes` looks for and does not find is one clear error that names
+    the `expected` file and keys."""
+    try:
+        config = sizes(state)
+    except (KeyError, AttributeError, IndexError) as err:
+        raise ValueError(f"not a {what} state dict (missing {err}); expected the keys of {expected}") from None
+    return load_strict(cls(**config), state, what)
 
 
 def load_network(path_or_state: str | Path | Mapping | None, device: str | torch.device, registry_name: str,

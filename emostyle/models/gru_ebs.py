@@ -17,9 +17,7 @@ import torch
 from torch import nn
 
 from emostyle.models import checkpoint
-from emostyle.models.checkpoint import (
-    load_strict,
-)
+from emostyle.models.checkpoint import build_from_shapes
 
 __all__ = ["GruEbsGenerator", "load_generator"]
 
@@ -111,22 +109,19 @@ class GruEbsGenerator(nn.Module):
     @classmethod
     def from_state_dict(cls, state_dict: dict) -> "GruEbsGenerator":
         """Build the architecture the tensors describe and load them strictly."""
-        try:
-            w_ih = state_dict["encoder.gru.weight_ih_l0"]
-            sizes = dict(
+        def sizes(state):
+            w_ih = state["encoder.gru.weight_ih_l0"]
+            return dict(
                 input_size=w_ih.shape[1],
                 hidden_size=w_ih.shape[0] // 3,
-                num_layers=len([k for k in state_dict if re.fullmatch(r"encoder\.gru\.weight_ih_l\d+", k)]),
-                n_syllables=state_dict["encoder.fc.weight"].shape[0],
-                n_notes=state_dict["decoder.embedding.weight"].shape[0],
-                note_embedding_dim=state_dict["decoder.embedding.weight"].shape[1],
+                num_layers=len([k for k in state if re.fullmatch(r"encoder\.gru\.weight_ih_l\d+", k)]),
+                n_syllables=state["encoder.fc.weight"].shape[0],
+                n_notes=state["decoder.embedding.weight"].shape[0],
+                note_embedding_dim=state["decoder.embedding.weight"].shape[1],
             )
-        except (KeyError, AttributeError, IndexError) as err:
-            raise ValueError(f"not a GRU-EBS generator state dict (missing {err}); expected the keys of "
-                             "GRU_generator_seqlen_50_embed_128_epoch_*.pkl (encoder.gru.*, decoder.*)") from None
-        model = cls(**sizes)
-        load_strict(model, state_dict, "GRU-EBS generator")
-        return model
+
+        return build_from_shapes(cls, state_dict, sizes, "GRU-EBS generator",
+                                 "GRU_generator_seqlen_50_embed_128_epoch_*.pkl (encoder.gru.*, decoder.*)")
 
 
 def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> GruEbsGenerator:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emostyle.models.checkpoint import load_strict
+from emostyle.models.checkpoint import build_from_shapes
 from emostyle.models.gru_ebs import read_state_dict
 
 __all__ = ["CLASSES", "EmotionClassifier", "load_classifier"]
@@ -43,22 +43,18 @@ class EmotionClassifier(nn.Module):
     @classmethod
     def from_state_dict(cls, state_dict: dict) -> "EmotionClassifier":
         """Build the architecture the tensors describe and load them strictly."""
-        try:
-            syllables, notes = state_dict["word_embeddings.weight"], state_dict["music_embeddings.weight"]
-            sizes = dict(
+        def sizes(state):
+            syllables, notes = state["word_embeddings.weight"], state["music_embeddings.weight"]
+            return dict(
                 n_syllables=syllables.shape[0], syllable_dim=syllables.shape[1],
                 n_notes=notes.shape[0], note_dim=notes.shape[1],
-                hidden_size=state_dict["lstm.weight_hh_l0"].shape[1],
-                num_layers=len([k for k in state_dict if re.fullmatch(r"lstm\.weight_ih_l\d+", k)]),
-                n_classes=state_dict["fc.weight"].shape[0],
+                hidden_size=state["lstm.weight_hh_l0"].shape[1],
+                num_layers=len([k for k in state if re.fullmatch(r"lstm\.weight_ih_l\d+", k)]),
+                n_classes=state["fc.weight"].shape[0],
             )
-        except (KeyError, AttributeError, IndexError) as err:
-            raise ValueError(f"not a GRU-EBS emotion classifier state dict (missing {err}); expected the "
-                             "keys of LSTM_datasetlen_50_fold_7_clf.pkl (word_embeddings, music_embeddings, "
-                             "lstm, fc)") from None
-        model = cls(**sizes)
-        load_strict(model, state_dict, "GRU-EBS emotion classifier")
-        return model
+
+        return build_from_shapes(cls, state_dict, sizes, "GRU-EBS emotion classifier",
+                                 "LSTM_datasetlen_50_fold_7_clf.pkl (word_embeddings, music_embeddings, lstm, fc)")
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EmotionClassifier:

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from emostyle.models.checkpoint import (
+    build_from_shapes,
     load_network,
-    load_strict,
     random_state,
     read_state_dict,
     without_data_parallel,
@@ -174,10 +174,9 @@ def _architecture(state: Mapping[str, torch.Tensor], name: str) -> dict:
 
 
 def _build(state: Mapping[str, torch.Tensor], name: str) -> AudioEncoder:
-    state = without_data_parallel(state)
-    config = _architecture(state, name)
-    what = f"{name} (the SoundCLIP encoder {config})"
-    return load_strict(AudioEncoder(**config), state, what).eval().requires_grad_(False)
+    net = build_from_shapes(AudioEncoder, without_data_parallel(state), lambda s: _architecture(s, name),
+                            f"{name} (the SoundCLIP encoder)", "resnet18.pth (conv, feature_extractor.*)")
+    return net.eval().requires_grad_(False)
 
 
 def _read_state(path: Path) -> Mapping[str, torch.Tensor]:
