@@ -92,8 +92,9 @@ class AffectiveConfig:
     categories: str = _choice("nrc", "chatglm", default="nrc")
     renderer: str = _choice("auto", "fluidsynth", "tinysoundfont", "additive", default="auto")
     # How the offline affect space reads the emotion of the song and of the music: musicnn's
-    # mood tags (a learned music model) or hand-set musical cues (tempo, mode, loudness, brightness).
-    audio_reader: str = _choice("musicnn", "cues", default="musicnn")
+    # mood tags (a learned music model), by default with its pleasure averaged with the mode
+    # cue (major/minor), or hand-set musical cues (tempo, mode, loudness, brightness).
+    audio_reader: str = _choice("musicnn+mode", "musicnn", "cues", default="musicnn+mode")
 
 
 @dataclass

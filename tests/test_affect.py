@@ -99,12 +99,16 @@ def test_audio_reading_is_computed_once_per_file_content(tmp_path, monkeypatch):
     monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path / "home"))
     calls = []
     monkeypatch.setattr(music_emotion, "music_emotion_pad", lambda p: calls.append(p) or np.array([0.1, -0.2, 0.3]))
-    song = _tune(tmp_path / "a.wav", [261.63, 329.63], 2.0, 3, 0.5)
-    first = affect.audio_pad(song)
+    song = _tune(tmp_path / "a.wav", [261.63, 329.63, 392.00, 523.25], 2.0, 3, 0.5)
+    first = affect.audio_pad(song, "musicnn")
     copy = shutil.copy(song, tmp_path / "b.wav")  # same content, other name: the same reading
-    np.testing.assert_array_equal(affect.audio_pad(copy), first)
+    np.testing.assert_array_equal(affect.audio_pad(copy, "musicnn"), first)
     assert len(calls) == 1 and list(first) == [0.1, -0.2, 0.3]
-    assert affect.audio_pad(song, "cues").shape == (3,) and len(calls) == 1  # a reader of its own
+    # The default reader averages musicnn's pleasure with the mode cue (a major arpeggio: > 0).
+    mixed = affect.audio_pad(song)
+    assert len(calls) == 2 and mixed[0] == pytest.approx((0.1 + affect.mode_cue(song)) / 2)
+    assert affect.mode_cue(song) > 0 and list(mixed[1:]) == [-0.2, 0.3]
+    assert affect.audio_pad(song, "cues").shape == (3,) and len(calls) == 2  # a reader of its own
     with pytest.raises(ValueError, match="musicnn, cues"):
         AffectSpace("scene", audio="tags")
     with pytest.raises(FileNotFoundError, match="not found"):

@@ -11,7 +11,8 @@ images, audio and text in Mehrabian's three-dimensional PAD space, each axis in 
   saturation (`scene_pad`); differentiable;
 - audio and music (files): by default musicnn's mood tags (a network trained on the Million
   Song Dataset's Last.fm tags) through the valence-arousal-dominance norms of the tag words
-  (`emostyle.spaces.music_emotion`); or, with `audio="cues"`, tempo, mode, loudness and
+  (`emostyle.spaces.music_emotion`), its pleasure averaged with the mode cue (`audio_pad`);
+  or, with `audio="cues"`, tempo, mode, loudness and
   spectral brightness mapped to PAD by the directions that Gabrielsson & Lindstroem (2010)
   summarise (`MUSIC_CUES`), with unit weights (they do not separate happy from sad songs:
   sad songs read mildly pleasant). Each file's reading is cached by its content;
@@ -45,7 +46,7 @@ from emostyle.audio import load_audio
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input, load_fer
 from emostyle.parts import EmbeddingSpace
 
-__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "NEUTRAL_RADIUS", "audio_pad", "direction", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
+__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "NEUTRAL_RADIUS", "audio_pad", "direction", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
 
 DOMAINS = ("face", "scene")
 
@@ -132,9 +133,7 @@ def music_cues(path: str | Path) -> dict[str, float]:
 
     y = load_audio(path, sr=_SAMPLE_RATE)
     bpm = float(np.atleast_1d(librosa.feature.tempo(y=y, sr=_SAMPLE_RATE))[0])
-    chroma = librosa.feature.chroma_cqt(y=y, sr=_SAMPLE_RATE).mean(axis=1)
-    best = [max(np.corrcoef(chroma, np.roll(profile, k))[0, 1] for k in range(12))
-            for profile in (_KK_MAJOR, _KK_MINOR)]
+    best = _key_correlations(y)
     loudness_db = float(10 * np.log10(np.mean(librosa.feature.rms(y=y) ** 2) + 1e-12))
     centroid = float(librosa.feature.spectral_centroid(y=y, sr=_SAMPLE_RATE).mean())
     return {
@@ -150,6 +149,22 @@ def music_cues(path: str | Path) -> dict[str, float]:
     }
 
 
+def _key_correlations(y: np.ndarray) -> list[float]:
+    """Best correlation of the mean CQT chroma of `y` (at `_SAMPLE_RATE`) with the 12 major
+    and with the 12 minor Krumhansl-Kessler profiles (Krumhansl-Schmuckler key finding)."""
+    import librosa
+
+    chroma = librosa.feature.chroma_cqt(y=y, sr=_SAMPLE_RATE).mean(axis=1)
+    return [max(np.corrcoef(chroma, np.roll(profile, k))[0, 1] for k in range(12))
+            for profile in (_KK_MAJOR, _KK_MINOR)]
+
+
+def mode_cue(path: str | Path) -> float:
+    """The mode cue in [-1, 1] (major minus minor key correlation; see `music_cues`)."""
+    major, minor = _key_correlations(load_audio(path, sr=_SAMPLE_RATE))
+    return float(np.clip(major - minor, -1, 1))
+
+
 def music_pad(cues: dict[str, float]) -> np.ndarray:
     """PAD (3,) from the cues: on each axis, the mean of its signed cues (`MUSIC_CUES`)."""
     signs = np.array([MUSIC_CUES[c] for c in MUSIC_CUES], dtype=np.float64)  # (cues, 3)
@@ -157,12 +172,23 @@ def music_pad(cues: dict[str, float]) -> np.ndarray:
     return values @ signs / np.abs(signs).sum(axis=0)
 
 
-AUDIO_READERS = ("musicnn", "cues")
+AUDIO_READERS = ("musicnn+mode", "musicnn", "cues")
 
 
-def audio_pad(path: str | Path, reader: str = "musicnn") -> np.ndarray:
-    """PAD (3,) of an audio file by `reader` (musicnn or cues), computed once per file content
-    and reader, and kept beside the affective stage's cache in the kit's home."""
+def audio_pad(path: str | Path, reader: str = "musicnn+mode") -> np.ndarray:
+    """PAD (3,) of an audio file by `reader`, computed once per file content and reader, and
+    kept beside the affective stage's cache in the kit's home.
+
+    - "musicnn": musicnn's mood tags through the norms of the tag words;
+    - "musicnn+mode": the same, with its pleasure averaged (unit weights) with the mode cue.
+      A tagger trained on Last.fm tags does not isolate mode, the strongest structural cue of
+      happiness against sadness in music (Eerola, Friberg & Bresin 2013; Gabrielsson &
+      Lindstroem 2010): measured here, musicnn read lyrics spoken over plain major chords as
+      mildly sad (pleasure -0.05, -0.07) though less sad than over minor chords (-0.09, -0.08),
+      while the mode cue alone put every such song on its side. Arousal and dominance stay
+      musicnn's (mode bears on pleasure only, `MUSIC_CUES`);
+    - "cues": the hand-set musical cues (`music_cues`, `music_pad`).
+    """
     import json
 
     from emostyle import registry
@@ -173,12 +199,14 @@ def audio_pad(path: str | Path, reader: str = "musicnn") -> np.ndarray:
     record = registry.home() / "cache" / "audio-pad" / f"{reader}-{registry.file_sha256(path)[:32]}.json"
     if record.is_file():
         return np.array(json.loads(record.read_text())["pad"])
-    if reader == "musicnn":
+    if reader == "cues":
+        pad = music_pad(music_cues(path))
+    else:
         from emostyle.spaces.music_emotion import music_emotion_pad
 
-        pad = music_emotion_pad(path)
-    else:
-        pad = music_pad(music_cues(path))
+        pad = np.array(music_emotion_pad(path), dtype=np.float64)
+        if reader == "musicnn+mode":
+            pad[0] = (pad[0] + mode_cue(path)) / 2
     record.parent.mkdir(parents=True, exist_ok=True)
     partial = record.with_suffix(".part")
     partial.write_text(json.dumps({"reader": reader, "audio": str(path), "pad": [float(v) for v in pad]}))
@@ -212,7 +240,7 @@ class AffectSpace(EmbeddingSpace):
     # of the way from neutral to a prototype emotion) multiply a candidate's odds by e.
     logit_scale = 10.0
 
-    def __init__(self, domain: str = "face", fer: MiniXception | None = None, audio: str = "musicnn"):
+    def __init__(self, domain: str = "face", fer: MiniXception | None = None, audio: str = "musicnn+mode"):
         if domain not in DOMAINS:
             raise ValueError(f"unknown affect domain {domain!r}; choose one of {', '.join(DOMAINS)}")
         if audio not in AUDIO_READERS:
