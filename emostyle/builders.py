@@ -156,7 +156,7 @@ def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, not
         return None
     if which == "fer" and getattr(guidance_space, "fer", None) is not None:
         raise ValueError("scoring.judge=fer would judge faces with the FER network that guided them; "
-                         "choose scoring.judge=landmarks")
+                         "choose scoring.judge=expression or landmarks")
 
     def make():
         if which == "fer":
@@ -176,6 +176,14 @@ def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, not
             from .scoring.emogen import load_emogen_judge, tiny_emogen_judge
 
             return tiny_emogen_judge(config.seed + 1) if config.random_weights else load_emogen_judge(device)
+        if which == "expression":
+            from .judges.expression import ExpressionJudge
+            from .models.checkpoint import random_state
+            from .models.expression_cnn import ExpressionCNN, load_expression_cnn
+
+            if config.random_weights:
+                return ExpressionJudge(load_expression_cnn(random_state(ExpressionCNN(), config.seed + 1), device))
+            return ExpressionJudge(load_expression_cnn(device=device))
         from .judges.scene import ColourEmotionJudge
 
         return ColourEmotionJudge()
