@@ -3,8 +3,10 @@
 Every test goes through the pipeline's own path: the profile's parts, targets built by
 `Pipeline.targets` from the song, its composed music and its lyrics, the profile's method
 weights, identity loss and regulariser, over many start images and several songs (the kit's
-and songs made here), and reads the saved 8-bit images with the profile's judge (dlib's
-landmarks for faces, a colour-emotion model for scenes), never with the guiding network.
+and songs made here), and reads the saved 8-bit images with the profile's judge (a FER2013
+CNN of other design and training than the guiding mini-Xception for faces, a colour-emotion
+model for scenes), never with the guiding network; dlib's landmarks give a second reading
+of the faces.
 """
 
 import numpy as np
@@ -67,39 +69,54 @@ def faces():
     return pipe
 
 
+# A change of the expression judge's valence (an expected pleasure in [-0.64, 0.81]) smaller
+# than a twentieth of its scale counts as no change; dlib's smile is in inter-ocular distances,
+# and two landmark pixels at its 256 px detection size are about 0.02 of them.
+NO_CHANGE = {"expression": 0.05, "landmarks": 0.02}
+
+
 def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_path):
     """EmoStyle as the profile runs it, from 8 start faces per song: the judge's valence moves the
-    song's way on average, and no readable face moves clearly against it."""
+    song's way on average and for most faces, and no face moves clearly against it; dlib's
+    landmarks, a second judge, agree on average over the faces they can read."""
+    from emostyle.judges import LandmarkJudge
+
+    landmarks = LandmarkJudge()
     starts = faces.generator.sample(N_FACES, torch.Generator().manual_seed(2024))
-    moved = {}
     for name, song, lyrics, polarity in songs:
         music, run = _guided(faces, song, lyrics, starts, tmp_path / name)
         assert music.polarity.label == polarity, (name, music.transcript.text)
         before, after = (metrics.judge_valence(x, faces.judge) for x in (run.start_images, run.images))
         shift = metrics.valence_shift(before, after, polarity)
-        read = ~shift.isnan()
-        assert read.sum() >= N_FACES - 1, f"{name}: the judge found faces in only {int(read.sum())} of {N_FACES}"
-        moved[name] = shift[read]
-    for name, shift in moved.items():
-        # Mean shift in inter-ocular units; a smile or a frown moves the mouth corners by a few
-        # hundredths of the eye distance, while the judge reads an unchanged image identically.
-        assert shift.mean() > 0, f"{name}: faces moved against the song on average ({shift.tolist()})"
+        assert not shift.isnan().any()
+        assert shift.mean() > NO_CHANGE["expression"], f"{name}: {shift.tolist()}"
         assert (shift > 0).float().mean() >= 0.75, f"{name}: too few faces moved the song's way ({shift.tolist()})"
+        assert (shift > -NO_CHANGE["expression"]).all(), f"{name}: a face moved against the song ({shift.tolist()})"
+        second = metrics.valence_shift(*(metrics.judge_valence(x, landmarks) for x in (run.start_images, run.images)),
+                                       polarity)
+        read = second[~second.isnan()]
+        assert len(read) >= N_FACES // 2 and read.mean() > 0, f"{name}: landmarks read {second.tolist()}"
 
 
 def test_a_happy_song_retrieves_a_happier_face_than_a_sad_one(faces, songs):
-    """The same N candidates (one seed), ranked against a happy and a sad song: the happy song's
-    choice reads happier to the judge, for several candidate sets."""
-    happier = 0
-    seeds = range(4)
-    for seed in seeds:
-        chosen = {}
+    """Six candidate sets (one seed each), ranked against two happy and two sad songs: the happy
+    songs never choose the sad songs' face, and their choices read happier on average to both
+    judges (each judge alone is noisy on one 64 px face; pooled over sets it is not)."""
+    from emostyle.judges import LandmarkJudge
+
+    judges = {"expression": faces.judge, "landmarks": LandmarkJudge()}
+    chosen = {j: {"positive": [], "negative": []} for j in judges}
+    for seed in range(6):
+        best = {}
         for name, song, _, polarity in songs:
             found = faces.retrieve(song, seed=seed, progress=False)
-            chosen.setdefault(polarity, []).append(float(metrics.judge_valence(found.images[found.best:found.best + 1],
-                                                                               faces.judge)[0]))
-        happier += np.nanmean(chosen["positive"]) > np.nanmean(chosen["negative"])
-    assert happier == len(seeds)
+            best.setdefault(polarity, set()).add(found.best)
+            for j, judge in judges.items():
+                chosen[j][polarity].append(float(metrics.judge_valence(found.images[found.best:found.best + 1],
+                                                                       judge)[0]))
+        assert not best["positive"] & best["negative"], f"seed {seed}: happy and sad songs chose {best}"
+    for j, by in chosen.items():
+        assert np.nanmean(by["positive"]) > np.nanmean(by["negative"]), f"{j}: {by}"
 
 
 def test_retrieval_softmax_is_readable(faces, songs):
