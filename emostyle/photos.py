@@ -146,10 +146,10 @@ def centre_square(pixels: np.ndarray, size: int) -> np.ndarray:
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     square = image.crop((left, top, left + side, top + side))
-    return np.asarray(square.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+    return np.array(square.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
 def to_tensor(pixels: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
     """8-bit RGB (H, W, 3) -> image (1, 3, H, W) in [-1, 1], as the generators draw."""
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).to(device=device, dtype=torch.float32)
+    x = torch.tensor(np.asarray(pixels), dtype=torch.float32, device=device)
     return (x / 127.5 - 1).permute(2, 0, 1).unsqueeze(0)
