@@ -117,6 +117,7 @@ class InversionConfig:
     perceptual: str = _choice("lpips", "fer", "none", default="lpips")  # d: LPIPS-VGG, FER features, or pixels only
     encoder: str = _choice("e4e", "none", default="none")  # a fast start, refined by projection (when fetched)
     align: str = _choice("ffhq", "centre", default="ffhq")  # faces: FFHQ landmark alignment; scenes are centre-cropped
+    zoom: float = _range(1.0, 0.0, 4.0, low_open=True)  # > 1: a tighter square than FFHQ's, for tighter-cropped generators
     steps: int = _range(1000, 0)
     lr: float = _range(0.1, 0.0, 10.0, low_open=True)
     l_mse: float = _range(0.0, 0.0)  # weight of the pixel MSE (projector --mse)

@@ -30,12 +30,15 @@ class StyleGAN2Generator(Generator):
         self.latent_dim = net.style_dim
         self.resolution = net.size
         self.truncation = truncation
-        self.seed = seed
-        self.inversion_samples = mean_latent_samples
+        # The fixed noise buffers (None), or the maps a projection fitted to a photo (`with_noise`).
+        self.noise: list[torch.Tensor] | None = None
         rng = torch.Generator(device="cpu").manual_seed(seed)
         with torch.no_grad():
             z = torch.randn(mean_latent_samples, self.latent_dim, generator=rng).to(self.device)
-            self.mean_latent = net.style(z).mean(0, keepdim=True)
+            w = net.style(z)
+            self.mean_latent = w.mean(0, keepdim=True)
+            # rosinality's projector's latent_std: sqrt(E ||w - mean||^2) over the same draws.
+            self.spread = float(((w - self.mean_latent).pow(2).sum() / len(w)).sqrt())
 
     @property
     def device(self) -> torch.device:
@@ -52,18 +55,9 @@ class StyleGAN2Generator(Generator):
         image, _ = self.net([latents], input_is_latent=True, noise=self.noise, randomize_noise=False)
         return image
 
-    # The fixed noise buffers, or the maps a projection fitted to a photo (`with_noise`).
-    noise: list[torch.Tensor] | None = None
-
-    @torch.no_grad()
     def inversion_start(self) -> tuple[torch.Tensor, float]:
-        # As rosinality's projector: the mean w on every layer; spread from the same draws.
-        rng = torch.Generator(device="cpu").manual_seed(self.seed)
-        z = torch.randn(self.inversion_samples, self.latent_dim, generator=rng).to(self.device)
-        w = self.net.style(z)
-        mean = w.mean(0, keepdim=True)
-        spread = float(((w - mean).pow(2).sum() / len(w)).sqrt())
-        return mean.unsqueeze(1).repeat(1, self.n_layers, 1), spread
+        # As rosinality's projector: the mean w on every W+ layer.
+        return self.mean_latent.unsqueeze(1).repeat(1, self.n_layers, 1), self.spread
 
     def noise_maps(self) -> list[torch.Tensor]:
         maps = self.noise or [getattr(self.net.noises, f"noise_{i}") for i in range(self.net.num_layers)]

@@ -51,6 +51,8 @@ class Inversion:
     error: dict[str, float] = field(default_factory=dict)  # reconstruction_error
     start_error: dict[str, float] = field(default_factory=dict)  # the same, of the start latent
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # how the photo was read, aligned or cropped
+    source: str = ""  # the photo's file
 
 
 def reconstruction_error(image: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -152,6 +154,7 @@ def invert(generator: Generator, target: torch.Tensor, perceptual: Perceptual | 
         with torch.no_grad():  # the projector keeps each noise map white: zero mean, unit variance
             for n in noises:
                 n.sub_(n.mean()).div_(n.std())
+            latent.copy_(generator.constrain(latent))
         for key, value in (("total", loss), ("perceptual", p_loss), ("mse", mse), ("noise", n_loss)):
             losses[key].append(float(value.detach()))
 

@@ -47,6 +47,11 @@ class Generator(abc.ABC):
         sqrt(E ||latent - start||^2), the scale of the noise that projection adds early on)."""
         raise NotImplementedError(f"the {self.name} generator cannot invert a photo")
 
+    def constrain(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents moved back where the generator was trained (after each projection step);
+        unchanged by default."""
+        return latents
+
     def noise_maps(self) -> list[torch.Tensor]:
         """Copies of the per-layer noise inputs the renderer uses, for projection to optimise
         with the latent (StyleGAN2); none for generators without noise inputs."""

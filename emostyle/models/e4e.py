@@ -27,7 +27,7 @@ from emostyle.models.arcface import ir_se_trunk, ir_se_units
 from emostyle.models.checkpoint import load_strict, read_checkpoint
 from emostyle.models.stylegan2 import EqualLinear
 
-__all__ = ["Encoder4Editing", "load_e4e", "INPUT_SIZE"]
+__all__ = ["Encoder4Editing", "E4E", "load_e4e", "tiny_e4e", "INPUT_SIZE"]
 
 INPUT_SIZE = 256  # e4e's transforms: Resize((256, 256)), Normalize(0.5, 0.5)
 COARSE, MIDDLE = 3, 7  # first W+ layers read from the middle and the fine pyramid levels
@@ -167,3 +167,14 @@ def load_e4e(path_or_checkpoint: str | Path | Mapping | None = None, device: str
     config = _architecture(state, name)
     encoder = load_strict(Encoder4Editing(**config), state, f"{name} (e4e encoder, {len(config['spatials'])} W+ layers)")
     return E4E(encoder, latent_avg).eval().requires_grad_(False).to(device)
+
+
+def tiny_e4e(n_latent: int, style_dim: int, seed: int = 0) -> E4E:
+    """A narrow random e4e (IR-SE widths 8-32, 256 px input) with `n_latent` layers, for the tiny profile."""
+    from emostyle.models.checkpoint import random_state
+
+    units = [(8, 8, 2), (8, 16, 2), (16, 24, 2), (24, 32, 2)]
+    spatials = [16 if i < COARSE else 32 if i < MIDDLE else 64 for i in range(n_latent)]
+    encoder = Encoder4Editing(units, spatials, reduction=4, style_dim=style_dim)
+    encoder = load_strict(encoder, random_state(encoder, seed), f"tiny_e4e(seed={seed})")
+    return E4E(encoder, None).eval().requires_grad_(False)
