@@ -126,11 +126,11 @@ def align_photo(image: np.ndarray, output_size: int, where: str = "the photo", z
     """
     try:
         from emostyle.judges.face import face_landmarks
-    except ImportError as error:  # the dlib judge is an optional part
-        raise ValueError(f"aligning a face needs the dlib landmark detector (emostyle.judges.face): {error}; "
-                         f"install dlib (see `emostyle doctor`) or give an already aligned, square face "
-                         f"photo with --set inversion.align=centre") from None
-    landmarks = face_landmarks(image)
+
+        landmarks = face_landmarks(image)
+    except ImportError as error:  # dlib is optional; it loads on the first detection
+        raise ValueError(f"aligning a face needs the dlib landmark detector: {error}; or give an already "
+                         f"aligned, square face photo with --set inversion.align=centre") from None
     if landmarks is None:
         raise NoFaceError(f"no face found in {where}; use a photo with one clear, roughly frontal, "
                           f"well-lit face, or edit it as a scene with --set domain=scene")

@@ -104,3 +104,10 @@ def test_align_photo_without_a_face(monkeypatch):
         align_photo(_scene(128, 128, 0), 64, where="my.jpg")
     module.face_landmarks = lambda image: _landmarks(64, 60, 20, 5)
     assert align_photo(_scene(128, 128, 0), 32).shape == (32, 32, 3)
+
+    def no_dlib(image):
+        raise ImportError("the landmark judge needs dlib: `pip install dlib-bin`")
+
+    module.face_landmarks = no_dlib
+    with pytest.raises(ValueError, match="dlib-bin.*inversion.align=centre"):
+        align_photo(_scene(128, 128, 0), 32)
