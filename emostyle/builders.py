@@ -18,8 +18,8 @@ from .generators import StyleGAN2Generator
 from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
 from .registry import MissingWeightError
 
-__all__ = ["build_pipeline", "build_generator", "build_space", "build_identity", "build_judge", "clear_cache",
-           "resolve_weights"]
+__all__ = ["build_pipeline", "build_generator", "build_space", "build_identity", "build_judge", "build_inversion",
+           "clear_cache", "resolve_weights"]
 
 _CACHE: dict[str, object] = {}
 
@@ -195,6 +195,55 @@ def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, not
         warnings.warn(note, stacklevel=3)
         notes.append(note)
         return None
+
+
+def build_inversion(config: Config, device: str, generator: Generator, guidance_space: EmbeddingSpace,
+                    notes: list[str]):
+    """(perceptual distance or None, encoder or None) of `inversion.perceptual` / `inversion.encoder`.
+
+    Built only when a photo is inverted. A missing e4e checkpoint is a warning and a note:
+    projection then starts from the mean latent."""
+    inv = config.inversion
+
+    def perceptual():
+        if inv.perceptual == "lpips":
+            from .models.checkpoint import random_state
+            from .models.lpips import LPIPS, load_lpips
+
+            if config.random_weights:
+                state = random_state(LPIPS(), config.seed)
+                return load_lpips({k: v for k, v in state.items() if k.startswith("features.")},
+                                  {k: v for k, v in state.items() if k.startswith("lin")}, device=device)
+            return load_lpips(device=device)
+        from .models.fer import FerIdentity, MiniXception, load_fer
+
+        fer = getattr(guidance_space, "fer", None)
+        if fer is None:
+            fer = MiniXception().to(device).eval() if config.random_weights else load_fer(device=device)
+        return FerIdentity(fer)  # 1 - cos of the FER features: the face's layout, pose and light
+
+    def encoder():
+        from .models.e4e import load_e4e, tiny_e4e
+
+        if config.random_weights:
+            return tiny_e4e(generator.n_layers, generator.latent_dim, seed=config.seed).to(device)
+        e4e = load_e4e(resolve_weights("e4e-ffhq-encode"), device=device)
+        if e4e.encoder.n_latent != generator.n_layers:
+            raise ValueError(f"the e4e checkpoint predicts {e4e.encoder.n_latent} W+ layers; the generator has "
+                             f"{generator.n_layers}: use the FFHQ 1024 px generator or --set inversion.encoder=none")
+        return e4e
+
+    key = dict(random=config.random_weights, seed=config.seed, device=device)
+    d = None if inv.perceptual == "none" else _cached("perceptual", dict(key, which=inv.perceptual), perceptual)
+    e = None
+    if inv.encoder == "e4e":
+        try:
+            e = _cached("encoder", dict(key, layers=generator.n_layers), encoder)
+        except MissingWeightError as missing:
+            note = "inversion starts from the mean latent: e4e weights not fetched"
+            warnings.warn(f"{note}. {missing}", stacklevel=3)
+            notes.append(note)
+    return d, e
 
 
 def build_pipeline(cls, config: Config):

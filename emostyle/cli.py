@@ -48,9 +48,13 @@ def _cmd_manipulate(args) -> int:
     if args.device != "auto":
         overrides["device"] = args.device
     result = manipulate(args.song, profile=args.profile, method=args.method, seed=args.seed, out=args.out,
-                        overrides=overrides, lyrics=args.lyrics, force=args.force)
+                        overrides=overrides, lyrics=args.lyrics, force=args.force, image=args.image)
     images = "after.png (EmoGen)" if args.method == "emogen" else "before.png, after.png, frames.png, loss.png"
     print(f"wrote {args.out}: {images}, music, manifest.json")
+    if result.get("inversion"):
+        inv = result["inversion"]
+        print(f"  your photo: photo.png, reconstruction.png, comparison.png; reconstruction error "
+              f"{inv['error']['mae_levels']:.1f} levels (PSNR {inv['error']['psnr_db']:.1f} dB) after {inv['steps']} steps")
     print(f"  lyrics: {result['lyrics']['text']!r}")
     print(f"  polarity: {result['polarity']['label']} ({result['polarity']['backend']}, score {result['polarity']['score']:+.2f})")
     if result.get("categories"):
@@ -106,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="output folder, published only when complete; a previous "
                    "result there is replaced (default: out)")
     p.add_argument("--force", action="store_true", help="replace --out even when it holds other files")
+    p.add_argument("--image", default=None, metavar="PHOTO",
+                   help="edit your own photo (inverted into the generator) instead of a retrieved image")
     p.set_defaults(func=_cmd_manipulate)
 
     from .sweep import add_sweep_parser

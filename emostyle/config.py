@@ -111,6 +111,23 @@ class EmoGenConfig:
 
 
 @dataclass
+class InversionConfig:
+    """Projecting a user's photo into the generator (rosinality's projector.py settings)."""
+
+    perceptual: str = _choice("lpips", "fer", "none", default="lpips")  # d: LPIPS-VGG, FER features, or pixels only
+    encoder: str = _choice("e4e", "none", default="none")  # a fast start, refined by projection (when fetched)
+    align: str = _choice("ffhq", "centre", default="ffhq")  # faces: FFHQ landmark alignment; scenes are centre-cropped
+    zoom: float = _range(1.0, 0.0, 4.0, low_open=True)  # > 1: a tighter square than FFHQ's, for tighter-cropped generators
+    steps: int = _range(1000, 0)
+    lr: float = _range(0.1, 0.0, 10.0, low_open=True)
+    l_mse: float = _range(0.0, 0.0)  # weight of the pixel MSE (projector --mse)
+    l_noise: float = _range(1e5, 0.0)  # weight of the noise regulariser (projector --noise_regularize)
+    noise: float = _range(0.05, 0.0)  # latent noise strength, times the latents' spread
+    noise_ramp: float = _range(0.75, 0.0, low_open=True)  # fraction of the steps over which it fades
+    starts: int = _range(1, 1)  # best of this many start latents (the mean and random draws)
+
+
+@dataclass
 class ScoringConfig:
     """Paper 4.4: the scorers of Table 1 (VILA in the paper) and extra metrics."""
 
@@ -138,6 +155,7 @@ class Config:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     affective: AffectiveConfig = field(default_factory=AffectiveConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     emogen: EmoGenConfig = field(default_factory=EmoGenConfig)
     # The authors' run scripts' values where they differ from the paper ({dotted: value}),

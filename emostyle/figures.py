@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from .parts import to_uint8  # noqa: E402
 
 __all__ = ["to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
-           "architecture_figure", "add_table", "save_figure", "stamp", "note_height"]
+           "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp", "note_height"]
 
 
 def to_image(image: torch.Tensor) -> np.ndarray:
@@ -231,6 +231,24 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
     ax.set_title(title, fontsize=13)
     stamp(fig, note)
     return fig
+
+
+def photo_figure(photo: torch.Tensor, reconstruction: torch.Tensor, result: torch.Tensor,
+                 error: dict[str, float], valence: Sequence[float | None] = (), judge: str | None = None,
+                 title: str | None = None, note: str | None = None) -> plt.Figure:
+    """The user's photo, its reconstruction by the generator, and the manipulated result, side by
+    side (each (1 or none, 3, H, W) in [-1, 1]), captioned with the reconstruction error
+    (8-bit levels, PSNR) and the judge's valence of each image."""
+    def reading(i: int) -> str:
+        v = valence[i] if i < len(valence) else None
+        return f"valence {v:+.2f}" if v is not None and v == v else "valence n/a"
+
+    fit = f"reconstruction\nMAE {error['mae_levels']:.1f} levels · PSNR {error['psnr_db']:.1f} dB"
+    captions = [[reading(0), reading(1), reading(2)]]
+    images = [x[0] if x.ndim == 4 else x for x in (photo, reconstruction, result)]
+    judged = f"valence by {judge}" if judge else "no judge: valence not read"
+    return image_grid([images], col_labels=["your photo", fit, "manipulated"], captions=captions,
+                      title=f"{title} ({judged})" if title else judged, note=note, cell=2.2)
 
 
 def save_figure(fig: plt.Figure, stem: str, out_dir: str | Path, close: bool = True) -> list[Path]:

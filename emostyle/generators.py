@@ -7,6 +7,8 @@ never knows which network draws the image.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from .parts import Generator
@@ -28,10 +30,15 @@ class StyleGAN2Generator(Generator):
         self.latent_dim = net.style_dim
         self.resolution = net.size
         self.truncation = truncation
+        # The fixed noise buffers (None), or the maps a projection fitted to a photo (`with_noise`).
+        self.noise: list[torch.Tensor] | None = None
         rng = torch.Generator(device="cpu").manual_seed(seed)
         with torch.no_grad():
             z = torch.randn(mean_latent_samples, self.latent_dim, generator=rng).to(self.device)
-            self.mean_latent = net.style(z).mean(0, keepdim=True)
+            w = net.style(z)
+            self.mean_latent = w.mean(0, keepdim=True)
+            # rosinality's projector's latent_std: sqrt(E ||w - mean||^2) over the same draws.
+            self.spread = float(((w - self.mean_latent).pow(2).sum() / len(w)).sqrt())
 
     @property
     def device(self) -> torch.device:
@@ -45,6 +52,20 @@ class StyleGAN2Generator(Generator):
         return w.unsqueeze(1).repeat(1, self.n_layers, 1)
 
     def render(self, latents: torch.Tensor) -> torch.Tensor:
-        image, _ = self.net([latents], input_is_latent=True, randomize_noise=False)
+        image, _ = self.net([latents], input_is_latent=True, noise=self.noise, randomize_noise=False)
         return image
 
+    def inversion_start(self) -> tuple[torch.Tensor, float]:
+        # As rosinality's projector: the mean w on every W+ layer.
+        return self.mean_latent.unsqueeze(1).repeat(1, self.n_layers, 1), self.spread
+
+    def noise_maps(self) -> list[torch.Tensor]:
+        maps = self.noise or [getattr(self.net.noises, f"noise_{i}") for i in range(self.net.num_layers)]
+        return [m.detach().clone() for m in maps]
+
+    def with_noise(self, noise: list[torch.Tensor]) -> "StyleGAN2Generator":
+        if len(noise) != self.net.num_layers:
+            raise ValueError(f"StyleGAN2 needs {self.net.num_layers} noise maps, got {len(noise)}")
+        fitted = copy.copy(self)
+        fitted.noise = list(noise)
+        return fitted

@@ -41,6 +41,31 @@ class Generator(abc.ABC):
     def device(self) -> torch.device:
         return torch.device("cpu")
 
+    # -- inversion of a user's photo (emostyle.inversion) ------------------------------------
+    def inversion_start(self) -> tuple[torch.Tensor, float]:
+        """(latent (1, n_layers, latent_dim) where projection starts, spread of the latents:
+        sqrt(E ||latent - start||^2), the scale of the noise that projection adds early on)."""
+        raise NotImplementedError(f"the {self.name} generator cannot invert a photo")
+
+    def constrain(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents moved back where the generator was trained (after each projection step);
+        unchanged by default."""
+        return latents
+
+    def noise_maps(self) -> list[torch.Tensor]:
+        """Copies of the per-layer noise inputs the renderer uses, for projection to optimise
+        with the latent (StyleGAN2); none for generators without noise inputs."""
+        return []
+
+    def with_noise(self, noise: list[torch.Tensor]) -> "Generator":
+        """A generator that renders with these noise inputs (from `noise_maps`) instead of its own."""
+        return self
+
+    def for_photo(self, image: torch.Tensor) -> "Generator":
+        """The generator that inverts `image` (1, 3, R, R) in [-1, 1]: itself for a GAN; a grader
+        of real photos grades the user's photo itself."""
+        return self
+
 
 class EmbeddingSpace(abc.ABC):
     """A joint space for images, audio and text; guidance and retrieval compare in it."""

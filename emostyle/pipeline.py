@@ -8,9 +8,11 @@ branches on the profile. `STAGES` describes the stages for Figure 1.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +22,10 @@ from .config import Config, load_config
 from .guidance import METHODS, GuidanceResult, guide, method as get_method, method_targets
 from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
 from .retrieval import Retrieval, retrieve
+
+if TYPE_CHECKING:
+    from .inversion import Inversion
+    from .photos import Photo
 
 __all__ = ["STAGES", "Pipeline", "manipulate", "resolve_weights"]
 
@@ -99,6 +105,40 @@ class Pipeline:
         return retrieve(self.generator, self.retrieval_space, audio, n=n or r.candidates, batch=r.batch,
                         seed=self.config.seed if seed is None else seed, progress=progress)
 
+    # -- instead of retrieval: the user's photo ------------------------------------------------
+    def invert(self, photo: str | Path | Photo, steps: int | None = None, progress: bool = True) -> Inversion:
+        """A user's photo (path or `emostyle.photos.Photo`) as a latent of this pipeline's generator.
+
+        The photo is read and checked (`emostyle.photos`); a face is FFHQ-aligned from its
+        landmarks (`inversion.align=ffhq`), anything else centre-cropped; the encoder (e4e),
+        when there is one, gives the start that projection refines (`emostyle.inversion`).
+        Returns an `Inversion`; guide its `latent` with its `generator` (it renders with the
+        noise maps fitted to the photo, or grades the photo itself)."""
+        from . import builders
+        from .align import align_photo
+        from .inversion import invert
+        from .photos import Photo, centre_square, read_photo, to_tensor
+
+        inv = self.config.inversion
+        photo = photo if isinstance(photo, Photo) else read_photo(photo)
+        size = self.generator.resolution
+        if self.config.domain == "face" and inv.align == "ffhq":
+            pixels = align_photo(photo.pixels, size, where=str(photo.path), zoom=inv.zoom)
+            how = f"face aligned as FFHQ (zoom {inv.zoom:g}) to {size} px"
+        else:
+            pixels, how = centre_square(photo.pixels, size), f"centre square resized to {size} px"
+        target = to_tensor(pixels, self.generator.device)
+        perceptual, encoder = builders.build_inversion(self.config, str(self.generator.device), self.generator,
+                                                       self.guidance_space, self.notes)
+        with torch.no_grad():
+            start = encoder(target) if encoder is not None else None
+        result = invert(self.generator, target, perceptual, steps=inv.steps if steps is None else steps, lr=inv.lr,
+                        l_mse=inv.l_mse, l_noise=inv.l_noise, noise=inv.noise, noise_ramp=inv.noise_ramp,
+                        start=start, starts=inv.starts, seed=self.config.seed, progress=progress)
+        result.notes = [*photo.notes, how] + (["start from the e4e encoder"] if encoder is not None else [])
+        result.source = str(photo.path)
+        return result
+
     # -- stage 3: guidance -----------------------------------------------------------------
     def targets(self, songs: list[str | Path], music: list[str | Path | None],
                 texts: list[str | None]) -> dict[str, torch.Tensor | None]:
@@ -142,26 +182,33 @@ class Pipeline:
 def manipulate(song: str | Path, profile: str | Config = "offline", method: str = "emostyle",
                seed: int | None = None, out: str | Path = "out", overrides: dict | None = None,
                lyrics: str | None = None, label: str | None = None, progress: bool = True,
-               force: bool = False) -> dict:
+               force: bool = False, image: str | Path | Inversion | None = None) -> dict:
     """The whole pipeline for one song; writes before/after images, frames, loss curve,
     music and manifest.json into `out`, and returns the manifest.
 
     `out` appears only complete (`emostyle.outputs.staged_output`): it replaces a previous
     result there; a folder holding other files is refused unless `force`. Warnings are shown
-    once each and recorded in the manifest."""
+    once each and recorded in the manifest.
+
+    image: the user's photo to edit instead of a retrieved image; it is inverted into the
+    generator (`Pipeline.invert`), and photo.png, reconstruction.png and comparison.png/pdf (photo,
+    reconstruction, result, with the judge's valence of each) are written too. An `Inversion`
+    already made by `Pipeline.invert` (same profile) is used as it is: one photo, several songs."""
     import json
 
     from .manifest import collected_warnings
     from .outputs import staged_output
 
     with staged_output(out, force=force) as stage, collected_warnings() as caught:
-        _manipulate(song, profile, method, seed, stage, overrides, lyrics, label, progress, caught)
+        _manipulate(song, profile, method, seed, stage, overrides, lyrics, label, progress, caught, image)
     return json.loads((Path(out).expanduser() / "manifest.json").read_text())
 
 
-def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, progress, caught) -> None:
-    from .figures import frames_figure, loss_figure, save_figure, save_image
+def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, progress, caught, image) -> None:
+    from .figures import frames_figure, loss_figure, photo_figure, save_figure, save_image
+    from .inversion import Inversion
     from .manifest import run_manifest, write_json
+    from .photos import read_photo
     from .preflight import check
 
     if method not in METHODS and method != "emogen":
@@ -172,9 +219,14 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     config = profile.with_overrides(overrides) if isinstance(profile, Config) else load_config(profile, overrides)
     song = Path(song)
     read_audio(song)  # a missing, corrupt, silent or too short song fails before any model loads
+    inverted = image if isinstance(image, Inversion) else None
+    photo = read_photo(image) if image is not None and inverted is None else None  # and so does a bad photo
     if method == "emogen":  # not a weighting of the guidance loss: EmoGen generates from the song's category
         from .emogen import manipulate as emogen_manipulate
 
+        if image is not None:
+            raise ValueError("EmoGen generates a new image from the song; it cannot edit a photo: "
+                             "drop --image or choose another method")
         manifest = emogen_manipulate(song, config, out, lyrics=lyrics, label=label)
         write_json(out / "manifest.json", {**manifest, "warnings": caught})
         return
@@ -190,13 +242,23 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     timings["affective_music"] = time.perf_counter() - begun
 
     begun = time.perf_counter()
-    found = pipe.retrieve(song, progress=progress)
-    timings["retrieval"] = time.perf_counter() - begun
+    found = None
+    if image is None:
+        found = pipe.retrieve(song, progress=progress)
+        start = found.best_latent
+        timings["retrieval"] = time.perf_counter() - begun
+    else:
+        if inverted is None:
+            inverted = pipe.invert(photo, progress=progress)
+        start = inverted.latent
+        # Guidance edits the photo: the generator now renders with what was fitted to it.
+        pipe = dataclasses.replace(pipe, generator=inverted.generator)
+        timings["inversion"] = time.perf_counter() - begun
 
     begun = time.perf_counter()
     text = music.transcript.text or None
     targets = pipe.targets([song], [music.wav_path], [text])
-    result = pipe.guide(found.best_latent, targets, method=method, progress=progress)
+    result = pipe.guide(start, targets, method=method, progress=progress)
     timings["guidance"] = time.perf_counter() - begun
 
     from .scoring.metrics import judge_valence, space_valence
@@ -210,7 +272,14 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     save_image(result.images[0], out / "after.png")
     save_figure(frames_figure(result.frames, note=pipe.note), "frames", out)
     save_figure(loss_figure(result.history, title=f"{get_method(method).title}: loss terms", note=pipe.note), "loss", out)
-    torch.save({"start": found.best_latent.cpu(), "final": result.latents.cpu()}, out / "latents.pt")
+    torch.save({"start": start.cpu(), "final": result.latents.cpu()}, out / "latents.pt")
+    if inverted is not None:
+        photo_valence = judge_valence(inverted.target, pipe.judge).tolist() if pipe.judge is not None else [None]
+        save_image(inverted.target[0], out / "photo.png")
+        save_image(inverted.reconstruction[0], out / "reconstruction.png")
+        save_figure(photo_figure(inverted.target, inverted.reconstruction, result.images[:1], inverted.error,
+                                 [photo_valence[0], before, after], pipe.judge.name if pipe.judge else None,
+                                 title=f"{get_method(method).title} on your photo", note=pipe.note), "comparison", out)
 
     manifest = run_manifest(
         config, timings={k: round(v, 3) for k, v in timings.items()}, method=method, song=str(song),
@@ -221,8 +290,13 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
                   "fallback": music.polarity.fallback},
         music={"midi": str(music.midi_path), "wav": str(music.wav_path), "renderer": music.renderer},
         categories=music.categories.to_json() if music.categories else None,  # EmoGen's eight categories
-        retrieval={"space": found.space, "scores": found.scores.tolist(), "probs": found.probs.tolist(),
-                   "best": found.best},
+        retrieval=None if found is None else {"space": found.space, "scores": found.scores.tolist(),
+                                              "probs": found.probs.tolist(), "best": found.best},
+        inversion=None if inverted is None else {
+            "photo": inverted.source, "notes": inverted.notes, "steps": len(inverted.losses["total"]),
+            "seconds": round(inverted.seconds, 3), "error": inverted.error, "start_error": inverted.start_error,
+            "final_losses": {k: v[-1] for k, v in inverted.losses.items() if v},
+            "valence_of_photo": None if photo_valence[0] != photo_valence[0] else photo_valence[0]},
         guidance={"settings": result.settings, "final_losses": {k: v[-1] for k, v in result.history.items()},
                   "seconds": round(result.seconds, 3)},
         # Did the image move the way the song's polarity says? "before"/"after" are read on the

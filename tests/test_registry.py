@@ -457,7 +457,7 @@ def test_unknown_names_and_profiles():
     assert set(registry.profile_files("offline")) == {
         "dcgan-faces", "fer-mini-xception", "whisper-ct2-base", "soundfont-timgm6mb",
         *(f"audio-{n}" for n in ("drill", "explosion", "fire", "giggling", "raining", "sobbing", "thunderstorm", "wind")),
-        *(f"photo-{n}" for n in ("china", "rocket", "wall", "flower")), "brisque-svm", "brisque-normalize",
+        *(f"photo-{n}" for n in ("china", "rocket", "wall", "flower", "astronaut")), "brisque-svm", "brisque-normalize",
         "musicnn-msd", "warriner-vad-norms", "dlib-landmarks-68", "nrc-emotion-lexicon", "fer2013-cnn"}
 
 

@@ -28,7 +28,7 @@ from emostyle.models.checkpoint import (
 )
 from emostyle.parts import IdentityLoss
 
-__all__ = ["Backbone", "ArcFaceIdentity", "load_arcface", "tiny_arcface"]
+__all__ = ["Backbone", "ArcFaceIdentity", "load_arcface", "tiny_arcface", "ir_se_units", "ir_se_trunk"]
 
 FACE_CROP = (35, 223, 32, 220)  # rows, then columns, of a 256 px FFHQ-aligned face
 
@@ -72,16 +72,21 @@ class BottleneckIRSE(nn.Module):
         return self.res_layer(x) + shortcut
 
 
+def ir_se_trunk(units: list[tuple[int, int, int]], reduction: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The IR-SE input layer (3x3 conv, BN, PReLU) and body of `units` (in, depth, stride)."""
+    stem = units[0][0]
+    input_layer = nn.Sequential(nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem))
+    return input_layer, nn.Sequential(*(BottleneckIRSE(i, d, s, reduction) for i, d, s in units))
+
+
 class Backbone(nn.Module):
     """IR-SE network: aligned faces (B, 3, S, S) in [-1, 1], S = 112 or 224 -> unit features (B, dim)."""
 
     def __init__(self, units: list[tuple[int, int, int]], reduction: int = 16, embed_dim: int = 512,
                  input_size: int = 112):
         super().__init__()
-        stem = units[0][0]
         self.input_size = input_size
-        self.input_layer = nn.Sequential(nn.Conv2d(3, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem))
-        self.body = nn.Sequential(*(BottleneckIRSE(i, d, s, reduction) for i, d, s in units))
+        self.input_layer, self.body = ir_se_trunk(units, reduction)
         width, grid = units[-1][1], input_size // 2 ** sum(s == 2 for _, _, s in units)
         self.output_layer = nn.Sequential(
             nn.BatchNorm2d(width),
@@ -123,21 +128,28 @@ class ArcFaceIdentity(IdentityLoss):
 
 # --- checkpoints -----------------------------------------------------------------------------
 
-def _architecture(state: Mapping[str, torch.Tensor], name: str) -> dict:
+def ir_se_units(state: Mapping[str, torch.Tensor], name: str) -> tuple[list[tuple[int, int, int]], int]:
+    """The IR-SE body of a state dict (keys `body.N.res_layer.*`): units (in, depth, stride) and the
+    SE reduction. A unit downsamples when it opens the network or changes width."""
     indices = sorted({int(m.group(1)) for k in state if (m := re.match(r"body\.(\d+)\.res_layer\.1\.weight$", k))})
-    if not indices or "output_layer.3.weight" not in state or "input_layer.0.weight" not in state:
-        raise ValueError(f"{name}: expected an ArcFace IR-SE checkpoint (keys input_layer.*, body.N.res_layer.*, "
-                         f"output_layer.*; model_ir_se50.pth)")
+    if not indices:
+        raise ValueError(f"{name}: no IR-SE body (keys body.N.res_layer.*)")
     if indices != list(range(len(indices))):
         raise ValueError(f"{name}: body units are not numbered 0..{len(indices) - 1}; the file is incomplete")
     if "body.0.res_layer.5.fc1.weight" not in state:
-        raise ValueError(f"{name}: an IR network without SE modules; the identity loss uses IR-SE50 (model_ir_se50.pth)")
+        raise ValueError(f"{name}: an IR network without SE modules; expected IR-SE50")
     units = []
     for i in indices:
         depth, in_ch = state[f"body.{i}.res_layer.1.weight"].shape[:2]
         units.append((in_ch, depth, 2 if i == 0 or in_ch != depth else 1))
-    depth = units[0][1]
-    reduction = depth // state["body.0.res_layer.5.fc1.weight"].shape[0]
+    return units, units[0][1] // state["body.0.res_layer.5.fc1.weight"].shape[0]
+
+
+def _architecture(state: Mapping[str, torch.Tensor], name: str) -> dict:
+    if "output_layer.3.weight" not in state or "input_layer.0.weight" not in state:
+        raise ValueError(f"{name}: expected an ArcFace IR-SE checkpoint (keys input_layer.*, body.N.res_layer.*, "
+                         f"output_layer.*; model_ir_se50.pth)")
+    units, reduction = ir_se_units(state, name)
     linear = state["output_layer.3.weight"]
     grid = round((linear.shape[1] / units[-1][1]) ** 0.5)
     input_size = grid * 2 ** sum(s == 2 for _, _, s in units)

@@ -72,6 +72,16 @@ class DCGAN(nn.Module, Generator):
             raise ValueError(f"DCGAN latents must be (B, 1, {self.latent_dim}); got {tuple(latents.shape)}")
         return self(latents.reshape(-1, self.latent_dim, 1, 1))
 
+    def inversion_start(self) -> tuple[torch.Tensor, float]:
+        """z = 0, the mode of z ~ N(0, I), whose spread sqrt(E ||z||^2) is sqrt(z_dim)."""
+        return torch.zeros(1, 1, self.latent_dim, device=self.device), float(self.latent_dim) ** 0.5
+
+    def constrain(self, latents: torch.Tensor) -> torch.Tensor:
+        """z rescaled to norm sqrt(z_dim), the shell where nearly all of N(0, I) lies: a z fitted
+        freely to a photo drifts outside it, where the generator saturates and guidance barely
+        moves the image."""
+        return latents * (self.latent_dim**0.5 / latents.norm(dim=-1, keepdim=True).clamp_min(1e-8))
+
     @property
     def device(self) -> torch.device:
         return self.main[0].weight.device

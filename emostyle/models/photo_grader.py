@@ -112,6 +112,14 @@ class PhotoGrader(nn.Module, Generator):
         latents = torch.stack([strength, index.float().expand(n, self.n_layers)], dim=2)
         return latents.to(self.device)
 
+    def inversion_start(self) -> tuple[torch.Tensor, float]:
+        """Strength 0 on every operation of photo 0: the photo itself, ungraded (no spread)."""
+        return torch.zeros(1, self.n_layers, self.latent_dim, device=self.device), 0.0
+
+    def for_photo(self, image: torch.Tensor) -> "PhotoGrader":
+        """A grader of the user's photo (1, 3, R, R) alone: it reconstructs it exactly at strength 0."""
+        return PhotoGrader(image.detach().to(self.device), names=("your photo",)).to(self.device)
+
     def photo_index(self, latents: torch.Tensor) -> torch.Tensor:
         """The photo indices (B,) that the latents select; a clear error if they are not valid."""
         selector = latents[..., 1].detach()
