@@ -90,7 +90,7 @@ def requirements(config, lyrics_given: bool = False) -> Requirements:
                 files += [n for n in _CLIP_FILES if n not in files]
             if space == "affect":  # faces through FER, songs through musicnn's mood tags on the VAD norms
                 wanted = (["fer-mini-xception"] if config.domain == "face" else []) + \
-                    (["musicnn-msd", "warriner-vad-norms"] if config.affective.audio_reader == "musicnn" else [])
+                    (["musicnn-msd", "warriner-vad-norms"] if config.affective.audio_reader != "cues" else [])
                 files += [n for n in wanted if n not in files]
         if config.guidance.l_id > 0:
             name = {"arcface": "arcface-ir-se50", "fer": "fer-mini-xception"}.get(config.guidance.identity)
