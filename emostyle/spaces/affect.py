@@ -40,14 +40,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from emostyle.affective.music import NEUTRAL_SCORE
 from emostyle.audio import load_audio
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input, load_fer
 from emostyle.parts import EmbeddingSpace
 
-__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "NEUTRAL_RADIUS", "audio_pad", "direction", "face_views", "FACE_VIEWS", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
+__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "NEUTRAL_RADIUS", "audio_pad", "direction", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
 
 DOMAINS = ("face", "scene")
 
@@ -173,25 +172,6 @@ def music_pad(cues: dict[str, float]) -> np.ndarray:
     return values @ signs / np.abs(signs).sum(axis=0)
 
 
-# Views of a face that FER reads and averages: the frame, its mirror image, and both again
-# cropped by an eighth on every side (resized back). A guidance that could raise one network's
-# reading of one exact framing would find pixel patterns no other viewer reads as emotion (the
-# independent judge saw a face pushed "sad" that it read as smiling); averaging over views that
-# leave the expression unchanged leaves only changes of the expression itself to make, as the
-# cut-outs of CLIP-guided generation do.
-FACE_VIEWS = (("frame", False), ("frame", True), ("crop", False), ("crop", True))
-
-
-def face_views(x: torch.Tensor) -> torch.Tensor:
-    """The `FACE_VIEWS` (V, B, C, H, W) of FER inputs x (B, C, H, W), differentiable."""
-    size = x.shape[-1]
-    margin = size // 8
-    crop = F.interpolate(x[..., margin:size - margin, margin:size - margin], size=(size, size),
-                         mode="bilinear", align_corners=False)
-    views = {"frame": x, "crop": crop}
-    return torch.stack([views[v].flip(-1) if mirror else views[v] for v, mirror in FACE_VIEWS])
-
-
 AUDIO_READERS = ("musicnn+mode", "musicnn", "cues")
 
 
@@ -274,12 +254,10 @@ class AffectSpace(EmbeddingSpace):
         return torch.tensor([EMOTION_PAD[e] for e in EMOTIONS], device=device)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """Differentiable PAD (B, 3) of images (B, 3, H, W) in [-1, 1]; faces are read as the
-        mean of the FER probabilities over `FACE_VIEWS` (see `face_views`)."""
+        """Differentiable PAD (B, 3) of images (B, 3, H, W) in [-1, 1]."""
         if self.domain == "scene":
             return scene_pad(images)
-        views = face_views(face_input(images))  # (V, B, 1, 64, 64)
-        probs = self.fer(views.flatten(0, 1)).softmax(dim=1).view(len(views), len(images), -1).mean(0)
+        probs = self.fer(face_input(images)).softmax(dim=1)
         return probs @ self.emotion_pad(images.device)
 
     def encode_audio(self, path: str | Path) -> torch.Tensor:
