@@ -286,7 +286,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         song, music = synth_audio(Path(folder))
         paths = {"audio": Path(args.audio or song), "music": Path(args.music or music)}
-        mels = {k: audio_features(p).to(args.device) for k, p in paths.items()}
+        space = pipe.guidance_space  # the same window of long audio as the kit (official: a seeded random crop)
+        mels = {k: audio_features(p, space.crop, space.seed).to(args.device) for k, p in paths.items()}
         target_diff = check_targets(pipe, mels, paths)
     sizes = describe_sizes(pipe, identity)
     results = [bench_batch(pipe, identity, mels, LYRICS, b, args) for b in batches]
