@@ -55,3 +55,30 @@ def test_table1_names_its_scorers_and_methods(run):
     metrics = (root / "figures" / "metrics.md").read_text()
     for metric in ("align-audio", "latent-distance", "emotion-agreement", "identity"):
         assert metric in metrics
+
+
+def test_figures_show_in_a_kernel_page():
+    """Importing the kit's figures keeps the kernel's inline backend: plt.show() puts a PNG in the
+    page (the kit once forced Agg on import and every notebook figure vanished)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import matplotlib.pyplot as plt\nfrom emostyle import figures\n"
+        "fig = figures.loss_figure({'total': [[1.0], [0.5], [0.25]]})\nplt.show()")]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    kinds = [k for out in nb.cells[0].outputs for k in out.get("data", {})]
+    assert "image/png" in kinds, nb.cells[0].outputs
+
+
+def test_frames_are_labelled_by_the_updates_behind_them_and_losses_on_a_log_axis():
+    import torch
+    from emostyle import figures
+
+    frames = [(0, torch.zeros(1, 3, 8, 8)), (30, torch.zeros(1, 3, 8, 8)), (60, torch.zeros(1, 3, 8, 8))]
+    fig = figures.frames_figure(frames)
+    assert [ax.get_title() for ax in fig.axes] == ["start", "step 30", "result\n(after 60 updates)"]
+    history = {"reg": [[5.0]] * 3, "audio": [[0.02], [0.01], [0.005]]}
+    ax = figures.loss_figure(history).axes[0]
+    assert ax.get_yscale() == "symlog"  # a regulariser of 5 no longer flattens a distance of 0.01
