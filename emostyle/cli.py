@@ -35,9 +35,12 @@ def _cmd_reproduce(args) -> int:
 
     try:
         manifest = reproduce(args.profile, only=args.only, device=args.device, out=args.out, run_dir=args.run_dir,
-                             overrides=parse_overrides(args.overrides), force=args.force)
+                             overrides=parse_overrides(args.overrides), force=args.force, jobs=args.jobs)
     except Interrupted as stop:
         print(f"emostyle reproduce: {stop}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before any notebook started: nothing to say but that
+        print("emostyle reproduce: interrupted before any notebook ran; nothing published", file=sys.stderr)
         return 130
     print(f"run {manifest['run_dir']}: executed notebooks and their intermediate files")
     print(f"published to {manifest['figures_dir']}: {len(manifest['outputs'])} files and manifest.json")
@@ -106,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default="figures", help="folder for figures and tables (default: figures)")
     p.add_argument("--run-dir", default=None, help="folder for the executed notebooks (default: runs/<time>-<profile>)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="notebooks run at once (default: one per CPU core; each gets its share of the cores)")
     p.add_argument("--force", action="store_true",
                    help="execute every notebook, even those whose inputs are unchanged since a cached run")
     p.set_defaults(func=_cmd_reproduce)

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from .config import load_config
 from .manifest import environment, run_manifest, write_json
 
 __all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
-           "check_parameters_cell", "inputs_key", "KERNEL_ENV"]
+           "check_parameters_cell", "inputs_key", "register_kernel", "KERNEL_ENV"]
 
 _KERNEL = "emostyle-kit"
 # Environment of the kit's kernels. torch's OpenMP threads busy-wait for a core by default: on a
@@ -149,7 +150,12 @@ def _local_kernel_manager():
 
     class LocalKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
-            super().__init__(transport="ipc", **kwargs)
+            # Kernels started at once must not share socket files (the default names are
+            # numbered from the working folder); a short private prefix each (sockets have a
+            # 107-character path limit).
+            prefix = Path(tempfile.mkdtemp(prefix="emostyle-kernel-")) / "k"
+            super().__init__(transport="ipc", ip=str(prefix), **kwargs)
+            self.socket_dir = prefix.parent
             _LIVE_KERNELS.add(self)
 
     return LocalKernelManager
@@ -168,18 +174,28 @@ def _kill_kernels() -> bool:
                 process.kill()
             killed = True
         _LIVE_KERNELS.discard(manager)
+        shutil.rmtree(manager.socket_dir, ignore_errors=True)
     return killed
 
 
-def _register_kernel(root: Path) -> None:
-    """A kernelspec for this very interpreter, so papermill never picks another Python
-    (the NoSuchKernel failures under conda and virtual environments)."""
-    spec = root / "kernels" / _KERNEL
+def _forget_dead_kernels() -> None:
+    for manager in list(_LIVE_KERNELS):
+        process = getattr(manager.provisioner, "process", None) if manager.provisioner else None
+        if process is None or process.poll() is not None:
+            _LIVE_KERNELS.discard(manager)
+            shutil.rmtree(manager.socket_dir, ignore_errors=True)
+
+
+def register_kernel(root: str | Path, env: dict[str, str] | None = None) -> Path:
+    """Write the kit's kernelspec under `root/kernels/` (put `root` on JUPYTER_PATH to use it):
+    this very interpreter, so papermill never picks another Python (the NoSuchKernel failures
+    under conda and virtual environments), with KERNEL_ENV and `env` in its environment."""
+    spec = Path(root) / "kernels" / _KERNEL
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "EmoStyle kit", "language": "python", "env": KERNEL_ENV}))
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("JUPYTER_PATH")]))
+        "display_name": "EmoStyle kit", "language": "python", "env": KERNEL_ENV | (env or {})}))
+    return spec
 
 
 def _mark_unrun_cells(path: Path) -> None:
@@ -266,104 +282,133 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def _plan(jobs: int | None, n: int) -> tuple[int, int]:
+    """(notebooks at once, torch threads per kernel): one kernel per core up to `jobs`, and the
+    cores shared out, so that kernels never oversubscribe the CPU (threads that wait for a
+    core they do not get make every step slower)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jobs = max(1, min(n, jobs or cores))
+    return jobs, max(1, cores // jobs)
+
+
 def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, device: str = "auto",
               out: str | Path = "figures", run_dir: str | Path | None = None,
               overrides: dict | None = None, progress: bool = True, force: bool = False,
-              cache_dir: str | Path | None = None) -> dict:
+              cache_dir: str | Path | None = None, jobs: int | None = None) -> dict:
     """Execute (or reuse) the selected notebooks on `profile` and publish their figures to `out`;
-    returns the run manifest. Raises `Interrupted` on Ctrl-C (nothing published)."""
-    import papermill
-
+    returns the run manifest. `jobs` notebooks run at once (default: one per CPU core), the
+    longest first. Raises `Interrupted` on Ctrl-C (nothing published)."""
     overrides = dict(overrides or {})
     if device != "auto":
         overrides["device"] = device
     config = load_config(profile, overrides)  # a bad profile or override fails before any notebook runs
     selected = _select(only)
+    for nb in selected:
+        check_parameters_cell(notebook_dir() / f"{nb.name}.ipynb")
     out = Path(out).resolve()
     run_dir = Path(run_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{profile}").resolve()
     cache = Path(cache_dir).resolve() if cache_dir else run_dir.parent / ".cache"
     staged = run_dir / "figures"
     staged.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
-    _register_kernel(run_dir)
     code, packages = _code_version(), environment()["packages"]
-
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda text: None)
-    estimates = {nb.name: _estimate(cache, nb.name) for nb in selected}
-    entries: dict[str, dict] = {}
-    previous_handler = signal.getsignal(signal.SIGINT)
 
-    stop = []
+    # Reuse what the cache holds; the rest runs, longest first (by the last run's timings).
+    entries: dict[str, dict] = {}
+    pending = []
+    for nb in selected:
+        key = inputs_key(notebook_dir() / f"{nb.name}.ipynb", {"profile": profile, "overrides": overrides},
+                         config.to_dict(), code, packages)
+        entry = cache / f"{nb.name}-{key[:20]}"
+        (staged / nb.name).mkdir(parents=True, exist_ok=True)
+        if not force and (entry / "record.json").exists():
+            record = _restore(entry, run_dir, nb.name)
+            entries[nb.name] = {"status": "reused", "key": key, "seconds": 0.0,
+                                "made_by": record["run_dir"], "made_in_s": record["seconds"]}
+            say(f"{nb.name}: reused (inputs unchanged since {record['run_dir']})")
+        else:
+            pending.append((nb, key, entry))
+    estimates = {nb.name: _estimate(cache, nb.name) for nb, _, _ in pending}
+    pending.sort(key=lambda item: -(estimates[item[0].name] or 0))
+    jobs, threads = _plan(jobs, len(pending))
+    register_kernel(run_dir, {"OMP_NUM_THREADS": str(threads)})
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(run_dir), os.environ.get("JUPYTER_PATH")]))
+    if pending:
+        known = [e for e in estimates.values() if e]
+        say(f"running {len(pending)} notebook(s), {jobs} at a time, {threads} thread(s) each"
+            + (f"; about {_minutes(max(max(known), sum(known) / jobs))} (last runs' timings)"
+               if len(known) == len(pending) else ""))
+
+    stop: list[int] = []
+    begun_all = time.perf_counter()
+
+    def execute(nb: Notebook, key: str, entry: Path) -> None:
+        import papermill
+
+        if stop:
+            return
+        say(f"{nb.name}: running" + (f" (last run: {_minutes(estimates[nb.name])})" if estimates[nb.name] else ""))
+        params = {"profile": profile, "overrides": overrides,
+                  "figures_dir": str(staged / nb.name), "run_dir": str(run_dir / nb.name)}
+        begun = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook_dir() / f"{nb.name}.ipynb"), str(run_dir / f"{nb.name}.ipynb"), parameters=params,
+                kernel_name=_KERNEL, cwd=str(notebook_dir()), kernel_manager_class=_local_kernel_manager(),
+                progress_bar=False)
+        except Exception as error:
+            if stop:  # the kernel died of our Ctrl-C
+                return
+            if isinstance(error, papermill.PapermillExecutionError):
+                reason = f"cell In [{error.exec_count}]: {error.ename}: {error.evalue}"
+            else:  # the kernel died (out of memory, a crash in a library) or would not start
+                reason = f"{type(error).__name__}: {error}"
+            reason = reason.strip().splitlines()[0] if reason.strip() else type(error).__name__
+            entries[nb.name] = {"status": "failed", "key": key, "error": reason,
+                                "seconds": round(time.perf_counter() - begun, 2),
+                                "notebook": str(run_dir / f"{nb.name}.ipynb")}
+            shutil.rmtree(staged / nb.name)  # a failed notebook publishes nothing, not half its figures
+            say(f"{nb.name}: FAILED ({reason}); the others go on")
+            return
+        seconds = round(time.perf_counter() - begun, 2)
+        entries[nb.name] = {"status": "ran", "key": key, "seconds": seconds}
+        _store(entry, run_dir, nb.name, {"key": key, "run_dir": str(run_dir), "seconds": seconds})
+        done = sum(e["status"] != "reused" for e in entries.values())
+        say(f"{nb.name}: done in {_minutes(seconds)} ({done}/{len(pending)} run, "
+            f"{_minutes(time.perf_counter() - begun_all)} so far)")
 
     def on_interrupt(signum, frame):
         # Raising inside nbclient's event loop leaves it waiting on a busy kernel (a minute, and a
-        # long traceback); killing the kernel makes nbclient give up within a second instead.
+        # long traceback); killing the kernels makes nbclient give up within a second instead.
         stop.append(signum)
-        if not _kill_kernels():
-            raise KeyboardInterrupt
-
-    if previous_handler is signal.default_int_handler:
-        signal.signal(signal.SIGINT, on_interrupt)
-    current = None
-    try:
-        for index, nb in enumerate(selected, 1):
-            current = nb
-            source = notebook_dir() / f"{nb.name}.ipynb"
-            check_parameters_cell(source)
-            params = {"profile": profile, "overrides": overrides}
-            key = inputs_key(source, params, config.to_dict(), code, packages)
-            entry = cache / f"{nb.name}-{key[:20]}"
-            (staged / nb.name).mkdir(parents=True, exist_ok=True)
-            if not force and (entry / "record.json").exists():
-                record = _restore(entry, run_dir, nb.name)
-                entries[nb.name] = {"status": "reused", "key": key, "seconds": 0.0,
-                                    "made_by": record["run_dir"], "made_in_s": record["seconds"]}
-                say(f"[{index}/{len(selected)}] {nb.name}: reused (inputs unchanged since {record['run_dir']})")
-                continue
-            left = [estimates[n.name] for n in selected[index - 1:]]
-            known = sum(x for x in left if x)
-            say(f"[{index}/{len(selected)}] {nb.name}: running"
-                + (f", about {_minutes(estimates[nb.name])} (last run)" if estimates[nb.name] else "")
-                + (f"; about {_minutes(known)} left in all" if known and all(left) else ""))
-            params |= {"figures_dir": str(staged / nb.name), "run_dir": str(run_dir / nb.name)}
-            begun = time.perf_counter()
-            try:
-                papermill.execute_notebook(
-                    str(source), str(run_dir / f"{nb.name}.ipynb"), parameters=params, kernel_name=_KERNEL,
-                    cwd=str(notebook_dir()), kernel_manager_class=_local_kernel_manager(),
-                    progress_bar={"desc": f"      {nb.name}", "unit": "cell", "leave": False} if progress else False)
-            except Exception as error:
-                if stop:  # the kernel died of our Ctrl-C
-                    raise KeyboardInterrupt from None
-                if isinstance(error, papermill.PapermillExecutionError):
-                    reason = f"cell In [{error.exec_count}]: {error.ename}: {error.evalue}"
-                else:  # the kernel died (out of memory, a crash in a library) or would not start
-                    reason = f"{type(error).__name__}: {error}"
-                reason = reason.strip().splitlines()[0] if reason.strip() else type(error).__name__
-                entries[nb.name] = {"status": "failed", "key": key, "error": reason,
-                                    "seconds": round(time.perf_counter() - begun, 2),
-                                    "notebook": str(run_dir / f"{nb.name}.ipynb")}
-                shutil.rmtree(staged / nb.name)  # a failed notebook publishes nothing, not half its figures
-                say(f"      {nb.name} FAILED ({reason}); continuing with the others")
-                continue
-            finally:
-                _LIVE_KERNELS.clear()
-            seconds = round(time.perf_counter() - begun, 2)
-            entries[nb.name] = {"status": "ran", "key": key, "seconds": seconds}
-            _store(entry, run_dir, nb.name, {"key": key, "run_dir": str(run_dir), "seconds": seconds})
-            timings = json.loads((cache / "timings.json").read_text()) if (cache / "timings.json").exists() else {}
-            write_json(cache / "timings.json", timings | {nb.name: seconds})
-            say(f"      {nb.name}: done in {_minutes(seconds)}")
-        current = None
-    except KeyboardInterrupt:
         _kill_kernels()
-        if current is not None:
-            _mark_unrun_cells(run_dir / f"{current.name}.ipynb")
-        write_json(run_dir / "interrupted.json", {"finished": list(entries), "interrupted": getattr(current, "name", None)})
-        raise Interrupted(run_dir, [n for n, e in entries.items() if e["status"] != "failed"]) from None
+
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(execute, *item) for item in pending}
+            while futures:
+                finished, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()
+                if stop:
+                    _kill_kernels()  # also a kernel that was still starting at the signal
     finally:
         signal.signal(signal.SIGINT, previous_handler)
+        _forget_dead_kernels()
+    timings = json.loads((cache / "timings.json").read_text()) if (cache / "timings.json").exists() else {}
+    write_json(cache / "timings.json", timings | {n: e["seconds"] for n, e in entries.items() if e["status"] == "ran"})
+    if stop:
+        for nb, _, _ in pending:
+            if nb.name not in entries:
+                _mark_unrun_cells(run_dir / f"{nb.name}.ipynb")
+        write_json(run_dir / "interrupted.json", {"finished": sorted(entries)})
+        raise Interrupted(run_dir, sorted(n for n, e in entries.items() if e["status"] != "failed"))
 
+    entries = {nb.name: entries[nb.name] for nb in selected}  # the notebooks' order, not the finishing one
     for name in entries:
         files = sorted(p.name for p in (staged / name).iterdir()) if (staged / name).is_dir() else []
         entries[name]["outputs"] = files
