@@ -108,6 +108,7 @@ def loss_figure(history: dict[str, list[list[float]]], title: str = "guidance lo
         curve = arr[:, item] if item is not None else arr.mean(axis=1)
         ax.plot(curve, label=name, lw=2.2 if name == "total" else 1.2)
     ax.set_yscale("symlog", linthresh=1e-2)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole
     ax.set_xlabel("step")
     ax.set_ylabel("loss (symlog)")
     ax.set_title(title, fontsize=10)

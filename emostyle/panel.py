@@ -38,7 +38,7 @@ def before_after_figure(manifest: dict, out: str | Path, note: str | None = None
 
 def show_run(manifest: dict, out: str | Path, note: str | None = None) -> plt.Figure:
     """Display one manipulate() result in the page (players, lyrics, figures); returns the
-    before/after figure so the caller can save it."""
+    before/after figure so the caller can save it, then close it."""
     from IPython.display import Audio, Markdown, display
     from PIL import Image
 
@@ -49,7 +49,7 @@ def show_run(manifest: dict, out: str | Path, note: str | None = None) -> plt.Fi
     display(Markdown(f"**lyrics** ({lyrics['source']}): {lyrics['text'] or '(none heard)'}  \n"
                      f"**polarity**: {p['label']} ({p['backend']}, score {p['score']:+.2f})"))
     fig = before_after_figure(manifest, out, note)
-    plt.show()
+    display(fig)  # explicitly: plt.show() is not flushed from a widget's callback; the caller closes it
     display(Markdown("**loss terms per step** (each term of Eq. 4-8, mean over the batch)"),
             Image.open(Path(out) / "loss.png"))
     return fig

@@ -59,6 +59,9 @@ def lab(tmp_path_factory):
     params.source = params.source.replace("overrides = {}", f"overrides = {SMALL!r}")
     nbformat.write(nb, books / "00_quickstart.ipynb")
     register_kernel(root / "jupyter")
+    news = root / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no pop-up asking to fetch news from the internet
     port, token = _free_port(), "emostyle-browser-test"
     env = os.environ | KERNEL_ENV | {
         "JUPYTER_PATH": str(root / "jupyter"), "JUPYTER_CONFIG_DIR": str(root / "config"),
@@ -105,10 +108,8 @@ def page(lab, shots):
 
 
 def _wait_idle(page, seconds):
-    """Until the kernel reports idle (the toolbar's execution indicator)."""
-    page.wait_for_function(
-        "() => { const s = document.querySelector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator');"
-        " return s && s.getAttribute('data-status') === 'idle'; }", timeout=seconds * 1000)
+    """Until the status bar says the kit's kernel is idle."""
+    page.wait_for_function("() => document.body.innerText.includes('EmoStyle kit | Idle')", timeout=seconds * 1000)
 
 
 def _run_all(page):
@@ -123,8 +124,7 @@ def _prompts(page) -> list[str]:
 def test_opening_the_notebook_does_not_mark_it_modified(page):
     time.sleep(2)
     assert page.locator(".lm-TabBar-tab.jp-mod-dirty").count() == 0
-    kernel = page.locator(".jp-NotebookPanel .jp-KernelName, .jp-Toolbar-kernelName").first.inner_text()
-    assert "EmoStyle kit" in kernel
+    assert "EmoStyle kit" in page.locator(".jp-NotebookPanel .jp-Toolbar-kernelName").first.inner_text()
 
 
 def test_run_all_shows_every_figure_and_labelled_players(page, shots):
@@ -134,12 +134,11 @@ def test_run_all_shows_every_figure_and_labelled_players(page, shots):
         prompts = _prompts(page)
         if prompts and all(p.strip("[]: ").isdigit() for p in prompts):
             break
-        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg")
         if page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").count():
             page.screenshot(path=shots / "error.png", full_page=True)
             pytest.fail("a cell raised: " + page.locator(".jp-RenderedText[data-mime-type="
                         "'application/vnd.jupyter.error']").first.inner_text()[-1500:])
-        assert time.time() - begun < 600, f"cells still running after 10 min: {prompts} {errors.count()}"
+        assert time.time() - begun < 600, f"cells still running after 10 min: {prompts}"
         time.sleep(2)
     _wait_idle(page, 60)
     page.screenshot(path=shots / "2-run-all.png", full_page=True)
@@ -150,12 +149,12 @@ def test_run_all_shows_every_figure_and_labelled_players(page, shots):
     assert all(w > 200 and h > 150 for w, h in sizes), sizes
     assert page.locator(".jp-OutputArea-output audio").count() >= 2
     text = page.locator(".jp-NotebookPanel").inner_text()
-    for label in ("song", "composed music", "lyrics", "polarity", "valence", "retrieved (before)"):
-        assert label in text or page.locator(f"text={label}").count(), label
-    # Screenshots of the figures themselves, one per image.
+    for label in ("song", "composed music", "lyrics", "polarity", "valence"):  # (titles inside figures are pixels)
+        assert label in text, label
+    # The page as the student sees it at each figure.
     for k in range(images.count()):
         images.nth(k).scroll_into_view_if_needed()
-        images.nth(k).screenshot(path=shots / f"2-figure-{k + 1}.png")
+        page.screenshot(path=shots / f"2-figure-{k + 1}.png")
 
 
 def test_the_panel_runs_with_a_chosen_song_and_weight(page, shots, lab):
@@ -163,7 +162,7 @@ def test_the_panel_runs_with_a_chosen_song_and_weight(page, shots, lab):
     panel = page.locator(".jp-OutputArea-output .widget-vbox").first
     panel.scroll_into_view_if_needed()
     song = panel.locator(".widget-dropdown select").first
-    options = song.locator("option").all_inner_texts()
+    options = [o.replace("\xa0", " ") for o in song.locator("option").all_inner_texts()]  # widgets keep spaces
     assert len(options) >= 2 and all("kit song" in o for o in options)
     song.select_option(index=len(options) - 1)
     readout = panel.locator(".widget-slider .widget-readout").nth(1)  # l_Mus
@@ -183,9 +182,13 @@ def test_the_panel_runs_with_a_chosen_song_and_weight(page, shots, lab):
     page.wait_for_function("el => /done|error/.test(el.textContent)", arg=status.element_handle(), timeout=300_000)
     assert "done" in status.inner_text(), status.inner_text()
     result = panel.locator(".widget-output")
-    result.scroll_into_view_if_needed()
-    page.screenshot(path=shots / "4-panel-result.png", full_page=True)
-    assert result.locator("img").count() >= 2  # before/after figure and loss curves
+    images = result.locator("img")
+    assert images.count() >= 2  # before/after figure and loss curves
+    for k in range(images.count()):
+        images.nth(k).scroll_into_view_if_needed()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 200", arg=images.nth(k).element_handle())
+        page.screenshot(path=shots / f"4-panel-result-{k + 1}.png")
+        images.nth(k).screenshot(path=shots / f"4-panel-image-{k + 1}.png")
     assert result.locator("audio").count() == 2
     chosen = options[-1].split(" ")[0]
     assert chosen in result.inner_text()  # the player's label names the song
