@@ -7,9 +7,10 @@ into `figures/` together, so that folder never mixes runs. A notebook whose inpu
 notebook file, its parameters, the resolved config, the package's code and registry, the
 input songs, the package versions) did not change since it last succeeded is reused from the
 cache (`runs/.cache/`) instead of executed; `force=True` executes everything. A failing
-notebook does not stop the others: the run publishes every figure it could make and the
-manifest names the ones it could not, and why. Ctrl-C stops the kernel at once, publishes
-nothing, and says where the partial run is.
+notebook does not stop the others: the run publishes every figure it could make (also those a
+failing notebook finished before its error) and the manifest names the ones it could not, and
+why. Ctrl-C stops the kernels at once, publishes nothing, and says where the partial run is.
+Notebooks run side by side, one per core, the longest first.
 """
 
 from __future__ import annotations
@@ -341,7 +342,15 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
                if len(known) == len(pending) else ""))
 
     stop: list[int] = []
+    running: dict[str, float] = {}  # notebook -> when it started
     begun_all = time.perf_counter()
+
+    def heartbeat() -> None:
+        """A line a minute while notebooks run: which, for how long, and against the last run."""
+        now = time.perf_counter()
+        say("  still running: " + ", ".join(
+            f"{name} {_minutes(now - start)}" + (f" of about {_minutes(estimates[name])}" if estimates[name] else "")
+            for name, start in sorted(running.items())))
 
     def execute(nb: Notebook, key: str, entry: Path) -> None:
         import papermill
@@ -351,7 +360,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         say(f"{nb.name}: running" + (f" (last run: {_minutes(estimates[nb.name])})" if estimates[nb.name] else ""))
         params = {"profile": profile, "overrides": overrides,
                   "figures_dir": str(staged / nb.name), "run_dir": str(run_dir / nb.name)}
-        begun = time.perf_counter()
+        begun = running[nb.name] = time.perf_counter()
         try:
             papermill.execute_notebook(
                 str(notebook_dir() / f"{nb.name}.ipynb"), str(run_dir / f"{nb.name}.ipynb"), parameters=params,
@@ -368,10 +377,13 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
             entries[nb.name] = {"status": "failed", "key": key, "error": reason,
                                 "seconds": round(time.perf_counter() - begun, 2),
                                 "notebook": str(run_dir / f"{nb.name}.ipynb")}
-            shutil.rmtree(staged / nb.name)  # a failed notebook publishes nothing, not half its figures
+            # The figures it finished before the failing cell are complete and of this run: they are
+            # published (Figure 2 without the sounds of Figure 3); the manifest names the missing ones.
+            running.pop(nb.name, None)
             say(f"{nb.name}: FAILED ({reason}); the others go on")
             return
         seconds = round(time.perf_counter() - begun, 2)
+        running.pop(nb.name, None)
         entries[nb.name] = {"status": "ran", "key": key, "seconds": seconds}
         _store(entry, run_dir, nb.name, {"key": key, "run_dir": str(run_dir), "seconds": seconds})
         done = sum(e["status"] != "reused" for e in entries.values())
@@ -390,8 +402,12 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(execute, *item) for item in pending}
+            beat = time.perf_counter()
             while futures:
                 finished, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                if time.perf_counter() - beat > 60 and running and not stop:
+                    heartbeat()
+                    beat = time.perf_counter()
                 for future in finished:
                     future.result()
                 if stop:

@@ -94,16 +94,19 @@ def test_unchanged_inputs_are_reused_and_a_change_reruns_only_what_depends_on_it
     assert (_count(kit, "a"), _count(kit, "b")) == (3, 4)
 
 
-def test_a_failing_notebook_is_named_and_the_others_are_still_published(kit):
+def test_a_failing_notebook_is_named_and_every_figure_that_could_be_made_is_published(kit):
     _run(kit, "r1")
-    _notebook(runner.notebook_dir() / "a.ipynb", "raise FileNotFoundError('missing file drill.wav; run X')")
+    # Notebook a makes its first figure, then fails on a missing file (as Figure 3 without the network).
+    _notebook(runner.notebook_dir() / "a.ipynb", "from pathlib import Path\nPath(figures_dir, 'a1.txt').write_text('ok')\n"
+              "raise FileNotFoundError('missing file drill.wav; run X')")
+    runner.NOTEBOOKS = (Notebook("a", ("figa",), ("a1", "a")), Notebook("b", ("figb",), ("b",)))
     manifest = _run(kit, "r2")
     assert manifest["notebooks"]["a"]["status"] == "failed" and manifest["notebooks"]["b"]["status"] == "reused"
     assert manifest["failed"] == {"a": "cell In [3]: FileNotFoundError: missing file drill.wav; run X"}  # [3]: after
     # the parameters cell and the one papermill injects
     assert manifest["not_made"] == {"a": ["a"]}
-    # The figure of the old run is gone from figs/: nothing there is left undescribed by the manifest.
-    assert sorted(p.name for p in (kit / "figs").iterdir()) == ["b.txt", "manifest.json"]
+    # a.txt of the old run is gone from figs/: nothing there is left undescribed by the manifest.
+    assert sorted(p.name for p in (kit / "figs").iterdir()) == ["a1.txt", "b.txt", "manifest.json"]
 
 
 def test_only_keeps_the_other_notebooks_figures_and_says_where_they_came_from(kit):
