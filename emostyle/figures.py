@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .parts import to_uint8  # noqa: E402
+from .parts import to_uint8
 
 __all__ = ["to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
            "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp", "note_height"]

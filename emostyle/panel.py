@@ -3,8 +3,9 @@
 `show_run` displays what `emostyle.pipeline.manipulate` wrote for one song: the song and the
 composed music as labelled players, the lyrics and their polarity, the image before and
 after with its valence, and the loss curves. `Panel` is an ipywidgets form around the same
-call (a song from the kit's list or any file, the method, the loss weights, the steps) that
-says while it runs, and shows each result the same way. Both need a Jupyter kernel.
+call (a song from the kit's list or any file, optionally your photo, the method, the loss
+weights, the steps) that says while it runs, and shows each result the same way. Both need a
+Jupyter kernel.
 """
 
 from __future__ import annotations
@@ -19,19 +20,31 @@ from .guidance import METHODS
 __all__ = ["before_after_figure", "show_run", "Panel"]
 
 
+def _valence(v: dict, which: str) -> str:
+    """An image's valence as the judge reads it (a model that did not guide it), then as the
+    guidance space reads it (what was optimised)."""
+    def shown(x):
+        return "n/a" if x is None else f"{x:+.2f}"
+
+    return f"valence: judge {shown(v[which])} · guidance {shown(v['in_guidance_space'][which])}"
+
+
 def before_after_figure(manifest: dict, out: str | Path, note: str | None = None) -> plt.Figure:
-    """The retrieved image and the manipulated one side by side, titled with the song, its
-    polarity, the method and the image's valence before and after (a manipulate() folder)."""
+    """The start image (retrieved, or the reconstruction of the user's photo) and the manipulated
+    one side by side, titled with the song, its polarity, the method and the valence of each
+    (a manipulate() folder)."""
     from PIL import Image
 
     out, v, p = Path(out), manifest["valence"], manifest["polarity"]
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.9))
-    titles = (f"retrieved (before)\nvalence {v['before']:+.2f}",
-              f"{METHODS[manifest['method']].title} (after)\nvalence {v['after']:+.2f}")
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 4.2))
+    start = "reconstruction" if manifest.get("inversion") else "retrieved"
+    titles = (f"{start} (before)\n{_valence(v, 'before')}",
+              f"{METHODS[manifest['method']].title} (after)\n{_valence(v, 'after')}")
     for ax, name, title in zip(axes, ("before.png", "after.png"), titles):
-        ax.imshow(Image.open(out / name)), ax.set_title(title, fontsize=10), ax.axis("off")
+        ax.imshow(Image.open(out / name)), ax.set_title(title, fontsize=8.5), ax.axis("off")
     fig.suptitle(f"song: {Path(manifest['song']).stem} · lyrics {p['label']} ({p['score']:+.2f})", fontsize=11)
-    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 0.93))  # room for the song's line above the titles
+    note = f"judge: {v['judge'] or 'none'}, on the saved images" + (f"\n{note}" if note else "")
+    fig.tight_layout(rect=(0, figures.note_height(fig, note), 1, 0.93))  # room for the song's line on top
     figures.stamp(fig, note)
     return fig
 
@@ -56,7 +69,7 @@ def show_run(manifest: dict, out: str | Path, note: str | None = None) -> plt.Fi
 
 
 class Panel:
-    """A form around `manipulate`: song, method, l_Aud / l_Mus / l_Tex, steps, Run.
+    """A form around `manipulate`: song, photo, method, l_Aud / l_Mus / l_Tex, steps, Run.
 
     `Panel(config, out_dir).widget` is the ipywidgets box to display. Each press of Run writes
     into `out_dir/run-<n>` and shows the result below the form."""
@@ -67,8 +80,10 @@ class Panel:
         self.config, self.out_dir, self.note, self.runs = config, Path(out_dir), note, 0
         choices = [(f"{s.name} (kit song)", str(s.path)) for s in samples.songs()]
         self.song = w.Dropdown(options=choices, description="song", layout=w.Layout(width="420px"))
-        self.own = w.Text(placeholder="or the path of your own audio file", description="own file",
+        self.own = w.Text(placeholder="or the path of your own audio file", description="own song",
                           layout=w.Layout(width="420px"))
+        self.photo = w.Text(placeholder="empty: a retrieved image; or the path of your photo",
+                            description="photo", layout=w.Layout(width="420px"))
         self.method = w.Dropdown(options=[(m.title, k) for k, m in METHODS.items()], value="emostyle",
                                  description="method")
         g = config.guidance
@@ -82,7 +97,7 @@ class Panel:
         self.button.on_click(self._run)
         self.method.observe(self._weights_apply, names="value")
         self._weights_apply()
-        self.widget = w.VBox([self.song, self.own, self.method, *self.weights.values(), self.steps,
+        self.widget = w.VBox([self.song, self.own, self.photo, self.method, *self.weights.values(), self.steps,
                               w.HBox([self.button, self.status]), self.output])
 
     def _weights_apply(self, _=None) -> None:
@@ -110,7 +125,8 @@ class Panel:
             self.output.clear_output()
             try:
                 manifest = manipulate(song, profile=self.config.with_overrides(self.overrides()),
-                                      method=self.method.value, out=out, progress=False)
+                                      method=self.method.value, out=out, progress=False,
+                                      image=self.photo.value.strip() or None)
                 plt.close(show_run(manifest, out, self.note))
                 self.status.value = f"done: run {self.runs} in {out}"
             except (ValueError, FileNotFoundError, RuntimeError) as error:

@@ -154,6 +154,7 @@ def test_run_all_shows_every_figure_and_labelled_players(page, shots):
     # The page as the student sees it at each figure.
     for k in range(images.count()):
         images.nth(k).scroll_into_view_if_needed()
+        images.nth(k).evaluate("img => img.decode()")
         page.screenshot(path=shots / f"2-figure-{k + 1}.png")
 
 
@@ -186,7 +187,9 @@ def test_the_panel_runs_with_a_chosen_song_and_weight(page, shots, lab):
     assert images.count() >= 2  # before/after figure and loss curves
     for k in range(images.count()):
         images.nth(k).scroll_into_view_if_needed()
-        page.wait_for_function("img => img.complete && img.naturalWidth > 200", arg=images.nth(k).element_handle())
+        handle = images.nth(k).element_handle()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 200", arg=handle)
+        handle.evaluate("img => img.decode()")  # painted whole, not the first rows only
         page.screenshot(path=shots / f"4-panel-result-{k + 1}.png")
         images.nth(k).screenshot(path=shots / f"4-panel-image-{k + 1}.png")
     assert result.locator("audio").count() == 2
