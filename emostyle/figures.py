@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+# No backend is forced here: a kernel keeps its inline backend (figures show in the page), and a
+# script without a display gets matplotlib's own fallback (Agg).
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from .parts import to_uint8  # noqa: E402
+from .parts import to_uint8
 
 __all__ = ["to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
            "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp", "note_height"]
@@ -99,14 +99,18 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str]
 
 def loss_figure(history: dict[str, list[list[float]]], title: str = "guidance loss",
                 note: str | None = None, item: int | None = None) -> plt.Figure:
-    """Loss terms per step (mean over the batch, or one item)."""
+    """Loss terms per step (mean over the batch, or one item); step k is the loss of the image
+    before the k-th update. The terms differ by orders of magnitude (the latent regulariser
+    against cosine-like distances), so the axis is logarithmic above 0.01 and linear below."""
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for name, values in history.items():
         arr = np.asarray(values, dtype=float)
         curve = arr[:, item] if item is not None else arr.mean(axis=1)
         ax.plot(curve, label=name, lw=2.2 if name == "total" else 1.2)
+    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (symlog)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=3)
     ax.grid(alpha=0.3)
@@ -165,11 +169,16 @@ def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str], hei
 
 def frames_figure(frames: list[tuple[int, torch.Tensor]], item: int = 0, note: str | None = None,
                   max_frames: int = 8) -> plt.Figure:
-    """A strip of intermediate images of one item: the optimisation as it went."""
+    """A strip of intermediate images of one item: the optimisation as it went. A frame taken
+    at step k shows the image before the k-th update (the one whose loss is plotted at k); the
+    last frame is the result, after all the updates."""
     if len(frames) > max_frames:
         keep = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
         frames = [frames[k] for k in keep]
-    return image_grid([[f[item] for _, f in frames]], col_labels=[f"step {s}" for s, _ in frames], note=note)
+    last = len(frames) - 1
+    labels = [f"result\n(after {s} updates)" if k == last else "start" if s == 0 else f"step {s}"
+              for k, (s, _) in enumerate(frames)]
+    return image_grid([[f[item] for _, f in frames]], col_labels=labels, note=note)
 
 
 def piano_roll(midi, title: str = "generated music", note: str | None = None, fs: int = 50) -> plt.Figure:

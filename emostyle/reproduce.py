@@ -1,28 +1,42 @@
 """`emostyle reproduce`: execute the notebooks with papermill to regenerate the paper's figures.
 
-Parameters come from the profile (injected into each notebook's `parameters` cell), the
-executed notebooks stay in a run directory, figures and tables go to `figures/`, and a run
-manifest records the profile, resolved config, versions, device, seeds and how long each
-notebook took. A failing cell stops the run with the notebook, the cell and the error named.
+Parameters come from the profile (injected into each notebook's `parameters` cell). Each
+notebook writes its figures into the run directory (`runs/<time>-<profile>/figures/<notebook>/`),
+never straight into `figures/`; when the run ends, its figures and its manifest are published
+into `figures/` together, so that folder never mixes runs. A notebook whose inputs (the
+notebook file, its parameters, the resolved config, the package's code and registry, the
+input songs, the package versions) did not change since it last succeeded is reused from the
+cache (`runs/.cache/`) instead of executed; `force=True` executes everything. A failing
+notebook does not stop the others: the run publishes every figure it could make (also those a
+failing notebook finished before its error) and the manifest names the ones it could not, and
+why. Ctrl-C stops the kernels at once, publishes nothing, and says where the partial run is.
+Notebooks run side by side, one per core, the longest first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from .config import load_config
-from .manifest import run_manifest, write_json
+from .manifest import environment, run_manifest, write_json
 
-__all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "reproduce", "notebook_dir", "check_parameters_cell"]
+__all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
+           "check_parameters_cell", "inputs_key", "register_kernel", "KERNEL_ENV"]
 
 _KERNEL = "emostyle-kit"
+# Environment of the kit's kernels. torch's OpenMP threads busy-wait for a core by default: on a
+# shared machine they spin against other jobs and a step gets 20x slower; passive threads sleep.
+# It must be in the environment before the kernel imports torch, so it goes into the kernelspec.
+KERNEL_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 @dataclass(frozen=True)
@@ -44,20 +58,17 @@ NOTEBOOKS = (
 )
 
 
-def _local_kernel_manager():
-    """Kernels that talk to papermill over local (IPC) sockets rather than TCP: the run needs
-    no network interface at all (it works with the network cut, `unshare -n`) and opens no port."""
-    from jupyter_client.manager import KernelManager
-
-    class LocalKernelManager(KernelManager):
-        def __init__(self, **kwargs):
-            super().__init__(transport="ipc", **kwargs)
-
-    return LocalKernelManager
-
-
 class ReproduceError(RuntimeError):
-    """A notebook failed; the message names the notebook, the cell and the error."""
+    """A notebook cannot run (no parameters cell, ...); the message names it and the fix."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: nothing was published; `run_dir` holds the partial run."""
+
+    def __init__(self, run_dir: Path, done: list[str]):
+        super().__init__(f"interrupted: nothing published to figures/; partial run in {run_dir} "
+                         f"(finished: {', '.join(done) or 'none'})")
+        self.run_dir, self.done = run_dir, done
 
 
 def notebook_dir() -> Path:
@@ -84,55 +95,354 @@ def _select(only: str | list[str] | None) -> list[Notebook]:
     return [nb for nb in NOTEBOOKS if nb.name in keys or set(nb.keys) & set(keys)]
 
 
-def _register_kernel(root: Path) -> None:
-    """A kernelspec for this very interpreter, so papermill never picks another Python
-    (the NoSuchKernel failures under conda and virtual environments)."""
-    spec = root / "kernels" / _KERNEL
+# -- what a notebook's result depends on ---------------------------------------------------
+def _hash_files(h, root: Path, patterns: tuple[str, ...]) -> None:
+    for path in sorted(p for pattern in patterns for p in root.rglob(pattern) if "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+
+
+def _code_version() -> str:
+    """sha256 of the package's code, registry (which holds every weight's sha256) and profiles."""
+    h = hashlib.sha256()
+    _hash_files(h, Path(__file__).resolve().parent, ("*.py", "*.toml", "*.yaml"))
+    return h.hexdigest()
+
+
+def _input_files(config: dict) -> list[Path]:
+    """Files a run reads besides registry entries: the kit's songs and any path in the config."""
+    from .samples import SONGS_DIR
+
+    found = sorted(SONGS_DIR.glob("*")) if SONGS_DIR.is_dir() else []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, str) and os.sep in value and Path(value).expanduser().is_file():
+            found.append(Path(value).expanduser())
+
+    walk(config)
+    return found
+
+
+def inputs_key(notebook: Path, parameters: dict, config: dict, code: str, packages: dict) -> str:
+    """The hash of everything a notebook's outputs depend on; equal keys give equal outputs."""
+    h = hashlib.sha256()
+    h.update(notebook.read_bytes())
+    for part in (parameters, config, packages):
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    h.update(code.encode())
+    for path in _input_files(config):
+        h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+# -- kernels -------------------------------------------------------------------------------
+_LIVE_KERNELS: set = set()
+
+
+def _local_kernel_manager():
+    """Kernels that talk to papermill over local (IPC) sockets rather than TCP: the run needs
+    no network interface at all (it works with the network cut, `unshare -n`) and opens no port.
+    Live kernels are remembered so that Ctrl-C can stop them at once. The asynchronous manager,
+    because nbclient then notices a dead kernel within a second (the synchronous one waits
+    for a reply forever)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            # Kernels started at once must not share socket files (the default names are
+            # numbered from the working folder); a short private prefix each (sockets have a
+            # 107-character path limit).
+            prefix = Path(tempfile.mkdtemp(prefix="emostyle-kernel-")) / "k"
+            super().__init__(transport="ipc", ip=str(prefix), **kwargs)
+            self.socket_dir = prefix.parent
+            _LIVE_KERNELS.add(self)
+
+    return LocalKernelManager
+
+
+def _kill_kernels() -> bool:
+    """Kill every kernel this run started (its process group: the kernel's own children too);
+    returns whether there was one."""
+    killed = False
+    for manager in list(_LIVE_KERNELS):
+        process = getattr(manager.provisioner, "process", None) if manager.provisioner else None
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # kernels run in their own session
+            except OSError:
+                process.kill()
+            killed = True
+        _LIVE_KERNELS.discard(manager)
+        shutil.rmtree(manager.socket_dir, ignore_errors=True)
+    return killed
+
+
+def _forget_dead_kernels() -> None:
+    for manager in list(_LIVE_KERNELS):
+        process = getattr(manager.provisioner, "process", None) if manager.provisioner else None
+        if process is None or process.poll() is not None:
+            _LIVE_KERNELS.discard(manager)
+            shutil.rmtree(manager.socket_dir, ignore_errors=True)
+
+
+def register_kernel(root: str | Path, env: dict[str, str] | None = None) -> Path:
+    """Write the kit's kernelspec under `root/kernels/` (put `root` on JUPYTER_PATH to use it):
+    this very interpreter, so papermill never picks another Python (the NoSuchKernel failures
+    under conda and virtual environments), with KERNEL_ENV and `env` in its environment."""
+    spec = Path(root) / "kernels" / _KERNEL
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "EmoStyle kit", "language": "python"}))
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("JUPYTER_PATH")]))
+        "display_name": "EmoStyle kit", "language": "python", "env": KERNEL_ENV | (env or {})}))
+    return spec
+
+
+def _mark_unrun_cells(path: Path) -> None:
+    """papermill marks the cell that was running and those after it as completed when a run
+    is interrupted: mark them as interrupted and never run. A cell finished when the kernel
+    replied to it (nbclient records `shell.execute_reply`)."""
+    import nbformat
+
+    if not path.exists():
+        return
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        status = cell.metadata.get("papermill", {})
+        if cell.cell_type != "code" or "shell.execute_reply" in cell.metadata.get("execution", {}):
+            continue
+        status["status"] = "not run (interrupted)" if cell.get("execution_count") is None else "interrupted"
+    nb.metadata.setdefault("papermill", {})["interrupted"] = True
+    nbformat.write(nb, path)
+
+
+# -- the cache -----------------------------------------------------------------------------
+def _restore(entry: Path, run_dir: Path, name: str) -> dict:
+    shutil.copytree(entry / "figures", run_dir / "figures" / name, dirs_exist_ok=True)
+    shutil.copytree(entry / "work", run_dir / name, dirs_exist_ok=True)
+    shutil.copy2(entry / "notebook.ipynb", run_dir / f"{name}.ipynb")
+    return json.loads((entry / "record.json").read_text())
+
+
+def _store(entry: Path, run_dir: Path, name: str, record: dict) -> None:
+    """Copy a successful notebook's outputs into the cache; the record goes last, so a half
+    copy (a killed run) is never taken for a cache entry."""
+    partial = entry.with_name(entry.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(run_dir / "figures" / name, partial / "figures")
+    (run_dir / name).mkdir(exist_ok=True)
+    shutil.copytree(run_dir / name, partial / "work")
+    shutil.copy2(run_dir / f"{name}.ipynb", partial / "notebook.ipynb")
+    write_json(partial / "record.json", record)
+    shutil.rmtree(entry, ignore_errors=True)
+    os.replace(partial, entry)
+
+
+# -- publishing ----------------------------------------------------------------------------
+def _previous(out: Path) -> dict:
+    """The manifest published in `out` before, or {} (none, unreadable, or an older format)."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest.get("notebooks"), dict) else {}
+
+
+def _publish(staged: Path, out: Path, manifest: dict, previous: dict) -> None:
+    """Move the run's figures into `out` and write the manifest, with Ctrl-C held off meanwhile.
+    Figures of the previous manifest that the new one does not list are removed, so that
+    everything in `out` is described by `out/manifest.json`. Files the kit did not make
+    (README.md) stay."""
+    out.mkdir(parents=True, exist_ok=True)
+    incoming = out / f".incoming-{os.getpid()}"
+    shutil.rmtree(incoming, ignore_errors=True)
+    shutil.copytree(staged, incoming)  # the slow part, before anything in `out` changes
+    new = sorted(p.name for p in incoming.iterdir())
+    stale = set(previous.get("outputs", [])) - set(manifest["outputs"])
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        for name in new:
+            os.replace(incoming / name, out / name)
+        for name in stale:
+            (out / name).unlink(missing_ok=True)
+        write_json(out / "manifest.json", manifest)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        shutil.rmtree(incoming, ignore_errors=True)
+
+
+def _estimate(cache: Path, name: str) -> float | None:
+    try:
+        return json.loads((cache / "timings.json").read_text()).get(name)
+    except (OSError, ValueError):
+        return None
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _plan(jobs: int | None, n: int) -> tuple[int, int]:
+    """(notebooks at once, torch threads per kernel): one kernel per core up to `jobs`, and the
+    cores shared out, so that kernels never oversubscribe the CPU (threads that wait for a
+    core they do not get make every step slower)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jobs = max(1, min(n, jobs or cores))
+    return jobs, max(1, cores // jobs)
 
 
 def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, device: str = "auto",
               out: str | Path = "figures", run_dir: str | Path | None = None,
-              overrides: dict | None = None, progress: bool = True) -> dict:
-    """Execute the selected notebooks on `profile`; returns the run manifest."""
-    import papermill
-
+              overrides: dict | None = None, progress: bool = True, force: bool = False,
+              cache_dir: str | Path | None = None, jobs: int | None = None) -> dict:
+    """Execute (or reuse) the selected notebooks on `profile` and publish their figures to `out`;
+    returns the run manifest. `jobs` notebooks run at once (default: one per CPU core), the
+    longest first. Raises `Interrupted` on Ctrl-C (nothing published)."""
     overrides = dict(overrides or {})
     if device != "auto":
         overrides["device"] = device
     config = load_config(profile, overrides)  # a bad profile or override fails before any notebook runs
     selected = _select(only)
+    for nb in selected:
+        check_parameters_cell(notebook_dir() / f"{nb.name}.ipynb")
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     run_dir = Path(run_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{profile}").resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _register_kernel(run_dir)
+    cache = Path(cache_dir).resolve() if cache_dir else run_dir.parent / ".cache"
+    staged = run_dir / "figures"
+    staged.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    code, packages = _code_version(), environment()["packages"]
+    say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda text: None)
 
-    timings: dict[str, float] = {}
-    bar = tqdm(selected, desc=f"reproduce ({profile})", unit="notebook", disable=not progress)
-    for nb in bar:
-        bar.set_postfix_str(nb.name)
-        source = notebook_dir() / f"{nb.name}.ipynb"
-        check_parameters_cell(source)
-        params = {"profile": profile, "overrides": overrides, "figures_dir": str(out),
-                  "run_dir": str(run_dir / nb.name)}
-        begun = time.perf_counter()
+    # Reuse what the cache holds; the rest runs, longest first (by the last run's timings).
+    entries: dict[str, dict] = {}
+    pending = []
+    for nb in selected:
+        key = inputs_key(notebook_dir() / f"{nb.name}.ipynb", {"profile": profile, "overrides": overrides},
+                         config.to_dict(), code, packages)
+        entry = cache / f"{nb.name}-{key[:20]}"
+        (staged / nb.name).mkdir(parents=True, exist_ok=True)
+        if not force and (entry / "record.json").exists():
+            record = _restore(entry, run_dir, nb.name)
+            entries[nb.name] = {"status": "reused", "key": key, "seconds": 0.0,
+                                "made_by": record["run_dir"], "made_in_s": record["seconds"]}
+            say(f"{nb.name}: reused (inputs unchanged since {record['run_dir']})")
+        else:
+            pending.append((nb, key, entry))
+    estimates = {nb.name: _estimate(cache, nb.name) for nb, _, _ in pending}
+    pending.sort(key=lambda item: -(estimates[item[0].name] or 0))
+    jobs, threads = _plan(jobs, len(pending))
+    register_kernel(run_dir, {"OMP_NUM_THREADS": str(threads)})
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(run_dir), os.environ.get("JUPYTER_PATH")]))
+    if pending:
+        known = [e for e in estimates.values() if e]
+        say(f"running {len(pending)} notebook(s), {jobs} at a time, {threads} thread(s) each"
+            + (f"; about {_minutes(max(max(known), sum(known) / jobs))} (last runs' timings)"
+               if len(known) == len(pending) else ""))
+
+    stop: list[int] = []
+    running: dict[str, float] = {}  # notebook -> when it started
+    begun_all = time.perf_counter()
+
+    def heartbeat() -> None:
+        """A line a minute while notebooks run: which, for how long, and against the last run."""
+        now = time.perf_counter()
+        say("  still running: " + ", ".join(
+            f"{name} {_minutes(now - start)}" + (f" of about {_minutes(estimates[name])}" if estimates[name] else "")
+            for name, start in sorted(running.items())))
+
+    def execute(nb: Notebook, key: str, entry: Path) -> None:
+        import papermill
+
+        if stop:
+            return
+        say(f"{nb.name}: running" + (f" (last run: {_minutes(estimates[nb.name])})" if estimates[nb.name] else ""))
+        params = {"profile": profile, "overrides": overrides,
+                  "figures_dir": str(staged / nb.name), "run_dir": str(run_dir / nb.name)}
+        begun = running[nb.name] = time.perf_counter()
         try:
-            papermill.execute_notebook(str(source), str(run_dir / f"{nb.name}.ipynb"), parameters=params,
-                                       kernel_name=_KERNEL, cwd=str(notebook_dir()), progress_bar=False,
-                                       kernel_manager_class=_local_kernel_manager())
-        except papermill.PapermillExecutionError as error:
-            raise ReproduceError(
-                f"notebook {nb.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
-                f"executed copy: {run_dir / (nb.name + '.ipynb')}") from None
-        timings[nb.name] = round(time.perf_counter() - begun, 2)
+            papermill.execute_notebook(
+                str(notebook_dir() / f"{nb.name}.ipynb"), str(run_dir / f"{nb.name}.ipynb"), parameters=params,
+                kernel_name=_KERNEL, cwd=str(notebook_dir()), kernel_manager_class=_local_kernel_manager(),
+                progress_bar=False)
+        except Exception as error:
+            if stop:  # the kernel died of our Ctrl-C
+                return
+            if isinstance(error, papermill.PapermillExecutionError):
+                reason = f"cell In [{error.exec_count}]: {error.ename}: {error.evalue}"
+            else:  # the kernel died (out of memory, a crash in a library) or would not start
+                reason = f"{type(error).__name__}: {error}"
+            reason = reason.strip().splitlines()[0] if reason.strip() else type(error).__name__
+            entries[nb.name] = {"status": "failed", "key": key, "error": reason,
+                                "seconds": round(time.perf_counter() - begun, 2),
+                                "notebook": str(run_dir / f"{nb.name}.ipynb")}
+            # The figures it finished before the failing cell are complete and of this run: they are
+            # published (Figure 2 without the sounds of Figure 3); the manifest names the missing ones.
+            running.pop(nb.name, None)
+            say(f"{nb.name}: FAILED ({reason}); the others go on")
+            return
+        seconds = round(time.perf_counter() - begun, 2)
+        running.pop(nb.name, None)
+        entries[nb.name] = {"status": "ran", "key": key, "seconds": seconds}
+        _store(entry, run_dir, nb.name, {"key": key, "run_dir": str(run_dir), "seconds": seconds})
+        done = sum(e["status"] != "reused" for e in entries.values())
+        say(f"{nb.name}: done in {_minutes(seconds)} ({done}/{len(pending)} run, "
+            f"{_minutes(time.perf_counter() - begun_all)} so far)")
 
-    manifest = run_manifest(config, timings=timings, notebooks=[nb.name for nb in selected],
-                            run_dir=str(run_dir), figures_dir=str(out))
+    def on_interrupt(signum, frame):
+        # Raising inside nbclient's event loop leaves it waiting on a busy kernel (a minute, and a
+        # long traceback); killing the kernels makes nbclient give up within a second instead.
+        stop.append(signum)
+        _kill_kernels()
+
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(execute, *item) for item in pending}
+            beat = time.perf_counter()
+            while futures:
+                finished, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                if time.perf_counter() - beat > 60 and running and not stop:
+                    heartbeat()
+                    beat = time.perf_counter()
+                for future in finished:
+                    future.result()
+                if stop:
+                    _kill_kernels()  # also a kernel that was still starting at the signal
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        _forget_dead_kernels()
+    timings = json.loads((cache / "timings.json").read_text()) if (cache / "timings.json").exists() else {}
+    write_json(cache / "timings.json", timings | {n: e["seconds"] for n, e in entries.items() if e["status"] == "ran"})
+    if stop:
+        for nb, _, _ in pending:
+            if nb.name not in entries:
+                _mark_unrun_cells(run_dir / f"{nb.name}.ipynb")
+        write_json(run_dir / "interrupted.json", {"finished": sorted(entries)})
+        raise Interrupted(run_dir, sorted(n for n, e in entries.items() if e["status"] != "failed"))
+
+    entries = {nb.name: entries[nb.name] for nb in selected}  # the notebooks' order, not the finishing one
+    for name in entries:
+        files = sorted(p.name for p in (staged / name).iterdir()) if (staged / name).is_dir() else []
+        entries[name]["outputs"] = files
+        for path in (staged / name).iterdir() if files else ():
+            os.replace(path, staged / path.name)
+        shutil.rmtree(staged / name, ignore_errors=True)
+    missing = {nb.name: [s for s in nb.outputs if not any(f.startswith(s + ".") for f in entries[nb.name]["outputs"])]
+               for nb in selected}
+    # Notebooks left out by `only` keep their published figures, if that run used the same profile.
+    previous = _previous(out)
+    kept = {n: e | {"status": "kept", "made_by": e.get("made_by", previous.get("run_dir"))}
+            for n, e in previous.get("notebooks", {}).items()
+            if n not in entries and e.get("status") != "failed" and previous.get("profile") == profile}
+    manifest = run_manifest(config, timings={n: e["seconds"] for n, e in entries.items()},
+                            notebooks=entries | kept, run_dir=str(run_dir), figures_dir=str(out),
+                            outputs=sorted({f for e in (entries | kept).values() for f in e.get("outputs", [])}),
+                            failed={n: e["error"] for n, e in entries.items() if e["status"] == "failed"},
+                            not_made={n: m for n, m in missing.items() if m})
     write_json(run_dir / "manifest.json", manifest)
-    write_json(out / "manifest.json", manifest)
+    _publish(staged, out, manifest, previous)
     return manifest

@@ -1,12 +1,29 @@
-"""The papermill runner: parameters injected, figures and manifest written, failures named."""
+"""The papermill runner: parameters injected, figures staged in the run and published with the
+manifest, unchanged notebooks reused from the cache, failures named without stopping the run,
+Ctrl-C stopping the kernel at once with nothing published."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import nbformat
 import pytest
 
 from emostyle import reproduce as runner
 from emostyle.reproduce import NOTEBOOKS, Notebook, ReproduceError, check_parameters_cell, notebook_dir
+
+# Each fake notebook writes `<name>.txt` (its parameters, the kernel's OpenMP wait policy and a
+# counter of how often it really ran) into the figures folder it is given.
+_WRITE = """from pathlib import Path
+import os
+count = Path(figures_dir).parents[2] / "count-{name}"
+count.write_text(str(int(count.read_text()) + 1 if count.exists() else 1))
+Path(figures_dir, "{name}.txt").write_text(f"{{profile}} {{overrides}} {{os.environ.get('OMP_WAIT_POLICY')}}")
+"""
 
 
 def _notebook(path, body, parameters=True):
@@ -20,33 +37,118 @@ def _notebook(path, body, parameters=True):
 
 
 @pytest.fixture
-def fake_notebooks(tmp_path, monkeypatch):
+def kit(tmp_path, monkeypatch):
+    """Two fake notebooks a and b (figures a.txt, b.txt) in place of the kit's."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
+    for name in "ab":
+        _notebook(folder / f"{name}.ipynb", _WRITE.format(name=name))
     monkeypatch.setattr(runner, "notebook_dir", lambda: folder)
-    return folder
+    monkeypatch.setattr(runner, "NOTEBOOKS", (Notebook("a", ("figa",), ("a",)), Notebook("b", ("figb",), ("b",))))
+    return tmp_path
 
 
-def test_runs_notebooks_with_injected_parameters_and_writes_a_manifest(fake_notebooks, tmp_path, monkeypatch):
-    _notebook(fake_notebooks / "a.ipynb", "from pathlib import Path\n"
-              "Path(figures_dir, 'a.txt').write_text(f'{profile} {overrides}')")
-    monkeypatch.setattr(runner, "NOTEBOOKS", (Notebook("a", ("figa",), ("a",)),))
-    out = tmp_path / "figs"
-    manifest = runner.reproduce("tiny", out=out, run_dir=tmp_path / "run", overrides={"guidance.steps": 2},
-                                progress=False)
-    assert (out / "a.txt").read_text() == "tiny {'guidance.steps': 2}"
-    assert (tmp_path / "run" / "a.ipynb").exists()
-    saved = json.loads((out / "manifest.json").read_text())
+def _run(root, run, **kwargs):
+    return runner.reproduce("tiny", out=root / "figs", run_dir=root / "runs" / run, progress=False, **kwargs)
+
+
+def _count(root, name):
+    return int((root / "runs" / f"count-{name}").read_text())
+
+
+def test_runs_notebooks_with_injected_parameters_and_publishes_with_the_manifest(kit):
+    manifest = _run(kit, "r1", overrides={"guidance.steps": 2})
+    figs = kit / "figs"
+    assert (figs / "a.txt").read_text() == "tiny {'guidance.steps': 2} PASSIVE"  # the kernel got the policy
+    assert (kit / "runs" / "r1" / "a.ipynb").exists()
+    saved = json.loads((figs / "manifest.json").read_text())
+    assert saved == json.loads((kit / "runs" / "r1" / "manifest.json").read_text())
     assert saved["profile"] == "tiny" and saved["config"]["guidance"]["steps"] == 2
-    assert set(saved["timings_s"]) == {"a"} and manifest["notebooks"] == ["a"]
+    assert saved["outputs"] == ["a.txt", "b.txt"] and saved["notebooks"]["a"]["outputs"] == ["a.txt"]
+    assert {e["status"] for e in manifest["notebooks"].values()} == {"ran"}
     assert saved["environment"]["packages"]["torch"]
+    assert not [p for p in figs.iterdir() if p.name.startswith(".")]  # no staging folder left behind
 
 
-def test_a_failing_cell_names_the_notebook_and_the_error(fake_notebooks, tmp_path, monkeypatch):
-    _notebook(fake_notebooks / "bad.ipynb", "raise ValueError('broken input')")
-    monkeypatch.setattr(runner, "NOTEBOOKS", (Notebook("bad", ("b",), ()),))
-    with pytest.raises(ReproduceError, match=r"notebook bad failed in cell .*ValueError: broken input"):
-        runner.reproduce("tiny", out=tmp_path / "f", run_dir=tmp_path / "r", progress=False)
+@pytest.mark.slow
+def test_unchanged_inputs_are_reused_and_a_change_reruns_only_what_depends_on_it(kit):
+    _run(kit, "r1")
+    second = _run(kit, "r2")
+    assert {n: e["status"] for n, e in second["notebooks"].items()} == {"a": "reused", "b": "reused"}
+    assert second["notebooks"]["a"]["made_by"] == str(kit / "runs" / "r1")
+    assert (_count(kit, "a"), _count(kit, "b")) == (1, 1)
+    assert (kit / "runs" / "r2" / "a.ipynb").exists() and (kit / "figs" / "b.txt").exists()
+
+    path = runner.notebook_dir() / "b.ipynb"  # editing one notebook reruns that one only
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("1 + 1"))
+    nbformat.write(nb, path)
+    third = _run(kit, "r3")
+    assert {n: e["status"] for n, e in third["notebooks"].items()} == {"a": "reused", "b": "ran"}
+
+    fourth = _run(kit, "r4", overrides={"guidance.steps": 2})  # a parameter reaches every notebook
+    assert {e["status"] for e in fourth["notebooks"].values()} == {"ran"}
+    assert (kit / "figs" / "a.txt").read_text() == "tiny {'guidance.steps': 2} PASSIVE"
+
+    _run(kit, "r5", force=True)
+    assert (_count(kit, "a"), _count(kit, "b")) == (3, 4)
+
+
+def test_a_failing_notebook_is_named_and_every_figure_that_could_be_made_is_published(kit):
+    _run(kit, "r1")
+    # Notebook a makes its first figure, then fails on a missing file (as Figure 3 without the network).
+    _notebook(runner.notebook_dir() / "a.ipynb", "from pathlib import Path\nPath(figures_dir, 'a1.txt').write_text('ok')\n"
+              "raise FileNotFoundError('missing file drill.wav; run X')")
+    runner.NOTEBOOKS = (Notebook("a", ("figa",), ("a1", "a")), Notebook("b", ("figb",), ("b",)))
+    manifest = _run(kit, "r2")
+    assert manifest["notebooks"]["a"]["status"] == "failed" and manifest["notebooks"]["b"]["status"] == "reused"
+    assert manifest["failed"] == {"a": "cell In [3]: FileNotFoundError: missing file drill.wav; run X"}  # [3]: after
+    # the parameters cell and the one papermill injects
+    assert manifest["not_made"] == {"a": ["a"]}
+    # a.txt of the old run is gone from figs/: nothing there is left undescribed by the manifest.
+    assert sorted(p.name for p in (kit / "figs").iterdir()) == ["a1.txt", "b.txt", "manifest.json"]
+
+
+def test_only_keeps_the_other_notebooks_figures_and_says_where_they_came_from(kit):
+    _run(kit, "r1")
+    manifest = _run(kit, "r2", only="figb", force=True)
+    assert manifest["notebooks"]["a"]["status"] == "kept"
+    assert manifest["notebooks"]["a"]["made_by"] == str(kit / "runs" / "r1")
+    assert manifest["outputs"] == ["a.txt", "b.txt"] and (kit / "figs" / "a.txt").exists()
+
+
+def test_ctrl_c_stops_the_kernel_at_once_and_publishes_nothing(kit):
+    """A real SIGINT to a real run whose notebook is busy in a long cell."""
+    _notebook(runner.notebook_dir() / "b.ipynb", "import time\nfor _ in range(600):\n    time.sleep(0.1)")
+    script = textwrap.dedent(f"""
+        import sys
+        from emostyle import reproduce as r
+        from emostyle.cli import main
+        r.notebook_dir = lambda: __import__("pathlib").Path({str(runner.notebook_dir())!r})
+        r.NOTEBOOKS = (r.Notebook("a", ("figa",), ("a",)), r.Notebook("b", ("figb",), ("b",)))
+        sys.exit(main(["reproduce", "--profile", "tiny", "--out", {str(kit / "figs")!r},
+                       "--run-dir", {str(kit / "runs" / "r1")!r}]))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+                            env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+    busy = kit / "runs" / "r1" / "b.ipynb"
+    deadline = time.time() + 120
+    while time.time() < deadline and not busy.exists():
+        time.sleep(0.2)
+    time.sleep(3)  # the kernel is inside the long cell
+    proc.send_signal(signal.SIGINT)
+    sent = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - sent < 15  # 1 s for nbclient to notice the dead kernel, the rest start-up noise
+    assert proc.returncode == 130
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("emostyle reproduce: interrupted: nothing published") and "runs/r1" in lines[-1]
+    assert not any("Traceback" in line for line in lines), err
+    assert not (kit / "figs").exists()
+    marked = nbformat.read(busy, as_version=4)
+    assert marked.metadata["papermill"]["interrupted"]
+    assert marked.cells[-1].metadata["papermill"]["status"] == "interrupted"  # papermill says "completed"
 
 
 def test_a_notebook_without_parameters_cell_is_refused(tmp_path):
