@@ -31,3 +31,17 @@ def sound_samples(shared_data) -> dict:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def cached_weight():
+    """`cached_weight(name)`: the registry file's path, or skip the test naming the fetch command."""
+    from emostyle import registry
+
+    def get(name: str) -> Path:
+        try:
+            return registry.path(name)
+        except registry.MissingWeightError:
+            pytest.skip(f"{name} is not in the cache: run `emostyle weights fetch {name}`")
+
+    return get

@@ -43,11 +43,8 @@ def _package_file(path: Path, network: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def network():
-    try:
-        return load_expression_cnn(registry.path("fer2013-cnn"))
-    except registry.MissingWeightError:
-        pytest.skip("needs registry entry fer2013-cnn: run `emostyle weights fetch fer2013-cnn`")
+def network(cached_weight):
+    return load_expression_cnn(cached_weight("fer2013-cnn"))
 
 
 # --- no weight file needed ------------------------------------------------------------------------

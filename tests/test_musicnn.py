@@ -29,7 +29,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from emostyle import registry
 from emostyle.models.musicnn import MSD_TAGS, PATCH_FRAMES, SAMPLE_RATE, _patches, load_musicnn, log_mel, \
     tag_probabilities
 from emostyle.models.tf_checkpoint import read_tf_checkpoint
@@ -50,17 +49,10 @@ def tiny():
     return load_musicnn(TINY)
 
 
-def _registry_file(name):
-    try:
-        return registry.path(name)
-    except registry.MissingWeightError:
-        pytest.skip(f"{name} is not in the cache (`emostyle weights fetch {name}`)")
-
-
 @pytest.fixture(scope="module")
-def msd():
+def msd(cached_weight):
     torch.set_num_threads(1)  # small convolutions: one thread avoids spin-waiting on a shared runner
-    return load_musicnn(_registry_file("musicnn-msd"))
+    return load_musicnn(cached_weight("musicnn-msd"))
 
 
 def _tolerance(network, logits) -> float:
@@ -216,8 +208,8 @@ def test_bad_waveforms_are_refused(tiny):
 
 
 @pytest.fixture(scope="module")
-def norms():
-    return _registry_file("warriner-vad-norms")
+def norms(cached_weight):
+    return cached_weight("warriner-vad-norms")
 
 
 def _at_prior(scale=1.0):
