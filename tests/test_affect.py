@@ -122,7 +122,10 @@ def test_similarity_and_distance():
     # Projections on the targets' unit directions in the pleasure-arousal plane; a neutral
     # target (0) has no direction, and dominance is not compared.
     assert torch.allclose(space.similarity(x, y), torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
-    assert torch.allclose(space.similarity(torch.tensor([[0.0, 0.5, 0.9]]), y[1:2]), torch.tensor([[0.5]]))
+    # Cosines of directions: intensity does not count, dominance is not compared.
+    assert torch.allclose(space.similarity(torch.tensor([[0.0, 0.5, 0.9]]), y[1:2]), torch.tensor([[1.0]]))
+    assert torch.allclose(space.similarity(torch.tensor([[0.3, 0.3, 0.0]]), torch.tensor([[0.0, 2.0, 0.0]])),
+                          torch.tensor([[0.5 ** 0.5]]))
     assert torch.allclose(space.distance(x, y[1:2]), torch.tensor([1.0, 1.0]))
     assert torch.allclose(space.distance(x, y[:1]), torch.tensor([1.0, 0.0]))
     with pytest.raises(ValueError, match="face, scene"):

@@ -20,7 +20,7 @@ images, audio and text in Mehrabian's three-dimensional PAD space, each axis in 
   the PAD of "happy" (positive) or "sad" (negative).
 
 Guidance and retrieval compare a point with a target's *direction* from neutral, as CLIP
-space compares unit vectors: `distance` is 1 - <e, t_hat> and `similarity` is <e, t_hat>,
+space compares unit vectors: `distance` is 1 - <e, t_hat> and `similarity` is <e_hat, t_hat>,
 both in the pleasure-arousal plane, Russell's (1980) circumplex, the model in which music
 emotion is studied and annotated (dominance is read and reported, not compared: music
 models and listeners' ratings barely determine it, and in Valdez & Mehrabian's colour
@@ -235,9 +235,9 @@ class AffectSpace(EmbeddingSpace):
 
     name = "affect-pad"
     dim = 3
-    # Softmax temperature of retrieval (Eq. 2). Similarities are projections in [-1, 1]
-    # (PAD units); a scale of 10 makes a difference of 0.1 along the song's emotion (one tenth
-    # of the way from neutral to a prototype emotion) multiply a candidate's odds by e.
+    # Softmax temperature of retrieval (Eq. 2). Similarities are cosines in [-1, 1]; a scale of
+    # 10 makes a difference of 0.1 in cosine (about 26 degrees apart near alignment) multiply a
+    # candidate's odds by e.
     logit_scale = 10.0
 
     def __init__(self, domain: str = "face", fer: MiniXception | None = None, audio: str = "musicnn+mode"):
@@ -279,9 +279,11 @@ class AffectSpace(EmbeddingSpace):
         return abs(c) * torch.tensor(prototype).unsqueeze(0)
 
     def similarity(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Projections (B, M) of PAD points x (B, 3) on the directions of y (M, 3): how far each
-        point lies along each target's emotion (Eq. 1's dot product, with unit targets)."""
-        return x.float() @ direction(y.float().to(x.device)).T
+        """Cosines (B, M) between the directions of PAD points x (B, 3) and y (M, 3) in the
+        pleasure-arousal plane: Eq. 1's dot product of unit embeddings, as ImageBind's. Retrieval
+        so picks the candidate whose emotion is the song's, not the most intense one, and leaves
+        the guidance room to move it (a point within the neutral radius has similarity ~0)."""
+        return direction(x.float()) @ direction(y.float().to(x.device)).T
 
     def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Guidance loss (B,) to targets (B or 1, 3): 1 - <e, t_hat>, linear along the target's
