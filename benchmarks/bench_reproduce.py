@@ -87,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=None, help="a git ref to time the same way (e.g. main)")
     parser.add_argument("--only", default=None, help="passed to reproduce (e.g. fig1,music)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to reproduce")
+    parser.add_argument("--jobs", default=None, help="passed to reproduce (e.g. 1: one notebook at a time)")
     parser.add_argument("--kinds", default="cold,again,cold-loaded", help="which runs (default: all three)")
     parser.add_argument("--no-kit", action="store_true", help="time only the baseline")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "reproduce.json"))
     args = parser.parse_args(argv)
     extra = (["--only", args.only] if args.only else []) + [x for kv in args.overrides for x in ("--set", kv)]
+    extra += ["--jobs", args.jobs] if args.jobs else []
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-reproduce-"))
     kinds = args.kinds.split(",")
