@@ -9,7 +9,8 @@ writes benchmarks/results/reproduce.json. Takes the time of a few full runs: min
 
     python benchmarks/bench_reproduce.py                          # cold, warm, cold under load
     python benchmarks/bench_reproduce.py --baseline main          # also the same runs of `main`
-    python benchmarks/bench_reproduce.py --only fig1,music --set guidance.steps=10   # a quick look
+    python benchmarks/bench_reproduce.py --baseline main --no-kit --kinds cold        # the baseline alone
+    python benchmarks/bench_reproduce.py --only fig1,music --kinds cold,again         # a quick look
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _reproduce(checkout: Path, scratch: Path, name: str, extra: list[str], force
     """One `emostyle reproduce` of `checkout` in its own process; its wall time and manifest."""
     out, runs = scratch / name / "figures", scratch / "runs"
     command = [sys.executable, "-m", "emostyle", "reproduce", "--out", str(out),
-               "--run-dir", str(runs / name), *extra] + (["--force"] if force else [])
+               "--run-dir", str(runs / name), *extra] + (["--force"] if force and checkout == REPO else [])
     env = os.environ | {"PYTHONPATH": str(checkout)}
     begun = time.perf_counter()
     done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
@@ -66,11 +67,19 @@ class _Spinner:
 
 
 def _checkout(ref: str, scratch: Path) -> Path:
-    """A worktree of `ref` (removed at the end)."""
+    """The files of commit `ref` in a scratch folder (`git archive`: the repository is not touched)."""
     path = scratch / f"kit-{ref.replace('/', '-')}"
-    subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=REPO, check=True,
-                   capture_output=True)
+    path.mkdir()
+    archive = subprocess.run(["git", "archive", ref], cwd=REPO, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(path)], input=archive, check=True)
     return path
+
+
+def _show(row: dict) -> None:
+    per = ", ".join(f"{n}={s}" for n, s in row["notebooks"].items())
+    print(f"{row['run']:<28} {row['seconds']:>8.1f} {row['returncode']:>3}  {per}", flush=True)
+    if row["returncode"]:
+        print(row["stderr_tail"], flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,44 +87,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default=None, help="a git ref to time the same way (e.g. main)")
     parser.add_argument("--only", default=None, help="passed to reproduce (e.g. fig1,music)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to reproduce")
-    parser.add_argument("--no-load", action="store_true", help="skip the run under load")
+    parser.add_argument("--jobs", default=None, help="passed to reproduce (e.g. 1: one notebook at a time)")
+    parser.add_argument("--kinds", default="cold,again,cold-loaded", help="which runs (default: all three)")
+    parser.add_argument("--no-kit", action="store_true", help="time only the baseline")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "reproduce.json"))
     args = parser.parse_args(argv)
     extra = (["--only", args.only] if args.only else []) + [x for kv in args.overrides for x in ("--set", kv)]
+    extra += ["--jobs", args.jobs] if args.jobs else []
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-reproduce-"))
-    kits = {"kit": REPO}
+    kinds = args.kinds.split(",")
+    kits = {} if args.no_kit else {"kit": REPO}
     if args.baseline:
         kits[args.baseline] = _checkout(args.baseline, scratch)
     rows = []
+    print(f"{'run':<28} {'wall s':>8}  rc  per notebook (s)", flush=True)
+
+    def run(label, checkout, kind, force):
+        rows.append({"kit": label, **_reproduce(checkout, scratch, f"{label}-{kind}", extra, force=force)})
+        _show(rows[-1])
+
     try:
         for label, checkout in kits.items():
-            _cold_cache()
-            rows.append({"kit": label, **_reproduce(checkout, scratch, f"{label}-cold", extra, force=True)})
-            rows.append({"kit": label, **_reproduce(checkout, scratch, f"{label}-again", extra, force=False)})
-            if not args.no_load:
+            if "cold" in kinds:
+                _cold_cache()
+                run(label, checkout, "cold", True)
+            if "again" in kinds and checkout == REPO:  # an older kit has no cache: its second run is its first
+                run(label, checkout, "again", False)
+            if "cold-loaded" in kinds:
                 _cold_cache()
                 with _Spinner():
-                    rows.append({"kit": label, **_reproduce(checkout, scratch, f"{label}-cold-loaded", extra,
-                                                            force=True)})
+                    run(label, checkout, "cold-loaded", True)
     finally:
-        for label, checkout in kits.items():
-            if checkout != REPO:
-                subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=REPO, capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
-    seconds = {r["run"]: r["seconds"] for r in rows}
-    print(f"{'run':<28} {'wall s':>8}  rc  per notebook (s)")
-    for r in rows:
-        per = ", ".join(f"{n}={s}" for n, s in r["notebooks"].items())
-        print(f"{r['run']:<28} {r['seconds']:>8.1f} {r['returncode']:>3}  {per}")
+    seconds = {r["run"]: r["seconds"] for r in rows if r["returncode"] == 0}
     ratios = {}
     for label in kits:
         cold, loaded = seconds.get(f"{label}-cold"), seconds.get(f"{label}-cold-loaded")
         if cold and loaded:
             ratios[f"{label}: loaded / idle"] = round(loaded / cold, 2)
     if args.baseline:
-        for kind in ("cold", "again", "cold-loaded"):
+        for kind in ("cold", "cold-loaded"):
             a, b = seconds.get(f"kit-{kind}"), seconds.get(f"{args.baseline}-{kind}")
             if a and b:
                 ratios[f"{kind}: kit / {args.baseline}"] = round(a / b, 2)
