@@ -10,6 +10,7 @@ Figure 4 against the paper's claims, and `score` collects Table 1 and the metric
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,9 +93,13 @@ class Experiment:
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.pipe = Pipeline.from_config(profile, overrides)
-        self.config = self.pipe.config
-        # The paper shows faces (FFHQ) and landscapes (LHQ): one pipeline per dataset of the profile.
-        self.datasets = {label: Pipeline.from_config(c) for label, c in dataset_configs(self.config, overrides).items()}
+        self.config, self._overrides = self.pipe.config, overrides
+
+    @functools.cached_property
+    def datasets(self) -> dict[str, Pipeline]:
+        """The paper shows faces (FFHQ) and landscapes (LHQ): one pipeline per dataset of the
+        profile, built when first asked for."""
+        return {label: Pipeline.from_config(c) for label, c in dataset_configs(self.config, self._overrides).items()}
 
     @property
     def note(self) -> str:
