@@ -127,7 +127,9 @@ def test_opening_the_notebook_does_not_mark_it_modified(page):
     assert "EmoStyle kit" in page.locator(".jp-NotebookPanel .jp-Toolbar-kernelName").first.inner_text()
 
 
-def test_run_all_shows_every_figure_and_labelled_players(page, shots):
+@pytest.fixture(scope="module")
+def ran_all(page, shots):
+    """The quickstart after Run All Cells, every cell finished without an error."""
     _run_all(page)
     begun = time.time()
     while True:  # every code cell done: a number in its prompt, none busy ("*")
@@ -142,6 +144,11 @@ def test_run_all_shows_every_figure_and_labelled_players(page, shots):
         time.sleep(2)
     _wait_idle(page, 60)
     page.screenshot(path=shots / "2-run-all.png", full_page=True)
+    return page
+
+
+def test_run_all_shows_every_figure_and_labelled_players(ran_all, shots):
+    page = ran_all
     images = page.locator(".jp-OutputArea-output img")
     # Figure 1, the before/after figure, the loss curves; the panel's come later.
     assert images.count() >= 3
@@ -158,28 +165,26 @@ def test_run_all_shows_every_figure_and_labelled_players(page, shots):
         page.screenshot(path=shots / f"2-figure-{k + 1}.png")
 
 
-def test_the_panel_runs_with_a_chosen_song_and_weight(page, shots, lab):
-    books = lab[2]
+def test_the_panel_runs_with_a_chosen_song_and_weight(ran_all, shots, lab):
+    page, books = ran_all, lab[2]
     panel = page.locator(".jp-OutputArea-output .widget-vbox").first
     panel.scroll_into_view_if_needed()
     song = panel.locator(".widget-dropdown select").first
     options = [o.replace("\xa0", " ") for o in song.locator("option").all_inner_texts()]  # widgets keep spaces
     assert len(options) >= 2 and all("kit song" in o for o in options)
     song.select_option(index=len(options) - 1)
-    readout = panel.locator(".widget-slider .widget-readout").nth(1)  # l_Mus
-    readout.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type("0.8")
-    page.keyboard.press("Enter")
-    steps = panel.locator(".widget-slider .widget-readout").nth(3)
-    steps.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type("5")
-    page.keyboard.press("Enter")
-    panel.locator("button", has_text="Run").click()
-    page.wait_for_selector("text=running", timeout=30_000)
-    page.screenshot(path=shots / "3-panel-running.png")
+    readouts = panel.locator(".widget-slider .widget-readout")  # l_Aud, l_Mus, l_Tex, steps
+    for index, value, shown in ((1, "0.8", "0.80"), (3, "5", "5")):  # type into the slider's readout
+        readout = readouts.nth(index)
+        readout.fill(value)
+        readout.press("Enter")
+        page.wait_for_function("([el, v]) => el.textContent.trim() === v", arg=[readout.element_handle(), shown],
+                               timeout=10_000)
     status = panel.locator(".widget-html").first
+    panel.locator("button", has_text="Run").click()
+    page.wait_for_function("el => /running|done|error/.test(el.textContent)", arg=status.element_handle(),
+                           timeout=30_000)
+    page.screenshot(path=shots / "3-panel-running.png")
     page.wait_for_function("el => /done|error/.test(el.textContent)", arg=status.element_handle(), timeout=300_000)
     assert "done" in status.inner_text(), status.inner_text()
     result = panel.locator(".widget-output")
