@@ -45,7 +45,7 @@ setup() {
   fi
   # Without a network some files cannot come (the sounds of Figure 3 are on GitHub):
   # reproduce still makes every figure it can and names the ones it could not.
-  "$VENV/bin/emostyle" weights fetch --profile offline ||
+  "$VENV/bin/emostyle" weights fetch --profile offline >/dev/null ||
     echo "[kit] some files of the offline profile could not be fetched (above); the figures that need them will be missing" >&2
 }
 

@@ -80,9 +80,16 @@ def _cmd_manipulate(args) -> int:
     def shown(x):
         return "n/a" if x is None else f"{x:+.2f}"
 
-    print(f"  valence by the judge ({v['judge'] or 'none'}): {shown(v['before'])} -> {shown(v['after'])}")
+    print(f"  valence by the judge ({v['judge'] or 'none'}), on the saved images: "
+          f"{shown(v['before'])} -> {shown(v['after'])}")
     space = v["in_guidance_space"]
-    print(f"  valence in the guidance space (what was optimised): {shown(space['before'])} -> {shown(space['after'])}")
+    print(f"  valence in the guidance space (what was optimised; its own scale): "
+          f"{shown(space['before'])} -> {shown(space['after'])}")
+    if None not in (v["before"], v["after"]):
+        judged, optimised = v["after"] - v["before"], space["after"] - space["before"]
+        if abs(judged) < 0.05 or judged * optimised < 0:  # 0.05: a twentieth of the judges' scales
+            print("  note: the judge does not see the change the guidance space reports: "
+                  "look at the images before trusting the guidance space's number")
     return 0
 
 
