@@ -39,7 +39,8 @@ def _cmd_list(args) -> int:
                                     subsequent_indent=" " * 11, break_long_words=False, break_on_hyphens=False))
         return 0
     rows = [(e.name, _human(e.size or e.approx_size, approx=e.size is None and e.approx_size is not None),
-             e.license.split(" (")[0], ",".join(e.profiles) or "-", cache.presence(e.name)) for e in known]
+             textwrap.shorten(e.license.split(" (")[0], width=36, placeholder=" ..."),  # whole under --long
+             ",".join(e.profiles) or "-", cache.presence(e.name)) for e in known]
     head = ("name", "size", "licence", "profiles", "present")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
