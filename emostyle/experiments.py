@@ -70,13 +70,14 @@ class MethodRuns:
     def results(self) -> dict:
         """Per item: its polarity, and per method its own final losses and both valence readings."""
         out = {}
+        change = {m: self.pixel_change(m) for m in self.runs}  # once per method, not per item
         for i, (item, music) in enumerate(zip(self.items, self.musics)):
             entry = {"polarity": music.polarity.emotion, "score": music.polarity.score,
                      "input": {"judge": float(self.judge["input"][i]), "space": float(self.space["input"][i])}}
             for m, run in self.runs.items():
                 entry[m] = {"losses": {k: v[-1][i] for k, v in run.history.items()},
                             "judge": float(self.judge[m][i]), "space": float(self.space[m][i]),
-                            "pixel_change": float(self.pixel_change(m)[i])}
+                            "pixel_change": float(change[m][i])}
             if self.emogen is not None:
                 entry["emogen"] = {"category": music.categories.top, "caption": self.emogen_captions[i],
                                    "judge": float(self.judge["emogen"][i])}
