@@ -10,14 +10,17 @@ was pushed to score:
   `face_landmarks` gives the 68 points of one image for other uses (face alignment).
 - `ExpressionJudge`: a second FER2013 classifier (the `facial_emotion_recognition` package's
   four-layer CNN), independent of the guiding mini-Xception; also for the offline faces.
+- `BlendshapeJudge`: MediaPipe Face Landmarker's face blendshapes (mouth smile - mouth frown),
+  its three TFLite models run without the mediapipe package; also for the offline faces.
 - `ColourEmotionJudge`: published colour-emotion data (Palmer et al. 2013 happy/sad
   associations; Ou et al. 2004 colour activity) per pixel in CIELAB; judges the offline
   profile's scenes, which Valdez & Mehrabian's brightness-saturation equations guided.
 """
 
+from .blendshapes import BlendshapeJudge
 from .expression import ExpressionJudge
 from .face import LandmarkJudge, face_landmarks, mouth_geometry
 from .fer import FerJudge
 from .scene import ColourEmotionJudge
 
-__all__ = ["FerJudge", "ExpressionJudge", "LandmarkJudge", "ColourEmotionJudge", "face_landmarks", "mouth_geometry"]
+__all__ = ["FerJudge", "ExpressionJudge", "LandmarkJudge", "BlendshapeJudge", "ColourEmotionJudge", "face_landmarks", "mouth_geometry"]

@@ -1,0 +1,286 @@
+"""A face-emotion judge from MediaPipe Face Landmarker's 52 face blendshapes, without mediapipe.
+
+The `mediapipe` package pins numpy<2 and pulls jax, so the judge runs the three TFLite models
+of Google's Face Landmarker bundle (`face_landmarker.task`, registry entry
+`mediapipe-face-landmarker`) with the `ai-edge-litert` interpreter and does the graph's glue
+itself, as MediaPipe's FaceLandmarker does on CPU for one image (IMAGE mode, no tracking):
+
+1. Detector (`face_detector.tflite`, BlazeFace short range, 128 x 128 RGB in [-1, 1]): the
+   image is letterboxed into a square (zero border), warped bilinearly to 128 px; 896 SSD
+   anchors (strides 8, 16, 16, 16: a 16 x 16 grid with 2 anchors, an 8 x 8 grid with 6; fixed
+   size, offset 0.5) decode boxes and 6 keypoints (offsets / 128 + anchor centre); score =
+   sigmoid(logit clipped to +-100) >= `MIN_DETECTION`; weighted non-maximum suppression (IoU >
+   0.5, the FaceDetectorGraphOptions default the FaceLandmarker leaves in place; box corners and
+   keypoints averaged over a cluster, weighted by score); the best cluster is the face.
+2. Region of interest: the box's centre and size, rotated so that the line from keypoint 0 to
+   keypoint 1 (the eyes) is horizontal, then scaled 1.5 x in width and height (not squared).
+3. Landmarks (`face_landmarks_detector.tflite`, 256 x 256 RGB in [0, 1]): the rotated region is
+   warped bilinearly to 256 px (its corners onto the output's corners, border replicated, 8-bit
+   result as OpenCV's warpPerspective gives it); 478 points (x, y, z in input pixels) are rotated
+   and scaled back into the image; sigmoid of the second output is the face's presence, which
+   must be >= `MIN_PRESENCE`.
+4. Blendshapes (`face_blendshapes.tflite`): the 146 landmarks of `_SUBSET` (MediaPipe's
+   `kLandmarksSubsetIdxs`), (x, y) in pixels of the image the landmarker saw, in -> 52 scores
+   in [0, 1] (`BLENDSHAPES`, ARKit-style names).
+
+Framing (`frame`). Faces given to the judge fill the frame (the DCGAN's 64 px faces, aligned
+photos); the detector expects a face with context around it, and the 1.5 x region reaches past
+the frame. So an image whose short side is under `FRAME_SIZE` (256) is enlarged (bicubic, PIL)
+until it is 256, and every image is edge-padded by `FRAME_PAD` (a quarter) of its short side on
+each side, as in the survey that chose this judge (64 px faces: 256 px + 64 px each side).
+Landmarks are returned in the pixels of the image given (before framing).
+
+Reading. `valence` = mean(mouthSmileLeft, mouthSmileRight) - mean(mouthFrownLeft,
+mouthFrownRight), in [-1, 1]: lip corners pulled up (AU12) against pulled down (AU15). The
+readings hold all 52 scores by name, "presence", "detection" and "found"; NaN where no face is
+found (detection score or presence under 0.2: MediaPipe's defaults are 0.5; 0.2 is what the
+survey used, and keeps faces that the DCGAN drew less clearly).
+
+Parity with mediapipe 0.10.21's own FaceLandmarker (CPU, same bundle, thresholds 0.2) on the
+same framed images, 32 DCGAN faces, their mirror images and the astronaut crop: the same faces
+found (61 of 66), blendshape scores within 0.034 (median of per-face maxima 0.004), landmarks
+within 0.5 px of 384 (median 0.08 px). The residue is floating point: MediaPipe builds the warp
+in float32 and OpenCV interpolates in fixed point (1/32 px), and the landmarker moves points by
+about 1 px per 0.25 px shift of its crop on the least clear faces.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from emostyle import registry
+from emostyle.parts import Judge
+
+__all__ = ["BlendshapeJudge", "BLENDSHAPES", "frame", "FRAME_SIZE", "FRAME_PAD", "MIN_DETECTION", "MIN_PRESENCE"]
+
+FRAME_SIZE = 256  # short side (px) that smaller images are enlarged to
+FRAME_PAD = 0.25  # edge padding on each side, as a fraction of the short side
+MIN_DETECTION = 0.2  # detector score a face needs (MediaPipe's default: 0.5)
+MIN_PRESENCE = 0.2  # landmarker presence a face needs (MediaPipe's default: 0.5)
+_NMS_IOU = 0.5  # FaceDetectorGraphOptions.min_suppression_threshold's default
+_ROI_SCALE = 1.5
+
+BLENDSHAPES = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
+    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
+    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
+    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
+    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
+    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
+    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
+)
+
+# The 146 of the 478 mesh points that the blendshape model reads, in its order.
+_SUBSET = np.array([
+    0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65, 66,
+    67, 70, 78, 80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144, 145,
+    146, 148, 149, 150, 152, 153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173, 176,
+    178, 181, 185, 191, 195, 197, 234, 246, 249, 251, 263, 267, 269, 270, 276, 282, 283, 284, 285,
+    288, 291, 293, 295, 296, 297, 300, 308, 310, 311, 312, 314, 317, 318, 321, 323, 324, 332, 334,
+    336, 338, 356, 361, 362, 365, 373, 374, 375, 377, 378, 379, 380, 381, 382, 384, 385, 386, 387,
+    388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454, 466, 468, 469, 470, 471, 472, 473, 474,
+    475, 476, 477])
+_SMILE = ("mouthSmileLeft", "mouthSmileRight")
+_FROWN = ("mouthFrownLeft", "mouthFrownRight")
+
+
+def _anchors() -> np.ndarray:
+    """Centres (896, 2) of the short-range detector's SSD anchors, in [0, 1] of its input."""
+    centres = []
+    for grid, per_cell in ((16, 2), (8, 6)):  # stride 8; strides 16, 16, 16 share one grid
+        c = (np.arange(grid) + 0.5) / grid
+        y, x = np.meshgrid(c, c, indexing="ij")
+        centres.append(np.repeat(np.stack([x.ravel(), y.ravel()], 1), per_cell, axis=0))
+    return np.concatenate(centres)
+
+
+_ANCHORS = _anchors()
+
+
+def _check(images: np.ndarray) -> None:
+    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3 \
+            or images.dtype != np.uint8 or 0 in images.shape[1:3]:
+        got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+        raise ValueError(f"a judge reads 8-bit RGB images, uint8 (B, H, W, 3); got {got} "
+                         "(emostyle.parts.to_uint8 turns images in [-1, 1] into that)")
+
+
+def frame(image: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """The framed image that the landmarker reads, for an 8-bit RGB face crop (H, W, 3): enlarged
+    (bicubic) to a short side of `FRAME_SIZE` if smaller, then edge-padded by `FRAME_PAD` of the
+    short side on each side. Returns (framed image, scale, padding in px)."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    scale = max(1.0, FRAME_SIZE / min(h, w))
+    if scale > 1:
+        image = np.asarray(Image.fromarray(image).resize((round(w * scale), round(h * scale)),
+                                                         Image.Resampling.BICUBIC))
+    pad = round(FRAME_PAD * min(image.shape[:2]))
+    return np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge"), scale, pad
+
+
+def _warp(image: np.ndarray, centre, size, angle: float, out: int, zero_border: bool) -> np.ndarray:
+    """The rotated rectangle (centre, size in px, angle in radians) of `image` sampled bilinearly
+    onto out x out pixels, its corners onto the output's corners (OpenCV's warpPerspective of
+    cv2.boxPoints onto (0, out) .. (out, out)), rounded to 8 bits like OpenCV's uint8 result."""
+    h, w = image.shape[:2]
+    t = np.arange(out) / out - 0.5
+    lx, ly = np.meshgrid(t * size[0], t * size[1])
+    c, s = np.cos(angle), np.sin(angle)
+    x, y = centre[0] + c * lx - s * ly, centre[1] + s * lx + c * ly
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0).astype(np.float32)[..., None], (y - y0).astype(np.float32)[..., None]
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    flat = image.reshape(-1, 3).astype(np.float32)
+
+    def at(yy, xx):
+        value = np.take(flat, np.clip(yy, 0, h - 1) * w + np.clip(xx, 0, w - 1), axis=0)
+        if zero_border:
+            value *= ((yy >= 0) & (yy < h) & (xx >= 0) & (xx < w))[..., None]
+        return value
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    return np.round(top * (1 - fy) + bottom * fy)
+
+
+@lru_cache(maxsize=2)
+def _interpreters(bundle: str, threads: int):
+    """(detector, landmarker, blendshapes) TFLite interpreters of a face_landmarker.task bundle."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ImportError("the blendshape judge needs the LiteRT interpreter: `pip install ai-edge-litert` "
+                          "(or `pip install -e '.[offline]'`)") from None
+    with zipfile.ZipFile(bundle) as task:
+        models = [task.read(f"{name}.tflite") for name in ("face_detector", "face_landmarks_detector",
+                                                            "face_blendshapes")]
+    out = []
+    for model in models:
+        interpreter = Interpreter(model_content=model, num_threads=threads)
+        interpreter.allocate_tensors()
+        out.append(interpreter)
+    return tuple(out)
+
+
+def _run(interpreter, x: np.ndarray) -> list[np.ndarray]:
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x.astype(np.float32)[None])
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -100, 100)))
+
+
+class BlendshapeJudge(Judge):
+    """Valence of faces from MediaPipe's face blendshapes: mouth smile - mouth frown.
+
+    bundle: path of `face_landmarker.task` (None: registry entry `mediapipe-face-landmarker`,
+    which `emostyle weights fetch mediapipe-face-landmarker` downloads); threads: of the TFLite
+    interpreters (None: up to 4, as the machine allows).
+    """
+
+    name = "MediaPipe face blendshapes (mouth smile - frown)"
+
+    def __init__(self, bundle: str | Path | None = None, min_detection: float = MIN_DETECTION,
+                 min_presence: float = MIN_PRESENCE, threads: int | None = None):
+        path = Path(bundle) if bundle is not None else registry.path("mediapipe-face-landmarker")
+        if not path.is_file():
+            raise FileNotFoundError(f"no face landmarker bundle at {path}; "
+                                    "`emostyle weights fetch mediapipe-face-landmarker` downloads it")
+        if not (0 <= min_detection <= 1 and 0 <= min_presence <= 1):
+            raise ValueError(f"thresholds are in [0, 1]; got {min_detection}, {min_presence}")
+        self.min_detection, self.min_presence = min_detection, min_presence
+        threads = threads or min(4, os.cpu_count() or 1)
+        self._models = _interpreters(str(path), threads)  # a missing interpreter fails here, not mid-run
+
+    # -- the graph, one image ----------------------------------------------------------------------
+    def _detect(self, image: np.ndarray):
+        """(box xmin, ymin, xmax, ymax; keypoints (6, 2); score), all in [0, 1] of the image; None
+        when no score reaches the threshold."""
+        h, w = image.shape[:2]
+        side = max(h, w)
+        x = _warp(image, (w / 2, h / 2), (side, side), 0.0, 128, zero_border=True) / 127.5 - 1
+        outputs = _run(self._models[0], x)
+        regressors, logits = (o[0] for o in sorted(outputs, key=lambda o: -o.shape[-1]))
+        scores = _sigmoid(logits[:, 0])
+        keep = np.flatnonzero(scores >= self.min_detection)
+        if not len(keep):
+            return None
+        raw, centres, scores = regressors[keep] / 128.0, _ANCHORS[keep], scores[keep]
+        middle, size = raw[:, :2] + centres, raw[:, 2:4]
+        boxes = np.concatenate([middle - size / 2, middle + size / 2], axis=1)
+        keypoints = raw[:, 4:16].reshape(-1, 6, 2) + centres[:, None]
+        best = int(np.argmax(scores))
+        lo, hi = np.maximum(boxes[best, :2], boxes[:, :2]), np.minimum(boxes[best, 2:], boxes[:, 2:])
+        inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
+        areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+        cluster = inter / (areas[best] + areas - inter) > _NMS_IOU
+        weights = scores[cluster] / scores[cluster].sum()
+        box = weights @ boxes[cluster]
+        points = np.einsum("k,kpc->pc", weights, keypoints[cluster])
+        # from the letterboxed square back to [0, 1] of the image
+        offset, stretch = (side - np.array([w, h])) / 2 / side, side / np.array([w, h])
+        return (box.reshape(2, 2) - offset) * stretch, (points - offset) * stretch, float(scores[best])
+
+    def _landmarks(self, image: np.ndarray):
+        """(points (478, 3) in pixels of `image`, presence, detection score); points None when no face."""
+        found = self._detect(image)
+        if found is None:
+            return None, 0.0, 0.0
+        (lo, hi), keypoints, score = found
+        size = np.array(image.shape[1::-1], dtype=np.float64)
+        centre, extent = (lo + hi) / 2 * size, (hi - lo) * size * _ROI_SCALE
+        eyes = (keypoints[1] - keypoints[0]) * size
+        angle = np.arctan2(eyes[1], eyes[0])  # turns the eye line level
+        crop = _warp(image, centre, extent, angle, 256, zero_border=False) / 255.0
+        points, presence = (o.reshape(-1) for o in _run(self._models[1], crop)[:2])
+        presence = float(_sigmoid(presence[0]))
+        if presence < self.min_presence:
+            return None, presence, score
+        points = points.reshape(478, 3) / 256.0
+        local = (points[:, :2] - 0.5) * extent
+        c, s = np.cos(angle), np.sin(angle)
+        xy = centre + local @ np.array([[c, s], [-s, c]])
+        return np.column_stack([xy, points[:, 2] * extent[0]]), presence, score
+
+    # -- the judge ---------------------------------------------------------------------------------
+    def measure(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Per image of 8-bit RGB face crops (B, H, W, 3): "landmarks" (B, 478, 3) in pixels of the
+        images given (z in the same units, relative), "blendshapes" (B, 52) in `BLENDSHAPES` order,
+        "presence" and "detection" scores (B,); NaN where no face is found."""
+        _check(images)
+        n = len(images)
+        out = {"landmarks": np.full((n, 478, 3), np.nan), "blendshapes": np.full((n, 52), np.nan),
+               "presence": np.zeros(n), "detection": np.zeros(n)}
+        for k, image in enumerate(images):
+            framed, scale, pad = frame(np.ascontiguousarray(image))
+            points, out["presence"][k], out["detection"][k] = self._landmarks(framed)
+            if points is None:
+                continue
+            subset = points[_SUBSET, :2]
+            out["blendshapes"][k] = _run(self._models[2], subset)[0].reshape(-1)
+            # back through the framing, pixel centres onto pixel centres (as the resize maps them)
+            points[:, :2] = (points[:, :2] - pad + 0.5) / scale - 0.5
+            points[:, 2] /= scale
+            out["landmarks"][k] = points
+        return out
+
+    def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """{"valence"} (B,) in [-1, 1], each of the 52 `BLENDSHAPES` (B,) in [0, 1], "presence" and
+        "detection" (B,), "found" (B,) bool; NaN where no face is found."""
+        m = self.measure(images)
+        scores = {name: m["blendshapes"][:, i] for i, name in enumerate(BLENDSHAPES)}
+        valence = np.mean([scores[s] for s in _SMILE], axis=0) - np.mean([scores[f] for f in _FROWN], axis=0)
+        found = ~np.isnan(valence)
+        return {"valence": valence, **scores, "presence": m["presence"], "detection": m["detection"], "found": found}
