@@ -156,7 +156,7 @@ def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, not
         return None
     if which == "fer" and getattr(guidance_space, "fer", None) is not None:
         raise ValueError("scoring.judge=fer would judge faces with the FER network that guided them; "
-                         "choose scoring.judge=expression or landmarks")
+                         "choose scoring.judge=expression, landmarks or blendshapes")
 
     def make():
         if which == "fer":
@@ -172,6 +172,10 @@ def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, not
             from .judges.face import LandmarkJudge
 
             return LandmarkJudge()
+        if which == "blendshapes":
+            from .judges.blendshapes import BlendshapeJudge
+
+            return BlendshapeJudge()
         if which == "emogen":
             from .scoring.emogen import load_emogen_judge, tiny_emogen_judge
 

@@ -135,9 +135,10 @@ class ScoringConfig:
     # The emotion judge of every emotion metric: a model that did not guide the images
     # (landmarks: dlib's 68 points on faces; fer: the FER2013 classifier on faces guided in
     # CLIP space; expression: a second FER2013 classifier, a plain CNN, on faces that FER
-    # guided; colour: a colour-emotion model on scenes; emogen: EmoGen's classifier on CLIP
-    # ViT-L/14 features of any image; none: no emotion metrics).
-    judge: str = _choice("landmarks", "fer", "expression", "colour", "emogen", "none", default="fer")
+    # guided; blendshapes: MediaPipe's face blendshapes, smile - frown, also on those faces;
+    # colour: a colour-emotion model on scenes; emogen: EmoGen's classifier on CLIP ViT-L/14
+    # features of any image; none: no emotion metrics).
+    judge: str = _choice("landmarks", "fer", "expression", "blendshapes", "colour", "emogen", "none", default="fer")
 
 
 @dataclass

@@ -25,6 +25,8 @@ PACKAGES = {
     "vaderSentiment": ("polarity on the offline profile (and the fallback of ChatGLM)", "offline"),
     "pyphen": ("syllables for GRU-EBS", "offline"),
     "dlib": ("the landmark judge of faces (scoring.judge=landmarks; skipped with a note without it)", "offline"),
+    "ai_edge_litert": ("the blendshape judge of faces (scoring.judge=blendshapes; skipped with a note without it)",
+                       "offline"),
     "whisper_at": ("Whisper-AT lyrics and audio tags (paper profiles)", "paper"),
     "tiktoken": ("the Whisper-AT tokenizer (paper profiles)", "paper"),
     "tinysoundfont": ("SoundFont rendering of the music (else an additive synth)", "soundfont"),
