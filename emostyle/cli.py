@@ -85,12 +85,31 @@ def _cmd_manipulate(args) -> int:
     space = v["in_guidance_space"]
     print(f"  valence in the guidance space (what was optimised; its own scale): "
           f"{shown(space['before'])} -> {shown(space['after'])}")
-    if None not in (v["before"], v["after"]):
-        judged, optimised = v["after"] - v["before"], space["after"] - space["before"]
-        if abs(judged) < 0.05 or judged * optimised < 0:  # 0.05: a twentieth of the judges' scales
-            print("  note: the judge does not see the change the guidance space reports: "
-                  "look at the images before trusting the guidance space's number")
+    note = valence_note(result)
+    if note:
+        print(f"  note: {note}")
     return 0
+
+
+def valence_note(manifest: dict) -> str | None:
+    """What a reader of a manipulation's valences should know, if anything: that the guidance
+    had nothing to pull, or that the judge does not see the change the guidance space reports."""
+    import numpy as np
+
+    v, g = manifest["valence"], manifest["guidance"]
+    if None in (v["before"], v["after"]):
+        return None
+    pulled = [sum(w * float(np.mean(g[when][k])) for k, w in g["settings"]["weights"].items())
+              for when in ("initial_losses", "final_losses")]
+    if pulled[0] - pulled[1] < 0.05 * abs(pulled[0]):  # the guidance terms fell by under a twentieth
+        return ("the guidance terms barely fell: the guiding model already read the image as the song's "
+                "emotion, so it had little to pull")
+    judged = v["after"] - v["before"]
+    optimised = v["in_guidance_space"]["after"] - v["in_guidance_space"]["before"]
+    if abs(judged) < 0.05 or judged * optimised < 0:  # 0.05: a twentieth of the judges' scales
+        return ("the judge does not see the change the guidance space reports: look at the images before "
+                "trusting the guidance space's number")
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -236,33 +236,32 @@ class Experiment:
         return records, extra
 
 
-def ablation_claims(runs: dict[str, MethodRuns]) -> list[dict]:
+def ablation_claims(runs: dict[str, MethodRuns], n_boot: int = 10000, level: float = 0.95) -> list[dict]:
     """The paper's claims about Figure 4 (section 4.3.3), checked on these runs per dataset.
 
-    Each claim compares an ablation with full EmoStyle on means over the items with a
-    polarity, by the judge (emotion) and the saved images (fidelity):
+    Each claim compares an ablation with full EmoStyle item by item (the same start and song),
+    by the judge (emotion) and the saved images (fidelity):
     - w/o Audio: "a noticeable decline in image fidelity": it changes the image more;
     - w/o Music: "subdued emotional expressions": its signed valence shift is smaller;
     - w/o Text: "errors in emotional judgment": it agrees with the song's polarity less often.
-    Rows: dataset, claim, the two values compared, and whether this run agrees."""
+    A verdict needs the paired differences' bootstrap interval of the mean (`level`) to lie on
+    one side of 0: with a few songs a difference of a few thousandths is no evidence either way.
+    Rows: dataset, claim, the two means, the interval of (ablation - EmoStyle), n and the verdict."""
+    from .scoring.tables import bootstrap_mean
+
     rows = []
     for label, r in runs.items():
         if "emostyle" not in r.runs:
             continue
 
-        def mean(values):
-            values = torch.as_tensor(values, dtype=torch.float32)
-            keep = ~values.isnan()
-            return float(values[keep].mean()) if keep.any() else float("nan")
-
         def shift(m):
-            return mean(metrics.valence_shift(r.judge["input"], r.judge[m], r.emotions))
+            return metrics.valence_shift(r.judge["input"], r.judge[m], r.emotions)
 
         def agreement(m):
-            return mean(metrics.emotion_agreement(r.judge["input"], r.judge[m], r.emotions))
+            return metrics.emotion_agreement(r.judge["input"], r.judge[m], r.emotions)
 
         def change(m):
-            return mean(r.pixel_change(m))
+            return torch.as_tensor(r.pixel_change(m), dtype=torch.float32)
 
         checks = (("wo-audio", "w/o Audio changes the image more (lower fidelity)", change, 1),
                   ("wo-music", "w/o Music moves the emotion less (subdued)", shift, -1),
@@ -270,15 +269,25 @@ def ablation_claims(runs: dict[str, MethodRuns]) -> list[dict]:
         for m, claim, measure, sign in checks:
             if m not in r.runs:
                 continue
-            full, ablated = round(measure("emostyle"), 3), round(measure(m), 3)
-            if np.isnan(full) or np.isnan(ablated):
-                verdict = "not measurable (no judge reading)"
-            elif full == ablated:
+            full, ablated = (measure(x).float().numpy() for x in ("emostyle", m))
+            keep = ~(np.isnan(full) | np.isnan(ablated))
+            row = dict(dataset=label, claim=claim, measure=measure.__name__, n=int(keep.sum()))
+            if not keep.any():
+                rows.append(dict(row, emostyle=float("nan"), ablation=float("nan"), interval="",
+                                 verdict="not measurable (no judge reading)"))
+                continue
+            difference = ablated[keep] - full[keep]
+            low, high = bootstrap_mean(difference, n_boot, level, np.random.default_rng(0))
+            if not difference.any():
                 verdict = "no difference in this run"
+            elif (sign > 0 and low > 0) or (sign < 0 and high < 0):
+                verdict = "agrees with the paper"
+            elif (sign > 0 and high < 0) or (sign < 0 and low > 0):
+                verdict = "DIFFERS from the paper"
             else:
-                verdict = "agrees with the paper" if sign * (ablated - full) > 0 else "DIFFERS from the paper"
-            rows.append(dict(dataset=label, claim=claim, measure=measure.__name__, emostyle=full, ablation=ablated,
-                             verdict=verdict))
+                verdict = f"no clear difference ({level:.0%} interval holds 0)"
+            rows.append(dict(row, emostyle=round(float(full[keep].mean()), 3), ablation=round(float(ablated[keep].mean()), 3),
+                             interval=f"[{low:+.3f}, {high:+.3f}]", verdict=verdict))
     return rows
 
 

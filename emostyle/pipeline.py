@@ -297,7 +297,8 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
             "seconds": round(inverted.seconds, 3), "error": inverted.error, "start_error": inverted.start_error,
             "final_losses": {k: v[-1] for k, v in inverted.losses.items() if v},
             "valence_of_photo": None if photo_valence[0] != photo_valence[0] else photo_valence[0]},
-        guidance={"settings": result.settings, "final_losses": {k: v[-1] for k, v in result.history.items()},
+        guidance={"settings": result.settings, "initial_losses": {k: v[0] for k, v in result.history.items()},
+                  "final_losses": {k: v[-1] for k, v in result.history.items()},
                   "seconds": round(result.seconds, 3)},
         # Did the image move the way the song's polarity says? "before"/"after" are read on the
         # saved images by the judge, a model that did not guide them; "in_guidance_space" by the

@@ -50,4 +50,48 @@ def test_ablation_claims_name_a_verdict_for_each_claim(experiment):
     claims = ablation_claims(runs)
     assert len(claims) == 3 and {c["measure"] for c in claims} == {"change", "shift", "agreement"}
     assert all(c["verdict"] in ("agrees with the paper", "DIFFERS from the paper", "no difference in this run",
-                                "not measurable (no judge reading)") for c in claims)
+                                "no clear difference (95% interval holds 0)", "not measurable (no judge reading)")
+               for c in claims)
+
+
+def _runs(judge: dict, change: dict, polarities=("positive", "negative") * 3):
+    """MethodRuns of 6 items whose judge readings and pixel changes are given per column."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from emostyle.experiments import MethodRuns
+
+    n = len(polarities)
+    start = torch.zeros(n, 3, 4, 4)
+    runs = {m: SimpleNamespace(start_images=start, images=start + torch.tensor(c).view(n, 1, 1, 1) / 127.5)
+            for m, c in change.items()}
+    musics = [SimpleNamespace(polarity=SimpleNamespace(emotion=p)) for p in polarities]
+    return {"faces": MethodRuns(label="faces", pipe=None, items=[None] * n, musics=musics, runs=runs, targets={},
+                                judge={k: torch.tensor(v) for k, v in judge.items()}, space={})}
+
+
+def test_ablation_verdicts_need_a_difference_beyond_the_items_spread():
+    """A claim is upheld or contradicted only when the paired differences' bootstrap interval
+    lies on one side of 0; differences of a few thousandths either way are no verdict."""
+    up = [0.5, -0.5] * 3  # every item's valence moved 0.5 its song's way (positive, negative, ...)
+    down = [-v for v in up]  # every item moved 0.5 against its song
+    weaker = [0.2, -0.2] * 3
+    jittered = [v + d for v, d in zip(up, (0.001, -0.002, 0.001, 0.002, -0.001, -0.001))]
+    same = [10.0] * 6
+
+    rows = ablation_claims(_runs({"input": [0.0] * 6, "emostyle": up, "wo-audio": up, "wo-music": weaker,
+                                  "wo-text": up},
+                                 {"emostyle": same, "wo-audio": [4.0, 5.0, 6.0] * 2, "wo-music": same, "wo-text": same}))
+    verdicts = {r["measure"]: r["verdict"] for r in rows}
+    assert verdicts["shift"] == "agrees with the paper", rows  # w/o Music subdued on every item
+    assert verdicts["change"] == "DIFFERS from the paper", rows  # w/o Audio changed every image less
+    assert verdicts["agreement"] == "no difference in this run", rows
+
+    rows = ablation_claims(_runs({"input": [0.0] * 6, "emostyle": up, "wo-audio": up, "wo-music": jittered,
+                                  "wo-text": down},
+                                 {"emostyle": same, "wo-audio": same, "wo-music": same, "wo-text": same}))
+    verdicts = {r["measure"]: r["verdict"] for r in rows}
+    assert verdicts["shift"].startswith("no clear difference"), rows
+    assert verdicts["change"] == "no difference in this run", rows
+    assert verdicts["agreement"] == "agrees with the paper", rows  # w/o Text moved every item against its song
