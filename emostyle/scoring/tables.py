@@ -80,8 +80,7 @@ def long_format(rows: Iterable[dict], scorers: dict[str, str] | Sequence[str],
     return out
 
 
-def bootstrap_mean(x: np.ndarray, n_boot: int, level: float, rng: np.random.Generator) -> tuple[float, float]:
-    """Percentile bootstrap interval (low, high) of the mean of `x` at `level`, `n_boot` resamples."""
+def _bootstrap_mean(x: np.ndarray, n_boot: int, level: float, rng: np.random.Generator) -> tuple[float, float]:
     means = np.concatenate([x[rng.integers(0, len(x), (min(1000, n_boot - i), len(x)))].mean(1)
                             for i in range(0, n_boot, 1000)])
     tail = (1 - level) / 2 * 100
@@ -110,7 +109,7 @@ def summary_table(records: Iterable[dict] | str | Path, n_boot: int = 10000, lev
     for key, values in groups.items():
         x = np.asarray(values)
         rng = np.random.default_rng([seed, zlib.crc32("\0".join(key).encode())])
-        lo, hi = bootstrap_mean(x, n_boot, level, rng)
+        lo, hi = _bootstrap_mean(x, n_boot, level, rng)
         summary.append({**dict(zip(_KEYS, key)), "n": len(x), "mean": float(x.mean()),
                         "std": float(x.std(ddof=1)) if len(x) > 1 else float("nan"),
                         "ci_low": lo, "ci_high": hi, "level": level})
