@@ -220,13 +220,15 @@ def column_image(category: str, config: Config | str, seed: int | None = None) -
 
 
 def _placeholder(size: int, category: str) -> np.ndarray:
-    from PIL import Image, ImageDraw
+    """A grey panel that says, in letters large enough to read in a figure's grid, that EmoGen
+    did not run and which category it would have drawn."""
+    from PIL import Image, ImageDraw, ImageFont
 
     panel = Image.new("RGB", (size, size), (200, 200, 200))
     draw = ImageDraw.Draw(panel)
-    lines = ["EmoGen", f"({category})", "unavailable here:", "no diffusion", "weights"]
-    for i, line in enumerate(lines):
-        draw.text((size // 12, size // 6 + i * size // 8), line, fill=(40, 40, 40))
+    font = ImageFont.load_default(size=size // 8)  # sized fonts: Pillow >= 10.1
+    for i, line in enumerate(("EmoGen", "not run", category)):
+        draw.text((size // 2, size // 4 + i * size // 4), line, fill=(40, 40, 40), font=font, anchor="mm")
     return np.asarray(panel)
 
 

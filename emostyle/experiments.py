@@ -161,6 +161,8 @@ class Experiment:
             columns = r.columns
 
             def caption(name, i):
+                if name == "emogen" and not r.emogen_made:
+                    return r.emogen_captions[i]  # nothing to read: the panel says why
                 text = f"judge {_signed(r.judge[name][i])}\nspace {_signed(r.space[name][i])}"
                 return f"{r.emogen_captions[i]}\n{text}" if name == "emogen" else text
 
@@ -180,8 +182,8 @@ class Experiment:
         else:
             col_labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
         judges = "; ".join(f"{label}: {r.pipe.judge.name if r.pipe.judge else 'none'}" for label, r in runs.items())
-        note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}); " \
-               f"space = valence in the guidance space (what was optimised)\n{self.note}"
+        note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}; n/a: it found " \
+               f"no face); space = valence in the guidance space (what was optimised)\n{self.note}"
         if any(r.emogen is not None and not r.emogen_made for r in runs.values()):
             note += ("\nEmoGen: its Stable Diffusion 1.5 and mapping-network weights do not install from PyPI "
                      "(emostyle weights fetch stable-diffusion-v1-5; the mapper is unpublished, EmoGen issue #10)")
@@ -246,8 +248,9 @@ def ablation_claims(runs: dict[str, MethodRuns], level: float = 0.95) -> list[di
     - w/o Text: "errors in emotional judgment": it agrees with the song's polarity less often.
     A verdict needs the t interval (`level`) of the mean paired difference to lie on one side
     of 0 (a paired t-test): with a few songs a difference of a few thousandths is no evidence
-    either way. Rows: dataset, claim, n, the two means, the interval of (ablation - EmoStyle)
-    and the verdict."""
+    either way. Rows: dataset, claim, n (items with a reading in both columns: the judge may
+    find no face, a neutral song has no polarity), the two means, the interval of (ablation -
+    EmoStyle) and the verdict."""
     from scipy.stats import t as student
 
     rows = []
@@ -280,6 +283,8 @@ def ablation_claims(runs: dict[str, MethodRuns], level: float = 0.95) -> list[di
             difference = (ablated[keep] - full[keep]).astype(np.float64)
             half = student.ppf((1 + level) / 2, len(difference) - 1) * difference.std(ddof=1) / np.sqrt(len(difference))
             low, high = difference.mean() - half, difference.mean() + half
+            if measure is agreement:  # a difference of two shares lies in [-1, 1]
+                low, high = max(low, -1.0), min(high, 1.0)
             if not difference.any():
                 verdict = "no difference in this run"
             elif (sign > 0 and low > 0) or (sign < 0 and high < 0):
@@ -300,8 +305,7 @@ def _emogen_column(pipe: Pipeline, musics: list, seed: int) -> tuple[torch.Tenso
 
     made = [column_image(m.categories.top, pipe.config, seed=seed) for m in musics]
     images = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 127.5 - 1 for a, _ in made])
-    captions = ["EmoGen not run: no diffusion\nweights here (see the note)" if c.startswith(UNAVAILABLE) else c
-                for _, c in made]
+    captions = ["not run\n(see the note)" if c.startswith(UNAVAILABLE) else c for _, c in made]
     return images, captions, not any(c.startswith(UNAVAILABLE) for _, c in made)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -268,6 +269,10 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     space_before, space_after = space_valence(both, pipe.guidance_space, subject).tolist()
     judged = judge_valence(both, pipe.judge).tolist() if pipe.judge is not None else [float("nan")] * 2
     before, after = (None if v != v else v for v in judged)  # NaN: no face found, or no judge
+    if pipe.judge is not None and None in (before, after):
+        unread = " and ".join(n for n, v in (("before.png", before), ("after.png", after)) if v is None)
+        warnings.warn(f"the judge ({pipe.judge.name}) found no face in {unread}: its valence there is n/a; "
+                      "look at the images", stacklevel=2)
     save_image(result.start_images[0], out / "before.png")
     save_image(result.images[0], out / "after.png")
     save_figure(frames_figure(result.frames, note=pipe.note), "frames", out)
