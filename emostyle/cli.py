@@ -80,8 +80,9 @@ def _cmd_manipulate(args) -> int:
     def shown(x):
         return "n/a" if x is None else f"{x:+.2f}"
 
+    within = f" (one-pixel resolution {v['resolution']:.2f})" if v.get("resolution") is not None else ""
     print(f"  valence by the judge ({v['judge'] or 'none'}), on the saved images: "
-          f"{shown(v['before'])} -> {shown(v['after'])}")
+          f"{shown(v['before'])} -> {shown(v['after'])}{within}")
     space = v["in_guidance_space"]
     print(f"  valence in the guidance space (what was optimised; its own scale): "
           f"{shown(space['before'])} -> {shown(space['after'])}")
@@ -106,9 +107,10 @@ def valence_note(manifest: dict) -> str | None:
                 "emotion, so it had little to pull")
     judged = v["after"] - v["before"]
     optimised = v["in_guidance_space"]["after"] - v["in_guidance_space"]["before"]
-    if abs(judged) < 0.05 or judged * optimised < 0:  # 0.05: a twentieth of the judges' scales
-        return ("the judge does not see the change the guidance space reports: look at the images before "
-                "trusting the guidance space's number")
+    resolution = v.get("resolution") or 0.0
+    if abs(judged) <= resolution or judged * optimised < 0:
+        return (f"the judge does not see the change the guidance space reports (it reads the input moved by one "
+                f"pixel {resolution:.2f} apart): look at the images before trusting the guidance space's number")
     return None
 
 

@@ -262,13 +262,14 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     result = pipe.guide(start, targets, method=method, progress=progress)
     timings["guidance"] = time.perf_counter() - begun
 
-    from .scoring.metrics import judge_valence, space_valence
+    from .scoring.metrics import judge_resolution, judge_valence, space_valence
 
     both = torch.cat([result.start_images, result.images])
     subject = "face" if config.domain == "face" else "landscape"
     space_before, space_after = space_valence(both, pipe.guidance_space, subject).tolist()
     judged = judge_valence(both, pipe.judge).tolist() if pipe.judge is not None else [float("nan")] * 2
     before, after = (None if v != v else v for v in judged)  # NaN: no face found, or no judge
+    resolution = judge_resolution(result.start_images, pipe.judge) if pipe.judge is not None else float("nan")
     if pipe.judge is not None and None in (before, after):
         unread = " and ".join(n for n, v in (("before.png", before), ("after.png", after)) if v is None)
         warnings.warn(f"the judge ({pipe.judge.name}) found no face in {unread}: its valence there is n/a; "
@@ -308,8 +309,10 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         # Did the image move the way the song's polarity says? "before"/"after" are read on the
         # saved images by the judge, a model that did not guide them; "in_guidance_space" by the
         # space that was optimised ("a happy ..." minus "a sad ..."), which can report changes
-        # nobody sees.
+        # nobody sees. "resolution": the largest change the judge reads when the input moves by
+        # one pixel; a smaller change is within its error.
         valence={"judge": pipe.judge.name if pipe.judge else None, "before": before, "after": after,
+                 "resolution": None if resolution != resolution else resolution,
                  "polarity": music.polarity.emotion,
                  "in_guidance_space": {"before": space_before, "after": space_after}},
     )

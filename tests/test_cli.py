@@ -122,9 +122,9 @@ def test_every_command_has_help(command):
     assert run.returncode == 0 and "usage: emostyle" in run.stdout
 
 
-def _manifest(judge, space, initial, final):
+def _manifest(judge, space, initial, final, resolution=0.1):
     """The parts of a manipulation's manifest that valence_note reads (two guidance terms)."""
-    return {"valence": {"before": judge[0], "after": judge[1],
+    return {"valence": {"before": judge[0], "after": judge[1], "resolution": resolution,
                         "in_guidance_space": {"before": space[0], "after": space[1]}},
             "guidance": {"settings": {"weights": {"audio": 0.6, "music": 0.4}},
                          "initial_losses": {"audio": [initial], "music": [initial]},
@@ -136,8 +136,10 @@ def test_the_valence_note_tells_saturated_guidance_from_an_unseen_change():
 
     # Guidance terms flat (the guiding model already agreed with the song): not "unseen".
     assert "barely fell" in valence_note(_manifest((0.96, 0.96), (1.99, 1.99), 0.182, 0.181))
-    # The terms fell and the space moved, the judge did not: an unseen change.
+    # The terms fell and the space moved, the judge did not beyond its one-pixel resolution: unseen.
     assert "does not see" in valence_note(_manifest((0.10, 0.11), (0.20, 1.50), 1.8, 0.6))
+    assert "does not see" in valence_note(_manifest((0.10, 0.25), (0.20, 1.50), 1.8, 0.6, resolution=0.2))
+    assert valence_note(_manifest((0.10, 0.25), (0.20, 1.50), 1.8, 0.6, resolution=0.1)) is None
     # ... or the judge moved the other way.
     assert "does not see" in valence_note(_manifest((0.10, -0.30), (0.20, 1.50), 1.8, 0.6))
     # Both moved the same way: nothing to say; no judge reading: nothing to compare.

@@ -18,7 +18,6 @@ import torch
 
 from emostyle import samples
 from emostyle.config import dataset_configs, load_config
-from emostyle.parts import to_uint8
 from emostyle.pipeline import Pipeline
 from emostyle.scoring import metrics
 
@@ -72,19 +71,6 @@ def faces():
     return pipe
 
 
-def _resolution(judge, images):
-    """The largest change of valence the judge reads when the faces move by one pixel (each of
-    four ways, edge replicated): the judge cannot tell smaller changes from such a shift."""
-    faces = to_uint8(images)
-    base = judge.read(faces)["valence"]
-    moved = [np.pad(faces, pad, mode="edge")[:, cut[0], cut[1]] for pad, cut in (
-        (((0, 0), (1, 0), (0, 0), (0, 0)), (slice(0, -1), slice(None))),
-        (((0, 0), (0, 1), (0, 0), (0, 0)), (slice(1, None), slice(None))),
-        (((0, 0), (0, 0), (1, 0), (0, 0)), (slice(None), slice(0, -1))),
-        (((0, 0), (0, 0), (0, 1), (0, 0)), (slice(None), slice(1, None))))]
-    return float(np.nanmax(np.abs([judge.read(np.ascontiguousarray(m))["valence"] - base for m in moved])))
-
-
 def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_path):
     """EmoStyle as the profile runs it, from 16 start faces per song, read by a judge that did
     not guide them. Counting only changes beyond the judge's one-pixel resolution: for every
@@ -103,7 +89,7 @@ def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_
 
     landmarks = LandmarkJudge()
     starts = faces.generator.sample(N_FACES, torch.Generator().manual_seed(2024))
-    resolution = _resolution(faces.judge, faces.generator.render(starts))
+    resolution = metrics.judge_resolution(faces.generator.render(starts), faces.judge)
     counts, second = {"toward": 0, "against": 0, "read": 0}, []
     for name, song, lyrics, polarity in songs:
         music, run = _guided(faces, song, lyrics, starts, tmp_path / name)

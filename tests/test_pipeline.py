@@ -103,7 +103,7 @@ def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root):
         assert (out / name).stat().st_size > 1000, name
     saved = json.loads((out / "manifest.json").read_text())
     assert manifest["polarity"] == saved["polarity"]  # what it returns is what it wrote
-    assert set(saved["valence"]) == {"judge", "before", "after", "polarity", "in_guidance_space"}
+    assert set(saved["valence"]) == {"judge", "before", "after", "resolution", "polarity", "in_guidance_space"}
     assert saved["valence"]["polarity"] == "positive" and set(saved["valence"]["in_guidance_space"]) == {"before", "after"}
     assert saved["profile"] == "offline" and saved["config"]["seed"] == 3
     assert saved["polarity"]["label"] == "positive" and "sunshine" in saved["lyrics"]["text"].lower()

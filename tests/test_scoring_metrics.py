@@ -1,10 +1,12 @@
 """Alignment, identity, latent distance and emotion agreement on hand-checkable inputs."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from emostyle.parts import EmbeddingSpace, IdentityLoss
+from emostyle.scoring import metrics
 from emostyle.scoring.metrics import (alignment, emotion_agreement, identity_similarity, latent_distance,
                                       valence_shift)
 
@@ -95,3 +97,29 @@ def test_space_valence_reads_happy_above_sad_faces_in_the_affect_space():
     v = space_valence(images, space)
     happiest, saddest = int(probs[:, 3].argmax()), int(probs[:, 4].argmax())
     assert v.shape == (16,) and v[happiest] > v[saddest]
+
+
+class _FirstColumn:
+    """A judge whose valence is the mean grey level of the image's first column, over 255."""
+
+    name = "first column"
+
+    def read_tensor(self, images):
+        from emostyle.parts import to_uint8
+
+        return {"valence": to_uint8(images)[:, :, 0].mean(axis=(1, 2)) / 255}
+
+
+class _Blind(_FirstColumn):
+    def read_tensor(self, images):
+        return {"valence": np.full(len(images), np.nan)}
+
+
+def test_judge_resolution_is_the_largest_change_a_one_pixel_shift_makes():
+    """A ramp of 10 grey levels per column: moving it by one pixel changes the first column by
+    10 levels one way, by nothing the other way (edge replicated) or vertically."""
+    levels = torch.arange(8, dtype=torch.float32).mul(10).view(1, 1, 1, 8).expand(2, 3, 8, 8)
+    images = levels / 127.5 - 1
+    assert metrics.judge_resolution(images, _FirstColumn()) == pytest.approx(10 / 255, abs=1e-6)
+    assert metrics.judge_resolution(torch.zeros(2, 3, 8, 8), _FirstColumn()) == 0.0
+    assert np.isnan(metrics.judge_resolution(images, _Blind()))

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from emostyle.parts import EmbeddingSpace, IdentityLoss, Judge
 
-__all__ = ["alignment", "identity_similarity", "latent_distance", "judge_valence", "space_valence",
+__all__ = ["alignment", "identity_similarity", "latent_distance", "judge_valence", "judge_resolution", "space_valence",
            "valence_shift", "emotion_agreement"]
 
 # A neutral song (a sound without lyrics) asks for no direction: its shift and agreement are NaN.
@@ -86,6 +86,20 @@ def judge_valence(images: torch.Tensor, judge: Judge) -> torch.Tensor:
     """Valence (B,) of images (B, 3, H, W) in [-1, 1] as `judge` reads them once saved as 8-bit
     PNGs (NaN where it cannot read one)."""
     return torch.as_tensor(judge.read_tensor(images)["valence"], dtype=torch.float32)
+
+
+def judge_resolution(images: torch.Tensor, judge: Judge) -> float:
+    """The largest change of valence `judge` reads when `images` (B, 3, H, W) move by one pixel,
+    each of four ways (edge replicated): a change smaller than this, the judge cannot tell from
+    such a shift (NaN where it reads none of them). Models reading small faces are not exact."""
+    base = judge_valence(images, judge)
+    padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
+    height, width = images.shape[2:]
+    changes = [judge_valence(padded[:, :, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width], judge) - base
+               for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))]
+    changes = torch.stack(changes).abs()
+    changes = changes[~changes.isnan()]
+    return float(changes.max()) if len(changes) else float("nan")
 
 
 def space_valence(images: torch.Tensor, space: EmbeddingSpace, subject: str = "face") -> torch.Tensor:
