@@ -265,7 +265,7 @@ def ablation_claims(runs: dict[str, MethodRuns], level: float = 0.95) -> list[di
             return metrics.emotion_agreement(r.judge["input"], r.judge[m], r.emotions)
 
         def change(m):
-            return torch.as_tensor(r.pixel_change(m), dtype=torch.float32)
+            return r.pixel_change(m)
 
         checks = (("wo-audio", "w/o Audio changes the image more (lower fidelity)", change, 1),
                   ("wo-music", "w/o Music moves the emotion less (subdued)", shift, -1),

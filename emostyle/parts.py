@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Generator", "EmbeddingSpace", "IdentityLoss", "Judge", "to_uint8"]
+__all__ = ["Generator", "EmbeddingSpace", "IdentityLoss", "Judge", "check_images", "to_uint8"]
 
 
 class Generator(abc.ABC):
@@ -108,6 +108,15 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Images (B, 3, H, W) in [-1, 1] as the 8-bit RGB arrays (B, H, W, 3) that are saved as PNG."""
     x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).numpy()
+
+
+def check_images(images: np.ndarray) -> None:
+    """Refuse, in one line, what a judge cannot read: it reads 8-bit RGB images (B, H, W, 3)."""
+    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3 \
+            or images.dtype != np.uint8 or 0 in images.shape:
+        got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+        raise ValueError(f"a judge reads 8-bit RGB images, uint8 (B, H, W, 3); got {got} "
+                         "(emostyle.parts.to_uint8 turns images in [-1, 1] into that)")
 
 
 class Judge(abc.ABC):

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from emostyle import registry
-from emostyle.parts import Judge
+from emostyle.parts import Judge, check_images
 
 __all__ = ["BlendshapeJudge", "BLENDSHAPES", "frame", "FRAME_SIZE", "FRAME_PAD", "MIN_DETECTION", "MIN_PRESENCE"]
 
@@ -103,14 +103,6 @@ def _anchors() -> np.ndarray:
 
 
 _ANCHORS = _anchors()
-
-
-def _check(images: np.ndarray) -> None:
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3 \
-            or images.dtype != np.uint8 or 0 in images.shape[1:3]:
-        got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
-        raise ValueError(f"a judge reads 8-bit RGB images, uint8 (B, H, W, 3); got {got} "
-                         "(emostyle.parts.to_uint8 turns images in [-1, 1] into that)")
 
 
 def frame(image: np.ndarray) -> tuple[np.ndarray, float, int]:
@@ -259,7 +251,7 @@ class BlendshapeJudge(Judge):
         """Per image of 8-bit RGB face crops (B, H, W, 3): "landmarks" (B, 478, 3) in pixels of the
         images given (z in the same units, relative), "blendshapes" (B, 52) in `BLENDSHAPES` order,
         "presence" and "detection" scores (B,); NaN where no face is found."""
-        _check(images)
+        check_images(images)
         n = len(images)
         out = {"landmarks": np.full((n, 478, 3), np.nan), "blendshapes": np.full((n, 52), np.nan),
                "presence": np.zeros(n), "detection": np.zeros(n)}

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from emostyle.models.expression_cnn import EMOTIONS, INPUT_SIZE, ExpressionCNN
-from emostyle.parts import Judge
+from emostyle.parts import Judge, check_images
 
 __all__ = ["ExpressionJudge", "expression_input", "MARGINS"]
 
@@ -40,16 +40,11 @@ __all__ = ["ExpressionJudge", "expression_input", "MARGINS"]
 MARGINS = (0.0, 1 / 32, 1 / 16, 3 / 32, 1 / 8)
 
 
-def _check(images: np.ndarray) -> None:
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or 0 in images.shape[1:3]:
-        raise ValueError(f"a judge reads 8-bit RGB images (B, H, W, 3), got {images.dtype} {images.shape}")
-
-
 def expression_input(images: np.ndarray) -> torch.Tensor:
     """8-bit RGB images (B, H, W, 3) -> the classifier's input (B, 1, 48, 48) in [-1, 1]."""
     from PIL import Image
 
-    _check(images)
+    check_images(images)
     r, g, b = (images[..., i].astype(np.int32) for i in range(3))
     grey = ((9798 * r + 19235 * g + 3735 * b + (1 << 14)) >> 15).astype(np.uint8)
     small = np.stack([np.asarray(Image.fromarray(face).resize((INPUT_SIZE, INPUT_SIZE), Image.BILINEAR))
@@ -74,7 +69,7 @@ class ExpressionJudge(Judge):
 
     @torch.no_grad()
     def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        _check(images)
+        check_images(images)
         device = next(self.network.parameters()).device
         height, width = images.shape[1:3]
         probs = []

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input
-from emostyle.parts import Judge
+from emostyle.parts import Judge, check_images
 
 __all__ = ["FerJudge"]
 
@@ -30,8 +30,7 @@ class FerJudge(Judge):
 
     @torch.no_grad()
     def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise ValueError(f"a judge reads 8-bit RGB images (B, H, W, 3), got {images.dtype} {images.shape}")
+        check_images(images)
         device = next(self.fer.parameters()).device
         x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
         probs = self.fer(face_input(x)).softmax(dim=1).cpu()

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emostyle.parts import Judge
+from emostyle.parts import Judge, check_images
 
 __all__ = ["ColourEmotionJudge", "BCP37", "srgb_to_lab", "colour_activity", "happy_sad"]
 
@@ -159,11 +159,7 @@ class ColourEmotionJudge(Judge):
 
     def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
         images = np.asarray(images)
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or 0 in images.shape:
-            raise ValueError(
-                f"the colour-emotion judge reads 8-bit RGB images (B, H, W, 3) of dtype uint8; got "
-                f"{images.dtype} {images.shape} (convert tensors in [-1, 1] with emostyle.parts.to_uint8)"
-            )
+        check_images(images)
         valence, arousal = [], []
         for image in images:
             # A photo has far fewer distinct colours than pixels: read each colour once and
