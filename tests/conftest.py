@@ -45,3 +45,11 @@ def cached_weight():
             pytest.skip(f"{name} is not in the cache: run `emostyle weights fetch {name}`")
 
     return get
+
+
+@pytest.fixture(scope="session")
+def dcgan(cached_weight):
+    """The offline profile's 64 px DCGAN face generator (registry `dcgan-faces`), or a skip."""
+    from emostyle.models.dcgan import load_dcgan
+
+    return load_dcgan(cached_weight("dcgan-faces"))

@@ -56,10 +56,7 @@ def judge(cached_weight):
 
 
 @pytest.fixture(scope="module")
-def faces(cached_weight):
-    from emostyle.models.dcgan import load_dcgan
-
-    dcgan = load_dcgan(cached_weight("dcgan-faces"))
+def faces(dcgan):
     with torch.no_grad():
         return to_uint8(dcgan.render(dcgan.sample(32, torch.Generator().manual_seed(0))))
 

@@ -79,13 +79,6 @@ def judge(cached_weight):
     return LandmarkJudge(cached_weight("dlib-landmarks-68"))
 
 
-@pytest.fixture(scope="module")
-def dcgan(cached_weight):
-    from emostyle.models.dcgan import load_dcgan
-
-    return load_dcgan(cached_weight("dcgan-faces"))
-
-
 def _faces(dcgan, n, seed):
     with torch.no_grad():
         return dcgan.render(dcgan.sample(n, torch.Generator().manual_seed(seed)))
