@@ -6,6 +6,8 @@ method from the same starts, and reads every image twice: by the profile's *judg
 did not guide it, on the saved 8-bit image) and in the *guidance space* (what was optimised).
 `method_grid` draws Figures 2-4 with both readings under each image, `ablation_claims` checks
 Figure 4 against the paper's claims, and `score` collects Table 1 and the metrics table.
+`start_study` asks what one figure cannot: from many start images, does each song move every
+one of them its way, as the judge reads the saved images (notebook 07)?
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .pipeline import Pipeline
 from .samples import Sample
 from .scoring import metrics
 
-__all__ = ["Experiment", "MethodRuns", "ablation_claims"]
+__all__ = ["Experiment", "MethodRuns", "StartStudy", "ablation_claims", "start_study", "study_figure"]
 
 
 @dataclass
@@ -83,6 +85,139 @@ class MethodRuns:
                                    "judge": float(self.judge["emogen"][i])}
             out[item.name] = entry
         return out
+
+
+@dataclass
+class StartStudy:
+    """One dataset's start study: the same `n` start images guided toward each song, as the
+    profile runs it, and every image read by the judge on the saved 8-bit image.
+
+    A judge reading small images is not exact: `resolution` is the largest change it reads
+    when the start images move by one pixel (`metrics.judge_resolution`); a change within it
+    is not counted as a move either way."""
+
+    label: str
+    pipe: Pipeline
+    items: list[Sample]
+    polarities: list[str]  # each song's polarity: positive, negative or neutral (no lyrics)
+    resolution: float
+    before: torch.Tensor  # (n,) the judge's valence of the start images (NaN: unread)
+    after: torch.Tensor  # (songs, n) the judge's valence after each song's guidance
+    starts: torch.Tensor  # (n, 3, H, W)
+    images: torch.Tensor  # (songs, n, 3, H, W)
+
+    @property
+    def shifts(self) -> torch.Tensor:
+        """(songs, n) valence change toward each song's polarity (NaN: unread or no polarity)."""
+        return torch.stack([metrics.valence_shift(self.before, a, p) for a, p in zip(self.after, self.polarities)])
+
+    def counts(self, song: int | None = None) -> dict[str, int]:
+        """Start images whose change the judge read (`read`), and how many of them moved toward
+        the song, stayed within the resolution, or moved against it; `song` None: all songs."""
+        shift = self.shifts if song is None else self.shifts[song]
+        read = shift[~shift.isnan()]
+        toward, against = int((read > self.resolution).sum()), int((read < -self.resolution).sum())
+        return dict(read=len(read), toward=toward, within=len(read) - toward - against, against=against)
+
+    def rows(self) -> list[dict]:
+        """A row per song and one for all songs: the counts, the mean shift and a one-sided sign
+        test of toward against against (the chance that a guidance with no preferred direction
+        moves this many faces the song's way or more)."""
+        from scipy.stats import binomtest
+
+        rows = []
+        for i, name in enumerate([s.name for s in self.items] + ["all songs"]):
+            song = i if i < len(self.items) else None
+            c = self.counts(song)
+            shift = self.shifts if song is None else self.shifts[song]
+            moved = c["toward"] + c["against"]
+            rows.append(dict(dataset=self.label, song=name,
+                             polarity=self.polarities[song] if song is not None else "",
+                             **c, mean_shift=round(float(shift.nanmean()), 3) if c["read"] else float("nan"),
+                             sign_test_p=float(f"{binomtest(c['toward'], moved, alternative='greater').pvalue:.2g}")
+                             if moved else float("nan")))
+        return rows
+
+    def extremes(self, song: int) -> list[tuple[str, int]]:
+        """The start images of the lowest, the median and the highest shift toward the song,
+        as (which, index); empty when the judge read none."""
+        shift = self.shifts[song]
+        read = [int(i) for i in torch.argsort(shift) if not shift[i].isnan()]
+        return list(zip(("lowest", "median", "highest"), (read[0], read[len(read) // 2], read[-1]))) if read else []
+
+
+def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: int | None = None,
+                method: str = "emostyle", run_dir: str | Path = "runs/manual", label: str = "",
+                progress: bool = True) -> StartStudy:
+    """Guide the same `n_starts` random start images toward each song with `method`, targets as
+    the pipeline builds them (identity loss and regulariser as the profile sets them), and read
+    them all with the profile's judge. A song's known lyrics (`Sample.lyrics`) stand in for its
+    transcript, so that a transcription slip does not count against the guidance; songs
+    without them are transcribed."""
+    from tqdm.auto import tqdm
+
+    if pipe.judge is None:
+        raise ValueError(f"{label or pipe.config.profile}: the start study needs a judge "
+                         f"(scoring.judge is none or its model is missing: {'; '.join(pipe.notes) or 'no notes'})")
+    if n_starts < 2:
+        raise ValueError(f"n_starts must be at least 2, got {n_starts}")
+    base = pipe.config.seed if seed is None else seed
+    latents = pipe.generator.sample(n_starts, torch.Generator().manual_seed(base))
+    starts = pipe.generator.render(latents).detach()
+    before = metrics.judge_valence(starts, pipe.judge)
+    resolution = metrics.judge_resolution(starts, pipe.judge)
+    polarities, after, images = [], [], []
+    for s in tqdm(items, desc=f"start study {label}".strip(), disable=not progress):
+        music = pipe.affective_music(s.path, Path(run_dir) / s.name, lyrics=s.lyrics, label=s.label)
+        targets = pipe.targets([s.path], [music.wav_path], [music.transcript.text or s.label])
+        torch.manual_seed(base)
+        run = pipe.guide(latents, targets, method=method, progress=False)
+        polarities.append(music.polarity.emotion)
+        after.append(metrics.judge_valence(run.images, pipe.judge))
+        images.append(run.images.detach().cpu())
+    return StartStudy(label, pipe, list(items), polarities, resolution, before, torch.stack(after),
+                      starts.cpu(), torch.stack(images))
+
+
+def study_figure(studies: dict[str, StartStudy], note: str | None = None):
+    """Two figures: every start's shift toward each song (a dot per start image, the grey band
+    the judge's resolution, counts toward / within / against above), and per song the start
+    images of the lowest, the median and the highest shift, before and after."""
+    import matplotlib.pyplot as plt
+
+    from .figures import image_grid, note_height, stamp
+
+    songs = [(label, st, i) for label, st in studies.items() for i in range(len(st.items))]
+    dots, ax = plt.subplots(figsize=(1.5 * len(songs) + 1.6, 3.4))
+    for x, (label, st, i) in enumerate(songs):
+        shift = st.shifts[i].numpy()
+        colour = np.where(shift > st.resolution, "tab:green", np.where(shift < -st.resolution, "tab:red", "0.45"))
+        jitter = np.random.default_rng(x).uniform(-0.2, 0.2, len(shift))  # fixed: the figure does not change
+        ax.fill_between([x - 0.35, x + 0.35], -st.resolution, st.resolution, color="0.88", zorder=0)
+        ax.scatter(x + jitter, shift, c=colour, s=14, zorder=2)
+        c = st.counts(i)
+        ax.text(x, 1.01, f"{c['toward']} / {c['within']} / {c['against']}", ha="center", va="bottom", fontsize=8,
+                transform=ax.get_xaxis_transform())
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xticks(range(len(songs)), [f"{label}\n{st.items[i].name}\n{st.polarities[i]}" for label, st, i in songs],
+                  fontsize=7)
+    ax.set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)
+    ax.set_title("Does every start move the song's way? Starts moved toward / within the judge's resolution "
+                 "(grey) / against", fontsize=9, pad=16)
+    dots.tight_layout(rect=(0, note_height(dots, note), 1, 1))
+    stamp(dots, note)
+    rows, labels, captions = [], [], []
+    for label, st, i in songs:
+        picks = st.extremes(i)
+        rows.append([x for _, k in picks for x in (st.starts[k], st.images[i, k])])
+        captions.append([c for which, k in picks
+                         for c in (f"judge {_signed(st.before[k])}",
+                                   f"judge {_signed(st.after[i, k])}\n{which} shift {_signed(st.shifts[i, k])}")])
+        labels.append(f"{label}\n{st.items[i].name}\n{st.polarities[i]}")
+    faces = image_grid(rows, row_labels=labels, captions=captions, cell=1.3, note=note,
+                       col_labels=["start", "after", "start", "after", "start", "after"],
+                       title="Each song's lowest, median and highest shift toward it (judge), before and after")
+    return dots, faces
 
 
 class Experiment:
@@ -147,6 +282,12 @@ class Experiment:
             out[label] = result
         bar.close()
         return out
+
+    def start_study(self, items: list[Sample], n_starts: int = 16, seed: int | None = None,
+                    method: str = "emostyle", progress: bool = True) -> dict[str, StartStudy]:
+        """`start_study` on every dataset of the profile (see there)."""
+        return {label: start_study(pipe, items, n_starts, seed, method, self.run_dir / "music", label, progress)
+                for label, pipe in self.datasets.items()}
 
     def method_grid(self, items: list[Sample], methods: list[str], title: str, cell: float = 1.7,
                     seed: int | None = None, by_item: bool = True):

@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from emostyle import samples
+from emostyle.samples import Sample
 from emostyle.config import dataset_configs, load_config
+from emostyle.experiments import start_study
 from emostyle.pipeline import Pipeline
 from emostyle.scoring import metrics
 
@@ -45,23 +47,25 @@ def _chords(path, root_hz, minor, bpm, seconds=12.0, sr=22050):
 
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory):
-    """(name, path, lyrics or None: transcribe, expected polarity): two kit songs, two made here."""
+    """(song, expected polarity): two kit songs (transcribed, as users run them), two made here
+    (chords without a voice: their lyrics are given)."""
     folder = tmp_path_factory.mktemp("songs")
     kit = {s.name: s.path for s in samples.songs()}
     return [
-        ("happy_sunshine", kit["happy_sunshine"], None, "positive"),
-        ("lonely_night", kit["lonely_night"], None, "negative"),
-        ("major_fast", _chords(folder / "major.wav", 293.66, False, 150),
-         "we are dancing in the bright summer light, so happy and free", "positive"),
-        ("minor_slow", _chords(folder / "minor.wav", 220.0, True, 56),
-         "alone in the cold and empty night, I cry for you, my heart is broken", "negative"),
+        (Sample("happy_sunshine", kit["happy_sunshine"]), "positive"),
+        (Sample("lonely_night", kit["lonely_night"]), "negative"),
+        (Sample("major_fast", _chords(folder / "major.wav", 293.66, False, 150),
+                lyrics="we are dancing in the bright summer light, so happy and free"), "positive"),
+        (Sample("minor_slow", _chords(folder / "minor.wav", 220.0, True, 56),
+                lyrics="alone in the cold and empty night, I cry for you, my heart is broken"), "negative"),
     ]
 
 
-def _guided(pipe, song, lyrics, starts, out):
-    music = pipe.affective_music(song, out, lyrics=lyrics)
-    targets = pipe.targets([song], [music.wav_path], [music.transcript.text])
-    return music, pipe.guide(starts, targets, method="emostyle", progress=False)
+def _study(pipe, songs, n, seed, tmp_path):
+    """The start study as notebook 07 runs it; each song read with the polarity it should have."""
+    study = start_study(pipe, [s for s, _ in songs], n_starts=n, seed=seed, run_dir=tmp_path, progress=False)
+    assert study.polarities == [p for _, p in songs]
+    return study
 
 
 @pytest.fixture(scope="module")
@@ -83,32 +87,22 @@ def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_
     resolution); the sad songs' faces lose their smile and look down, which the smile - frown
     reading sees less (+0.15), and 3.8 % of them (up to 2 in 13 of one set) read against the
     song, baring teeth in a grimace that the guiding FER reads as sad."""
-    from scipy.stats import binomtest
-
     from emostyle.judges import LandmarkJudge
 
+    study = _study(faces, songs, N_FACES, 2024, tmp_path)
+    for i, (song, _) in enumerate(songs):
+        moved = study.counts(i)
+        assert moved["read"] >= N_FACES // 2, f"{song.name}: the judge found {moved['read']} faces of {N_FACES}"
+        assert study.shifts[i].nanmean() > 0 and moved["toward"] > moved["against"], \
+            f"{song.name}: {moved}, {study.shifts[i].tolist()}"
+    everything = study.rows()[-1]
+    assert everything["sign_test_p"] < 1e-3, (everything, study.resolution)
+    assert everything["against"] <= everything["read"] // 8, (everything, study.resolution)
     landmarks = LandmarkJudge()
-    starts = faces.generator.sample(N_FACES, torch.Generator().manual_seed(2024))
-    resolution = metrics.judge_resolution(faces.generator.render(starts), faces.judge)
-    counts, second = {"toward": 0, "against": 0, "read": 0}, []
-    for name, song, lyrics, polarity in songs:
-        music, run = _guided(faces, song, lyrics, starts, tmp_path / name)
-        assert music.polarity.label == polarity, (name, music.transcript.text)
-        shift = metrics.valence_shift(*(metrics.judge_valence(x, faces.judge) for x in (run.start_images, run.images)),
-                                      polarity)
-        read = shift[~shift.isnan()]
-        assert len(read) >= N_FACES // 2, f"{name}: the judge found {len(read)} faces of {N_FACES}"
-        moved = {"toward": int((read > resolution).sum()), "against": int((read < -resolution).sum())}
-        assert read.mean() > 0 and moved["toward"] > moved["against"], f"{name}: {moved}, {shift.tolist()}"
-        counts = {"toward": counts["toward"] + moved["toward"], "against": counts["against"] + moved["against"],
-                  "read": counts["read"] + len(read)}
-        lift = metrics.valence_shift(*(metrics.judge_valence(x, landmarks) for x in (run.start_images, run.images)),
-                                     polarity)
-        second.append(lift[~lift.isnan()])
-    assert binomtest(counts["toward"], counts["toward"] + counts["against"], alternative="greater").pvalue < 1e-3, \
-        (counts, resolution)
-    assert counts["against"] <= counts["read"] // 8, (counts, resolution)
-    second = torch.cat(second)
+    before = metrics.judge_valence(study.starts, landmarks)
+    second = torch.cat([metrics.valence_shift(before, metrics.judge_valence(images, landmarks), polarity)
+                        for images, polarity in zip(study.images, study.polarities)])
+    second = second[~second.isnan()]
     assert len(second) >= 2 * N_FACES and second.mean() > 0, f"landmarks read {second.tolist()}"
 
 
@@ -122,8 +116,8 @@ def test_a_happy_song_retrieves_a_happier_face_than_a_sad_one(faces, songs):
     chosen = {j: {"positive": [], "negative": []} for j in judges}
     for seed in range(6):
         best = {}
-        for name, song, _, polarity in songs:
-            found = faces.retrieve(song, seed=seed, progress=False)
+        for song, polarity in songs:
+            found = faces.retrieve(song.path, seed=seed, progress=False)
             best.setdefault(polarity, set()).add(found.best)
             for j, judge in judges.items():
                 chosen[j][polarity].append(float(metrics.judge_valence(found.images[found.best:found.best + 1],
@@ -135,7 +129,7 @@ def test_a_happy_song_retrieves_a_happier_face_than_a_sad_one(faces, songs):
 
 def test_retrieval_softmax_is_readable(faces, songs):
     """The softmax over 16 candidates at the space's temperature is neither flat nor one-hot."""
-    found = faces.retrieve(songs[1][1], seed=0, progress=False)
+    found = faces.retrieve(songs[1][0].path, seed=0, progress=False)
     n = len(found.probs)
     assert 1.5 / n < float(found.probs.max()) < 0.95
 
@@ -146,7 +140,6 @@ def test_sad_songs_darken_and_grey_scenes_happy_songs_brighten_them(songs, tmp_p
     config = dataset_configs(load_config("offline"))["LHQ-style scenes"]
     pipe = Pipeline.from_config(config)
     assert pipe.judge is not None, pipe.notes
-    starts = pipe.generator.sample(6, torch.Generator().manual_seed(7))
 
     def luma_and_saturation(images):
         rgb = (images.clamp(-1, 1) + 1) / 2
@@ -154,13 +147,12 @@ def test_sad_songs_darken_and_grey_scenes_happy_songs_brighten_them(songs, tmp_p
         high, low = rgb.max(1).values, rgb.min(1).values
         return luma, ((high - low) / (high + 1e-3)).mean((1, 2))
 
-    for name, song, lyrics, polarity in songs:
-        _, run = _guided(pipe, song, lyrics, starts, tmp_path / name)
-        (l0, s0), (l1, s1) = luma_and_saturation(run.start_images), luma_and_saturation(run.images)
-        before, after = (metrics.judge_valence(x, pipe.judge) for x in (run.start_images, run.images))
-        shift = metrics.valence_shift(before, after, polarity)
-        assert (shift > 0).all(), f"{name}: the colour judge read {shift.tolist()}"
+    study = _study(pipe, songs, 6, 7, tmp_path)
+    l0, s0 = luma_and_saturation(study.starts)
+    for i, (song, polarity) in enumerate(songs):
+        l1, s1 = luma_and_saturation(study.images[i])
+        assert (study.shifts[i] > 0).all(), f"{song.name}: the colour judge read {study.shifts[i].tolist()}"
         if polarity == "negative":
-            assert (l1 < l0).all() and (s1 < s0).all(), f"{name}: luma {l0}->{l1}, saturation {s0}->{s1}"
+            assert (l1 < l0).all() and (s1 < s0).all(), f"{song.name}: luma {l0}->{l1}, saturation {s0}->{s1}"
         else:
-            assert (l1 > l0).all(), f"{name}: luma {l0}->{l1}"
+            assert (l1 > l0).all(), f"{song.name}: luma {l0}->{l1}"
