@@ -1,11 +1,15 @@
 """The experiments of notebooks 03-05 on the tiny profile: columns, judge readings, tables."""
 
 import math
+from pathlib import Path
 
 import pytest
+import torch
 
 from emostyle import samples
-from emostyle.experiments import Experiment, ablation_claims
+from emostyle.experiments import Experiment, StartStudy, ablation_claims, start_study, study_figure
+from emostyle.pipeline import Pipeline
+from emostyle.samples import Sample
 from emostyle.scoring import available_scorers
 
 pytestmark = pytest.mark.slow
@@ -96,3 +100,40 @@ def test_ablation_verdicts_need_a_difference_beyond_the_items_spread():
     assert verdicts["shift"].startswith("no clear difference"), rows
     assert verdicts["change"] == "no difference in this run", rows
     assert verdicts["agreement"] == "agrees with the paper", rows  # w/o Text moved every item against its song
+
+
+def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures(experiment):
+    songs = samples.songs()[:2]
+    (label, study), = experiment.start_study(songs, n_starts=3, seed=5, progress=False).items()
+    assert study.starts.shape[0] == 3 and study.images.shape[:2] == (2, 3) and study.after.shape == (2, 3)
+    assert [r["song"] for r in study.rows()] == [s.name for s in songs] + ["all songs"]
+    again = start_study(study.pipe, songs, n_starts=3, seed=5, run_dir=experiment.run_dir / "music", progress=False)
+    assert torch.equal(again.images, study.images)  # one seed: the same starts and the same guidance
+    dots, faces = study_figure({label: study}, "note")
+    assert len(faces.axes) == 2 * 6 and dots.axes[0].get_xticklabels()
+    with pytest.raises(ValueError, match="n_starts must be at least 2"):
+        start_study(study.pipe, songs, n_starts=1)
+    pipe = Pipeline.from_config("tiny", {"scoring.judge": "none"})
+    with pytest.raises(ValueError, match="needs a judge"):
+        start_study(pipe, songs, n_starts=2)
+
+
+def test_start_study_counts_only_moves_beyond_the_judges_resolution():
+    """Toward / within / against by the judge's resolution (a change equal to it is within),
+    signed by each song's polarity; unread faces and songs without polarity are not counted."""
+    nan = float("nan")
+    before = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0])
+    # Dyadic values: exact in float32, so a change equal to the resolution is exactly that.
+    after = torch.tensor([[0.375, 0.0625, -0.25, nan, 0.125],  # positive: toward, within, against, unread, within
+                          [-0.375, -0.375, 0.0, 0.25, -0.1875],  # negative: toward, toward, within, against, toward
+                          [0.5, 0.5, 0.5, 0.5, 0.5]])  # neutral: no polarity, nothing counted
+    items = [Sample(name, Path(f"{name}.wav")) for name in ("up", "down", "sound")]
+    study = StartStudy("faces", None, items, ["positive", "negative", "neutral"], 0.125, before, after,
+                       torch.zeros(5, 3, 4, 4), torch.zeros(3, 5, 3, 4, 4))
+    assert study.counts(0) == dict(read=4, toward=1, within=2, against=1)
+    assert study.counts(1) == dict(read=5, toward=3, within=1, against=1)
+    assert study.counts(2)["read"] == 0 and study.counts() == dict(read=9, toward=4, within=3, against=2)
+    rows = {r["song"]: r for r in study.rows()}
+    assert rows["all songs"]["sign_test_p"] == pytest.approx(22 / 64, abs=0.005)  # P(X >= 4), X ~ B(6, 1/2)
+    assert rows["up"]["sign_test_p"] == 0.75 and math.isnan(rows["sound"]["sign_test_p"])
+    assert study.extremes(0) == [("lowest", 2), ("median", 4), ("highest", 0)] and study.extremes(2) == []
