@@ -21,7 +21,6 @@ import torch
 
 from .config import dataset_configs
 from .guidance import METHODS, GuidanceResult
-from .parts import to_uint8
 from .pipeline import Pipeline
 from .samples import Sample
 from .scoring import metrics
@@ -65,9 +64,7 @@ class MethodRuns:
 
     def pixel_change(self, method: str) -> torch.Tensor:
         """Mean absolute change (B,) of the saved 8-bit images from the input, in grey levels."""
-        before, after = (to_uint8(x).astype(np.float64) for x in (self.runs[method].start_images,
-                                                                   self.runs[method].images))
-        return torch.as_tensor(np.abs(after - before).mean(axis=(1, 2, 3)), dtype=torch.float32)
+        return metrics.pixel_change(self.runs[method].start_images, self.runs[method].images)
 
     def results(self) -> dict:
         """Per item: its polarity, and per method its own final losses and both valence readings."""
@@ -134,9 +131,16 @@ class StartStudy:
             rows.append(dict(dataset=self.label, song=name,
                              polarity=self.polarities[song] if song is not None else "",
                              **c, mean_shift=round(float(shift.nanmean()), 3) if c["read"] else float("nan"),
+                             pixel_change=round(float(self.pixel_change(song).mean()), 1),
                              sign_test_p=float(f"{binomtest(c['toward'], moved, alternative='greater').pvalue:.2g}")
                              if moved else float("nan")))
         return rows
+
+    def pixel_change(self, song: int | None = None) -> torch.Tensor:
+        """Grey levels (of 255) that each start image changed by for `song` ((n,)), or for every
+        song ((songs * n,)): how much the guidance changed what a viewer sees."""
+        songs = range(len(self.items)) if song is None else [song]
+        return torch.cat([metrics.pixel_change(self.starts, self.images[i]) for i in songs])
 
     def extremes(self, song: int) -> list[tuple[str, int]]:
         """The start images of the lowest, the median and the highest shift toward the song,
@@ -163,7 +167,8 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
         raise ValueError(f"n_starts must be at least 2, got {n_starts}")
     base = pipe.config.seed if seed is None else seed
     latents = pipe.generator.sample(n_starts, torch.Generator().manual_seed(base))
-    starts = pipe.generator.render(latents).detach()
+    with torch.no_grad():
+        starts = pipe.generator.render(latents)
     before = metrics.judge_valence(starts, pipe.judge)
     resolution = metrics.judge_resolution(starts, pipe.judge)
     polarities, after, images = [], [], []

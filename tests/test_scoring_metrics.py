@@ -123,3 +123,15 @@ def test_judge_resolution_is_the_largest_change_a_one_pixel_shift_makes():
     assert metrics.judge_resolution(images, _FirstColumn()) == pytest.approx(10 / 255, abs=1e-6)
     assert metrics.judge_resolution(torch.zeros(2, 3, 8, 8), _FirstColumn()) == 0.0
     assert np.isnan(metrics.judge_resolution(images, _Blind()))
+
+
+def test_pixel_change_counts_grey_levels_of_the_saved_images():
+    def level(n):  # the value that is saved as 8-bit level n
+        return n / 127.5 - 1
+
+    before = torch.full((2, 3, 4, 4), level(100))
+    after = before.clone()
+    after[0] = level(101)  # one level up everywhere
+    after[1, :, :2] = 1.0  # half the image to white: 155 levels there
+    assert torch.allclose(metrics.pixel_change(before, after), torch.tensor([1.0, 77.5]))
+    assert metrics.pixel_change(before, before + 0.001).abs().max() == 0  # under half a level: unseen

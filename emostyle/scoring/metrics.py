@@ -18,10 +18,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from emostyle.parts import EmbeddingSpace, IdentityLoss, Judge
+from emostyle.parts import EmbeddingSpace, IdentityLoss, Judge, to_uint8
 
-__all__ = ["alignment", "identity_similarity", "latent_distance", "judge_valence", "judge_resolution", "space_valence",
-           "valence_shift", "emotion_agreement"]
+__all__ = ["alignment", "identity_similarity", "latent_distance", "pixel_change", "judge_valence", "judge_resolution",
+           "space_valence", "valence_shift", "emotion_agreement"]
 
 # A neutral song (a sound without lyrics) asks for no direction: its shift and agreement are NaN.
 POLARITIES = {"positive": 1.0, "negative": -1.0, "neutral": float("nan")}
@@ -80,6 +80,13 @@ def valence_shift(before, after, polarity: str | Sequence[str]) -> torch.Tensor:
     if before.shape != after.shape or before.ndim != 1:
         raise ValueError(f"valences must be two (B,) vectors, got {tuple(before.shape)} and {tuple(after.shape)}")
     return (after - before) * _signs(polarity, len(before))
+
+
+def pixel_change(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Mean absolute change (B,) of images (B, 3, H, W) in [-1, 1] once saved as 8-bit images,
+    in grey levels of 255: what a viewer can see changed, whatever moved the latent."""
+    before, after = (torch.from_numpy(to_uint8(x)).double() for x in (before, after))
+    return (after - before).abs().mean(dim=(1, 2, 3)).float()
 
 
 def judge_valence(images: torch.Tensor, judge: Judge) -> torch.Tensor:
