@@ -13,6 +13,7 @@ one of them its way, as the judge reads the saved images (notebook 07)?
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,31 +110,40 @@ class StartStudy:
         return torch.stack([metrics.valence_shift(self.before, a, p) for a, p in zip(self.after, self.polarities)])
 
     def counts(self, song: int | None = None) -> dict[str, int]:
-        """Start images whose change the judge read (`read`), and how many of them moved toward
-        the song, stayed within the resolution, or moved against it; `song` None: all songs."""
-        shift = self.shifts if song is None else self.shifts[song]
+        """Readings of the start images' change (`read`; a start the judge cannot read before or
+        after is `unread`), and how many moved toward the song, stayed within the resolution, or
+        moved against it; `song` None: every song's readings together."""
+        return self._count(self.shifts if song is None else self.shifts[song])
+
+    def _count(self, shift: torch.Tensor) -> dict[str, int]:
         read = shift[~shift.isnan()]
         toward, against = int((read > self.resolution).sum()), int((read < -self.resolution).sum())
-        return dict(read=len(read), toward=toward, within=len(read) - toward - against, against=against)
+        return dict(read=len(read), unread=int(shift.numel() - len(read)), toward=toward,
+                    within=len(read) - toward - against, against=against)
 
     def rows(self) -> list[dict]:
-        """A row per song and one for all songs: the counts, the mean shift and a one-sided sign
-        test of toward against against (the chance that a guidance with no preferred direction
-        moves this many faces the song's way or more)."""
+        """A row per song and one for all songs: the counts, the mean shift, the pixel change and
+        a one-sided sign test (the chance that a guidance with no preferred direction moves as
+        many starts the song's way, of those it moves beyond the resolution, or more). A song's
+        test counts its starts; the all-songs test counts each start once, by its mean shift over
+        the songs, since one start's readings for several songs are not independent."""
         from scipy.stats import binomtest
+
+        def sign_test(c):
+            moved = c["toward"] + c["against"]
+            return float(f"{binomtest(c['toward'], moved, alternative='greater').pvalue:.2g}") if moved else float("nan")
 
         rows = []
         for i, name in enumerate([s.name for s in self.items] + ["all songs"]):
             song = i if i < len(self.items) else None
             c = self.counts(song)
             shift = self.shifts if song is None else self.shifts[song]
-            moved = c["toward"] + c["against"]
+            tested = c if song is not None else self._count(self.shifts.nanmean(dim=0))
             rows.append(dict(dataset=self.label, song=name,
                              polarity=self.polarities[song] if song is not None else "",
                              **c, mean_shift=round(float(shift.nanmean()), 3) if c["read"] else float("nan"),
                              pixel_change=round(float(self.pixel_change(song).mean()), 1),
-                             sign_test_p=float(f"{binomtest(c['toward'], moved, alternative='greater').pvalue:.2g}")
-                             if moved else float("nan")))
+                             sign_test_p=sign_test(tested)))
         return rows
 
     def pixel_change(self, song: int | None = None) -> torch.Tensor:
@@ -143,11 +153,17 @@ class StartStudy:
         return torch.cat([metrics.pixel_change(self.starts, self.images[i]) for i in songs])
 
     def extremes(self, song: int) -> list[tuple[str, int]]:
-        """The start images of the lowest, the median and the highest shift toward the song,
-        as (which, index); empty when the judge read none."""
+        """The start images of the lowest, the (lower) median and the highest shift toward the
+        song, as (which, index); empty when the judge read none."""
         shift = self.shifts[song]
         read = [int(i) for i in torch.argsort(shift) if not shift[i].isnan()]
-        return list(zip(("lowest", "median", "highest"), (read[0], read[len(read) // 2], read[-1]))) if read else []
+        return list(zip(("lowest", "median", "highest"), (read[0], read[(len(read) - 1) // 2], read[-1]))) \
+            if read else []
+
+    def verdict(self, song: int, start: int) -> str:
+        """toward, within or against: how the judge read one start's change for one song."""
+        shift = float(self.shifts[song, start])
+        return "toward" if shift > self.resolution else "against" if shift < -self.resolution else "within"
 
 
 def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: int | None = None,
@@ -157,7 +173,8 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     the pipeline builds them (identity loss and regulariser as the profile sets them), and read
     them all with the profile's judge. A song's known lyrics (`Sample.lyrics`) stand in for its
     transcript, so that a transcription slip does not count against the guidance; songs
-    without them are transcribed."""
+    without them are transcribed. The judge's resolution is the largest change it reads for a
+    one-pixel shift of any start: more starts can only widen it."""
     from tqdm.auto import tqdm
 
     if pipe.judge is None:
@@ -171,6 +188,9 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
         starts = pipe.generator.render(latents)
     before = metrics.judge_valence(starts, pipe.judge)
     resolution = metrics.judge_resolution(starts, pipe.judge)
+    if math.isnan(resolution):
+        raise ValueError(f"{label or pipe.config.profile}: the judge ({pipe.judge.name}) read none of the "
+                         f"{n_starts} start images; draw others (seed) or choose another scoring.judge")
     polarities, after, images = [], [], []
     for s in tqdm(items, desc=f"start study {label}".strip(), disable=not progress):
         music = pipe.affective_music(s.path, Path(run_dir) / s.name, lyrics=s.lyrics, label=s.label)
@@ -180,47 +200,62 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
         polarities.append(music.polarity.emotion)
         after.append(metrics.judge_valence(run.images, pipe.judge))
         images.append(run.images.detach().cpu())
+    if all(p == "neutral" for p in polarities):
+        raise ValueError("no song has a polarity (sounds without lyrics ask for no direction): nothing to count; "
+                         "give songs with lyrics")
     return StartStudy(label, pipe, list(items), polarities, resolution, before, torch.stack(after),
                       starts.cpu(), torch.stack(images))
 
 
 def study_figure(studies: dict[str, StartStudy], note: str | None = None):
-    """Two figures: every start's shift toward each song (a dot per start image, the grey band
-    the judge's resolution, counts toward / within / against above), and per song the start
-    images of the lowest, the median and the highest shift, before and after."""
+    """Two figures: a panel per dataset with every start's shift toward each song (a dot per
+    start image; the grey band is the judge's resolution; counts toward / within / against
+    above), and per song with a polarity the start images of the lowest, the median and the
+    highest shift, before and after, each captioned with its verdict."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     from .figures import image_grid, note_height, stamp
 
-    songs = [(label, st, i) for label, st in studies.items() for i in range(len(st.items))]
-    dots, ax = plt.subplots(figsize=(1.5 * len(songs) + 1.6, 3.4))
-    for x, (label, st, i) in enumerate(songs):
-        shift = st.shifts[i].numpy()
-        colour = np.where(shift > st.resolution, "tab:green", np.where(shift < -st.resolution, "tab:red", "0.45"))
-        jitter = np.random.default_rng(x).uniform(-0.2, 0.2, len(shift))  # fixed: the figure does not change
-        ax.fill_between([x - 0.35, x + 0.35], -st.resolution, st.resolution, color="0.88", zorder=0)
-        ax.scatter(x + jitter, shift, c=colour, s=14, zorder=2)
-        c = st.counts(i)
-        ax.text(x, 1.01, f"{c['toward']} / {c['within']} / {c['against']}", ha="center", va="bottom", fontsize=8,
-                transform=ax.get_xaxis_transform())
-    ax.axhline(0, color="k", lw=0.6)
-    ax.set_xticks(range(len(songs)), [f"{label}\n{st.items[i].name}\n{st.polarities[i]}" for label, st, i in songs],
-                  fontsize=7)
-    ax.set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)
-    ax.set_title("Does every start move the song's way? Starts moved toward / within the judge's resolution "
-                 "(grey) / against", fontsize=9, pad=16)
-    dots.tight_layout(rect=(0, note_height(dots, note), 1, 1))
+    colours = {"toward": "tab:green", "within": "0.45", "against": "tab:red"}
+    widths = [len(st.items) for st in studies.values()]
+    dots, axes = plt.subplots(1, len(studies), figsize=(0.95 * sum(widths) + 1.2 * len(studies) + 0.6, 3.3),
+                              gridspec_kw=dict(width_ratios=widths), squeeze=False)
+    for ax, (label, st) in zip(axes[0], studies.items()):
+        for i in range(len(st.items)):
+            shift = st.shifts[i].numpy()
+            colour = [colours[st.verdict(i, k)] for k in range(len(shift))]
+            jitter = np.random.default_rng(i).uniform(-0.2, 0.2, len(shift))  # fixed: the figure does not change
+            ax.fill_between([i - 0.35, i + 0.35], -st.resolution, st.resolution, color="0.88", zorder=0)
+            ax.scatter(i + jitter, shift, c=colour, s=12, zorder=2)
+            c = st.counts(i)
+            text = "no polarity" if st.polarities[i] == "neutral" else \
+                f"{c['toward']}/{c['within']}/{c['against']}" + (f"\n{c['unread']} unread" if c["unread"] else "")
+            ax.text(i, 1.01, text, ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xticks(range(len(st.items)), [f"{s.name}\n{p}" for s, p in zip(st.items, st.polarities)], fontsize=8)
+        ax.set_xlim(-0.6, len(st.items) - 0.4)
+        ax.set_title(f"{label}: {len(st.before)} starts, resolution {st.resolution:.3f}", fontsize=9, pad=22)
+        ax.tick_params(axis="y", labelsize=8)
+    axes[0][0].set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)
+    handles = [Line2D([], [], ls="", marker="o", color=c, label=v) for v, c in colours.items()]
+    dots.legend(handles=handles, loc="upper right", fontsize=8, ncol=3, frameon=False,
+                title="moved (beyond the resolution) / within it", title_fontsize=8)
+    dots.tight_layout(rect=(0, note_height(dots, note), 1, 0.9))
     stamp(dots, note)
     rows, labels, captions = [], [], []
-    for label, st, i in songs:
-        picks = st.extremes(i)
-        rows.append([x for _, k in picks for x in (st.starts[k], st.images[i, k])])
-        captions.append([c for which, k in picks
-                         for c in (f"judge {_signed(st.before[k])}",
-                                   f"judge {_signed(st.after[i, k])}\n{which} shift {_signed(st.shifts[i, k])}")])
-        labels.append(f"{label}\n{st.items[i].name}\n{st.polarities[i]}")
+    for label, st in studies.items():
+        for i, s in enumerate(st.items):
+            picks = st.extremes(i)
+            if not picks:  # no polarity, or nothing read: no direction to rank the starts by
+                continue
+            rows.append([x for _, k in picks for x in (st.starts[k], st.images[i, k])])
+            captions.append([c for which, k in picks for c in (
+                f"judge {_signed(st.before[k])}",
+                f"judge {_signed(st.after[i, k])}\n{which}: {_signed(st.shifts[i, k])} {st.verdict(i, k)}")])
+            labels.append(f"{label}\n{s.name}\n{st.polarities[i]}")
     faces = image_grid(rows, row_labels=labels, captions=captions, cell=1.3, note=note,
-                       col_labels=["start", "after", "start", "after", "start", "after"],
+                       col_labels=["start", "lowest", "start", "median", "start", "highest"],
                        title="Each song's lowest, median and highest shift toward it (judge), before and after")
     return dots, faces
 
@@ -461,4 +496,4 @@ def _title(column: str) -> str:
 
 def _signed(value) -> str:
     value = float(value)
-    return "n/a" if np.isnan(value) else f"{value:+.2f}"
+    return "n/a" if np.isnan(value) else f"{round(value, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"

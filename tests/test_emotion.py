@@ -78,9 +78,12 @@ def faces():
 def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_path):
     """EmoStyle as the profile runs it, from 16 start faces per song, read by a judge that did
     not guide them. Counting only changes beyond the judge's one-pixel resolution: for every
-    song more faces move its way than against it and the mean moves its way; over all songs a
-    one-sided sign test finds the song's way (p < 0.001) and at most one face in eight moves
-    against its song. dlib's landmarks, a second judge, read the song's way on average.
+    song more faces move its way than against it and the mean moves its way; over all songs at
+    most one reading in eight moves against its song, and a one-sided sign test over the starts
+    (each start once, by its mean shift over the songs: one start's readings are not independent)
+    finds the songs' way at the conventional 5 % level. dlib's landmarks, a second judge, read the
+    song's way on average. On this start set and two others (seeds 7, 1): 7, 8 and 7 starts moved
+    the songs' way on average beyond the resolution, none against (p 0.008, 0.004, 0.008).
 
     Measured over 8 other start sets of 8 faces (resolution 0.175 on 32 faces): the happy songs'
     faces smile (+0.24 smile - frown on average, 1.7 % of faces against the song beyond the
@@ -96,7 +99,7 @@ def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_
         assert study.shifts[i].nanmean() > 0 and moved["toward"] > moved["against"], \
             f"{song.name}: {moved}, {study.shifts[i].tolist()}"
     everything = study.rows()[-1]
-    assert everything["sign_test_p"] < 1e-3, (everything, study.resolution)
+    assert everything["sign_test_p"] < 0.05, (everything, study.resolution)
     assert everything["against"] <= everything["read"] // 8, (everything, study.resolution)
     landmarks = LandmarkJudge()
     before = metrics.judge_valence(study.starts, landmarks)

@@ -120,7 +120,8 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
 
 def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     """Toward / within / against by the judge's resolution (a change equal to it is within),
-    signed by each song's polarity; unread faces and songs without polarity are not counted."""
+    signed by each song's polarity; unread faces and songs without polarity are not counted.
+    The all-songs sign test counts each start once, by its mean shift over the songs."""
     nan = float("nan")
     before = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0])
     # Dyadic values: exact in float32, so a change equal to the resolution is exactly that.
@@ -130,10 +131,13 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     items = [Sample(name, Path(f"{name}.wav")) for name in ("up", "down", "sound")]
     study = StartStudy("faces", None, items, ["positive", "negative", "neutral"], 0.125, before, after,
                        torch.zeros(5, 3, 4, 4), torch.zeros(3, 5, 3, 4, 4))
-    assert study.counts(0) == dict(read=4, toward=1, within=2, against=1)
-    assert study.counts(1) == dict(read=5, toward=3, within=1, against=1)
-    assert study.counts(2)["read"] == 0 and study.counts() == dict(read=9, toward=4, within=3, against=2)
+    assert study.counts(0) == dict(read=4, unread=1, toward=1, within=2, against=1)
+    assert study.counts(1) == dict(read=5, unread=0, toward=3, within=1, against=1)
+    assert study.counts(2)["read"] == 0 and study.counts() == dict(read=9, unread=6, toward=4, within=3, against=2)
+    assert [study.verdict(0, k) for k in (0, 1, 2, 4)] == ["toward", "within", "against", "within"]
     rows = {r["song"]: r for r in study.rows()}
-    assert rows["all songs"]["sign_test_p"] == pytest.approx(22 / 64, abs=0.005)  # P(X >= 4), X ~ B(6, 1/2)
-    assert rows["up"]["sign_test_p"] == 0.75 and math.isnan(rows["sound"]["sign_test_p"])
-    assert study.extremes(0) == [("lowest", 2), ("median", 4), ("highest", 0)] and study.extremes(2) == []
+    assert rows["up"]["sign_test_p"] == 0.75 and math.isnan(rows["sound"]["sign_test_p"])  # P(X >= 1), X ~ B(2, 1/2)
+    # Per start, the mean over the songs it was read for: 0.375, 0.219, -0.125, -0.25, 0.156 ->
+    # 3 toward, 1 within, 1 against: P(X >= 3), X ~ B(4, 1/2) = 5/16.
+    assert rows["all songs"]["sign_test_p"] == 0.31
+    assert study.extremes(0) == [("lowest", 2), ("median", 1), ("highest", 0)] and study.extremes(2) == []
