@@ -109,6 +109,13 @@ class StartStudy:
         """(songs, n) valence change toward each song's polarity (NaN: unread or no polarity)."""
         return torch.stack([metrics.valence_shift(self.before, a, p) for a, p in zip(self.after, self.polarities)])
 
+    def verdicts(self, shift: torch.Tensor) -> list[str]:
+        """The study's one rule, per value of `shift`: toward or against the song beyond the
+        resolution, within it, or unread (NaN: the judge could not read the start or the result)."""
+        r = self.resolution
+        return ["unread" if v != v else "toward" if v > r else "against" if v < -r else "within"
+                for v in shift.flatten().tolist()]
+
     def counts(self, song: int | None = None) -> dict[str, int]:
         """Readings of the start images' change (`read`; a start the judge cannot read before or
         after is `unread`), and how many moved toward the song, stayed within the resolution, or
@@ -116,10 +123,9 @@ class StartStudy:
         return self._count(self.shifts if song is None else self.shifts[song])
 
     def _count(self, shift: torch.Tensor) -> dict[str, int]:
-        read = shift[~shift.isnan()]
-        toward, against = int((read > self.resolution).sum()), int((read < -self.resolution).sum())
-        return dict(read=len(read), unread=int(shift.numel() - len(read)), toward=toward,
-                    within=len(read) - toward - against, against=against)
+        verdicts = self.verdicts(shift)
+        c = {k: verdicts.count(k) for k in ("unread", "toward", "within", "against")}
+        return dict(read=len(verdicts) - c["unread"], **c)
 
     def rows(self) -> list[dict]:
         """A row per song and one for all songs: the counts, the mean shift, the pixel change and
@@ -160,10 +166,6 @@ class StartStudy:
         return list(zip(("lowest", "median", "highest"), (read[0], read[(len(read) - 1) // 2], read[-1]))) \
             if read else []
 
-    def verdict(self, song: int, start: int) -> str:
-        """toward, within or against: how the judge read one start's change for one song."""
-        shift = float(self.shifts[song, start])
-        return "toward" if shift > self.resolution else "against" if shift < -self.resolution else "within"
 
 
 def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: int | None = None,
@@ -187,7 +189,7 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     with torch.no_grad():
         starts = pipe.generator.render(latents)
     before = metrics.judge_valence(starts, pipe.judge)
-    resolution = metrics.judge_resolution(starts, pipe.judge)
+    resolution = metrics.judge_resolution(starts, pipe.judge, base=before)
     if math.isnan(resolution):
         raise ValueError(f"{label or pipe.config.profile}: the judge ({pipe.judge.name}) read none of the "
                          f"{n_starts} start images; draw others (seed) or choose another scoring.judge")
@@ -224,7 +226,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     for ax, (label, st) in zip(axes[0], studies.items()):
         for i in range(len(st.items)):
             shift = st.shifts[i].numpy()
-            colour = [colours[st.verdict(i, k)] for k in range(len(shift))]
+            colour = [colours.get(v, "none") for v in st.verdicts(st.shifts[i])]  # unread: not drawn
             jitter = np.random.default_rng(i).uniform(-0.2, 0.2, len(shift))  # fixed: the figure does not change
             ax.fill_between([i - 0.35, i + 0.35], -st.resolution, st.resolution, color="0.88", zorder=0)
             ax.scatter(i + jitter, shift, c=colour, s=12, zorder=2)
@@ -246,13 +248,13 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     rows, labels, captions = [], [], []
     for label, st in studies.items():
         for i, s in enumerate(st.items):
-            picks = st.extremes(i)
+            picks, verdicts = st.extremes(i), st.verdicts(st.shifts[i])
             if not picks:  # no polarity, or nothing read: no direction to rank the starts by
                 continue
             rows.append([x for _, k in picks for x in (st.starts[k], st.images[i, k])])
             captions.append([c for which, k in picks for c in (
                 f"judge {_signed(st.before[k])}",
-                f"judge {_signed(st.after[i, k])}\n{which}: {_signed(st.shifts[i, k])} {st.verdict(i, k)}")])
+                f"judge {_signed(st.after[i, k])}\n{which}: {_signed(st.shifts[i, k])} {verdicts[k]}")])
             labels.append(f"{label}\n{s.name}\n{st.polarities[i]}")
     faces = image_grid(rows, row_labels=labels, captions=captions, cell=1.3, note=note,
                        col_labels=["start", "lowest", "start", "median", "start", "highest"],

@@ -269,7 +269,8 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     space_before, space_after = space_valence(both, pipe.guidance_space, subject).tolist()
     judged = judge_valence(both, pipe.judge).tolist() if pipe.judge is not None else [float("nan")] * 2
     before, after = (None if v != v else v for v in judged)  # NaN: no face found, or no judge
-    resolution = judge_resolution(result.start_images, pipe.judge) if pipe.judge is not None else float("nan")
+    resolution = judge_resolution(result.start_images, pipe.judge, base=judged[:1]) if pipe.judge is not None \
+        else float("nan")
     if pipe.judge is not None and None in (before, after):
         unread = " and ".join(n for n, v in (("before.png", before), ("after.png", after)) if v is None)
         warnings.warn(f"the judge ({pipe.judge.name}) found no face in {unread}: its valence there is n/a; "

@@ -134,7 +134,7 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     assert study.counts(0) == dict(read=4, unread=1, toward=1, within=2, against=1)
     assert study.counts(1) == dict(read=5, unread=0, toward=3, within=1, against=1)
     assert study.counts(2)["read"] == 0 and study.counts() == dict(read=9, unread=6, toward=4, within=3, against=2)
-    assert [study.verdict(0, k) for k in (0, 1, 2, 4)] == ["toward", "within", "against", "within"]
+    assert [study.verdicts(study.shifts[0])[k] for k in (0, 1, 2, 4)] == ["toward", "within", "against", "within"]
     rows = {r["song"]: r for r in study.rows()}
     assert rows["up"]["sign_test_p"] == 0.75 and math.isnan(rows["sound"]["sign_test_p"])  # P(X >= 1), X ~ B(2, 1/2)
     # Per start, the mean over the songs it was read for: 0.375, 0.219, -0.125, -0.25, 0.156 ->

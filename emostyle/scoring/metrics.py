@@ -95,11 +95,12 @@ def judge_valence(images: torch.Tensor, judge: Judge) -> torch.Tensor:
     return torch.as_tensor(judge.read_tensor(images)["valence"], dtype=torch.float32)
 
 
-def judge_resolution(images: torch.Tensor, judge: Judge) -> float:
+def judge_resolution(images: torch.Tensor, judge: Judge, base: torch.Tensor | None = None) -> float:
     """The largest change of valence `judge` reads when `images` (B, 3, H, W) move by one pixel,
     each of four ways (edge replicated): a change smaller than this, the judge cannot tell from
-    such a shift (NaN where it reads none of them). Models reading small faces are not exact."""
-    base = judge_valence(images, judge)
+    such a shift (NaN where it reads none of them). Models reading small faces are not exact.
+    `base`: the judge's valence of `images` where the caller has read it already."""
+    base = judge_valence(images, judge) if base is None else torch.as_tensor(base, dtype=torch.float32)
     padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
     height, width = images.shape[2:]
     changes = [judge_valence(padded[:, :, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width], judge) - base
