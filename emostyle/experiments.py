@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +103,9 @@ class StartStudy:
     after: torch.Tensor  # (songs, n) the judge's valence after each song's guidance
     starts: torch.Tensor  # (n, 3, H, W)
     images: torch.Tensor  # (songs, n, 3, H, W)
+    # The judge's components (`Judge.components`: a blendshape, an emotion's probability) by
+    # name, each (1 + songs, n): the start images, then each song's results.
+    components: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def shifts(self) -> torch.Tensor:
@@ -158,6 +161,29 @@ class StartStudy:
         songs = range(len(self.items)) if song is None else [song]
         return torch.cat([metrics.pixel_change(self.starts, self.images[i]) for i in songs])
 
+    def changes(self, top: int = 5) -> list[dict]:
+        """What the judge saw move besides valence: per polarity of the songs, the `top`
+        components whose mean change over that polarity's songs and starts is largest, each with
+        its t statistic (mean over standard error; |t| > 2: the same sign on most starts) and the
+        number of readings. A valence weighs a few of the judge's readings (the lip corners); a
+        song can move others that it does not count (a gaze, the eyelids)."""
+        rows = []
+        for polarity in ("positive", "negative"):
+            songs = [i for i, p in enumerate(self.polarities) if p == polarity]
+            if not songs:
+                continue
+            moved = []
+            for name, reading in self.components.items():
+                change = (reading[[1 + i for i in songs]] - reading[0]).flatten()
+                change = change[~change.isnan()]
+                if len(change) < 2:
+                    continue
+                mean, error = float(change.mean()), float(change.std() / math.sqrt(len(change)))
+                moved.append(dict(dataset=self.label, polarity=polarity, reading=name, mean_change=round(mean, 3),
+                                  t=round(mean / error, 1) if error > 0 else float("nan"), readings=len(change)))
+            rows += sorted(moved, key=lambda r: -abs(r["mean_change"]))[:top]
+        return rows
+
     def extremes(self, song: int) -> list[tuple[str, int]]:
         """The start images of the lowest, the (lower) median and the highest shift toward the
         song, as (which, index); empty when the judge read none."""
@@ -188,7 +214,8 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     latents = pipe.generator.sample(n_starts, torch.Generator().manual_seed(base))
     with torch.no_grad():
         starts = pipe.generator.render(latents)
-    before = metrics.judge_valence(starts, pipe.judge)
+    readings = [metrics.judge_readings(starts, pipe.judge)]
+    before = readings[0]["valence"]
     resolution = metrics.judge_resolution(starts, pipe.judge, base=before)
     if math.isnan(resolution):
         raise ValueError(f"{label or pipe.config.profile}: the judge ({pipe.judge.name}) read none of the "
@@ -200,13 +227,15 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
         torch.manual_seed(base)
         run = pipe.guide(latents, targets, method=method, progress=False)
         polarities.append(music.polarity.emotion)
-        after.append(metrics.judge_valence(run.images, pipe.judge))
+        readings.append(metrics.judge_readings(run.images, pipe.judge))
+        after.append(readings[-1]["valence"])
         images.append(run.images.detach().cpu())
     if all(p == "neutral" for p in polarities):
         raise ValueError("no song has a polarity (sounds without lyrics ask for no direction): nothing to count; "
                          "give songs with lyrics")
+    components = {k: torch.stack([r[k] for r in readings]) for k in readings[0] if k != "valence"}
     return StartStudy(label, pipe, list(items), polarities, resolution, before, torch.stack(after),
-                      starts.cpu(), torch.stack(images))
+                      starts.cpu(), torch.stack(images), components)
 
 
 def study_figure(studies: dict[str, StartStudy], note: str | None = None):

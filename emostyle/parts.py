@@ -127,6 +127,9 @@ class Judge(abc.ABC):
     """
 
     name: str  # shown in tables and captions, e.g. "dlib 68 landmarks (mouth geometry)"
+    # The readings that say what the judge sees (a blendshape, an emotion's probability), which
+    # the start study lists when they move; empty: every numeric reading but "valence".
+    components: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def read(self, images: np.ndarray) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ from emostyle import samples
 from emostyle.experiments import Experiment, StartStudy, ablation_claims, start_study, study_figure
 from emostyle.pipeline import Pipeline
 from emostyle.samples import Sample
-from emostyle.scoring import available_scorers
+from emostyle.scoring import available_scorers, metrics
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +107,8 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     (label, study), = experiment.start_study(songs, n_starts=3, seed=5, progress=False).items()
     assert study.starts.shape[0] == 3 and study.images.shape[:2] == (2, 3) and study.after.shape == (2, 3)
     assert [r["song"] for r in study.rows()] == [s.name for s in songs] + ["all songs"]
+    judged = metrics.judge_readings(study.images[1], study.pipe.judge)  # the second song's results, read again
+    assert study.components and all(torch.allclose(c[2], judged[k], equal_nan=True) for k, c in study.components.items())
     again = start_study(study.pipe, songs, n_starts=3, seed=5, run_dir=experiment.run_dir / "music", progress=False)
     assert torch.equal(again.images, study.images)  # one seed: the same starts and the same guidance
     dots, faces = study_figure({label: study}, "note")
@@ -141,3 +143,29 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     # 3 toward, 1 within, 1 against: P(X >= 3), X ~ B(4, 1/2) = 5/16.
     assert rows["all songs"]["sign_test_p"] == 0.31
     assert study.extremes(0) == [("lowest", 2), ("median", 1), ("highest", 0)] and study.extremes(2) == []
+
+
+def test_start_study_lists_the_components_that_moved_most_per_polarity():
+    """`changes`: per polarity, components ranked by the size of their mean change over that
+    polarity's songs and starts (unread values left out), with the t statistic of the change."""
+    nan = float("nan")
+    before, after = torch.zeros(4), torch.zeros(3, 4)
+    components = {  # rows: the starts, then songs up, down, sound
+        "gaze_down": torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0],
+                                   [0.25, 0.5, 0.25, 0.5], [1.0, 1.0, 1.0, 1.0]]),
+        "smile": torch.tensor([[0.5, 0.5, 0.5, 0.5], [1.0, 0.75, 1.0, nan],
+                               [0.5, 0.25, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]),
+    }
+    items = [Sample(name, Path(f"{name}.wav")) for name in ("up", "down", "sound")]
+    study = StartStudy("faces", None, items, ["positive", "negative", "neutral"], 0.125, before, after,
+                       torch.zeros(4, 3, 4, 4), torch.zeros(3, 4, 3, 4, 4), components)
+    rows = study.changes(top=2)
+    assert [(r["polarity"], r["reading"]) for r in rows] == [("positive", "smile"), ("positive", "gaze_down"),
+                                                            ("negative", "gaze_down"), ("negative", "smile")]
+    up_smile, up_gaze, down_gaze, down_smile = rows
+    # smile for "up": changes 0.5, 0.25, 0.5 (one unread): mean 5/12, sd sqrt(1/48), t = (5/12) / (sd / sqrt 3) = 5
+    assert up_smile["mean_change"] == 0.417 and up_smile["t"] == 5.0 and up_smile["readings"] == 3
+    assert math.isnan(up_gaze["t"]) and up_gaze["mean_change"] == 0  # no change at all: no t
+    # gaze for "down": 0.25, 0.5, 0.25, 0.5: mean 0.375, sd sqrt(1/48), t = 0.375 / (sd / 2) = 5.2
+    assert down_gaze["mean_change"] == 0.375 and down_gaze["t"] == 5.2 and down_smile["t"] == -1.0
+    assert study.changes(top=1) == [up_smile, down_gaze]

@@ -183,6 +183,7 @@ class BlendshapeJudge(Judge):
     """
 
     name = "MediaPipe face blendshapes (mouth smile - frown)"
+    components = BLENDSHAPES  # not "presence" and "detection": they rate the face's finding
 
     def __init__(self, bundle: str | Path | None = None, min_detection: float = MIN_DETECTION,
                  min_presence: float = MIN_PRESENCE, threads: int | None = None):

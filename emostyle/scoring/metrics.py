@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -92,7 +93,16 @@ def pixel_change(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
 def judge_valence(images: torch.Tensor, judge: Judge) -> torch.Tensor:
     """Valence (B,) of images (B, 3, H, W) in [-1, 1] as `judge` reads them once saved as 8-bit
     PNGs (NaN where it cannot read one)."""
-    return torch.as_tensor(judge.read_tensor(images)["valence"], dtype=torch.float32)
+    return judge_readings(images, judge)["valence"]
+
+
+def judge_readings(images: torch.Tensor, judge: Judge) -> dict[str, torch.Tensor]:
+    """"valence" and the judge's components (`Judge.components`), each (B,) float, of images
+    (B, 3, H, W) in [-1, 1] as `judge` reads them once saved as 8-bit PNGs (NaN: unread)."""
+    readings = judge.read_tensor(images)
+    names = getattr(judge, "components", ()) or [
+        k for k, v in readings.items() if k != "valence" and np.issubdtype(np.asarray(v).dtype, np.floating)]
+    return {k: torch.as_tensor(np.asarray(readings[k], dtype=np.float32)) for k in ("valence", *names)}
 
 
 def judge_resolution(images: torch.Tensor, judge: Judge, base: torch.Tensor | None = None) -> float:
