@@ -26,7 +26,7 @@ from .pipeline import Pipeline
 from .samples import Sample
 from .scoring import metrics
 
-__all__ = ["Experiment", "MethodRuns", "StartStudy", "ablation_claims", "start_study", "study_figure"]
+__all__ = ["Experiment", "MethodRuns", "StartStudy", "ablation_claims", "changes_figure", "start_study", "study_figure"]
 
 
 @dataclass
@@ -289,6 +289,37 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                        col_labels=["start", "lowest", "start", "median", "start", "highest"],
                        title="Each song's lowest, median and highest shift toward it (judge), before and after")
     return dots, faces
+
+
+def changes_figure(studies: dict[str, StartStudy], top: int = 6, note: str | None = None):
+    """A panel per dataset and polarity: the judge's components that moved most over that
+    polarity's songs and starts (`StartStudy.changes`), a bar per component with twice its
+    standard error, labelled with its t statistic."""
+    import matplotlib.pyplot as plt
+
+    from .figures import note_height, stamp
+
+    panels = [(label, p, [r for r in st.changes(top) if r["polarity"] == p])
+              for label, st in studies.items() for p in ("positive", "negative")]
+    panels = [x for x in panels if x[2]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.6, 0.32 * top + 1.6), squeeze=False)
+    for ax, (label, polarity, rows) in zip(axes[0], panels):
+        means = [r["mean_change"] for r in rows]
+        errors = [2 * abs(r["mean_change"] / r["t"]) if r["t"] == r["t"] and r["t"] else 0 for r in rows]
+        y = top - 1 - np.arange(len(rows))  # from the top down; a judge with fewer components keeps bars' height
+        ax.barh(y, means, height=0.7, xerr=errors, color=["tab:blue" if m >= 0 else "tab:orange" for m in means],
+                error_kw=dict(lw=0.8, capsize=2))
+        ax.set_ylim(-0.5, top - 0.5)
+        ax.set_yticks(y, [f"{r['reading']}  (t {r['t']:+.1f})" for r in rows], fontsize=8)
+        ax.axvline(0, color="k", lw=0.6)
+        ax.set_title(f"{label}\n{polarity} songs, {rows[0]['readings']} readings", fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_xlabel("mean change (judge, saved images)", fontsize=8)
+    fig.suptitle("What else the judge saw move: its readings that changed most (bars: +-2 standard errors)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, note_height(fig, note), 1, 0.97))
+    stamp(fig, note)
+    return fig
 
 
 class Experiment:

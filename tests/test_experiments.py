@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emostyle import samples
-from emostyle.experiments import Experiment, StartStudy, ablation_claims, start_study, study_figure
+from emostyle.experiments import Experiment, StartStudy, ablation_claims, changes_figure, start_study, study_figure
 from emostyle.pipeline import Pipeline
 from emostyle.samples import Sample
 from emostyle.scoring import available_scorers, metrics
@@ -113,6 +113,9 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     assert torch.equal(again.images, study.images)  # one seed: the same starts and the same guidance
     dots, faces = study_figure({label: study}, "note")
     assert len(faces.axes) == 2 * 6 and dots.axes[0].get_xticklabels()
+    moved = changes_figure({label: study}, top=3)
+    assert [ax.get_title().split("\n")[1].split(" songs")[0] for ax in moved.axes] == \
+        sorted({p for p in study.polarities if p != "neutral"}, reverse=True)
     with pytest.raises(ValueError, match="n_starts must be at least 2"):
         start_study(study.pipe, songs, n_starts=1)
     pipe = Pipeline.from_config("tiny", {"scoring.judge": "none"})
