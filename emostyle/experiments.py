@@ -135,7 +135,8 @@ class StartStudy:
         a one-sided sign test (the chance that a guidance with no preferred direction moves as
         many starts the song's way, of those it moves beyond the resolution, or more). A song's
         test counts its starts; the all-songs test counts each start once, by its mean shift over
-        the songs, since one start's readings for several songs are not independent."""
+        the songs, since one start's readings for several songs are not independent: its
+        `sign_test` column says what it counted."""
         from scipy.stats import binomtest
 
         def sign_test(c):
@@ -152,6 +153,8 @@ class StartStudy:
                              polarity=self.polarities[song] if song is not None else "",
                              **c, mean_shift=round(float(shift.nanmean()), 3) if c["read"] else float("nan"),
                              pixel_change=round(float(self.pixel_change(song).mean()), 1),
+                             sign_test=f"{tested['toward']} toward / {tested['against']} against of "
+                                       f"{tested['read']} starts",
                              sign_test_p=sign_test(tested)))
         return rows
 
@@ -266,13 +269,14 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(range(len(st.items)), [f"{s.name}\n{p}" for s, p in zip(st.items, st.polarities)], fontsize=8)
         ax.set_xlim(-0.6, len(st.items) - 0.4)
-        ax.set_title(f"{label}: {len(st.before)} starts, resolution {st.resolution:.3f}", fontsize=9, pad=22)
+        ax.set_title(f"{label}: {len(st.before)} starts, resolution {st.resolution:.3f}", fontsize=9, pad=30)
         ax.tick_params(axis="y", labelsize=8)
     axes[0][0].set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)
     handles = [Line2D([], [], ls="", marker="o", color=c, label=v) for v, c in colours.items()]
-    dots.legend(handles=handles, loc="upper right", fontsize=8, ncol=3, frameon=False,
-                title="moved (beyond the resolution) / within it", title_fontsize=8)
-    dots.tight_layout(rect=(0, note_height(dots, note), 1, 0.9))
+    dots.legend(handles=handles, loc="upper right", fontsize=8, ncol=3, frameon=False, title_fontsize=8,
+                title="moved beyond the judge's resolution (grey band) / within it;\n"
+                      "above each song: toward / within / against")
+    dots.tight_layout(rect=(0, note_height(dots, note), 1, 0.86))
     stamp(dots, note)
     rows, labels, captions = [], [], []
     for label, st in studies.items():
@@ -292,34 +296,46 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
 
 
 def changes_figure(studies: dict[str, StartStudy], top: int = 6, note: str | None = None):
-    """A panel per dataset and polarity: the judge's components that moved most over that
-    polarity's songs and starts (`StartStudy.changes`), a bar per component with twice its
-    standard error, labelled with its t statistic."""
+    """A row per dataset, a column per polarity: the judge's components that moved most over
+    that polarity's songs and starts (`StartStudy.changes`), a bar per component with whiskers
+    of twice its standard error, labelled with its t statistic."""
     import matplotlib.pyplot as plt
 
     from .figures import note_height, stamp
 
-    panels = [(label, p, [r for r in st.changes(top) if r["polarity"] == p])
-              for label, st in studies.items() for p in ("positive", "negative")]
-    panels = [x for x in panels if x[2]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.6, 0.32 * top + 1.6), squeeze=False)
-    for ax, (label, polarity, rows) in zip(axes[0], panels):
-        means = [r["mean_change"] for r in rows]
-        errors = [2 * abs(r["mean_change"] / r["t"]) if r["t"] == r["t"] and r["t"] else 0 for r in rows]
-        y = top - 1 - np.arange(len(rows))  # from the top down; a judge with fewer components keeps bars' height
-        ax.barh(y, means, height=0.7, xerr=errors, color=["tab:blue" if m >= 0 else "tab:orange" for m in means],
-                error_kw=dict(lw=0.8, capsize=2))
-        ax.set_ylim(-0.5, top - 0.5)
-        ax.set_yticks(y, [f"{r['reading']}  (t {r['t']:+.1f})" for r in rows], fontsize=8)
-        ax.axvline(0, color="k", lw=0.6)
-        ax.set_title(f"{label}\n{polarity} songs, {rows[0]['readings']} readings", fontsize=9)
-        ax.tick_params(axis="x", labelsize=8)
-        ax.set_xlabel("mean change (judge, saved images)", fontsize=8)
-    fig.suptitle("What else the judge saw move: its readings that changed most (bars: +-2 standard errors)",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, note_height(fig, note), 1, 0.97))
+    polarities = [p for p in ("positive", "negative") if any(p in st.polarities for st in studies.values())]
+    changes = {label: {p: [r for r in st.changes(top) if r["polarity"] == p] for p in polarities}
+               for label, st in studies.items()}
+    bars = [max(1, *(len(rows) for rows in c.values())) for c in changes.values()]  # a row as tall as its bars
+    fig, axes = plt.subplots(len(studies), len(polarities), squeeze=False,
+                             gridspec_kw=dict(height_ratios=[b + 2.5 for b in bars]),
+                             figsize=(4.2 * len(polarities) + 0.4, 0.3 * sum(b + 2.5 for b in bars) + 1.2))
+    for ax_row, (label, c), n in zip(axes, changes.items(), bars):
+        for ax, (polarity, rows) in zip(ax_row, c.items()):
+            if rows:
+                _change_bars(ax, f"{label}: {polarity} songs", rows, n)
+            else:
+                ax.axis("off")
+    fig.suptitle("What else the judge saw move: its readings that changed most\n"
+                 "(whiskers: 2 standard errors; |t| > 2: the same way on most starts)", fontsize=10)
+    fig.tight_layout(rect=(0, note_height(fig, note), 1, 0.95))
     stamp(fig, note)
     return fig
+
+
+def _change_bars(ax, title: str, rows: list[dict], n: int) -> None:
+    """One panel of `changes_figure`: `rows` of `StartStudy.changes` as bars, n bar places."""
+    means = [r["mean_change"] for r in rows]
+    errors = [2 * abs(r["mean_change"] / r["t"]) if r["t"] == r["t"] and r["t"] else 0 for r in rows]
+    y = n - 1 - np.arange(len(rows))  # from the top down
+    ax.barh(y, means, height=0.7, xerr=errors, color=["tab:blue" if m >= 0 else "tab:orange" for m in means],
+            error_kw=dict(lw=0.8, capsize=2))
+    ax.set_ylim(-0.5, n - 0.5)
+    ax.set_yticks(y, [f"{r['reading']}  (t {r['t']:+.1f})" for r in rows], fontsize=8)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_title(f"{title}, {rows[0]['readings']} readings", fontsize=9)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel("mean change (judge, saved images)", fontsize=8)
 
 
 class Experiment:

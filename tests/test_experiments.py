@@ -114,7 +114,7 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     dots, faces = study_figure({label: study}, "note")
     assert len(faces.axes) == 2 * 6 and dots.axes[0].get_xticklabels()
     moved = changes_figure({label: study}, top=3)
-    assert [ax.get_title().split("\n")[1].split(" songs")[0] for ax in moved.axes] == \
+    assert [ax.get_title().split(": ")[1].split(" songs")[0] for ax in moved.axes] == \
         sorted({p for p in study.polarities if p != "neutral"}, reverse=True)
     with pytest.raises(ValueError, match="n_starts must be at least 2"):
         start_study(study.pipe, songs, n_starts=1)
@@ -145,6 +145,8 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     # Per start, the mean over the songs it was read for: 0.375, 0.219, -0.125, -0.25, 0.156 ->
     # 3 toward, 1 within, 1 against: P(X >= 3), X ~ B(4, 1/2) = 5/16.
     assert rows["all songs"]["sign_test_p"] == 0.31
+    assert rows["all songs"]["sign_test"] == "3 toward / 1 against of 5 starts"  # what the test counted
+    assert rows["up"]["sign_test"] == "1 toward / 1 against of 4 starts"
     assert study.extremes(0) == [("lowest", 2), ("median", 1), ("highest", 0)] and study.extremes(2) == []
 
 
