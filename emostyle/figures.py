@@ -122,19 +122,27 @@ def loss_figure(history: dict[str, list[list[float]]], title: str = "guidance lo
 def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: str = "",
                 note: str | None = None) -> plt.Figure:
     """The loss terms of several methods side by side (mean over the batch), log-scaled since
-    the regulariser and the guidance terms differ by orders; the legend below the curves."""
-    from .guidance import METHODS
+    the regulariser and the guidance terms differ by orders; a term keeps its colour in every
+    panel, and one legend under the curves names them."""
+    from .guidance import METHODS, TERMS
 
-    fig, axes = plt.subplots(1, len(histories), figsize=(4.2 * len(histories), 3.3), squeeze=False)
+    present = {name for history in histories.values() for name in history}
+    names = [n for n in (*TERMS, "id", "reg", "total") if n in present] + sorted(present - {*TERMS, "id", "reg", "total"})
+    colours = {name: f"C{i}" for i, name in enumerate(names)}
+    fig, axes = plt.subplots(1, len(histories), figsize=(3.4 * len(histories) + 0.4, 3.3), squeeze=False)
     for ax, (method, history) in zip(axes[0], histories.items()):
         for name, values in history.items():
-            ax.plot(np.asarray(values, dtype=float).mean(axis=1), label=name, lw=2.2 if name == "total" else 1.2)
+            ax.plot(np.asarray(values, dtype=float).mean(axis=1), color=colours[name],
+                    lw=2.2 if name == "total" else 1.2)
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_title(f"{METHODS[method].title} ({subtitle})" if subtitle else METHODS[method].title, fontsize=9)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
-    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
+    handles = [plt.Line2D([], [], color=colours[n], lw=2.2 if n == "total" else 1.2, label=n) for n in names]
+    fig.legend(handles=handles, loc="lower center", ncol=len(names), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, note_height(fig, note)))
+    fig.tight_layout(rect=(0, note_height(fig, note) + 0.08, 1, 1))
     stamp(fig, note)
     return fig
 
