@@ -127,7 +127,8 @@ def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: st
     from .guidance import METHODS, TERMS
 
     present = {name for history in histories.values() for name in history}
-    names = [n for n in (*TERMS, "id", "reg", "total") if n in present] + sorted(present - {*TERMS, "id", "reg", "total"})
+    order = (*TERMS, "id", "reg", "total")
+    names = [n for n in order if n in present] + sorted(present - set(order))
     colours = {name: f"C{i}" for i, name in enumerate(names)}
     fig, axes = plt.subplots(1, len(histories), figsize=(3.4 * len(histories) + 0.4, 3.3), squeeze=False)
     for ax, (method, history) in zip(axes[0], histories.items()):
