@@ -107,9 +107,10 @@ class StartStudy:
     # name, each (1 + songs, n): the start images, then each song's results.
     components: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def shifts(self) -> torch.Tensor:
-        """(songs, n) valence change toward each song's polarity (NaN: unread or no polarity)."""
+        """(songs, n) valence change toward each song's polarity (NaN: unread or no polarity);
+        computed once: the counts, rows and figures all read it."""
         return torch.stack([metrics.valence_shift(self.before, a, p) for a, p in zip(self.after, self.polarities)])
 
     def verdicts(self, shift: torch.Tensor) -> list[str]:
@@ -196,7 +197,6 @@ class StartStudy:
             if read else []
 
 
-
 def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: int | None = None,
                 method: str = "emostyle", run_dir: str | Path = "runs/manual", label: str = "",
                 progress: bool = True) -> StartStudy:
@@ -223,7 +223,7 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     if math.isnan(resolution):
         raise ValueError(f"{label or pipe.config.profile}: the judge ({pipe.judge.name}) read none of the "
                          f"{n_starts} start images; draw others (seed) or choose another scoring.judge")
-    polarities, after, images = [], [], []
+    polarities, images = [], []
     for s in tqdm(items, desc=f"start study {label}".strip(), disable=not progress):
         music = pipe.affective_music(s.path, Path(run_dir) / s.name, lyrics=s.lyrics, label=s.label)
         targets = pipe.targets([s.path], [music.wav_path], [music.transcript.text or s.label])
@@ -231,14 +231,14 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
         run = pipe.guide(latents, targets, method=method, progress=False)
         polarities.append(music.polarity.emotion)
         readings.append(metrics.judge_readings(run.images, pipe.judge))
-        after.append(readings[-1]["valence"])
         images.append(run.images.detach().cpu())
     if all(p == "neutral" for p in polarities):
         raise ValueError("no song has a polarity (sounds without lyrics ask for no direction): nothing to count; "
                          "give songs with lyrics")
-    components = {k: torch.stack([r[k] for r in readings]) for k in readings[0] if k != "valence"}
-    return StartStudy(label, pipe, list(items), polarities, resolution, before, torch.stack(after),
-                      starts.cpu(), torch.stack(images), components)
+    stacked = {k: torch.stack([r[k] for r in readings]) for k in readings[0]}  # (1 + songs, n) each
+    after = stacked.pop("valence")[1:]
+    return StartStudy(label, pipe, list(items), polarities, resolution, before, after,
+                      starts.cpu(), torch.stack(images), stacked)
 
 
 def study_figure(studies: dict[str, StartStudy], note: str | None = None):
