@@ -22,11 +22,12 @@ import torch
 
 from .config import dataset_configs
 from .guidance import METHODS, GuidanceResult
+from .parts import Generator
 from .pipeline import Pipeline
 from .samples import Sample
 from .scoring import metrics
 
-__all__ = ["Experiment", "MethodRuns", "StartStudy", "ablation_claims", "changes_figure", "start_study", "study_figure"]
+__all__ = ["Experiment", "MethodRuns", "StartStudy", "ablation_claims", "changes_figure", "random_edit", "start_study", "study_figure"]
 
 
 @dataclass
@@ -92,7 +93,10 @@ class StartStudy:
 
     A judge reading small images is not exact: `resolution` is the largest change it reads
     when the start images move by one pixel (`metrics.judge_resolution`); a change within it
-    is not counted as a move either way."""
+    is not counted as a move either way. Nor does a judge read every change of a face as no
+    change of emotion: `control` holds its reading of each start moved along a random latent
+    direction as far as the guidance moved it (`random_edit`), counted by the same rule, so
+    that the guidance's counts can be read against what a change of that size alone gives."""
 
     label: str
     pipe: Pipeline
@@ -103,6 +107,7 @@ class StartStudy:
     after: torch.Tensor  # (songs, n) the judge's valence after each song's guidance
     starts: torch.Tensor  # (n, 3, H, W)
     images: torch.Tensor  # (songs, n, 3, H, W)
+    control: torch.Tensor  # (songs, n) the judge's valence after a random edit of each song's size
     # The judge's components (`Judge.components`: a blendshape, an emotion's probability) by
     # name, each (1 + songs, n): the start images, then each song's results.
     components: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -111,7 +116,15 @@ class StartStudy:
     def shifts(self) -> torch.Tensor:
         """(songs, n) valence change toward each song's polarity (NaN: unread or no polarity);
         computed once: the counts, rows and figures all read it."""
-        return torch.stack([metrics.valence_shift(self.before, a, p) for a, p in zip(self.after, self.polarities)])
+        return self._shifts(self.after)
+
+    @functools.cached_property
+    def control_shifts(self) -> torch.Tensor:
+        """(songs, n) as `shifts`, for the random edits of the same size (`control`)."""
+        return self._shifts(self.control)
+
+    def _shifts(self, after: torch.Tensor) -> torch.Tensor:
+        return torch.stack([metrics.valence_shift(self.before, a, p) for a, p in zip(after, self.polarities)])
 
     def verdicts(self, shift: torch.Tensor) -> list[str]:
         """The study's one rule, per value of `shift`: toward or against the song beyond the
@@ -120,11 +133,13 @@ class StartStudy:
         return ["unread" if v != v else "toward" if v > r else "against" if v < -r else "within"
                 for v in shift.flatten().tolist()]
 
-    def counts(self, song: int | None = None) -> dict[str, int]:
+    def counts(self, song: int | None = None, control: bool = False) -> dict[str, int]:
         """Readings of the start images' change (`read`; a start the judge cannot read before or
         after is `unread`), and how many moved toward the song, stayed within the resolution, or
-        moved against it; `song` None: every song's readings together."""
-        return self._count(self.shifts if song is None else self.shifts[song])
+        moved against it; `song` None: every song's readings together; `control`: of the random
+        edits of the same size instead of the guidance."""
+        shifts = self.control_shifts if control else self.shifts
+        return self._count(shifts if song is None else shifts[song])
 
     def _count(self, shift: torch.Tensor) -> dict[str, int]:
         verdicts = self.verdicts(shift)
@@ -137,7 +152,8 @@ class StartStudy:
         many starts the song's way, of those it moves beyond the resolution, or more). A song's
         test counts its starts; the all-songs test counts each start once, by its mean shift over
         the songs, since one start's readings for several songs are not independent: its
-        `sign_test` column says what it counted."""
+        `sign_test` column says what it counted. `control_toward` and `control_against`: the
+        same counts for the random edits of the same size (`control`)."""
         from scipy.stats import binomtest
 
         def sign_test(c):
@@ -147,7 +163,7 @@ class StartStudy:
         rows = []
         for i, name in enumerate([s.name for s in self.items] + ["all songs"]):
             song = i if i < len(self.items) else None
-            c = self.counts(song)
+            c, control = self.counts(song), self.counts(song, control=True)
             shift = self.shifts if song is None else self.shifts[song]
             tested = c if song is not None else self._count(self.shifts.nanmean(dim=0))
             rows.append(dict(dataset=self.label, song=name,
@@ -156,7 +172,8 @@ class StartStudy:
                              pixel_change=round(float(self.pixel_change(song).mean()), 1),
                              sign_test=f"{tested['toward']} toward / {tested['against']} against of "
                                        f"{tested['read']} starts",
-                             sign_test_p=sign_test(tested)))
+                             sign_test_p=sign_test(tested),
+                             control_toward=control["toward"], control_against=control["against"]))
         return rows
 
     def pixel_change(self, song: int | None = None) -> torch.Tensor:
@@ -223,7 +240,8 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     if math.isnan(resolution):
         raise ValueError(f"{label or pipe.config.profile}: the judge ({pipe.judge.name}) read none of the "
                          f"{n_starts} start images; draw others (seed) or choose another scoring.judge")
-    polarities, images = [], []
+    polarities, images, control = [], [], []
+    directions = torch.Generator().manual_seed(base + 1)  # the control's, apart from the starts' draw
     for s in tqdm(items, desc=f"start study {label}".strip(), disable=not progress):
         music = pipe.affective_music(s.path, Path(run_dir) / s.name, lyrics=s.lyrics, label=s.label)
         targets = pipe.targets([s.path], [music.wav_path], [music.transcript.text or s.label])
@@ -232,13 +250,50 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
         polarities.append(music.polarity.emotion)
         readings.append(metrics.judge_readings(run.images, pipe.judge))
         images.append(run.images.detach().cpu())
+        edited = random_edit(pipe.generator, latents, starts, metrics.pixel_change(starts, run.images), directions)
+        control.append(metrics.judge_valence(edited, pipe.judge))
     if all(p == "neutral" for p in polarities):
         raise ValueError("no song has a polarity (sounds without lyrics ask for no direction): nothing to count; "
                          "give songs with lyrics")
     stacked = {k: torch.stack([r[k] for r in readings]) for k in readings[0]}  # (1 + songs, n) each
     after = stacked.pop("valence")[1:]
     return StartStudy(label, pipe, list(items), polarities, resolution, before, after,
-                      starts.cpu(), torch.stack(images), stacked)
+                      starts.cpu(), torch.stack(images), torch.stack(control), stacked)
+
+
+def random_edit(generator: Generator, latents: torch.Tensor, starts: torch.Tensor, grey_levels: torch.Tensor,
+                rng: torch.Generator, halvings: int = 20) -> torch.Tensor:
+    """Images of `latents` (rendered as `starts`) each moved along a random latent direction
+    until it differs from its start by `grey_levels` (n,) once saved as 8-bit images: a change
+    as large as the guidance's that seeks no emotion. The direction is the one a random goal
+    pulls the latent: the gradient of the rendered images' product with Gaussian noise (drawn
+    with `rng`), so that it moves only what guidance can move (not the photo grader's choice
+    of photo). The step is found by bisection (`halvings` times, after doubling from the
+    latent's own length until every image changed enough); the result changes by at least
+    `grey_levels`, within a step of 2^-halvings of the bracket."""
+    shape = (-1,) + (1,) * (latents.dim() - 1)
+    noise = torch.randn(starts.shape, generator=rng).to(starts)
+    with torch.enable_grad():
+        latent = latents.detach().clone().requires_grad_(True)
+        u, = torch.autograd.grad((generator.render(latent) * noise).sum(), latent)
+    with torch.no_grad():
+        u = u / u.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
+
+        def edit(step):
+            images = generator.render(latents + step.to(latents).view(shape) * u)
+            return images, metrics.pixel_change(starts, images) >= grey_levels
+
+        low, high = torch.zeros(len(latents)), latents.flatten(1).norm(dim=1).cpu()
+        for _ in range(16):  # 2^16 latent lengths: far past any image the generator draws
+            _, far = edit(high)
+            if far.all():
+                break
+            low, high = torch.where(far, low, high), torch.where(far, high, 2 * high)
+        for _ in range(halvings):
+            middle = (low + high) / 2
+            _, far = edit(middle)
+            low, high = torch.where(far, low, middle), torch.where(far, middle, high)
+        return edit(high)[0].cpu()
 
 
 def study_figure(studies: dict[str, StartStudy], note: str | None = None):
@@ -252,31 +307,36 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     from .figures import image_grid, note_height, stamp
 
     colours = {"toward": "tab:green", "within": "0.45", "against": "tab:red"}
-    widths = [len(st.items) for st in studies.values()]
-    dots, axes = plt.subplots(1, len(studies), figsize=(0.95 * sum(widths) + 1.2 * len(studies) + 0.6, 3.3),
-                              gridspec_kw=dict(width_ratios=widths), squeeze=False)
-    for ax, (label, st) in zip(axes[0], studies.items()):
+    songs = max(len(st.items) for st in studies.values())
+    dots, axes = plt.subplots(len(studies), 1, figsize=(max(6.5, 1.25 * songs + 1.4), 2.9 * len(studies) + 1.0),
+                              squeeze=False)  # a dataset per row: a page wide, its text read as drawn
+    for ax, (label, st) in zip(axes[:, 0], studies.items()):
         for i in range(len(st.items)):
-            shift = st.shifts[i].numpy()
-            colour = [colours.get(v, "none") for v in st.verdicts(st.shifts[i])]  # unread: not drawn
-            jitter = np.random.default_rng(i).uniform(-0.2, 0.2, len(shift))  # fixed: the figure does not change
-            ax.fill_between([i - 0.35, i + 0.35], -st.resolution, st.resolution, color="0.88", zorder=0)
-            ax.scatter(i + jitter, shift, c=colour, s=12, zorder=2)
-            c = st.counts(i)
+            ax.fill_between([i - 0.38, i + 0.38], -st.resolution, st.resolution, color="0.88", zorder=0)
+            for shifts, centre, spread, hollow in ((st.shifts, -0.1, 0.16, False), (st.control_shifts, 0.27, 0.06, True)):
+                colour = [colours.get(v, "none") for v in st.verdicts(shifts[i])]  # unread: not drawn
+                jitter = np.random.default_rng(i).uniform(-spread, spread, shifts.shape[1])  # fixed: the figure does not change
+                ax.scatter(i + centre + jitter, shifts[i].numpy(), s=12, zorder=2, linewidths=0.9,
+                           **(dict(facecolors="none", edgecolors=colour) if hollow else dict(c=colour)))
+            c, r = st.counts(i), st.counts(i, control=True)
             text = "no polarity" if st.polarities[i] == "neutral" else \
-                f"{c['toward']}/{c['within']}/{c['against']}" + (f"\n{c['unread']} unread" if c["unread"] else "")
+                f"{c['toward']}/{c['within']}/{c['against']}" + (f" ({c['unread']} unread)" if c["unread"] else "") + \
+                f"\nrandom {r['toward']}/{r['within']}/{r['against']}"
             ax.text(i, 1.01, text, ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(range(len(st.items)), [f"{s.name}\n{p}" for s, p in zip(st.items, st.polarities)], fontsize=8)
         ax.set_xlim(-0.6, len(st.items) - 0.4)
         ax.set_title(f"{label}: {len(st.before)} starts, resolution {st.resolution:.3f}", fontsize=9, pad=30)
         ax.tick_params(axis="y", labelsize=8)
-    axes[0][0].set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)
     handles = [Line2D([], [], ls="", marker="o", color=c, label=v) for v, c in colours.items()]
-    dots.legend(handles=handles, loc="upper right", fontsize=8, ncol=3, frameon=False, title_fontsize=8,
-                title="moved beyond the judge's resolution (grey band) / within it;\n"
-                      "above each song: toward / within / against")
-    dots.tight_layout(rect=(0, note_height(dots, note), 1, 0.86))
+    handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="none", color="0.45",
+                          label="random latent edit, as large"))
+    dots.legend(handles=handles, loc="upper center", fontsize=8, ncol=4, frameon=False, title_fontsize=8,
+                title="moved beyond the judge's resolution (grey band) or within it; filled: the guidance; hollow: the\n"
+                      "same start moved as far in a random latent direction; above each song: toward / within / against")
+    dots.tight_layout(rect=(0, note_height(dots, note), 1, 1 - 0.75 / dots.get_size_inches()[1]))
     stamp(dots, note)
     rows, labels, captions = [], [], []
     for label, st in studies.items():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emostyle import samples
-from emostyle.experiments import Experiment, StartStudy, ablation_claims, changes_figure, start_study, study_figure
+from emostyle.experiments import Experiment, StartStudy, ablation_claims, changes_figure, random_edit, start_study, study_figure
 from emostyle.pipeline import Pipeline
 from emostyle.samples import Sample
 from emostyle.scoring import available_scorers, metrics
@@ -134,13 +134,19 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
                           [-0.375, -0.375, 0.0, 0.25, -0.1875],  # negative: toward, toward, within, against, toward
                           [0.5, 0.5, 0.5, 0.5, 0.5]])  # neutral: no polarity, nothing counted
     items = [Sample(name, Path(f"{name}.wav")) for name in ("up", "down", "sound")]
+    control = torch.tensor([[0.0, 0.25, -0.25, 0.0, nan],  # positive: within, toward, against, within, unread
+                            [0.25, 0.125, -0.25, 0.0, 0.0],  # negative: against, within, toward, within, within
+                            [0.5, 0.5, 0.5, 0.5, 0.5]])
     study = StartStudy("faces", None, items, ["positive", "negative", "neutral"], 0.125, before, after,
-                       torch.zeros(5, 3, 4, 4), torch.zeros(3, 5, 3, 4, 4))
+                       torch.zeros(5, 3, 4, 4), torch.zeros(3, 5, 3, 4, 4), control)
     assert study.counts(0) == dict(read=4, unread=1, toward=1, within=2, against=1)
     assert study.counts(1) == dict(read=5, unread=0, toward=3, within=1, against=1)
     assert study.counts(2)["read"] == 0 and study.counts() == dict(read=9, unread=6, toward=4, within=3, against=2)
     assert [study.verdicts(study.shifts[0])[k] for k in (0, 1, 2, 4)] == ["toward", "within", "against", "within"]
+    assert study.counts(0, control=True) == dict(read=4, unread=1, toward=1, within=2, against=1)
+    assert study.counts(1, control=True) == dict(read=5, unread=0, toward=1, within=3, against=1)
     rows = {r["song"]: r for r in study.rows()}
+    assert (rows["all songs"]["control_toward"], rows["all songs"]["control_against"]) == (2, 2)
     assert rows["up"]["sign_test_p"] == 0.75 and math.isnan(rows["sound"]["sign_test_p"])  # P(X >= 1), X ~ B(2, 1/2)
     # Per start, the mean over the songs it was read for: 0.375, 0.219, -0.125, -0.25, 0.156 ->
     # 3 toward, 1 within, 1 against: P(X >= 3), X ~ B(4, 1/2) = 5/16.
@@ -163,7 +169,7 @@ def test_start_study_lists_the_components_that_moved_most_per_polarity():
     }
     items = [Sample(name, Path(f"{name}.wav")) for name in ("up", "down", "sound")]
     study = StartStudy("faces", None, items, ["positive", "negative", "neutral"], 0.125, before, after,
-                       torch.zeros(4, 3, 4, 4), torch.zeros(3, 4, 3, 4, 4), components)
+                       torch.zeros(4, 3, 4, 4), torch.zeros(3, 4, 3, 4, 4), after, components)
     rows = study.changes(top=2)
     assert [(r["polarity"], r["reading"]) for r in rows] == [("positive", "smile"), ("positive", "gaze_down"),
                                                             ("negative", "gaze_down"), ("negative", "smile")]
@@ -174,3 +180,20 @@ def test_start_study_lists_the_components_that_moved_most_per_polarity():
     # gaze for "down": 0.25, 0.5, 0.25, 0.5: mean 0.375, sd sqrt(1/48), t = 0.375 / (sd / 2) = 5.2
     assert down_gaze["mean_change"] == 0.375 and down_gaze["t"] == 5.2 and down_smile["t"] == -1.0
     assert study.changes(top=1) == [up_smile, down_gaze]
+
+
+@pytest.mark.parametrize("profile", ["tiny", "offline"])  # StyleGAN2's W+ and the DCGAN's z
+def test_random_edit_changes_each_image_as_far_as_asked(profile):
+    """The start study's control: each start moved along its own random latent direction until its
+    saved image changed by the grey levels asked, at least and by less than a tenth of a grey level
+    more (the bisection ends within 2^-20 of the bracket, where the image is continuous up to one
+    8-bit rounding); the same draw gives the same edits."""
+    generator = Pipeline.from_config(profile).generator
+    latents = generator.sample(4, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        starts = generator.render(latents)
+    asked = torch.tensor([0.0, 2.0, 8.0, 20.0])
+    edited = random_edit(generator, latents, starts, asked, torch.Generator().manual_seed(1))
+    changed = metrics.pixel_change(starts, edited)
+    assert (changed >= asked).all() and (changed - asked < 0.1).all(), changed
+    assert torch.equal(random_edit(generator, latents, starts, asked, torch.Generator().manual_seed(1)), edited)
