@@ -369,7 +369,7 @@ def changes_figure(studies: dict[str, StartStudy], top: int = 6, note: str | Non
     bars = [max(1, *(len(rows) for rows in c.values())) for c in changes.values()]  # a row as tall as its bars
     fig, axes = plt.subplots(len(studies), len(polarities), squeeze=False,
                              gridspec_kw=dict(height_ratios=[b + 2.5 for b in bars]),
-                             figsize=(4.2 * len(polarities) + 0.4, 0.3 * sum(b + 2.5 for b in bars) + 1.2))
+                             figsize=(3.5 * len(polarities) + 0.2, 0.3 * sum(b + 2.5 for b in bars) + 1.2))
     for ax_row, (label, c), n in zip(axes, changes.items(), bars):
         for ax, (polarity, rows) in zip(ax_row, c.items()):
             if rows:
@@ -469,45 +469,43 @@ class Experiment:
 
     def method_grid(self, items: list[Sample], methods: list[str], title: str, cell: float = 1.7,
                     seed: int | None = None, by_item: bool = True):
-        """Figures 2-4: a row per (dataset, item) and a column per method after the input
+        """Figures 2-4: a row per item and a column per (dataset, method), the input first
         (`by_item`), or a row per (dataset, method) and a column per item. Under each image the
         judge's valence and, after it, the guidance space's. Returns the figure and the runs."""
         from .figures import image_grid
 
         runs = self.run_methods(items, methods, seed=seed)
-        rows, labels, captions = [], [], []
-        for label, r in runs.items():
-            columns = r.columns
-
-            def caption(name, i):
-                if name == "emogen" and not r.emogen_made:
-                    return r.emogen_captions[i]  # nothing to read: the panel says why
-                text = f"judge {_signed(r.judge[name][i])}\nspace {_signed(r.space[name][i])}"
-                return f"{r.emogen_captions[i]}\n{text}" if name == "emogen" else text
-
-            if by_item:
-                for i, (s, m) in enumerate(zip(items, r.musics)):
-                    rows.append([images[i] for images in columns.values()])
-                    captions.append([caption(name, i) for name in columns])
-                    labels.append(f"{label}\n{s.name}\n{m.polarity.caption()}")
-            else:
-                for name, images in columns.items():
-                    rows.append(list(images))
-                    captions.append([caption(name, i) for i in range(len(items))])
-                    labels.append(f"{label}\n{_title(name)}")
         any_runs = next(iter(runs.values()))
-        if by_item:
-            col_labels = [_title(name) for name in any_runs.columns]
+
+        def shown(r):  # EmoGen's panels without its weights say only that: the note says it once instead
+            return {name: images for name, images in r.columns.items() if name != "emogen" or r.emogen_made}
+
+        def caption(r, name, i):
+            text = f"judge {_signed(r.judge[name][i])}\nspace {_signed(r.space[name][i])}"
+            return f"{r.emogen_captions[i]}\n{text}" if name == "emogen" else text
+
+        if by_item:  # the datasets side by side, so that a song's row reads across both
+            rows = [[images[i] for r in runs.values() for images in shown(r).values()] for i in range(len(items))]
+            captions = [[caption(r, name, i) for r in runs.values() for name in shown(r)] for i in range(len(items))]
+            labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
+            col_labels = [_title(name) for r in runs.values() for name in shown(r)]
+            groups = [(label, len(shown(r))) for label, r in runs.items()]
         else:
+            rows = [list(images) for r in runs.values() for images in shown(r).values()]
+            captions = [[caption(r, name, i) for i in range(len(items))] for r in runs.values() for name in shown(r)]
+            labels = [f"{label}\n{_title(name)}" for label, r in runs.items() for name in shown(r)]
             col_labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
+            groups = []
         judges = "; ".join(f"{label}: {r.pipe.judge.name if r.pipe.judge else 'none'}" for label, r in runs.items())
         note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}; n/a: it found " \
                f"no face); space = valence in the guidance space (what was optimised)\n{self.note}"
         if any(r.emogen is not None and not r.emogen_made for r in runs.values()):
-            note += ("\nEmoGen: its Stable Diffusion 1.5 and mapping-network weights do not install from PyPI "
-                     "(emostyle weights fetch stable-diffusion-v1-5; the mapper is unpublished, EmoGen issue #10)")
+            wanted = ", ".join(f"{s.name} {m.categories.top}" for s, m in zip(items, any_runs.musics))
+            note += ("\nEmoGen not shown: its Stable Diffusion 1.5 and mapping-network weights do not install from "
+                     "PyPI (emostyle weights fetch stable-diffusion-v1-5; the mapper is unpublished, EmoGen issue #10); "
+                     f"the categories it would be given: {wanted}")
         fig = image_grid(rows, row_labels=labels, col_labels=col_labels, captions=captions, title=title,
-                         note=note, cell=cell)
+                         note=note, cell=cell, groups=groups)
         return fig, runs
 
     def score(self, items: list[Sample], methods: list[str], seeds: list[int], scorers: dict):

@@ -20,7 +20,8 @@ import torch
 from .parts import to_uint8
 
 __all__ = ["to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
-           "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp", "note_height"]
+           "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp", "note_height", "fit",
+           "page_points", "PAGE_WIDTH"]
 
 
 def to_image(image: torch.Tensor) -> np.ndarray:
@@ -42,39 +43,93 @@ def save_image(image: torch.Tensor, path: str | Path, min_size: int = 256) -> Pa
     return path
 
 
-_NOTE_PT = 7  # the note's font size; a line takes about 1.25 of it
+PAGE_WIDTH = 7.0  # inches: a page's text width; a figure shrunk to it must stay readable
+GRID_WIDTH = 9.5  # inches: the widest an image grid is drawn (wider, its text would not fit its images)
+_NOTE_PT = 7  # the note's font size at page width; a line takes about 1.25 of it
+_CHAR_EM = 0.6  # a character's width in DejaVu Sans, in ems (digits: 0.64, lower case about 0.55)
 
 
-def _wrapped(note: str, width_in: float) -> str:
-    """`note` broken into lines that fit `width_in` inches at the note's font size."""
+def page_points(width_in: float, points: float) -> float:
+    """The font size for a figure `width_in` inches wide that reads as `points` once the figure
+    is shrunk to a page's width (`PAGE_WIDTH`); narrower figures keep `points`."""
+    return points * max(1.0, width_in / PAGE_WIDTH)
+
+
+def fit(text: str, width_in: float, points: float, least: int = 1) -> str:
+    """`text` broken at spaces into lines that fit `width_in` inches at `points` (at least
+    `least` characters a line; a word longer than a line stays whole)."""
     import textwrap
 
-    chars = max(40, int(width_in * 72 / (_NOTE_PT * 0.55)))
-    return "\n".join(textwrap.fill(part, chars) for part in note.split("\n"))
+    chars = max(least, int(width_in * 72 / (points * _CHAR_EM)))
+    return "\n".join(textwrap.fill(part, chars, break_long_words=False) for part in text.split("\n"))
+
+
+def _note(fig: plt.Figure, note: str) -> tuple[str, float]:
+    """`note` wrapped to the figure's width, and its font size."""
+    width = fig.get_size_inches()[0]
+    points = page_points(width, _NOTE_PT)
+    return fit(note, width, points, least=40), points
 
 
 def note_height(fig: plt.Figure, note: str | None) -> float:
     """The fraction of the figure's height that `stamp` needs for `note` (0 without one)."""
     if not note:
         return 0.0
-    lines = _wrapped(note, fig.get_size_inches()[0]).count("\n") + 1
-    return (lines * _NOTE_PT * 1.25 / 72 + 0.08) / fig.get_size_inches()[1]
+    text, points = _note(fig, note)
+    return ((text.count("\n") + 1) * points * 1.25 / 72 + 0.08) / fig.get_size_inches()[1]
 
 
 def stamp(fig: plt.Figure, note: str | None) -> None:
     """The profile note, small, at the figure's bottom edge, wrapped to its width (reserve
     `note_height` below the axes so it covers nothing)."""
     if note:
-        fig.text(0.5, 0.005, _wrapped(note, fig.get_size_inches()[0]), ha="center", va="bottom",
-                 fontsize=_NOTE_PT, color="0.35")
+        text, points = _note(fig, note)
+        fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=points, color="0.35")
 
 
 def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str] = (),
                col_labels: Sequence[str] = (), captions: Sequence[Sequence[str]] | None = None,
-               title: str | None = None, note: str | None = None, cell: float = 1.7) -> plt.Figure:
-    """A grid of images (rows x columns) with labels, per-image captions and a profile note."""
+               title: str | None = None, note: str | None = None, cell: float = 1.7,
+               groups: Sequence[tuple[str, int]] = ()) -> plt.Figure:
+    """A grid of images (rows x columns) with labels, per-image captions and a profile note;
+    `groups`: (label, number of columns) spanning the columns from the left, above their labels.
+    Images are `cell` inches wide, less where the columns would make the grid wider than
+    `GRID_WIDTH`; the text is sized to read at page width and wrapped to its image's size
+    (a caption whose lines, or a label whose words, do not fit shrinks, down to 6 points at page
+    width)."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols + 0.9, cell * n_rows + 0.8), squeeze=False)
+    cell = min(cell, (GRID_WIDTH - 0.9) / n_cols)
+    width = cell * n_cols + 0.9  # row labels on the left, a margin on the right
+    group_pt = page_points(width, 9)
+
+    def points(texts, size, parts):  # `size` at page width, less where the longest part would not fit a cell
+        longest = max((len(part) for t in texts for part in parts(t)), default=1)
+        return max(page_points(width, 6), min(page_points(width, size), cell * 72 / ((longest + 0.5) * _CHAR_EM)))
+
+    caption_pt = points([c for row in captions or [] for c in row], 7, lambda t: t.split("\n"))  # lines kept whole
+    col_pt, row_pt = points(col_labels, 8.5, str.split), points(row_labels, 8, str.split)  # words kept whole
+    captions = [[fit(c, cell, caption_pt) for c in row] for row in captions] if captions else None
+    col_labels = [fit(c, cell, col_pt) for c in col_labels]
+    row_labels = [fit(r, cell, row_pt) for r in row_labels]
+
+    def lines(texts, points):  # inches of the tallest of `texts`
+        return max((t.count("\n") + 1 for t in texts if t), default=0) * points * 1.25 / 72
+
+    # Laid out in inches, from the top: title, groups, column labels, then per row an image
+    # (`cell` square less a gap) above its caption; the note below. Each part has the room its
+    # text needs, so nothing overlaps however the fonts were sized.
+    title_in = page_points(width, 11) * 2 / 72 if title else 0.1
+    group_in = group_pt * 1.8 / 72 if groups else 0
+    col_in = lines(col_labels, col_pt) + 8 / 72  # and the title's pad
+    per_row = cell + lines([c for row in captions or [] for c in row], caption_pt) + 8 / 72  # and the label's pad
+    height = title_in + group_in + col_in + n_rows * per_row
+    fig = plt.figure(figsize=(width, height))
+    height += note_height(fig, note) * height  # the note's lines, below
+    fig.set_size_inches(width, height)
+    gap, left = 0.06, 0.8
+    axes = [[fig.add_axes(((left + j * cell + gap / 2) / width,
+                           (height - title_in - group_in - col_in - i * per_row - cell + gap / 2) / height,
+                           (cell - gap) / width, (cell - gap) / height)) for j in range(n_cols)] for i in range(n_rows)]
     for i, row in enumerate(rows):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -84,15 +139,19 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str]
             if j < len(row) and row[j] is not None:
                 ax.imshow(to_image(row[j]), interpolation="nearest")
             if captions and j < len(captions[i]) and captions[i][j]:
-                ax.set_xlabel(captions[i][j], fontsize=7)
+                ax.set_xlabel(captions[i][j], fontsize=caption_pt)
             if i == 0 and j < len(col_labels):
-                ax.set_title(col_labels[j], fontsize=9)
+                ax.set_title(col_labels[j], fontsize=col_pt)
             if j == 0 and i < len(row_labels):
-                ax.set_ylabel(row_labels[i], fontsize=8, rotation=90)
+                ax.set_ylabel(row_labels[i], fontsize=row_pt, rotation=90)
     if title:
-        fig.suptitle(title, fontsize=11)
-    top = 1 - 0.5 / (cell * n_rows + 0.8) if title else 1  # room for the title above the column labels
-    fig.tight_layout(rect=(0, note_height(fig, note), 1, top))
+        fig.suptitle(title, fontsize=page_points(width, 11), y=1 - 0.06 / height, va="top")
+    rule, first = (height - title_in - group_in + 0.06) / height, 0
+    for label, n in groups:  # a label and a rule over its columns
+        x0, x1 = (left + first * cell) / width, (left + (first + n) * cell) / width
+        fig.text((x0 + x1) / 2, rule + 0.04 / height, label, ha="center", va="bottom", fontsize=group_pt)
+        fig.add_artist(plt.Line2D([x0 + gap / 2 / width, x1 - gap / 2 / width], [rule] * 2, color="0.3", lw=0.8))
+        first += n
     stamp(fig, note)
     return fig
 
@@ -121,7 +180,7 @@ def loss_figure(history: dict[str, list[list[float]]], title: str = "guidance lo
 
 def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: str = "",
                 note: str | None = None) -> plt.Figure:
-    """The loss terms of several methods side by side (mean over the batch), log-scaled since
+    """The loss terms of several methods, three to a row (mean over the batch), log-scaled since
     the regulariser and the guidance terms differ by orders; a term keeps its colour in every
     panel, and one legend under the curves names them."""
     from .guidance import METHODS, TERMS
@@ -130,13 +189,18 @@ def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: st
     order = (*TERMS, "id", "reg", "total")
     names = [n for n in order if n in present] + sorted(present - set(order))
     colours = {name: f"C{i}" for i, name in enumerate(names)}
-    fig, axes = plt.subplots(1, len(histories), figsize=(3.4 * len(histories) + 0.4, 3.3), squeeze=False)
-    for ax, (method, history) in zip(axes[0], histories.items()):
+    cols = min(3, len(histories))  # three to a row: a page wide
+    n_rows = -(-len(histories) // cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(2.3 * cols + 0.4, 2.4 * n_rows + 0.9), squeeze=False)
+    for ax in axes.flat[len(histories):]:
+        ax.axis("off")
+    for ax, (method, history) in zip(axes.flat, histories.items()):
         for name, values in history.items():
             ax.plot(np.asarray(values, dtype=float).mean(axis=1), color=colours[name],
                     lw=2.2 if name == "total" else 1.2)
         ax.set_yscale("symlog", linthresh=1e-2)
-        ax.set_title(f"{METHODS[method].title} ({subtitle})" if subtitle else METHODS[method].title, fontsize=9)
+        ax.set_title(fit(f"{METHODS[method].title} ({subtitle})" if subtitle else METHODS[method].title, 2.2, 9),
+                     fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
@@ -148,13 +212,26 @@ def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: st
     return fig
 
 
-def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str], height: float = 0.3) -> None:
+def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str]) -> None:
     """Print `rows` as a table under the figure's axes (e.g. Figure 4's check of the paper's
-    claims), growing the figure by `height` inches a row so nothing overlaps."""
+    claims), its text sized to read at page width and its widest columns wrapped to the figure's
+    width; the figure grows by the table's height so nothing overlaps."""
+    import textwrap
+
     if not rows:
         return
     w, h = fig.get_size_inches()
-    extra = height * (len(rows) + 1) + 0.2
+    points = page_points(w, 7.5)
+    cells = [list(columns)] + [[str(r[c]) for c in columns] for r in rows]
+    widths = [max(len(row[k]) for row in cells) for k in range(len(columns))]
+    budget = int(0.96 * w * 72 / (points * _CHAR_EM)) - 2 * len(columns)  # characters across, less padding
+    while sum(widths) > budget and max(widths) > 12:  # narrow the widest column, no narrower than the next
+        k = widths.index(max(widths))
+        widths[k] = max(12, sorted(widths)[-2], widths[k] - (sum(widths) - budget)) if widths.count(widths[k]) == 1 \
+            else widths[k] - 1
+    cells = [[textwrap.fill(t, widths[k], break_long_words=False) for k, t in enumerate(row)] for row in cells]
+    heights = [max(t.count("\n") + 1 for t in row) for row in cells]  # lines per row
+    extra = sum(heights) * points * 1.5 / 72 + 0.3
     notes = [t for t in fig.texts if t.get_position()[1] < 0.02]  # the stamp stays at the bottom edge
     bottom = max((note_height(fig, t.get_text()) for t in notes), default=0.0) * h  # inches under the table
     for ax in fig.axes:  # keep the axes where they were, in inches, and add room below them
@@ -163,15 +240,18 @@ def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str], hei
     for text in fig.texts:
         x, y = text.get_position()
         text.set_position((x, y * h / (h + extra) if text in notes else (y * h + extra) / (h + extra)))
+    for line in fig.artists:  # rules drawn in the figure's coordinates (an image grid's groups)
+        if isinstance(line, matplotlib.lines.Line2D):
+            line.set_ydata([(y * h + extra) / (h + extra) for y in line.get_ydata()])
     fig.set_size_inches(w, h + extra)
-    ax = fig.add_axes([0.02, (bottom + 0.05) / (h + extra), 0.96, (extra - 0.1) / (h + extra)])
+    ax = fig.add_axes([0.02, (bottom + 0.1) / (h + extra), 0.96, (extra - 0.2) / (h + extra)])
     ax.axis("off")
-    table = ax.table(cellText=[[str(r[c]) for c in columns] for r in rows], colLabels=list(columns),
-                     loc="center", cellLoc="left")
+    table = ax.table(cellText=cells[1:], colLabels=cells[0], loc="center", cellLoc="left")
     table.auto_set_font_size(False)
-    table.set_fontsize(7.5)
+    table.set_fontsize(points)
     table.auto_set_column_width(list(range(len(columns))))
     for (row, _), cell in table.get_celld().items():
+        cell.set_height(heights[row] / sum(heights))
         if row > 0 and "DIFFERS" in cell.get_text().get_text():
             cell.get_text().set_color("#b00020")
 
@@ -211,7 +291,7 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
     """Figure 1, drawn from the kit's own stage list: the song feeds retrieval and affective
     music side by side; both feed the guidance, which outputs the manipulated image."""
     by_title = {s["title"]: s for s in stages}
-    fig, ax = plt.subplots(figsize=(13, 6.2))
+    fig, ax = plt.subplots(figsize=(8.5, 6.2 * 8.5 / 13))  # drawn in units of a 13 x 6.2 board, shown a page wide
     ax.set_xlim(0, 13)
     ax.set_ylim(0, 6.2)
     ax.axis("off")
@@ -222,9 +302,9 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
             ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=10, weight="bold")
             return
         ax.text(x + w / 2, y + h - 0.2, stage["title"], ha="center", va="top", fontsize=12, weight="bold")
-        ax.text(x + w / 2, y + h - 0.55, f"paper {stage['section']} · {stage['equation']} · {stage['module']}",
+        ax.text(x + w / 2, y + h - 0.58, f"paper {stage['section']} · {stage['equation']}\n{stage['module']}",
                 ha="center", va="top", fontsize=7.5, color="0.3")
-        ax.text(x + 0.15, y + h - 0.85, "\n".join(f"• {p}" for p in stage["parts"]), ha="left", va="top", fontsize=8.5)
+        ax.text(x + 0.15, y + h - 1.05, "\n".join(f"• {p}" for p in stage["parts"]), ha="left", va="top", fontsize=8)
 
     def arrow(a, b, label=""):
         ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="-|>", lw=1.6, color="0.2"))
@@ -235,8 +315,8 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
     box(0.2, 2.6, 1.5, 1.0, "#f2f2f2", text="song A")
     box(2.6, 3.5, 4.2, 2.2, "#dbe9f6", by_title["Retrieval"])
     box(2.6, 0.5, 4.2, 2.2, "#fde3cf", by_title["Affective music"])
-    box(7.9, 1.9, 3.3, 2.4, "#dff2df", by_title["Guidance"])
-    box(11.6, 2.6, 1.25, 1.0, "#f2f2f2", text="G(w_a)")
+    box(7.9, 1.9, 3.6, 2.4, "#dff2df", by_title["Guidance"])
+    box(11.85, 2.6, 1.05, 1.0, "#f2f2f2", text="G(w_a)")
     arrow((1.7, 3.3), (2.55, 4.5), "A")
     arrow((1.7, 2.9), (2.55, 1.7), "A")
     arrow((6.85, 4.5), (7.85, 3.7), "w*")
@@ -245,7 +325,7 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
     ax.annotate("", xy=(9.5, 1.85), xytext=(1.1, 0.25),
                 arrowprops=dict(arrowstyle="-|>", lw=1.2, color="0.45", connectionstyle="angle,angleA=0,angleB=90"))
     ax.text(5.2, 0.08, "A (audio guidance)", fontsize=8.5, color="0.3", style="italic")
-    arrow((11.25, 3.1), (11.55, 3.1))
+    arrow((11.55, 3.1), (11.8, 3.1))
     ax.set_title(title, fontsize=13)
     stamp(fig, note)
     return fig
