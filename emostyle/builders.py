@@ -19,6 +19,7 @@ from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
 from .registry import MissingWeightError
 
 __all__ = ["build_pipeline", "build_generator", "build_space", "build_identity", "build_judge", "build_inversion",
+           "build_directions",
            "clear_cache", "resolve_weights"]
 
 _CACHE: dict[str, object] = {}
@@ -259,4 +260,43 @@ def build_pipeline(cls, config: Config):
     retrieval_space = build_space(config.retrieval.space, config, device, notes)
     identity = build_identity(config, device, guidance_space)
     judge = build_judge(config, device, guidance_space, notes)
-    return cls(config, generator, retrieval_space, guidance_space, identity, judge, notes)
+    directions = build_directions(config, generator, guidance_space)
+    return cls(config, generator, retrieval_space, guidance_space, identity, judge, notes, directions)
+
+
+DIRECTION_SAMPLES, DIRECTION_SEED = 1024, 0  # images whose mean gradients give the emotion directions
+
+
+def build_directions(config: Config, generator: Generator, space: EmbeddingSpace):
+    """`guidance.directions`: None ("free"), or ("emotions") the guiding space's emotion directions
+    in the generator's latent (`emostyle.guidance.emotion_directions`). They take about half a
+    minute on a CPU, so they are kept in the kit's home (`cache/directions`), named by a
+    fingerprint of the generator and the space (their readings of a few fixed latents)."""
+    if config.guidance.directions == "free":
+        return None
+    import hashlib
+
+    from .guidance import emotion_directions
+
+    probe = generator.sample(4, torch.Generator().manual_seed(DIRECTION_SEED))
+    try:
+        with torch.no_grad():
+            readings = space.emotion_readings(generator.render(probe))
+    except NotImplementedError as e:
+        raise ValueError(f"guidance.directions=emotions: {e} ({config.domain} images); "
+                         f"set guidance.directions: free") from None
+    fingerprint = hashlib.sha256(f"{generator.name}|{space.name}|{DIRECTION_SAMPLES}|{DIRECTION_SEED}|".encode()
+                                 + readings.cpu().double().numpy().round(3).tobytes()).hexdigest()[:32]
+
+    def make():
+        record = registry.home() / "cache" / "directions" / f"{fingerprint}.pt"
+        if record.is_file():
+            return torch.load(record, weights_only=True).to(generator.device)
+        basis = emotion_directions(generator, space, DIRECTION_SAMPLES, DIRECTION_SEED)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        partial = record.with_suffix(".part")
+        torch.save(basis.cpu(), partial)
+        partial.replace(record)  # whole or absent, never half-written
+        return basis
+
+    return _cached("directions", {"fingerprint": fingerprint}, make)

@@ -77,6 +77,10 @@ class GuidanceConfig:
     layer_masking: bool = True  # Eq. 8 as a gate with a prior (emostyle.guidance); off under compat=official
     mask_scale: float = _range(0.1, 0.0, low_open=True)  # the gate's rho per latent coordinate (benchmarks/bench_masking.py)
     compat: str = _choice("paper", "official", default="paper")  # "official" mimics the code's deviations
+    # "free": the latents move freely, as in the paper; "emotions": the edit keeps to the guiding
+    # space's emotion directions (emostyle.guidance.emotion_directions), where the guiding network's
+    # gradient at one image holds changes it alone reads as emotion (the offline DCGAN faces).
+    directions: str = _choice("free", "emotions", default="free")
     frame_every: int = _range(25, 1)  # keep an intermediate frame every k steps
     batch: int = _range(1, 1)  # manipulations optimised at once (seeds or songs)
 

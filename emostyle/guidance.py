@@ -31,6 +31,15 @@ coordinate the gate lands within 3 % of plain L2 (photo grader, 8 starts: 1.03x 
 happy, 0.97x toward sad; tiny StyleGAN2, 3 starts x 2 targets: 0.98x, 0.99x). It does not keep
 the image measurably closer; at rho = 0.01 it was up to 1.23x farther. `layer_masking: false`
 gives Eq. 7.
+Emotion directions (`directions`, `emotion_directions`; the offline profile's faces). The
+guiding network's gradient at one image holds, besides the emotion, changes particular to that
+image that the network alone reads as emotion. The edit can be kept to the span of the mean
+gradients of the network's emotion terms over many sampled images, where those cancel: the
+image is rendered from w0 + P (w - w0), P the projection on that span, and the result is that
+latent. Measured on the 64 px DCGAN faces (README, start study): faces moved against the song,
+as an independent judge reads them, 2.7 % of the time freely and never beyond 0.175 within the
+directions, which also moved more faces toward it (45 % against 37 %).
+
 The official code's alternative (`layer_masking="heuristic"`: sigmoid gates on the first
 14 layers, nudged by -0.1 v (1 - v) after every step; kuai-lab/sound-guided
 `optimization/run_optimization.py:103-109`, EmoStyle `run_optimization_comprehensive.py:298-302`)
@@ -49,7 +58,7 @@ from tqdm.auto import tqdm
 
 from .parts import EmbeddingSpace, Generator, IdentityLoss
 
-__all__ = ["Method", "METHODS", "GuidanceError", "GuidanceResult", "guide", "lr_at", "method",
+__all__ = ["Method", "METHODS", "GuidanceError", "GuidanceResult", "emotion_directions", "guide", "lr_at", "method",
            "method_targets", "MASKINGS", "REDUCTIONS"]
 
 TERMS = ("audio", "music", "text")
@@ -194,6 +203,7 @@ def guide(
     mask_scale: float = 0.1,
     reg_reduction: str = "sum",
     frame_every: int = 25,
+    directions: torch.Tensor | None = None,
     progress: bool = True,
 ) -> GuidanceResult:
     """Optimise the latents `start` (B, n_layers, dim) toward the target embeddings.
@@ -203,7 +213,10 @@ def guide(
     module docstring reads it), "heuristic" (the official code's) or "off" (Eq. 7);
     `reg_reduction` sums L_reg over layers (Eq. 7 and the official code) or averages it
     (Eq. 8's 1/L). `identity_gradient=False` computes L_ID without a gradient, as the
-    official code does (its IDLoss detaches the generated image).
+    official code does (its IDLoss detaches the generated image). `directions`: an orthonormal
+    basis (k, n_layers * dim) that the edit keeps to (`emotion_directions`): the image is
+    rendered from the start plus the projection of the latents' offset on it, and that is the
+    result; None: the latents move freely, as in the paper.
     """
     if steps < 1:
         raise GuidanceError(f"steps must be >= 1, got {steps}")
@@ -230,13 +243,23 @@ def guide(
         raise GuidanceError(f"mask_scale must be a positive number, got {mask_scale}")
     if start.dim() != 3:
         raise GuidanceError(f"start latents must be (B, n_layers, dim), got shape {tuple(start.shape)}")
+    if directions is not None and (directions.dim() != 2 or directions.shape[1] != start[0].numel()):
+        raise GuidanceError(f"directions must be (k, {start[0].numel()}) for latents of shape "
+                            f"{tuple(start.shape[1:])}, got {tuple(directions.shape)}")
 
     begun = time.perf_counter()
     w0 = start.detach()
-    w = w0.clone().requires_grad_(True)
-    batch, n_layers, latent_dim = w.shape
+    free = w0.clone().requires_grad_(True)  # what Adam moves
+    basis = None if directions is None else directions.to(w0)
+
+    def edited(latents):  # the latents the image is rendered from: the start plus the kept offset
+        if basis is None:
+            return latents
+        return w0 + ((latents - w0).flatten(1) @ basis.T @ basis).view_as(w0)
+
+    batch, n_layers, latent_dim = w0.shape
     regulariser = _Regulariser(layer_masking, reg_reduction, n_layers, latent_dim, mask_scale) if l_sim > 0 else None
-    optimizer = torch.optim.Adam([w], lr=lr)
+    optimizer = torch.optim.Adam([free], lr=lr)
     targets = {k: targets[k].detach() for k in active}
 
     with torch.no_grad():
@@ -248,6 +271,7 @@ def guide(
     bar = tqdm(range(steps), desc="guidance", disable=not progress, leave=False)
     for step in bar:
         optimizer.param_groups[0]["lr"] = lr_at(step / steps, lr)
+        w = edited(free)
         images = generator.render(w)
         embedding = space.encode_image(images)
         terms = {k: space.distance(embedding, targets[k]) for k in active}
@@ -272,6 +296,7 @@ def guide(
         bar.set_postfix(loss=f"{total.mean().item():.4f}")
 
     with torch.no_grad():
+        w = edited(free)
         final = generator.render(w)
     frames.append((steps, final.detach().cpu()))
     history = {k: v for k, v in history.items() if v}
@@ -280,5 +305,29 @@ def guide(
         latents=w.detach(), start_latents=w0, images=final.detach(), start_images=start_images.detach(),
         history=history, frames=frames, mask=mask, seconds=time.perf_counter() - begun,
         settings=dict(steps=steps, lr=lr, l_id=l_id, l_sim=l_sim, weights=active, layer_masking=layer_masking,
-                      mask_scale=mask_scale, reg_reduction=reg_reduction, identity_gradient=identity_gradient),
+                      mask_scale=mask_scale, reg_reduction=reg_reduction, identity_gradient=identity_gradient,
+                      directions=0 if basis is None else len(basis)),
     )
+
+
+def emotion_directions(generator: Generator, space: EmbeddingSpace, n: int = 1024, seed: int = 0,
+                       batch: int = 128) -> torch.Tensor:
+    """An orthonormal basis (k, n_layers * dim) of the latent directions along which the guiding
+    space's reading of each of its emotion terms (`EmbeddingSpace.emotion_readings`) rises on
+    average: each term's gradient with respect to the latent, averaged over `n` latents drawn
+    with `seed`. InterFaceGAN (Shen et al. 2020) edits a face along a latent direction that
+    separates an attribute over many sampled faces; here the guiding network's mean gradient
+    gives one direction per emotion term. A gradient at one face also holds changes particular
+    to that face, which the guiding network reads as emotion and a person may not; averaged
+    over many faces those cancel and the shared ones stay."""
+    rng = torch.Generator().manual_seed(seed)
+    total = None
+    for first in range(0, n, batch):
+        latents = generator.sample(min(batch, n - first), rng).detach().requires_grad_(True)
+        readings = space.emotion_readings(generator.render(latents))  # (b, terms)
+        grads = [torch.autograd.grad(readings[:, k].sum(), latents, retain_graph=k + 1 < readings.shape[1])[0]
+                 for k in range(readings.shape[1])]
+        summed = torch.stack([g.flatten(1).sum(0) for g in grads])  # (terms, n_layers * dim)
+        total = summed if total is None else total + summed
+    basis, _ = torch.linalg.qr((total / n).T.double())  # orthonormal columns spanning the mean gradients
+    return basis.T.float().detach()

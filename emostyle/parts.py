@@ -95,6 +95,12 @@ class EmbeddingSpace(abc.ABC):
     def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-item guidance loss (B,) between image embeddings (B, dim) and targets (B or 1, dim)."""
 
+    def emotion_readings(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable readings (B, terms) of the space's emotion terms in images, for edits
+        kept to emotion directions (`emostyle.guidance.emotion_directions`); a space without
+        emotion terms has none."""
+        raise NotImplementedError(f"the {self.name} space reads no emotion terms")
+
 
 class IdentityLoss(abc.ABC):
     """L_ID (paper Eq. 6): 1 - cosine of identity features of two image batches."""

@@ -51,6 +51,7 @@ class Pipeline:
     identity: IdentityLoss | None = None
     judge: Judge | None = None  # reads emotion on the saved images; never the guiding network
     notes: list[str] = field(default_factory=list)  # fallbacks taken while building, for manifests
+    directions: torch.Tensor | None = None  # guidance.directions: the basis the edit keeps to (None: free)
 
     @classmethod
     def from_config(cls, config: Config | str, overrides: dict | None = None) -> "Pipeline":
@@ -177,7 +178,7 @@ class Pipeline:
                      steps=steps or g.steps, lr=g.lr, l_id=g.l_id if identity else 0.0, l_sim=g.l_sim,
                      identity=identity, identity_gradient=not official, layer_masking=masking,
                      mask_scale=g.mask_scale, reg_reduction=g.reg_reduction, frame_every=g.frame_every,
-                     progress=progress)
+                     directions=self.directions, progress=progress)
 
 
 def manipulate(song: str | Path, profile: str | Config = "offline", method: str = "emostyle",

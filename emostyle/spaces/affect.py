@@ -260,6 +260,12 @@ class AffectSpace(EmbeddingSpace):
         probs = self.fer(face_input(images)).softmax(dim=1)
         return probs @ self.emotion_pad(images.device)
 
+    def emotion_readings(self, images: torch.Tensor) -> torch.Tensor:
+        """The FER's log-probabilities (B, 7) of its emotion terms (faces only: colour has none)."""
+        if self.domain == "scene":
+            return super().emotion_readings(images)
+        return self.fer(face_input(images)).log_softmax(dim=1)
+
     def encode_audio(self, path: str | Path) -> torch.Tensor:
         """PAD (1, 3) of an audio or music file by the space's audio reader (cached by content)."""
         return torch.tensor(audio_pad(path, self.audio), dtype=torch.float32).unsqueeze(0)
