@@ -69,6 +69,7 @@ class Pipeline:
                 "identity": type(self.identity).__name__ if self.identity else "none",
                 "judge": self.judge.name if self.judge else "none",
                 "lyrics": a.lyrics, "polarity": a.polarity, "music": a.music,
+                "edit": "free" if self.directions is None else f"along {len(self.directions)} emotion directions",
                 "audio read by": getattr(self.guidance_space, "audio", "the space's audio encoder")}
 
     @property
@@ -86,7 +87,9 @@ class Pipeline:
         masked = g.layer_masking and g.compat != "official"
         parts = [[f"generator: {d['generator']}", f"joint space: {d['retrieval space']}", "softmax over N candidates"],
                  [f"lyrics: {d['lyrics']}", f"polarity: {d['polarity']}", f"music: {d['music']}", "MIDI -> WAV renderer"],
-                 [f"space: {d['guidance space']}", f"identity: {d['identity']}", "Adam on the latent, lr ramp",
+                 [f"space: {d['guidance space']}", f"identity: {d['identity']}",
+                  "Adam on the latent, lr ramp" if self.directions is None else
+                  f"Adam, {len(self.directions)} emotion directions",
                   "adaptive layer masking g" if masked else "L2 latent regulariser"]]
         return [dict(stage, parts=p) for stage, p in zip(STAGES, parts)]
 
