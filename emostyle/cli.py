@@ -103,8 +103,15 @@ def valence_note(manifest: dict) -> str | None:
     pulled = [sum(w * float(np.mean(g[when][k])) for k, w in g["settings"]["weights"].items())
               for when in ("initial_losses", "final_losses")]
     if pulled[0] - pulled[1] < 0.05 * abs(pulled[0]):  # the guidance terms fell by under a twentieth
-        return ("the guidance terms barely fell: the guiding model already read the image as the song's "
-                "emotion, so it had little to pull")
+        # A distance of 1 - cos over weights summing to w: below w, the start already leans the song's way.
+        if pulled[0] < sum(g["settings"]["weights"].values()):
+            return ("the guidance terms barely fell: the guiding model already read the image as the song's "
+                    "emotion, so it had little to pull")
+        kept = g["settings"].get("directions")
+        return ("the guidance terms barely fell, though the guiding model reads the image against the song: it is "
+                "sure of its reading (saturated), so its gradient is small and the identity loss holds the image"
+                + (f"; along the {kept} emotion directions it could not move it (try --set guidance.directions=free)"
+                   if kept else ""))
     judged = v["after"] - v["before"]
     optimised = v["in_guidance_space"]["after"] - v["in_guidance_space"]["before"]
     resolution = v.get("resolution") or 0.0

@@ -134,8 +134,14 @@ def _manifest(judge, space, initial, final, resolution=0.1):
 def test_the_valence_note_tells_saturated_guidance_from_an_unseen_change():
     from emostyle.cli import valence_note
 
-    # Guidance terms flat (the guiding model already agreed with the song): not "unseen".
-    assert "barely fell" in valence_note(_manifest((0.96, 0.96), (1.99, 1.99), 0.182, 0.181))
+    # Guidance terms flat (the guiding model already agreed with the song: distances under 1): not "unseen".
+    assert "already read the image as the song's" in valence_note(_manifest((0.96, 0.96), (1.99, 1.99), 0.182, 0.181))
+    # Flat though the model reads the image against the song (distances near 2): saturated, held by the
+    # identity loss; kept to emotion directions, the note names the setting that frees the latent.
+    stuck = _manifest((0.96, 0.96), (1.99, 1.99), 1.948, 1.947)
+    assert "against the song" in valence_note(stuck) and "directions" not in valence_note(stuck)
+    stuck["guidance"]["settings"]["directions"] = 7
+    assert "guidance.directions=free" in valence_note(stuck)
     # The terms fell and the space moved, the judge did not beyond its one-pixel resolution: unseen.
     assert "does not see" in valence_note(_manifest((0.10, 0.11), (0.20, 1.50), 1.8, 0.6))
     assert "does not see" in valence_note(_manifest((0.10, 0.25), (0.20, 1.50), 1.8, 0.6, resolution=0.2))
