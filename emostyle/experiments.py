@@ -378,7 +378,7 @@ def changes_figure(studies: dict[str, StartStudy], top: int = 6, note: str | Non
                 ax.axis("off")
     fig.suptitle("What else the judge saw move: its readings that changed most\n"
                  "(whiskers: 2 standard errors; |t| > 2: the same way on most starts)", fontsize=10)
-    fig.tight_layout(rect=(0, note_height(fig, note), 1, 0.95))
+    fig.tight_layout(rect=(0, note_height(fig, note), 1, 1 - 0.45 / fig.get_size_inches()[1]))  # the title's two lines
     stamp(fig, note)
     return fig
 

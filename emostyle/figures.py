@@ -195,16 +195,18 @@ def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: st
     for ax in axes.flat[len(histories):]:
         ax.axis("off")
     for ax, (method, history) in zip(axes.flat, histories.items()):
-        for name, values in history.items():
+        for name, values in history.items():  # the total dashed and underneath, so no term hides under it
             ax.plot(np.asarray(values, dtype=float).mean(axis=1), color=colours[name],
-                    lw=2.2 if name == "total" else 1.2)
+                    lw=2.2 if name == "total" else 1.2, ls="--" if name == "total" else "-",
+                    zorder=1 if name == "total" else 2)
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_title(fit(f"{METHODS[method].title} ({subtitle})" if subtitle else METHODS[method].title, 2.2, 9),
                      fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=colours[n], lw=2.2 if n == "total" else 1.2, label=n) for n in names]
+    handles = [plt.Line2D([], [], color=colours[n], lw=2.2 if n == "total" else 1.2, ls="--" if n == "total" else "-",
+                          label="total (weighted sum)" if n == "total" else n) for n in names]
     fig.legend(handles=handles, loc="lower center", ncol=len(names), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, note_height(fig, note)))
     fig.tight_layout(rect=(0, note_height(fig, note) + 0.08, 1, 1))
@@ -224,7 +226,7 @@ def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str]) -> 
     points = page_points(w, 7.5)
     cells = [list(columns)] + [[str(r[c]) for c in columns] for r in rows]
     widths = [max(len(row[k]) for row in cells) for k in range(len(columns))]
-    budget = int(0.96 * w * 72 / (points * _CHAR_EM)) - 2 * len(columns)  # characters across, less padding
+    budget = int(0.96 * w * 72 / (points * 0.52)) - len(columns)  # characters across (mostly lower case), less padding
     while sum(widths) > budget and max(widths) > 12:  # narrow the widest column, no narrower than the next
         k = widths.index(max(widths))
         widths[k] = max(12, sorted(widths)[-2], widths[k] - (sum(widths) - budget)) if widths.count(widths[k]) == 1 \
@@ -306,25 +308,25 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
                 ha="center", va="top", fontsize=7.5, color="0.3")
         ax.text(x + 0.15, y + h - 1.05, "\n".join(f"• {p}" for p in stage["parts"]), ha="left", va="top", fontsize=8)
 
-    def arrow(a, b, label=""):
+    def arrow(a, b, label="", offset=(0.0, 0.0)):  # the label beside the arrow's middle, off its line
         ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="-|>", lw=1.6, color="0.2"))
         if label:
-            ax.text((a[0] + b[0]) / 2 - 0.25, (a[1] + b[1]) / 2 + 0.12, label, ha="center", va="bottom", fontsize=8.5,
-                    color="0.15", style="italic")
+            ax.text((a[0] + b[0]) / 2 + offset[0], (a[1] + b[1]) / 2 + offset[1], label, ha="center", va="bottom",
+                    fontsize=8.5, color="0.15", style="italic")
 
     box(0.2, 2.6, 1.5, 1.0, "#f2f2f2", text="song A")
     box(2.6, 3.5, 4.2, 2.2, "#dbe9f6", by_title["Retrieval"])
     box(2.6, 0.5, 4.2, 2.2, "#fde3cf", by_title["Affective music"])
     box(7.9, 1.9, 3.6, 2.4, "#dff2df", by_title["Guidance"])
     box(11.85, 2.6, 1.05, 1.0, "#f2f2f2", text="G(w_a)")
-    arrow((1.7, 3.3), (2.55, 4.5), "A")
-    arrow((1.7, 2.9), (2.55, 1.7), "A")
-    arrow((6.85, 4.5), (7.85, 3.7), "w*")
-    arrow((6.85, 1.6), (7.85, 2.5), "L, P, M")
+    arrow((1.7, 3.3), (2.55, 4.5), "A", (-0.2, 0.1))
+    arrow((1.7, 2.9), (2.55, 1.7), "A", (-0.2, -0.35))
+    arrow((6.85, 4.5), (7.85, 3.7), "w*", (0.15, 0.15))
+    arrow((6.85, 1.6), (7.85, 2.5), "L, P, M", (-0.45, 0.05))
     ax.plot([1.1, 1.1], [2.55, 0.25], lw=1.2, color="0.45")
     ax.annotate("", xy=(9.5, 1.85), xytext=(1.1, 0.25),
                 arrowprops=dict(arrowstyle="-|>", lw=1.2, color="0.45", connectionstyle="angle,angleA=0,angleB=90"))
-    ax.text(5.2, 0.08, "A (audio guidance)", fontsize=8.5, color="0.3", style="italic")
+    ax.text(5.2, 0.3, "A (audio guidance)", fontsize=8.5, color="0.3", style="italic")  # above its line
     arrow((11.55, 3.1), (11.8, 3.1))
     ax.set_title(title, fontsize=13)
     stamp(fig, note)
