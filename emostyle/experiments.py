@@ -54,10 +54,11 @@ class MethodRuns:
 
     @property
     def columns(self) -> dict[str, torch.Tensor]:
-        """"input", each method's images (B, 3, H, W), and "emogen" where it ran."""
+        """"input", each method's images (B, 3, H, W), and "emogen" where it generated images
+        (its panels saying that its weights are missing are nothing to read, score or show)."""
         first = next(iter(self.runs.values()))
         columns = {"input": first.start_images} | {m: r.images for m, r in self.runs.items()}
-        return columns | ({"emogen": self.emogen} if self.emogen is not None else {})
+        return columns | ({"emogen": self.emogen} if self.emogen_made else {})
 
     @property
     def emotions(self) -> list[str]:
@@ -81,7 +82,7 @@ class MethodRuns:
                             "pixel_change": float(change[m][i])}
             if self.emogen is not None:
                 entry["emogen"] = {"category": music.categories.top, "caption": self.emogen_captions[i],
-                                   "judge": float(self.judge["emogen"][i])}
+                                   "judge": float(self.judge["emogen"][i]) if self.emogen_made else float("nan")}
             out[item.name] = entry
         return out
 
@@ -451,9 +452,6 @@ class Experiment:
             subject = "face" if pipe.config.domain == "face" else "landscape"
             nothing = torch.full((len(items),), float("nan"))
             for name, images in result.columns.items():
-                if name == "emogen" and not result.emogen_made:  # placeholder panels: nothing to read
-                    result.space[name] = result.judge[name] = nothing
-                    continue
                 result.space[name] = metrics.space_valence(images, pipe.guidance_space, subject)
                 result.judge[name] = (metrics.judge_valence(images, pipe.judge) if pipe.judge is not None
                                       else nothing)
@@ -476,24 +474,24 @@ class Experiment:
 
         runs = self.run_methods(items, methods, seed=seed)
         any_runs = next(iter(runs.values()))
-
-        def shown(r):  # EmoGen's panels without its weights say only that: the note says it once instead
-            return {name: images for name, images in r.columns.items() if name != "emogen" or r.emogen_made}
+        shown = {label: r.columns for label, r in runs.items()}  # EmoGen without its weights: the note says so
 
         def caption(r, name, i):
             text = f"judge {_signed(r.judge[name][i])}\nspace {_signed(r.space[name][i])}"
             return f"{r.emogen_captions[i]}\n{text}" if name == "emogen" else text
 
         if by_item:  # the datasets side by side, so that a song's row reads across both
-            rows = [[images[i] for r in runs.values() for images in shown(r).values()] for i in range(len(items))]
-            captions = [[caption(r, name, i) for r in runs.values() for name in shown(r)] for i in range(len(items))]
+            rows = [[images[i] for label in runs for images in shown[label].values()] for i in range(len(items))]
+            captions = [[caption(r, name, i) for label, r in runs.items() for name in shown[label]]
+                        for i in range(len(items))]
             labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
-            col_labels = [_title(name) for r in runs.values() for name in shown(r)]
-            groups = [(label, len(shown(r))) for label, r in runs.items()]
+            col_labels = [_title(name) for label in runs for name in shown[label]]
+            groups = [(label, len(columns)) for label, columns in shown.items()]
         else:
-            rows = [list(images) for r in runs.values() for images in shown(r).values()]
-            captions = [[caption(r, name, i) for i in range(len(items))] for r in runs.values() for name in shown(r)]
-            labels = [f"{label}\n{_title(name)}" for label, r in runs.items() for name in shown(r)]
+            rows = [list(images) for label in runs for images in shown[label].values()]
+            captions = [[caption(r, name, i) for i in range(len(items))] for label, r in runs.items()
+                        for name in shown[label]]
+            labels = [f"{label}\n{_title(name)}" for label in runs for name in shown[label]]
             col_labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
             groups = []
         judges = "; ".join(f"{label}: {r.pipe.judge.name if r.pipe.judge else 'none'}" for label, r in runs.items())
@@ -518,8 +516,6 @@ class Experiment:
         for seed in seeds:
             for label, r in self.run_methods(items, methods, seed=seed).items():
                 for m, images in r.columns.items():
-                    if m == "emogen" and not r.emogen_made:
-                        continue
                     for scorer, values in score_images(images, scorers).items():
                         records += [dict(method=m, dataset=label, scorer=scorer, seed=seed, score=float(v))
                                     for v in values]
@@ -547,7 +543,7 @@ class Experiment:
                 if emogen is not None:  # EmoGen's classifier judges every method (paper profiles)
                     categories = [mu.categories.top for mu in r.musics]
                     for m, images in r.columns.items():
-                        if m != "input" and (m != "emogen" or r.emogen_made):
+                        if m != "input":
                             emogen.add(images, categories, method=m, dataset=label, seed=seed)
         for emogen in emogen_metrics.values():
             if emogen is not None:
