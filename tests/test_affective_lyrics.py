@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from emostyle.audio import AudioError
-from emostyle.affective.lyrics import LyricsBackend, Transcript, _screen, transcribe
+from emostyle.affective.lyrics import LyricsBackend, Transcript, _screen, transcribe, word_errors
 
 
 class FakeLyrics(LyricsBackend):
@@ -228,3 +228,26 @@ def test_dropped_segments_are_warned_and_recorded(tmp_path):
         t = transcribe(path, Partly())
     assert t.text == "come with me" and len(t.quality["dropped"]) == 1
     assert any("1 of the segments" in str(w.message) for w in caught) and t.quality["warnings"]
+
+
+def test_word_errors_align_a_transcript_with_the_known_lyrics():
+    # One substitution, one word missed and one added, over 8 known words; case and punctuation are not slips.
+    wer, slips = word_errors("We are dancing in the summer sun, baby!", "we are fencing in summer sun baby oh")
+    assert slips == [("dancing", "fencing"), ("the", ""), ("", "oh")]
+    assert wer == pytest.approx(3 / 8)
+    assert word_errors("Tears fall", "tears fall.") == (0.0, [])
+    assert word_errors("rain", "") == (1.0, [("rain", "")])
+    with pytest.raises(ValueError, match="no words"):
+        word_errors("...", "anything")
+
+
+@pytest.mark.slow
+def test_word_errors_of_the_real_transcript_are_a_minimal_alignment(whisper, shared_data):
+    # The edit distance cannot exceed the trivial alignment (substitute the shorter, add or drop the rest),
+    # and the slips it lists are exactly the words that differ.
+    known = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    heard = transcribe(shared_data / "audio/speech/jfk.flac", whisper).text
+    wer, slips = word_errors(known, heard)
+    n_known, n_heard = len(re.findall(r"[a-z']+", known.lower())), len(re.findall(r"[a-z0-9']+", heard.lower()))
+    assert wer * n_known == len(slips) <= max(n_known, n_heard)
+    assert wer < 0.2  # the JFK clip is clear speech

@@ -39,7 +39,7 @@ import numpy as np
 
 from emostyle.audio import load_audio
 
-__all__ = ["Transcript", "LyricsBackend", "FasterWhisperLyrics", "WhisperATLyrics", "transcribe"]
+__all__ = ["Transcript", "LyricsBackend", "FasterWhisperLyrics", "WhisperATLyrics", "transcribe", "word_errors"]
 
 WHISPER_SR = 16000
 # Whisper's own confidence rule (the `logprob_threshold` of its decoding fallback): a
@@ -294,3 +294,31 @@ def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None
         f"no speech recognised in {name} and the {found.backend} backend gives no audio tags: give the "
         "lyrics with --lyrics TEXT (lyrics=... or label=... in Python)"
     )
+
+
+def word_errors(known: str, heard: str) -> tuple[float, list[tuple[str, str]]]:
+    """How a transcript differs from the known lyrics, word by word (lower case, punctuation
+    dropped): the word error rate (substitutions + deletions + insertions over the known words,
+    a minimum edit alignment) and the slips as (known, heard) pairs, "" for a word missed or
+    added, in order. A slip can change the polarity: "dancing" heard as "fencing"."""
+    ref, hyp = (re.findall(r"[a-z0-9']+", text.lower()) for text in (known, heard))
+    if not ref:
+        raise ValueError("the known lyrics hold no words to compare a transcript with")
+    cost = np.zeros((len(ref) + 1, len(hyp) + 1), dtype=np.int64)
+    cost[:, 0], cost[0, :] = np.arange(len(ref) + 1), np.arange(len(hyp) + 1)
+    for i, r in enumerate(ref, 1):
+        for j, h in enumerate(hyp, 1):
+            cost[i, j] = min(cost[i - 1, j - 1] + (r != h), cost[i - 1, j] + 1, cost[i, j - 1] + 1)
+    slips, i, j = [], len(ref), len(hyp)
+    while i or j:  # back through the table: a substitution, a missed word or an added one
+        if i and j and cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+            if ref[i - 1] != hyp[j - 1]:
+                slips.append((ref[i - 1], hyp[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and cost[i, j] == cost[i - 1, j] + 1:
+            slips.append((ref[i - 1], ""))
+            i -= 1
+        else:
+            slips.append(("", hyp[j - 1]))
+            j -= 1
+    return float(cost[-1, -1]) / len(ref), slips[::-1]
