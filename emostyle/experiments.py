@@ -36,7 +36,8 @@ class MethodRuns:
 
     `judge` and `space` map a column ("input" or a method) to valences (B,): the judge's
     reading of the saved images (NaN where it cannot read one, or no judge) and the reading
-    in the guidance space."""
+    in the guidance space. `resolution`: the judge's one-pixel resolution on the inputs
+    (`metrics.judge_resolution`; 0 without a judge): its agreement counts no smaller move."""
 
     label: str
     pipe: Pipeline
@@ -51,6 +52,7 @@ class MethodRuns:
     emogen: torch.Tensor | None = None
     emogen_captions: list[str] | None = None
     emogen_made: bool = False  # False: panels saying its weights are missing (nothing to score)
+    resolution: float = 0.0
 
     @property
     def columns(self) -> dict[str, torch.Tensor]:
@@ -64,6 +66,19 @@ class MethodRuns:
     def emotions(self) -> list[str]:
         """Each item's polarity as a direction: positive, negative or neutral (no lyrics)."""
         return [m.polarity.emotion for m in self.musics]
+
+    def shift(self, method: str, reader: str = "judge") -> torch.Tensor:
+        """Valence shift (B,) of a method's results, signed by each song's polarity, as the judge
+        (or, `reader="space"`, the guidance space) reads them."""
+        readings = getattr(self, reader)
+        return metrics.valence_shift(readings["input"], readings[method], self.emotions)
+
+    def agreement(self, method: str, reader: str = "judge") -> torch.Tensor:
+        """Emotion agreement (B,): 1 where a method moved the valence the song's way, beyond the
+        judge's resolution (the guidance space reads exactly: any move)."""
+        readings = getattr(self, reader)
+        return metrics.emotion_agreement(readings["input"], readings[method], self.emotions,
+                                         self.resolution if reader == "judge" else 0.0)
 
     def pixel_change(self, method: str) -> torch.Tensor:
         """Mean absolute change (B,) of the saved 8-bit images from the input, in grey levels."""
@@ -298,10 +313,11 @@ def random_edit(generator: Generator, latents: torch.Tensor, starts: torch.Tenso
 
 
 def study_figure(studies: dict[str, StartStudy], note: str | None = None):
-    """Two figures: a panel per dataset with every start's shift toward each song (a dot per
+    """A figure with a panel per dataset and every start's shift toward each song (a dot per
     start image; the grey band is the judge's resolution; counts toward / within / against
-    above), and per song with a polarity the start images of the lowest, the median and the
-    highest shift, before and after, each captioned with its verdict."""
+    above), and per dataset a figure (a page each) of each song's start images of the lowest,
+    the median and the highest shift, before and after, each captioned with its verdict:
+    returns (the first, {dataset: its figure})."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -339,8 +355,9 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                       "same start moved as far in a random latent direction; above each song: toward / within / against")
     dots.tight_layout(rect=(0, note_height(dots, note), 1, 1 - 0.75 / dots.get_size_inches()[1]))
     stamp(dots, note)
-    rows, labels, captions = [], [], []
+    faces = {}
     for label, st in studies.items():
+        rows, labels, captions = [], [], []
         for i, s in enumerate(st.items):
             picks, verdicts = st.extremes(i), st.verdicts(st.shifts[i])
             if not picks:  # no polarity, or nothing read: no direction to rank the starts by
@@ -349,10 +366,12 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
             captions.append([c for which, k in picks for c in (
                 f"judge {_signed(st.before[k])}",
                 f"judge {_signed(st.after[i, k])}\n{which}: {_signed(st.shifts[i, k])} {verdicts[k]}")])
-            labels.append(f"{label}\n{s.name}\n{st.polarities[i]}")
-    faces = image_grid(rows, row_labels=labels, captions=captions, cell=1.3, note=note,
-                       col_labels=["start", "lowest", "start", "median", "start", "highest"],
-                       title="Each song's lowest, median and highest shift toward it (judge), before and after")
+            labels.append(f"{s.name}\n{st.polarities[i]}")
+        if rows:
+            faces[label] = image_grid(
+                rows, row_labels=labels, captions=captions, cell=1.3, note=note,
+                col_labels=["start", "lowest", "start", "median", "start", "highest"],
+                title=f"{label}: each song's lowest, median and highest shift toward it (judge), before and after")
     return dots, faces
 
 
@@ -418,8 +437,13 @@ class Experiment:
 
     @property
     def note(self) -> str:
-        """The profile notes of every dataset, for the face of a figure."""
-        return " | ".join(p.note for p in self.datasets.values())
+        """The profile notes of every dataset, for the face of a figure: the phrases every
+        dataset shares once, then each dataset's own ("faces: ... | scenes: ...")."""
+        parts = {label: p.note_parts for label, p in self.datasets.items()}
+        shared = [x for x in next(iter(parts.values())) if all(x in ps for ps in parts.values())]
+        own = [f"{label}: " + " · ".join(x for x in ps if x not in shared) for label, ps in parts.items()
+               if any(x not in shared for x in ps)]
+        return " | ".join(x for x in [" · ".join(shared), *own] if x)
 
     def run_methods(self, items: list[Sample], methods: list[str], seed: int | None = None,
                     progress: bool = True) -> dict[str, MethodRuns]:
@@ -455,6 +479,10 @@ class Experiment:
                 result.space[name] = metrics.space_valence(images, pipe.guidance_space, subject)
                 result.judge[name] = (metrics.judge_valence(images, pipe.judge) if pipe.judge is not None
                                       else nothing)
+            if pipe.judge is not None:
+                resolution = metrics.judge_resolution(result.columns["input"], pipe.judge,
+                                                      base=result.judge["input"])
+                result.resolution = 0.0 if math.isnan(resolution) else resolution
             out[label] = result
         bar.close()
         return out
@@ -485,13 +513,13 @@ class Experiment:
             captions = [[caption(r, name, i) for label, r in runs.items() for name in shown[label]]
                         for i in range(len(items))]
             labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
-            col_labels = [_title(name) for label in runs for name in shown[label]]
+            col_labels = [column_title(name) for label in runs for name in shown[label]]
             groups = [(label, len(columns)) for label, columns in shown.items()]
         else:
             rows = [list(images) for label in runs for images in shown[label].values()]
             captions = [[caption(r, name, i) for i in range(len(items))] for label, r in runs.items()
                         for name in shown[label]]
-            labels = [f"{label}\n{_title(name)}" for label in runs for name in shown[label]]
+            labels = [f"{label}\n{column_title(name)}" for label in runs for name in shown[label]]
             col_labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
             groups = []
         judges = "; ".join(f"{label}: {r.pipe.judge.name if r.pipe.judge else 'none'}" for label, r in runs.items())
@@ -527,16 +555,17 @@ class Experiment:
                               if t is not None}
                     values["latent-distance"] = metrics.latent_distance(run.latents, run.start_latents)
                     values["pixel-change"] = r.pixel_change(m)
-                    values["valence-shift"] = metrics.valence_shift(r.judge["input"], r.judge[m], r.emotions)
-                    values["emotion-agreement"] = metrics.emotion_agreement(r.judge["input"], r.judge[m], r.emotions)
-                    values["valence-shift-space"] = metrics.valence_shift(r.space["input"], r.space[m], r.emotions)
-                    values["emotion-agreement-space"] = metrics.emotion_agreement(r.space["input"], r.space[m],
-                                                                                  r.emotions)
+                    for reader, suffix in (("judge", ""), ("space", "-space")):
+                        values[f"valence-shift{suffix}"] = r.shift(m, reader)
+                        values[f"emotion-agreement{suffix}"] = r.agreement(m, reader)
                     if r.pipe.identity is not None:
                         values["identity"] = metrics.identity_similarity(run.images, run.start_images, r.pipe.identity)
                     extra += [dict(method=m, dataset=label, scorer=k, seed=seed, score=float(v))
                               for k, vs in values.items() for v in torch.as_tensor(vs).flatten()
                               if not torch.isnan(v)]
+                if r.pipe.judge is not None:  # what the judge's agreement could not tell from a one-pixel shift
+                    extra.append(dict(method="input", dataset=label, scorer="judge-resolution", seed=seed,
+                                      score=r.resolution))
                 if label not in emogen_metrics:  # loaded once per dataset (None offline, warned once)
                     emogen_metrics[label] = load_emogen_metrics(r.pipe.config)
                 emogen = emogen_metrics[label]
@@ -558,7 +587,8 @@ def ablation_claims(runs: dict[str, MethodRuns], level: float = 0.95) -> list[di
     by the judge (emotion) and the saved images (fidelity):
     - w/o Audio: "a noticeable decline in image fidelity": it changes the image more;
     - w/o Music: "subdued emotional expressions": its signed valence shift is smaller;
-    - w/o Text: "errors in emotional judgment": it agrees with the song's polarity less often.
+    - w/o Text: "errors in emotional judgment": it agrees with the song's polarity less often
+      (moves the judge's valence the song's way beyond the judge's resolution).
     A verdict needs the t interval (`level`) of the mean paired difference to lie on one side
     of 0 (a paired t-test): with a few songs a difference of a few thousandths is no evidence
     either way. Rows: dataset, claim, n (items with a reading in both columns: the judge may
@@ -572,17 +602,18 @@ def ablation_claims(runs: dict[str, MethodRuns], level: float = 0.95) -> list[di
             continue
 
         def shift(m):
-            return metrics.valence_shift(r.judge["input"], r.judge[m], r.emotions)
+            return r.shift(m)
 
         def agreement(m):
-            return metrics.emotion_agreement(r.judge["input"], r.judge[m], r.emotions)
+            return r.agreement(m)
 
         def change(m):
             return r.pixel_change(m)
 
         checks = (("wo-audio", "w/o Audio changes the image more (lower fidelity)", change, 1),
                   ("wo-music", "w/o Music moves the emotion less (subdued)", shift, -1),
-                  ("wo-text", "w/o Text agrees with the polarity less often", agreement, -1))
+                  ("wo-text", "w/o Text agrees with the polarity less often (beyond the judge's resolution)",
+                   agreement, -1))
         for m, claim, measure, sign in checks:
             if m not in r.runs:
                 continue
@@ -624,7 +655,8 @@ def _emogen_column(pipe: Pipeline, musics: list, seed: int) -> tuple[torch.Tenso
     return images, captions, not any(c.startswith(UNAVAILABLE) for _, c in made)
 
 
-def _title(column: str) -> str:
+def column_title(column: str) -> str:
+    """The name a figure gives a column: "input", "EmoGen" or the method's title."""
     return {"input": "input", "emogen": "EmoGen"}.get(column) or METHODS[column].title
 
 

@@ -7,6 +7,7 @@ pass for one of the paper's models).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +20,7 @@ import torch
 
 from .parts import to_uint8
 
-__all__ = ["to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
+__all__ = ["file_stem", "to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
            "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp", "note_height", "fit",
            "page_points", "PAGE_WIDTH"]
 
@@ -45,6 +46,7 @@ def save_image(image: torch.Tensor, path: str | Path, min_size: int = 256) -> Pa
 
 PAGE_WIDTH = 7.0  # inches: a page's text width; a figure shrunk to it must stay readable
 GRID_WIDTH = 9.5  # inches: the widest an image grid is drawn (wider, its text would not fit its images)
+PAGE_HEIGHT = 9.0  # inches: a page's text height; a figure shrunk to the page's width must fit in it
 _NOTE_PT = 7  # the note's font size at page width; a line takes about 1.25 of it
 _CHAR_EM = 0.6  # a character's width in DejaVu Sans, in ems (digits: 0.64, lower case about 0.55)
 
@@ -349,6 +351,12 @@ def photo_figure(photo: torch.Tensor, reconstruction: torch.Tensor, result: torc
     judged = f"valence by {judge}" if judge else "no judge: valence not read"
     return image_grid([images], col_labels=["your photo", fit, "manipulated"], captions=captions,
                       title=f"{title} ({judged})" if title else judged, note=note, cell=2.2)
+
+
+def file_stem(*parts: str) -> str:
+    """A file stem from names: lower case, each run of other characters than letters, digits
+    and "-" one "_" (("start_study_faces", "FFHQ-style faces") -> "start_study_faces_ffhq-style_faces")."""
+    return "_".join(re.sub(r"[^a-z0-9-]+", "_", p.lower()).strip("_") for p in parts)
 
 
 def save_figure(fig: plt.Figure, stem: str, out_dir: str | Path, close: bool = True) -> list[Path]:

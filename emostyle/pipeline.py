@@ -73,13 +73,17 @@ class Pipeline:
                 "audio read by": getattr(self.guidance_space, "audio", "the space's audio encoder")}
 
     @property
+    def note_parts(self) -> list[str]:
+        """The phrases of `note`, in order (figures of two datasets print the shared ones once)."""
+        d = self.describe()
+        return [f"profile {d['profile']}", f"generator {d['generator']}", f"retrieval in {d['retrieval space']}",
+                f"guidance in {d['guidance space']} (audio read by {d['audio read by']})", f"lyrics {d['lyrics']}",
+                f"polarity {d['polarity']}", f"music {d['music']}", *self.notes]
+
+    @property
     def note(self) -> str:
         """One line for the face of every figure this pipeline makes."""
-        d = self.describe()
-        text = (f"profile {d['profile']} · generator {d['generator']} · retrieval in {d['retrieval space']} · "
-                f"guidance in {d['guidance space']} (audio read by {d['audio read by']}) · lyrics {d['lyrics']} · "
-                f"polarity {d['polarity']} · music {d['music']}")
-        return text + "".join(f" · {n}" for n in self.notes)
+        return " · ".join(self.note_parts)
 
     def stages(self) -> list[dict]:
         """STAGES with this pipeline's parts filled in (Figure 1)."""

@@ -45,17 +45,17 @@ class Notebook:
 
     name: str
     keys: tuple[str, ...]
-    outputs: tuple[str, ...]  # file stems under figures/ (PNG+PDF or CSV+MD)
+    outputs: tuple[str, ...]  # file stems under figures/ (PNG+PDF or CSV+MD); "stem_*": one or more per dataset
 
 
 NOTEBOOKS = (
     Notebook("00_quickstart", ("fig1", "quickstart"), ("fig1_architecture", "quickstart")),
     Notebook("01_retrieval", ("retrieval",), ("retrieval",)),
     Notebook("02_affective_music", ("music",), ("affective_music",)),
-    Notebook("03_guidance", ("fig2", "fig3"), ("fig2_lyrics", "fig3_sounds", "guidance_losses")),
+    Notebook("03_guidance", ("fig2", "fig3"), ("fig2_lyrics", "fig3_sounds_a", "fig3_sounds_b", "guidance_losses")),
     Notebook("04_ablations", ("fig4",), ("fig4_ablations",)),
     Notebook("05_vila_scoring", ("table1",), ("table1",)),
-    Notebook("07_start_study", ("study",), ("start_study", "start_study_faces", "start_study_changes")),
+    Notebook("07_start_study", ("study",), ("start_study", "start_study_faces_*", "start_study_changes")),
 )
 
 
@@ -241,6 +241,11 @@ def _store(entry: Path, run_dir: Path, name: str, record: dict) -> None:
 
 
 # -- publishing ----------------------------------------------------------------------------
+def _made(stem: str, name: str) -> bool:
+    """Whether the file `name` is one of the output `stem` (PNG, CSV, ...; "stem_*": any "stem_x")."""
+    return name.startswith(stem[:-1]) if stem.endswith("_*") else name.startswith(stem + ".")
+
+
 def _previous(out: Path) -> dict:
     """The manifest published in `out` before, or {} (none, unreadable, or an older format)."""
     try:
@@ -432,7 +437,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         for path in (staged / name).iterdir() if files else ():
             os.replace(path, staged / path.name)
         shutil.rmtree(staged / name, ignore_errors=True)
-    missing = {nb.name: [s for s in nb.outputs if not any(f.startswith(s + ".") for f in entries[nb.name]["outputs"])]
+    missing = {nb.name: [s for s in nb.outputs if not any(_made(s, f) for f in entries[nb.name]["outputs"])]
                for nb in selected}
     # Notebooks left out by `only` keep their published figures, if that run used the same profile.
     previous = _previous(out)

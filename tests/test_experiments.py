@@ -35,6 +35,22 @@ def test_every_method_is_read_by_the_judge_and_in_the_space(experiment):
     # Each song keeps its own final losses (not the batch's), and EmoGen its category.
     assert first["emostyle"]["losses"]["total"] != second["emostyle"]["losses"]["total"]
     assert first["emogen"]["category"] in {m.categories.top for m in r.musics}
+    # Agreement counts only moves beyond what the judge reads when the inputs shift by one pixel.
+    assert r.resolution == metrics.judge_resolution(r.columns["input"], r.pipe.judge)
+    shift, agreement = r.shift("emostyle"), r.agreement("emostyle")
+    assert torch.equal(agreement, (shift > r.resolution).float())
+
+
+def test_a_figure_of_two_datasets_prints_their_shared_profile_phrases_once():
+    from types import SimpleNamespace
+
+    faces = SimpleNamespace(note_parts=["profile offline", "generator DCGAN", "lyrics whisper"])
+    scenes = SimpleNamespace(note_parts=["profile offline", "generator photo grader", "lyrics whisper"])
+    two = SimpleNamespace(datasets={"faces": faces, "scenes": scenes})
+    assert Experiment.note.fget(two) == ("profile offline · lyrics whisper | faces: generator DCGAN | "
+                                         "scenes: generator photo grader")
+    one = SimpleNamespace(datasets={"faces": faces})
+    assert Experiment.note.fget(one) == "profile offline · generator DCGAN · lyrics whisper"
 
 
 def test_metrics_table_carries_the_judge_and_emogens_metrics_for_every_method(experiment):
@@ -46,6 +62,7 @@ def test_metrics_table_carries_the_judge_and_emogens_metrics_for_every_method(ex
         by.setdefault(row["scorer"], set()).add(row["method"])
     for scorer in ("valence-shift", "emotion-agreement", "valence-shift-space", "pixel-change", "emo-a", "sem-d"):
         assert by.get(scorer) == {"lee", "emostyle"}, (scorer, by.get(scorer))
+    assert by["judge-resolution"] == {"input"}  # a property of the judge on the inputs, not of a method
     assert all(math.isfinite(row["score"]) for row in extra)
 
 
@@ -112,7 +129,7 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     again = start_study(study.pipe, songs, n_starts=3, seed=5, run_dir=experiment.run_dir / "music", progress=False)
     assert torch.equal(again.images, study.images)  # one seed: the same starts and the same guidance
     dots, faces = study_figure({label: study}, "note")
-    assert len(faces.axes) == 2 * 6 and dots.axes[0].get_xticklabels()
+    assert list(faces) == [label] and len(faces[label].axes) == 2 * 6 and dots.axes[0].get_xticklabels()
     moved = changes_figure({label: study}, top=3)
     assert [ax.get_title().split(": ")[1].split(" songs")[0] for ax in moved.axes] == \
         sorted({p for p in study.polarities if p != "neutral"}, reverse=True)

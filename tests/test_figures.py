@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from emostyle.figures import GRID_WIDTH, PAGE_WIDTH, image_grid  # noqa: E402
+from emostyle.figures import GRID_WIDTH, PAGE_HEIGHT, PAGE_WIDTH, file_stem, image_grid  # noqa: E402
 
 
 @pytest.mark.parametrize("n_cols", [4, 10])
@@ -43,3 +43,22 @@ def test_image_grid_text_reads_at_page_width_and_never_overlaps(n_cols):
     centre = groups[0].get_window_extent(renderer)
     assert first.x0 <= (centre.x0 + centre.x1) / 2 <= last.x1 and side_by_side([t.get_window_extent(renderer) for t in groups])
     plt.close(fig)
+
+
+@pytest.mark.parametrize("n_rows, n_cols", [(4, 8), (4, 10), (4, 6)])
+def test_the_kits_image_grids_fit_a_page(n_rows, n_cols):
+    """Figures 2 and 3 (four songs or sounds, faces and scenes side by side), Figure 4 and a start
+    study's faces (four songs, three before/after pairs), shrunk to the page's width, fit its height."""
+    rows = [[torch.zeros(3, 8, 8)] * n_cols for _ in range(n_rows)]
+    fig = image_grid(rows, row_labels=["happy_sunshine\npositive (+0.93)"] * n_rows, col_labels=["Lee et al."] * n_cols,
+                     captions=[["judge +0.71\nlowest: -0.20 against"] * n_cols] * n_rows, title="Figure 2: songs",
+                     note="profile offline · generator dcgan-faces " * 12, cell=1.3 if n_cols == 6 else 1.7,
+                     groups=[("FFHQ-style faces", n_cols // 2), ("LHQ-style scenes", n_cols - n_cols // 2)])
+    width, height = fig.get_size_inches()
+    assert height * min(1.0, PAGE_WIDTH / width) <= PAGE_HEIGHT
+    plt.close(fig)
+
+
+def test_file_stems_are_plain_names():
+    assert file_stem("start_study_faces", "FFHQ-style faces") == "start_study_faces_ffhq-style_faces"
+    assert file_stem("fig", "LHQ / scenes (128 px)") == "fig_lhq_scenes_128_px"

@@ -81,6 +81,10 @@ def test_emotion_agreement():
                                equal_nan=True)
     with pytest.raises(ValueError, match="3 polarity labels for 4"):
         emotion_agreement(before, after, labels[:3])
+    # Within the judge's resolution a move is no agreement, whichever way it went (shifts 0.3, 0.1, 0.3, 0).
+    torch.testing.assert_close(emotion_agreement(before, after, labels, resolution=0.2), torch.tensor([1.0, 0, 1, 0]))
+    with pytest.raises(ValueError, match="non-negative"):
+        emotion_agreement(before, after, labels, resolution=float("nan"))
 
 
 def test_space_valence_reads_happy_above_sad_faces_in_the_affect_space():

@@ -130,9 +130,12 @@ def space_valence(images: torch.Tensor, space: EmbeddingSpace, subject: str = "f
         return (space.similarity(emb, happy) - space.similarity(emb, sad))[:, 0].float().cpu()
 
 
-def emotion_agreement(before, after, polarity: str | Sequence[str]) -> torch.Tensor:
-    """1.0 where the valence moved the way the polarity says (up for positive, down for negative),
-    0.0 where it did not (no change counts as disagreement), NaN for a neutral song or an
-    unreadable image; shape (B,). Its mean over the non-NaN items is the agreement rate."""
+def emotion_agreement(before, after, polarity: str | Sequence[str], resolution: float = 0.0) -> torch.Tensor:
+    """1.0 where the valence moved the way the polarity says (up for positive, down for negative)
+    by more than `resolution`, 0.0 where it did not (a move the judge cannot tell from a one-pixel
+    shift, `judge_resolution`, is no agreement: it may be the judge's own noise), NaN for a neutral
+    song or an unreadable image; shape (B,). Its mean over the non-NaN items is the agreement rate."""
+    if not resolution >= 0:
+        raise ValueError(f"resolution must be a non-negative number, got {resolution}")
     shift = valence_shift(before, after, polarity)
-    return torch.where(shift.isnan(), shift, (shift > 0).float())
+    return torch.where(shift.isnan(), shift, (shift > resolution).float())

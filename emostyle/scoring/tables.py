@@ -32,7 +32,10 @@ DIRECTIONS = {
     "pixel-change": "mean absolute change of the saved image from the input, in 8-bit grey levels",
     "valence-shift": "valence change read by the judge (not the guiding model), signed by the song's polarity: "
                      "> 0 moved the song's way",
-    "emotion-agreement": "share of results whose valence, read by the judge, moved the way the song's polarity says",
+    "emotion-agreement": "share of results whose valence, read by the judge, moved the way the song's polarity says "
+                         "by more than the judge's one-pixel resolution",
+    "judge-resolution": "the largest valence change the judge reads when the inputs shift by one pixel: "
+                        "emotion-agreement counts no smaller move",
     "valence-shift-space": "valence-shift in the guidance space (the model that was optimised)",
     "emotion-agreement-space": "emotion-agreement in the guidance space (the model that was optimised)",
     # EmoGen's metrics (emostyle.scoring.emogen), by its classifier: a judge that guided no image.
@@ -190,10 +193,11 @@ def write_table(summary: list[dict], stem: str | Path, digits: int = 3) -> dict[
     return paths
 
 
-def interval_chart(summary: list[dict], title: str | None = None, note: str | None = None):
+def interval_chart(summary: list[dict], title: str | None = None, note: str | None = None,
+                   names: dict[str, str] | None = None):
     """A pyplot figure of the means with their bootstrap intervals: one panel per scorer, methods
-    on the x axis, one bar per dataset; `note` is printed under it (e.g. the profile's note).
-    Save it with `emostyle.figures.save_figure` (PNG and PDF)."""
+    on the x axis (`names` maps a method's key to the name shown), one bar per dataset; `note` is
+    printed under it (e.g. the profile's note). Save it with `emostyle.figures.save_figure`."""
     import matplotlib.pyplot as plt
 
     blocks = list(_blocks(summary))
@@ -214,7 +218,7 @@ def interval_chart(summary: list[dict], title: str | None = None, note: str | No
                     err[0].append(c["mean"] - c["ci_low"])
                     err[1].append(c["ci_high"] - c["mean"])
             ax.bar(xs, means, width, yerr=err, capsize=3, label=dataset)
-        ax.set_xticks(range(len(rows)), [m for m, _ in rows], rotation=20, ha="right")
+        ax.set_xticks(range(len(rows)), [(names or {}).get(m, m) for m, _ in rows], rotation=20, ha="right")
         ax.set_title(panel, fontsize=9)
         ax.set_ylabel(f"mean ({level}% CI)")
         if len(datasets) > 1:
