@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,6 +248,9 @@ def manipulate(song: str | Path, config: Config, out: str | Path, lyrics: str | 
     music = affective_music(song, config, out_dir=out / "music", lyrics=lyrics, label=label)
     seconds = {"affective_music": time.perf_counter() - begun}
     category = music.categories.top
+    if music.categories.fallback:
+        warnings.warn(f"no emotion found in the lyrics ({music.categories.backend}): EmoGen draws {category}, the "
+                      "first category of the tie; give --lyrics that name an emotion")
     result = generate(category, config)
     seconds["emogen"] = result.seconds
     save_image(result.images[0], out / "after.png")

@@ -82,6 +82,12 @@ class Categories:
         return max(EMOTIONS, key=lambda e: self.probs[e])
 
     @property
+    def caption(self) -> str:
+        """`top` as a figure names it: without evidence (`fallback`, a uniform distribution) the
+        top is only the first category of the tie, and the caption says so."""
+        return f"{self.top} (no emotion found: the first category)" if self.fallback else self.top
+
+    @property
     def positive(self) -> float:
         """P(amusement, awe, contentment or excitement)."""
         return float(sum(self.probs[e] for e in POSITIVE))
