@@ -168,8 +168,8 @@ class StartStudy:
         many starts the song's way, of those it moves beyond the resolution, or more). A song's
         test counts its starts; the all-songs test counts each start once, by its mean shift over
         the songs, since one start's readings for several songs are not independent: its
-        `sign_test` column says what it counted. `control_toward` and `control_against`: the
-        same counts for the random edits of the same size (`control`)."""
+        `sign_test` column says what it counted. `control_toward`, `control_against` and
+        `control_unread`: the same counts for the random edits of the same size (`control`)."""
         from scipy.stats import binomtest
 
         def sign_test(c):
@@ -182,14 +182,15 @@ class StartStudy:
             c, control = self.counts(song), self.counts(song, control=True)
             shift = self.shifts if song is None else self.shifts[song]
             tested = c if song is not None else self._count(self.shifts.nanmean(dim=0))
-            rows.append(dict(dataset=self.label, song=name,
+            rows.append(dict(dataset=self.label, judge=_judge_name(self.pipe), song=name,
                              polarity=self.polarities[song] if song is not None else "",
                              **c, mean_shift=round(float(shift.nanmean()), 3) if c["read"] else float("nan"),
                              pixel_change=round(float(self.pixel_change(song).mean()), 1),
                              sign_test=f"{tested['toward']} toward / {tested['against']} against of "
                                        f"{tested['read']} starts",
                              sign_test_p=sign_test(tested),
-                             control_toward=control["toward"], control_against=control["against"]))
+                             control_toward=control["toward"], control_against=control["against"],
+                             control_unread=control["unread"]))
         return rows
 
     def pixel_change(self, song: int | None = None) -> torch.Tensor:
@@ -321,7 +322,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from .figures import image_grid, note_height, stamp
+    from .figures import fit, image_grid, note_height, stamp
 
     colours = {"toward": "tab:green", "within": "0.45", "against": "tab:red"}
     songs = max(len(st.items) for st in studies.values())
@@ -337,13 +338,15 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                            **(dict(facecolors="none", edgecolors=colour) if hollow else dict(c=colour)))
             c, r = st.counts(i), st.counts(i, control=True)
             text = "no polarity" if st.polarities[i] == "neutral" else \
-                f"{c['toward']}/{c['within']}/{c['against']}" + (f" ({c['unread']} unread)" if c["unread"] else "") + \
-                f"\nrandom {r['toward']}/{r['within']}/{r['against']}"
+                f"{c['toward']}/{c['within']}/{c['against']}\nrandom {r['toward']}/{r['within']}/{r['against']}" + \
+                (f"\nunread {c['unread']}, random {r['unread']}" if c["unread"] or r["unread"] else "")
             ax.text(i, 1.01, text, ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(range(len(st.items)), [f"{s.name}\n{p}" for s, p in zip(st.items, st.polarities)], fontsize=8)
         ax.set_xlim(-0.6, len(st.items) - 0.4)
-        ax.set_title(f"{label}: {len(st.before)} starts, resolution {st.resolution:.3f}", fontsize=9, pad=30)
+        unread = any(st.counts(i)["unread"] or st.counts(i, control=True)["unread"] for i in range(len(st.items)))
+        ax.set_title(fit(f"{label}: {len(st.before)} starts, resolution {st.resolution:.3f}; judge: {_judge_name(st.pipe)}",
+                         ax.get_position().width * dots.get_size_inches()[0], 9), fontsize=9, pad=41 if unread else 30)
         ax.tick_params(axis="y", labelsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)
@@ -355,7 +358,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                       "same start moved as far in a random latent direction; above each song: toward / within / against")
     dots.tight_layout(rect=(0, note_height(dots, note), 1, 1 - 0.75 / dots.get_size_inches()[1]))
     stamp(dots, note)
-    faces = {}
+    examples = {}
     for label, st in studies.items():
         rows, labels, captions = [], [], []
         for i, s in enumerate(st.items):
@@ -368,11 +371,12 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                 f"judge {_signed(st.after[i, k])}\n{which}: {_signed(st.shifts[i, k])} {verdicts[k]}")])
             labels.append(f"{s.name}\n{st.polarities[i]}")
         if rows:
-            faces[label] = image_grid(
+            examples[label] = image_grid(
                 rows, row_labels=labels, captions=captions, cell=1.3, note=note,
                 col_labels=["start", "lowest", "start", "median", "start", "highest"],
-                title=f"{label}: each song's lowest, median and highest shift toward it (judge), before and after")
-    return dots, faces
+                title=f"{label}: each song's lowest, median and highest shift toward it, before and after "
+                      f"(judge: {_judge_name(st.pipe)})")
+    return dots, examples
 
 
 def changes_figure(studies: dict[str, StartStudy], top: int = 6, note: str | None = None):
@@ -444,6 +448,12 @@ class Experiment:
         own = [f"{label}: " + " · ".join(x for x in ps if x not in shared) for label, ps in parts.items()
                if any(x not in shared for x in ps)]
         return " | ".join(x for x in [" · ".join(shared), *own] if x)
+
+    @property
+    def judges(self) -> str:
+        """Which judge reads each dataset ("FFHQ-style faces: ...; LHQ-style scenes: ..."), for
+        the face of every table and figure whose emotion numbers it gives."""
+        return "; ".join(f"{label}: {_judge_name(p)}" for label, p in self.datasets.items())
 
     def run_methods(self, items: list[Sample], methods: list[str], seed: int | None = None,
                     progress: bool = True) -> dict[str, MethodRuns]:
@@ -522,11 +532,10 @@ class Experiment:
             labels = [f"{label}\n{column_title(name)}" for label in runs for name in shown[label]]
             col_labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
             groups = []
-        judges = "; ".join(f"{label}: {r.pipe.judge.name if r.pipe.judge else 'none'}" for label, r in runs.items())
-        note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}; n/a: it found " \
+        note = f"judge = valence read on the saved PNG by a model that did not guide it ({self.judges}; n/a: it found " \
                f"no face); space = valence in the guidance space (what was optimised)\n{self.note}"
         if any(r.emogen is not None and not r.emogen_made for r in runs.values()):
-            wanted = ", ".join(f"{s.name} {m.categories.top}" for s, m in zip(items, any_runs.musics))
+            wanted = "; ".join(f"{s.name}: {m.categories.caption}" for s, m in zip(items, any_runs.musics))
             note += ("\nEmoGen not shown: its Stable Diffusion 1.5 and mapping-network weights do not install from "
                      "PyPI (emostyle weights fetch stable-diffusion-v1-5; the mapper is unpublished, EmoGen issue #10); "
                      f"the categories it would be given: {wanted}")
@@ -591,9 +600,9 @@ def ablation_claims(runs: dict[str, MethodRuns], level: float = 0.95) -> list[di
       (moves the judge's valence the song's way beyond the judge's resolution).
     A verdict needs the t interval (`level`) of the mean paired difference to lie on one side
     of 0 (a paired t-test): with a few songs a difference of a few thousandths is no evidence
-    either way. Rows: dataset, claim, n (items with a reading in both columns: the judge may
-    find no face, a neutral song has no polarity), the two means, the interval of (ablation -
-    EmoStyle) and the verdict."""
+    either way. Rows: dataset, claim, measure, read_by (the judge, or the saved pixels), n (items
+    with a reading in both columns: the judge may find no face, a neutral song has no polarity),
+    the two means, the interval of (ablation - EmoStyle) and the verdict."""
     from scipy.stats import t as student
 
     rows = []
@@ -619,7 +628,9 @@ def ablation_claims(runs: dict[str, MethodRuns], level: float = 0.95) -> list[di
                 continue
             full, ablated = (measure(x).float().numpy() for x in ("emostyle", m))
             keep = ~(np.isnan(full) | np.isnan(ablated))
-            row = dict(dataset=label, claim=claim, measure=measure.__name__, n=int(keep.sum()))
+            row = dict(dataset=label, claim=claim, measure=measure.__name__,
+                       read_by="the saved pixels" if measure is change else _judge_name(r.pipe),
+                       n=int(keep.sum()))
             if keep.sum() < 2:
                 rows.append(dict(row, emostyle=float("nan"), ablation=float("nan"), interval="",
                                  verdict="not measurable (under two items with a judge reading)"))
@@ -651,8 +662,15 @@ def _emogen_column(pipe: Pipeline, musics: list, seed: int) -> tuple[torch.Tenso
 
     made = [column_image(m.categories.top, pipe.config, seed=seed) for m in musics]
     images = torch.stack([torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 127.5 - 1 for a, _ in made])
-    captions = ["not run\n(see the note)" if c.startswith(UNAVAILABLE) else c for _, c in made]
+    captions = ["not run\n(see the note)" if c.startswith(UNAVAILABLE) else
+                f"EmoGen: {m.categories.caption}" for (_, c), m in zip(made, musics)]
     return images, captions, not any(c.startswith(UNAVAILABLE) for _, c in made)
+
+
+def _judge_name(pipe: Pipeline | None) -> str:
+    """The name of the judge that read a run's images ("none" without one)."""
+    judge = getattr(pipe, "judge", None)
+    return judge.name if judge is not None else "none"
 
 
 def column_title(column: str) -> str:

@@ -63,6 +63,8 @@ def fit(text: str, width_in: float, points: float, least: int = 1) -> str:
     import textwrap
 
     chars = max(least, int(width_in * 72 / (points * _CHAR_EM)))
+    # A line never starts with a phrase separator, nor splits a number from its unit (no-break spaces).
+    text = re.sub(r"(\d) (px|in|pt|s|min)\b", "\\1\u00a0\\2", text.replace(" · ", "\u00a0· "))
     return "\n".join(textwrap.fill(part, chars, break_long_words=False) for part in text.split("\n"))
 
 
@@ -120,7 +122,9 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str]
     # Laid out in inches, from the top: title, groups, column labels, then per row an image
     # (`cell` square less a gap) above its caption; the note below. Each part has the room its
     # text needs, so nothing overlaps however the fonts were sized.
-    title_in = page_points(width, 11) * 2 / 72 if title else 0.1
+    title_pt = page_points(width, 11)
+    title = fit(title, width - 0.2, title_pt) if title else title  # a long title wraps, never widens the figure
+    title_in = (title.count("\n") + 2) * title_pt / 72 if title else 0.1
     group_in = group_pt * 1.8 / 72 if groups else 0
     col_in = lines(col_labels, col_pt) + 8 / 72  # and the title's pad
     per_row = cell + lines([c for row in captions or [] for c in row], caption_pt) + 8 / 72  # and the label's pad
@@ -147,7 +151,7 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str]
             if j == 0 and i < len(row_labels):
                 ax.set_ylabel(row_labels[i], fontsize=row_pt, rotation=90)
     if title:
-        fig.suptitle(title, fontsize=page_points(width, 11), y=1 - 0.06 / height, va="top")
+        fig.suptitle(title, fontsize=title_pt, y=1 - 0.06 / height, va="top")
     rule, first = (height - title_in - group_in + 0.06) / height, 0
     for label, n in groups:  # a label and a rule over its columns
         x0, x1 = (left + first * cell) / width, (left + (first + n) * cell) / width
@@ -207,6 +211,8 @@ def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: st
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("loss (symlog)", fontsize=8)
     handles = [plt.Line2D([], [], color=colours[n], lw=2.2 if n == "total" else 1.2, ls="--" if n == "total" else "-",
                           label="total (weighted sum)" if n == "total" else n) for n in names]
     fig.legend(handles=handles, loc="lower center", ncol=len(names), fontsize=8, frameon=False,
@@ -228,7 +234,7 @@ def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str]) -> 
     points = page_points(w, 7.5)
     cells = [list(columns)] + [[str(r[c]) for c in columns] for r in rows]
     widths = [max(len(row[k]) for row in cells) for k in range(len(columns))]
-    budget = int(0.96 * w * 72 / (points * 0.52)) - len(columns)  # characters across (mostly lower case), less padding
+    budget = int(0.96 * w * 72 / (points * 0.52)) - 2 * len(columns)  # characters across (mostly lower case), less padding
     while sum(widths) > budget and max(widths) > 12:  # narrow the widest column, no narrower than the next
         k = widths.index(max(widths))
         widths[k] = max(12, sorted(widths)[-2], widths[k] - (sum(widths) - budget)) if widths.count(widths[k]) == 1 \
@@ -253,8 +259,18 @@ def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str]) -> 
     table = ax.table(cellText=cells[1:], colLabels=cells[0], loc="center", cellLoc="left")
     table.auto_set_font_size(False)
     table.set_fontsize(points)
-    table.auto_set_column_width(list(range(len(columns))))
-    for (row, _), cell in table.get_celld().items():
+    # Columns as wide as their widest wrapped text as drawn, plus the cell's padding on both sides;
+    # where they add up to more than the table's width, the text shrinks (no smaller than 6 points
+    # at page width) rather than spill over its cell or past the figure.
+    renderer = fig.canvas.get_renderer()
+    need = [0.0] * len(columns)
+    for (row, column), cell in table.get_celld().items():
+        need[column] = max(need[column], cell.get_text().get_window_extent(renderer).width)
+    need = [n / (1 - 2 * matplotlib.table.Cell.PAD) / (ax.get_window_extent(renderer).width) for n in need]
+    if sum(need) > 1:
+        table.set_fontsize(max(page_points(w, 6), points / sum(need)))
+    for (row, column), cell in table.get_celld().items():
+        cell.set_width(need[column] / sum(need))
         cell.set_height(heights[row] / sum(heights))
         if row > 0 and "DIFFERS" in cell.get_text().get_text():
             cell.get_text().set_color("#b00020")
@@ -328,7 +344,7 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
     ax.plot([1.1, 1.1], [2.55, 0.25], lw=1.2, color="0.45")
     ax.annotate("", xy=(9.5, 1.85), xytext=(1.1, 0.25),
                 arrowprops=dict(arrowstyle="-|>", lw=1.2, color="0.45", connectionstyle="angle,angleA=0,angleB=90"))
-    ax.text(5.2, 0.3, "A (audio guidance)", fontsize=8.5, color="0.3", style="italic")  # above its line
+    ax.text(5.2, 0.18, "A (audio guidance)", fontsize=8.5, color="0.3", style="italic", va="top")  # under its line
     arrow((11.55, 3.1), (11.8, 3.1))
     ax.set_title(title, fontsize=13)
     stamp(fig, note)
@@ -355,7 +371,7 @@ def photo_figure(photo: torch.Tensor, reconstruction: torch.Tensor, result: torc
 
 def file_stem(*parts: str) -> str:
     """A file stem from names: lower case, each run of other characters than letters, digits
-    and "-" one "_" (("start_study_faces", "FFHQ-style faces") -> "start_study_faces_ffhq-style_faces")."""
+    and "-" one "_" (("start_study_examples", "FFHQ-style faces") -> "start_study_examples_ffhq-style_faces")."""
     return "_".join(re.sub(r"[^a-z0-9-]+", "_", p.lower()).strip("_") for p in parts)
 
 

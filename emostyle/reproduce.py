@@ -55,7 +55,7 @@ NOTEBOOKS = (
     Notebook("03_guidance", ("fig2", "fig3"), ("fig2_lyrics", "fig3_sounds_a", "fig3_sounds_b", "guidance_losses")),
     Notebook("04_ablations", ("fig4",), ("fig4_ablations",)),
     Notebook("05_vila_scoring", ("table1",), ("table1",)),
-    Notebook("07_start_study", ("study",), ("start_study", "start_study_faces_*", "start_study_changes")),
+    Notebook("07_start_study", ("study",), ("start_study", "start_study_examples_*", "start_study_changes")),
 )
 
 

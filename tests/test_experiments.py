@@ -128,8 +128,8 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     assert study.components and all(torch.allclose(c[2], judged[k], equal_nan=True) for k, c in study.components.items())
     again = start_study(study.pipe, songs, n_starts=3, seed=5, run_dir=experiment.run_dir / "music", progress=False)
     assert torch.equal(again.images, study.images)  # one seed: the same starts and the same guidance
-    dots, faces = study_figure({label: study}, "note")
-    assert list(faces) == [label] and len(faces[label].axes) == 2 * 6 and dots.axes[0].get_xticklabels()
+    dots, examples = study_figure({label: study}, "note")
+    assert list(examples) == [label] and len(examples[label].axes) == 2 * 6 and dots.axes[0].get_xticklabels()
     moved = changes_figure({label: study}, top=3)
     assert [ax.get_title().split(": ")[1].split(" songs")[0] for ax in moved.axes] == \
         sorted({p for p in study.polarities if p != "neutral"}, reverse=True)

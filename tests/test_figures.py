@@ -60,5 +60,38 @@ def test_the_kits_image_grids_fit_a_page(n_rows, n_cols):
 
 
 def test_file_stems_are_plain_names():
-    assert file_stem("start_study_faces", "FFHQ-style faces") == "start_study_faces_ffhq-style_faces"
+    assert file_stem("start_study_examples", "FFHQ-style faces") == "start_study_examples_ffhq-style_faces"
     assert file_stem("fig", "LHQ / scenes (128 px)") == "fig_lhq_scenes_128_px"
+
+
+def test_a_grid_with_a_long_title_and_a_claims_table_stays_within_its_width():
+    """Figure 4's shape (ten columns and the claims table under them) and a start study's faces
+    (a title longer than the grid is wide): saved with a tight box, neither grows wider than it
+    was laid out, so the text keeps the size it was given for the page; every table cell holds
+    its text."""
+    from emostyle.figures import add_table
+
+    claims = [dict(dataset="FFHQ-style faces", claim="w/o Text agrees with the polarity less often (beyond the "
+                   "judge's resolution)", measure="agreement", n=3, emostyle="0.000", ablation="0.000",
+                   interval="[-23.950, +22.741]", verdict="no clear difference (95% interval holds 0)")] * 6
+    wide = image_grid([[torch.zeros(3, 8, 8)] * 10] * 4, row_labels=["happy_sunshine\npositive\n(+0.93)"] * 4,
+                      col_labels=["EmoStyle w/o Audio"] * 10, captions=[["judge +0.71\nspace +1.99"] * 10] * 4,
+                      title="Figure 4: ablations of EmoStyle", note="profile offline · generator dcgan-faces " * 12)
+    add_table(wide, claims, list(claims[0]))
+    long = image_grid([[torch.zeros(3, 8, 8)] * 6] * 4, row_labels=["sad_rain\nnegative"] * 4, cell=1.3,
+                      captions=[["judge -0.01\nlowest: -0.19\nagainst"] * 6] * 4,
+                      title="FFHQ-style faces: each song's lowest, median and highest shift toward it (judge), "
+                            "before and after")
+    for fig in (wide, long):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        tight = fig.get_tightbbox(renderer)
+        assert tight.x0 >= -1e-6 and tight.x1 <= fig.get_size_inches()[0] + 1e-6, (tight, fig.get_size_inches())
+    wide.canvas.draw()
+    renderer = wide.canvas.get_renderer()
+    table = [t for ax in wide.axes for t in ax.tables][0]
+    for cell in table.get_celld().values():  # each text inside its own cell, as drawn
+        text, box = cell.get_text().get_window_extent(renderer), cell.get_window_extent(renderer)
+        assert box.x0 - 1e-6 <= text.x0 and text.x1 <= box.x1 + 1e-6, (cell.get_text().get_text(), text, box)
+    assert table.get_celld()[0, 0].get_text().get_fontsize() * PAGE_WIDTH / wide.get_size_inches()[0] >= 6 - 1e-9
+    plt.close(wide), plt.close(long)

@@ -54,8 +54,12 @@ def test_writers_and_chart(tmp_path):
     assert "| emostyle | 0.60 ± 0.09 [" in md and "BRISQUE quality (not aesthetics), lower is better" in md
     tex = paths["tex"].read_text()
     assert tex.count(r"\begin{tabular}{lcc}") == 2 and r"0.60 $\pm$ 0.09" in tex and r"\toprule" in tex
-    fig = interval_chart(summary, title="Table 1", note="offline profile")
+    judged = write_table(summary, tmp_path / "tables" / "metrics", note="The judge: MediaPipe face blendshapes.")
+    assert judged["md"].read_text().endswith("\nThe judge: MediaPipe face blendshapes.")
+    assert judged["tex"].read_text().startswith("% The judge: MediaPipe face blendshapes.\n")
+    fig = interval_chart(summary, title="Table 1", note="offline profile", names={"lee": "Lee et al."})
     assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("vila-r (VILA-R")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["emostyle", "Lee et al."]
     bars = next(c for c in fig.axes[0].containers if isinstance(c, BarContainer))  # LHQ: emostyle, lee
     lhq = [r["mean"] for r in summary if r["scorer"] == "vila-r" and r["dataset"] == "LHQ"]
     assert [b.get_height() for b in bars] == pytest.approx(lhq)

@@ -164,9 +164,10 @@ def write_rows(rows: list[dict], stem: str | Path) -> dict[str, Path]:
     return paths
 
 
-def write_table(summary: list[dict], stem: str | Path, digits: int = 3) -> dict[str, Path]:
+def write_table(summary: list[dict], stem: str | Path, digits: int = 3, note: str | None = None) -> dict[str, Path]:
     """Write `stem`.csv (every number), `stem`.md and `stem`.tex (methods x datasets per scorer,
-    cells "mean ± std [CI]"), e.g. stem = figures/table1; returns the paths by format."""
+    cells "mean ± std [CI]"), e.g. stem = figures/table1; returns the paths by format. `note`
+    (e.g. which judge read the emotion) closes the Markdown and heads the LaTeX as a comment."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = {f: stem.with_name(f"{stem.name}.{f}") for f in ("csv", "md", "tex")}
@@ -188,6 +189,9 @@ def write_table(summary: list[dict], stem: str | Path, digits: int = 3) -> dict[
         tex += [_latex_escape(m) + " & " + " & ".join(_cell(c, digits, r"$\pm$") for c in cells) + r" \\"
                 for m, cells in rows]
         tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    if note:
+        md.append(note)
+        tex.insert(0, "% " + note.replace("\n", " "))
     paths["md"].write_text("\n".join(md))
     paths["tex"].write_text("\n".join(tex))
     return paths
@@ -226,5 +230,7 @@ def interval_chart(summary: list[dict], title: str | None = None, note: str | No
     if title:
         fig.suptitle(title)
     if note:
-        fig.text(0.5, 0, note, ha="center", va="top", fontsize=7, wrap=True)
+        from emostyle.figures import fit
+
+        fig.text(0.5, 0, fit(note, width_in - 0.2, 7), ha="center", va="top", fontsize=7)
     return fig
