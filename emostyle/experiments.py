@@ -393,7 +393,8 @@ def changes_figure(studies: dict[str, StartStudy], top: int = 6, note: str | Non
     bars = [max(1, *(len(rows) for rows in c.values())) for c in changes.values()]  # a row as tall as its bars
     fig, axes = plt.subplots(len(studies), len(polarities), squeeze=False,
                              gridspec_kw=dict(height_ratios=[b + 2.5 for b in bars]),
-                             figsize=(3.5 * len(polarities) + 0.2, 0.3 * sum(b + 2.5 for b in bars) + 1.2))
+                             figsize=(3.5 * len(polarities) + 0.2, 0.3 * sum(b + 2.5 for b in bars) + 1.2),
+                             layout="constrained")  # places the two-line title without a gap under it
     for ax_row, (label, c), n in zip(axes, changes.items(), bars):
         for ax, (polarity, rows) in zip(ax_row, c.items()):
             if rows:
@@ -402,7 +403,7 @@ def changes_figure(studies: dict[str, StartStudy], top: int = 6, note: str | Non
                 ax.axis("off")
     fig.suptitle("What else the judge saw move: its readings that changed most\n"
                  "(whiskers: 2 standard errors; |t| > 2: the same way on most starts)", fontsize=10)
-    fig.tight_layout(rect=(0, note_height(fig, note), 1, 1 - 0.45 / fig.get_size_inches()[1]))  # the title's two lines
+    fig.get_layout_engine().set(rect=(0, note_height(fig, note), 1, 1 - note_height(fig, note)))
     stamp(fig, note)
     return fig
 
