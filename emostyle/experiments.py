@@ -318,7 +318,8 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     start image; the grey band is the judge's resolution; counts toward / within / against
     above), and per dataset a figure (a page each) of each song's start images of the lowest,
     the median and the highest shift, before and after, each captioned with its verdict:
-    returns (the first, {dataset: its figure})."""
+    returns (the first, {dataset: its figure}). `note`: the first's; where given, each dataset's
+    figure carries its own pipeline's note instead."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -372,7 +373,8 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
             labels.append(f"{s.name}\n{st.polarities[i]}")
         if rows:
             examples[label] = image_grid(
-                rows, row_labels=labels, captions=captions, cell=1.3, note=note,
+                rows, row_labels=labels, captions=captions, cell=1.3,
+                note=st.pipe.note if note and st.pipe is not None else note,  # this dataset's parts only
                 col_labels=["start", "lowest", "start", "median", "start", "highest"],
                 title=f"{label}: each song's lowest, median and highest shift toward it, before and after "
                       f"(judge: {_judge_name(st.pipe)})")
