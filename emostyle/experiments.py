@@ -330,6 +330,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     dots, axes = plt.subplots(len(studies), 1, figsize=(max(6.5, 1.25 * songs + 1.4), 2.9 * len(studies) + 1.0),
                               squeeze=False)  # a dataset per row: a page wide, its text read as drawn
     for ax, (label, st) in zip(axes[:, 0], studies.items()):
+        unread = False  # a third line of counts above some song: the title moves up for it
         for i in range(len(st.items)):
             ax.fill_between([i - 0.38, i + 0.38], -st.resolution, st.resolution, color="0.88", zorder=0)
             for shifts, centre, spread, hollow in ((st.shifts, -0.1, 0.16, False), (st.control_shifts, 0.27, 0.06, True)):
@@ -338,6 +339,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                 ax.scatter(i + centre + jitter, shifts[i].numpy(), s=12, zorder=2, linewidths=0.9,
                            **(dict(facecolors="none", edgecolors=colour) if hollow else dict(c=colour)))
             c, r = st.counts(i), st.counts(i, control=True)
+            unread |= bool(c["unread"] or r["unread"])
             text = "no polarity" if st.polarities[i] == "neutral" else \
                 f"{c['toward']}/{c['within']}/{c['against']}\nrandom {r['toward']}/{r['within']}/{r['against']}" + \
                 (f"\nunread {c['unread']}, random {r['unread']}" if c["unread"] or r["unread"] else "")
@@ -345,7 +347,6 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(range(len(st.items)), [f"{s.name}\n{p}" for s, p in zip(st.items, st.polarities)], fontsize=8)
         ax.set_xlim(-0.6, len(st.items) - 0.4)
-        unread = any(st.counts(i)["unread"] or st.counts(i, control=True)["unread"] for i in range(len(st.items)))
         ax.set_title(fit(f"{label}: {len(st.before)} starts, resolution {st.resolution:.3f}; judge: {_judge_name(st.pipe)}",
                          ax.get_position().width * dots.get_size_inches()[0], 9), fontsize=9, pad=41 if unread else 30)
         ax.tick_params(axis="y", labelsize=8)
@@ -613,27 +614,17 @@ def ablation_claims(runs: dict[str, MethodRuns], level: float = 0.95) -> list[di
         if "emostyle" not in r.runs:
             continue
 
-        def shift(m):
-            return r.shift(m)
-
-        def agreement(m):
-            return r.agreement(m)
-
-        def change(m):
-            return r.pixel_change(m)
-
-        checks = (("wo-audio", "w/o Audio changes the image more (lower fidelity)", change, 1),
-                  ("wo-music", "w/o Music moves the emotion less (subdued)", shift, -1),
+        checks = (("wo-audio", "w/o Audio changes the image more (lower fidelity)", "change", r.pixel_change, 1),
+                  ("wo-music", "w/o Music moves the emotion less (subdued)", "shift", r.shift, -1),
                   ("wo-text", "w/o Text agrees with the polarity less often (beyond the judge's resolution)",
-                   agreement, -1))
-        for m, claim, measure, sign in checks:
+                   "agreement", r.agreement, -1))
+        for m, claim, name, measure, sign in checks:
             if m not in r.runs:
                 continue
             full, ablated = (measure(x).float().numpy() for x in ("emostyle", m))
             keep = ~(np.isnan(full) | np.isnan(ablated))
-            row = dict(dataset=label, claim=claim, measure=measure.__name__,
-                       read_by="the saved pixels" if measure is change else _judge_name(r.pipe),
-                       n=int(keep.sum()))
+            row = dict(dataset=label, claim=claim, measure=name,
+                       read_by="the saved pixels" if name == "change" else _judge_name(r.pipe), n=int(keep.sum()))
             if keep.sum() < 2:
                 rows.append(dict(row, emostyle=float("nan"), ablation=float("nan"), interval="",
                                  verdict="not measurable (under two items with a judge reading)"))
@@ -641,7 +632,7 @@ def ablation_claims(runs: dict[str, MethodRuns], level: float = 0.95) -> list[di
             difference = (ablated[keep] - full[keep]).astype(np.float64)
             half = student.ppf((1 + level) / 2, len(difference) - 1) * difference.std(ddof=1) / np.sqrt(len(difference))
             low, high = difference.mean() - half, difference.mean() + half
-            if measure is agreement:  # a difference of two shares lies in [-1, 1]
+            if name == "agreement":  # a difference of two shares lies in [-1, 1]
                 low, high = max(low, -1.0), min(high, 1.0)
             if not difference.any():
                 verdict = "no difference in this run"
