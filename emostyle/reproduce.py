@@ -142,12 +142,13 @@ def inputs_key(notebook: Path, parameters: dict, config: dict, code: str, packag
 _LIVE_KERNELS: set = set()
 
 
-def _local_kernel_manager():
+def _local_kernel_manager(env: dict[str, str] | None = None):
     """Kernels that talk to papermill over local (IPC) sockets rather than TCP: the run needs
     no network interface at all (it works with the network cut, `unshare -n`) and opens no port.
     Live kernels are remembered so that Ctrl-C can stop them at once. The asynchronous manager,
     because nbclient then notices a dead kernel within a second (the synchronous one waits
-    for a reply forever)."""
+    for a reply forever). `env`: added to this kernel's environment (the kernelspec's is
+    shared by every kernel of the run)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class LocalKernelManager(AsyncKernelManager):
@@ -159,6 +160,10 @@ def _local_kernel_manager():
             super().__init__(transport="ipc", ip=str(prefix), **kwargs)
             self.socket_dir = prefix.parent
             _LIVE_KERNELS.add(self)
+
+        async def start_kernel(self, **kw):
+            kw["env"] = {**kw.get("env", os.environ), **(env or {})}
+            return await super().start_kernel(**kw)
 
     return LocalKernelManager
 
@@ -359,6 +364,10 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
             for name, start in sorted(running.items())))
 
     def execute(nb: Notebook, key: str, entry: Path) -> None:
+        """Run one notebook in its own kernel. Each kernel keeps librosa's compiled numba
+        functions in a folder of its own: numba's cache is not safe for processes that write it
+        at once (two kernels compiling the same function into the shared `__pycache__` left
+        files that crashed every later load, measured with numba 0.68)."""
         import papermill
 
         if stop:
@@ -370,7 +379,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         try:
             papermill.execute_notebook(
                 str(notebook_dir() / f"{nb.name}.ipynb"), str(run_dir / f"{nb.name}.ipynb"), parameters=params,
-                kernel_name=_KERNEL, cwd=str(notebook_dir()), kernel_manager_class=_local_kernel_manager(),
+                kernel_name=_KERNEL, cwd=str(notebook_dir()),
+                kernel_manager_class=_local_kernel_manager({"NUMBA_CACHE_DIR": str(cache / "numba" / nb.name)}),
                 progress_bar=False)
         except Exception as error:
             if stop:  # the kernel died of our Ctrl-C

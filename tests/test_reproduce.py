@@ -16,12 +16,14 @@ import pytest
 from emostyle import reproduce as runner
 from emostyle.reproduce import NOTEBOOKS, Notebook, ReproduceError, check_parameters_cell, notebook_dir
 
-# Each fake notebook writes `<name>.txt` (its parameters, the kernel's OpenMP wait policy and a
-# counter of how often it really ran) into the figures folder it is given.
+# Each fake notebook writes `<name>.txt` (its parameters and the kernel's OpenMP wait policy) into
+# the figures folder it is given, and beside the runs a counter of how often it really ran and
+# the numba cache folder its kernel was given.
 _WRITE = """from pathlib import Path
 import os
 count = Path(figures_dir).parents[2] / "count-{name}"
 count.write_text(str(int(count.read_text()) + 1 if count.exists() else 1))
+(count.parent / "numba-{name}").write_text(os.environ.get("NUMBA_CACHE_DIR", ""))
 Path(figures_dir, "{name}.txt").write_text(f"{{profile}} {{overrides}} {{os.environ.get('OMP_WAIT_POLICY')}}")
 """
 
@@ -68,6 +70,11 @@ def test_runs_notebooks_with_injected_parameters_and_publishes_with_the_manifest
     assert {e["status"] for e in manifest["notebooks"].values()} == {"ran"}
     assert saved["environment"]["packages"]["torch"]
     assert not [p for p in figs.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    # Kernels run at once never share a numba cache (concurrent writers corrupt it); each keeps its
+    # own in the run cache, so that the next run loads what this one compiled.
+    numba = {name: (kit / "runs" / f"numba-{name}").read_text() for name in "ab"}
+    assert numba["a"] != numba["b"], numba
+    assert all(os.path.dirname(d) == str(kit / "runs" / ".cache" / "numba") for d in numba.values()), numba
 
 
 @pytest.mark.slow
