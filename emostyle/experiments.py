@@ -512,7 +512,7 @@ class Experiment:
         """Figures 2-4: a row per item and a column per (dataset, method), the input first
         (`by_item`), or a row per (dataset, method) and a column per item. Under each image the
         judge's valence and, after it, the guidance space's. Returns the figure and the runs."""
-        from .figures import image_grid
+        from .figures import image_grid, judge_note
 
         runs = self.run_methods(items, methods, seed=seed)
         any_runs = next(iter(runs.values()))
@@ -536,8 +536,7 @@ class Experiment:
             labels = [f"{label}\n{column_title(name)}" for label in runs for name in shown[label]]
             col_labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
             groups = []
-        note = f"judge = valence read on the saved PNG by a model that did not guide it ({self.judges}; n/a: it found " \
-               f"no face); space = valence in the guidance space (what was optimised)\n{self.note}"
+        note = f"{judge_note(self.judges)}\n{self.note}"
         if any(r.emogen is not None and not r.emogen_made for r in runs.values()):
             wanted = "; ".join(f"{s.name}: {m.categories.caption}" for s, m in zip(items, any_runs.musics))
             note += ("\nEmoGen not shown: its Stable Diffusion 1.5 and mapping-network weights do not install from "

@@ -22,7 +22,7 @@ from .parts import to_uint8
 
 __all__ = ["file_stem", "to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
            "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp", "note_height", "fit",
-           "page_points", "PAGE_WIDTH"]
+           "page_points", "judge_note", "PAGE_WIDTH"]
 
 
 def to_image(image: torch.Tensor) -> np.ndarray:
@@ -66,6 +66,12 @@ def fit(text: str, width_in: float, points: float, least: int = 1) -> str:
     # A line never starts with a phrase separator, nor splits a number from its unit (no-break spaces).
     text = re.sub(r"(\d) (px|in|pt|s|min)\b", "\\1\u00a0\\2", text.replace(" · ", "\u00a0· "))
     return "\n".join(textwrap.fill(part, chars, break_long_words=False) for part in text.split("\n"))
+
+
+def judge_note(judges: str) -> str:
+    """The line under figures whose captions read "judge" and "space": what each number is."""
+    return (f"judge = valence read on the saved PNG by a model that did not guide it ({judges}; n/a: it found "
+            "no face); space = valence in the guidance space (what was optimised)")
 
 
 def _note(fig: plt.Figure, note: str) -> tuple[str, float]:
@@ -215,9 +221,12 @@ def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: st
         ax.set_ylabel("loss (symlog)", fontsize=8)
     handles = [plt.Line2D([], [], color=colours[n], lw=2.2 if n == "total" else 1.2, ls="--" if n == "total" else "-",
                           label="total (weighted sum)" if n == "total" else n) for n in names]
-    fig.legend(handles=handles, loc="lower center", ncol=len(names), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, note_height(fig, note)))
-    fig.tight_layout(rect=(0, note_height(fig, note) + 0.08, 1, 1))
+    legend = fig.legend(handles=handles, loc="lower center", ncol=len(names) if cols == 3 else cols + 1, fontsize=8,
+                        title=fit("a panel draws the terms its method weighs; equal curves lie on each other",
+                                  fig.get_size_inches()[0], 8), title_fontsize=8, frameon=False,
+                        bbox_to_anchor=(0.5, note_height(fig, note)))
+    below = legend.get_window_extent(fig.canvas.get_renderer()).height / fig.dpi + 0.05  # inches
+    fig.tight_layout(rect=(0, note_height(fig, note) + below / fig.get_size_inches()[1], 1, 1))
     stamp(fig, note)
     return fig
 
@@ -259,14 +268,16 @@ def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str]) -> 
     table = ax.table(cellText=cells[1:], colLabels=cells[0], loc="center", cellLoc="left")
     table.auto_set_font_size(False)
     table.set_fontsize(points)
-    # Columns as wide as their widest wrapped text as drawn, plus the cell's padding on both sides;
-    # where they add up to more than the table's width, the text shrinks (no smaller than 6 points
-    # at page width) rather than spill over its cell or past the figure.
+    # Columns as wide as their widest wrapped text as drawn, plus an em and the cell's padding on both
+    # sides (the padding is a fraction of the cell: alone it leaves a one-letter column's text on its
+    # borders); where they add up to more than the table's width, the text shrinks (no smaller than
+    # 6 points at page width) rather than spill over its cell or past the figure.
     renderer = fig.canvas.get_renderer()
     need = [0.0] * len(columns)
     for (row, column), cell in table.get_celld().items():
         need[column] = max(need[column], cell.get_text().get_window_extent(renderer).width)
-    need = [n / (1 - 2 * matplotlib.table.Cell.PAD) / (ax.get_window_extent(renderer).width) for n in need]
+    em = renderer.points_to_pixels(points)
+    need = [(n + em) / (1 - 2 * matplotlib.table.Cell.PAD) / (ax.get_window_extent(renderer).width) for n in need]
     if sum(need) > 1:
         table.set_fontsize(max(page_points(w, 6), points / sum(need)))
     for (row, column), cell in table.get_celld().items():

@@ -26,7 +26,7 @@ def _valence(v: dict, which: str) -> str:
     def shown(x):
         return "n/a" if x is None else f"{x:+.2f}"
 
-    return f"valence: judge {shown(v[which])} · guidance {shown(v['in_guidance_space'][which])}"
+    return f"valence: judge {shown(v[which])} · space {shown(v['in_guidance_space'][which])}"
 
 
 def before_after_figure(manifest: dict, out: str | Path, note: str | None = None) -> plt.Figure:
@@ -43,7 +43,7 @@ def before_after_figure(manifest: dict, out: str | Path, note: str | None = None
     for ax, name, title in zip(axes, ("before.png", "after.png"), titles):
         ax.imshow(Image.open(out / name)), ax.set_title(title, fontsize=8.5), ax.axis("off")
     fig.suptitle(f"song: {Path(manifest['song']).stem} · lyrics {p['label']} ({p['score']:+.2f})", fontsize=11)
-    note = f"judge: {v['judge'] or 'none'}, on the saved images" + (f"\n{note}" if note else "")
+    note = figures.judge_note(v["judge"] or "none") + (f"\n{note}" if note else "")
     fig.tight_layout(rect=(0, figures.note_height(fig, note), 1, 0.93))  # room for the song's line on top
     figures.stamp(fig, note)
     return fig
