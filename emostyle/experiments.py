@@ -357,7 +357,8 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                           label="random latent edit, as large"))
     dots.legend(handles=handles, loc="upper center", fontsize=8, ncol=4, frameon=False, title_fontsize=8,
                 title="moved beyond the judge's resolution (grey band) or within it; filled: the guidance; hollow: the\n"
-                      "same start moved as far in a random latent direction; above each song: toward / within / against")
+                      "same start moved as far in a random latent direction; above each song: toward / within / against\n"
+                      "(unread: results the judge could not read, e.g. no face found)")
     dots.tight_layout(rect=(0, note_height(dots, note), 1, 1 - 0.75 / dots.get_size_inches()[1]))
     stamp(dots, note)
     examples = {}
