@@ -14,7 +14,8 @@ the completion marker (written last), so a re-run skips finished tasks and retri
 (their traceback is in `error.json`). A failure never stops the other tasks. The results of every
 task of the grid are gathered into one table, `OUT/results.parquet` and `OUT/results.csv`:
 one row per task with its grid keys, status, seconds, output folder and the scalar entries of
-what the task returned (nested keys joined with dots).
+what the task returned (nested keys joined with dots). Worker processes keep librosa's compiled
+functions in `OUT/.numba/<worker>`, one folder each.
 
 With `--scheduler ADDRESS` (a running `dask scheduler` with its workers), the workers must see
 OUT and the songs at the same paths (a shared filesystem) and have the kit installed.
@@ -28,6 +29,8 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import os
+import re
 import shutil
 import time
 import traceback
@@ -164,16 +167,29 @@ def run_task(spec: TaskSpec, task: Callable[..., dict] | None = None) -> dict:
     return row
 
 
-def _client(scheduler: str | None, workers: int, threads: int, processes: bool):
+def _client(scheduler: str | None, workers: int, threads: int, processes: bool, out: Path):
     try:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client, LocalCluster, WorkerPlugin
     except ImportError as err:
         raise ImportError(f'sweeps need Dask: pip install "emostyle[sweep]" ({err})') from None
+
+    class OwnNumbaCache(WorkerPlugin):
+        """Each worker process compiles librosa's numba functions into a folder of its own,
+        `OUT/.numba/<worker>`: numba's cache is not safe for processes that write it at once
+        (two compiling into the shared `__pycache__` left files that crashed every later load)."""
+
+        def setup(self, worker):
+            os.environ["NUMBA_CACHE_DIR"] = str(out / ".numba" / re.sub(r"[^\w.-]", "_", str(worker.name)))
+
     if scheduler:
-        return Client(scheduler), None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=processes,
-                           dashboard_address=None)
-    return Client(cluster), cluster
+        client, cluster = Client(scheduler), None
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=processes,
+                               dashboard_address=None)
+        client = Client(cluster)
+    if scheduler or processes:  # workers in this process share its cache, and numba's lock
+        client.register_plugin(OwnNumbaCache(), name="emostyle-numba-cache")
+    return client, cluster
 
 
 def run_sweep(grid: dict | str | Path, out: str | Path, profile: str | None = None,
@@ -195,7 +211,7 @@ def run_sweep(grid: dict | str | Path, out: str | Path, profile: str | None = No
             check(load_config(prof, dict(overrides)), command="emostyle sweep")
     if todo:
         task = task or _default_task()
-        client, cluster = _client(scheduler, workers, threads, processes)
+        client, cluster = _client(scheduler, workers, threads, processes, Path(out).resolve())
         try:
             futures = client.map(run_task, todo, task=task, key=[f"emostyle-{s.key}" for s in todo], pure=False)
             for spec, future in zip(todo, futures):

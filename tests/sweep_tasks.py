@@ -1,5 +1,6 @@
 """Tasks for the sweep tests, importable by separate `dask worker` processes (PYTHONPATH=tests)."""
 
+import os
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ def slow(song, profile, method, seed, out, overrides):
     from distributed import get_worker
 
     Path(out, "started").write_text(str(get_worker().name))  # which worker ran it
+    Path(out, "numba").write_text(os.environ.get("NUMBA_CACHE_DIR", ""))
     time.sleep(overrides.get("sleep", 0.5))
     if Path(song).stem == "broken" and method == "lee":
         raise RuntimeError("this song cannot be guided")

@@ -225,6 +225,10 @@ def test_sweep_on_a_dask_scheduler_survives_a_killed_worker_and_a_stopped_sweep(
                                for folder in interrupted)  # the killed worker's task was run again elsewhere
     table = pq.read_table(out / "results.parquet").to_pylist()
     assert sorted(r["task"] for r in table) == sorted(expected)
+    # Worker processes never share a numba cache (processes compiling into one corrupt it).
+    caches = {p.read_text(): (p.parent / "numba").read_text() for p in started()}
+    assert caches["survivor"] == str(out.resolve() / ".numba" / "survivor"), caches
+    assert caches.get("doomed") in (None, str(out.resolve() / ".numba" / "doomed")), caches
 
 
 def test_a_sweep_of_the_pipeline_lists_what_is_missing_before_starting_workers(tmp_path, monkeypatch):
