@@ -8,12 +8,13 @@ rather than deep inside an encoder.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["AudioError", "read_audio", "load_audio", "MIN_SECONDS", "MAX_SECONDS"]
+__all__ = ["AudioError", "read_audio", "load_audio", "numba_cache_dir", "MIN_SECONDS", "MAX_SECONDS"]
 
 MIN_SECONDS = 0.5
 # Longer files are analysed on their first MAX_SECONDS (a warning says so): a song's
@@ -92,3 +93,14 @@ def load_audio(path: str | Path, sr: int | None, mono: bool = True) -> np.ndarra
     if sr is not None and sr != native_sr:
         y = librosa.resample(y, orig_sr=native_sr, target_sr=sr, res_type="soxr_hq")
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def numba_cache_dir(root: str | Path, name: str) -> str:
+    """A folder under `root` for one process's compiled librosa functions (numba's cache, the
+    value of NUMBA_CACHE_DIR), named after the process (`name`, made safe for a path).
+
+    numba's cache is not safe for processes that write it at once: two processes compiling the
+    same function into the shared `__pycache__` left files that crashed every later load
+    (numba 0.68). So every process the kit runs side by side (reproduce's kernels, a sweep's
+    worker processes) gets a folder of its own, kept between runs."""
+    return str(Path(root) / re.sub(r"[^\w.-]", "_", name))

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .audio import numba_cache_dir
 from .config import load_config
 from .manifest import environment, run_manifest, write_json
 
@@ -364,10 +365,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
             for name, start in sorted(running.items())))
 
     def execute(nb: Notebook, key: str, entry: Path) -> None:
-        """Run one notebook in its own kernel. Each kernel keeps librosa's compiled numba
-        functions in a folder of its own: numba's cache is not safe for processes that write it
-        at once (two kernels compiling the same function into the shared `__pycache__` left
-        files that crashed every later load, measured with numba 0.68)."""
+        """Run one notebook in its own kernel, with a numba cache of its own (`numba_cache_dir`)."""
         import papermill
 
         if stop:
@@ -380,7 +378,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
             papermill.execute_notebook(
                 str(notebook_dir() / f"{nb.name}.ipynb"), str(run_dir / f"{nb.name}.ipynb"), parameters=params,
                 kernel_name=_KERNEL, cwd=str(notebook_dir()),
-                kernel_manager_class=_local_kernel_manager({"NUMBA_CACHE_DIR": str(cache / "numba" / nb.name)}),
+                kernel_manager_class=_local_kernel_manager({"NUMBA_CACHE_DIR": numba_cache_dir(cache / "numba", nb.name)}),
                 progress_bar=False)
         except Exception as error:
             if stop:  # the kernel died of our Ctrl-C

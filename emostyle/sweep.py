@@ -30,7 +30,6 @@ import csv
 import functools
 import json
 import os
-import re
 import shutil
 import time
 import traceback
@@ -174,12 +173,12 @@ def _client(scheduler: str | None, workers: int, threads: int, processes: bool, 
         raise ImportError(f'sweeps need Dask: pip install "emostyle[sweep]" ({err})') from None
 
     class OwnNumbaCache(WorkerPlugin):
-        """Each worker process compiles librosa's numba functions into a folder of its own,
-        `OUT/.numba/<worker>`: numba's cache is not safe for processes that write it at once
-        (two compiling into the shared `__pycache__` left files that crashed every later load)."""
+        """Each worker process compiles librosa's functions into `OUT/.numba/<worker>` (`numba_cache_dir`)."""
 
         def setup(self, worker):
-            os.environ["NUMBA_CACHE_DIR"] = str(out / ".numba" / re.sub(r"[^\w.-]", "_", str(worker.name)))
+            from emostyle.audio import numba_cache_dir  # by name: this class travels to the workers by value
+
+            os.environ["NUMBA_CACHE_DIR"] = numba_cache_dir(out / ".numba", str(worker.name))
 
     if scheduler:
         client, cluster = Client(scheduler), None
