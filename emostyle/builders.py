@@ -110,7 +110,8 @@ def _imagebind_space(config: Config, device: str, notes: list[str]) -> Embedding
 def build_space(name: str, config: Config, device: str, notes: list[str]) -> EmbeddingSpace:
     """The embedding space `name`: clip, imagebind (falls back to clip, noted) or affect."""
     key = dict(name=name, random=config.random_weights, seed=config.seed, compat=config.guidance.compat,
-               domain=config.domain, audio=config.affective.audio_reader, device=device)
+               domain=config.domain, audio=config.affective.audio_reader, face=config.guidance.face_reader,
+               device=device)
     if name == "clip":
         return _cached("space", key, lambda: _clip_space(config, device))
     if name == "imagebind":
@@ -121,7 +122,8 @@ def build_space(name: str, config: Config, device: str, notes: list[str]) -> Emb
     if name == "affect":
         from .spaces.affect import AffectSpace
 
-        return _cached("space", key, lambda: AffectSpace(domain=config.domain, audio=config.affective.audio_reader))
+        return _cached("space", key, lambda: AffectSpace(domain=config.domain, audio=config.affective.audio_reader,
+                                                         face_reader=config.guidance.face_reader))
     raise ValueError(f"unknown embedding space {name!r}; valid: clip, imagebind, affect")
 
 
@@ -155,9 +157,11 @@ def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, not
     which = config.scoring.judge
     if which == "none":
         return None
-    if which == "fer" and getattr(guidance_space, "fer", None) is not None:
-        raise ValueError("scoring.judge=fer would judge faces with the FER network that guided them; "
-                         "choose scoring.judge=expression, landmarks or blendshapes")
+    guide = {"fer": "fer", "blendshapes": "mesh"}.get(which)
+    if guide is not None and getattr(guidance_space, guide, None) is not None:
+        others = [j for j in ("fer", "expression", "landmarks", "blendshapes") if j != which]
+        raise ValueError(f"scoring.judge={which} would judge faces with the network that guided them; "
+                         f"choose scoring.judge={', '.join(others[:-1])} or {others[-1]}")
 
     def make():
         if which == "fer":

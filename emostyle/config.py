@@ -81,6 +81,10 @@ class GuidanceConfig:
     # space's emotion directions (emostyle.guidance.emotion_directions), where the guiding network's
     # gradient at one image holds changes it alone reads as emotion (the offline DCGAN faces).
     directions: str = _choice("free", "emotions", default="free")
+    # How the affect space reads a face's emotion (retrieval and guidance): the FER2013
+    # mini-Xception's seven classes, or MediaPipe's face blendshapes through FACS's emotion
+    # prototypes (emostyle.spaces.affect.EMOTION_PROTOTYPES).
+    face_reader: str = _choice("fer", "blendshapes", default="fer")
     frame_every: int = _range(25, 1)  # keep an intermediate frame every k steps
     batch: int = _range(1, 1)  # manipulations optimised at once (seeds or songs)
 
@@ -138,8 +142,8 @@ class ScoringConfig:
     scorers: list = field(default_factory=lambda: ["vila-r", "laion-aesthetic", "brisque"])
     # The emotion judge of every emotion metric: a model that did not guide the images
     # (landmarks: dlib's 68 points on faces; fer: the FER2013 classifier on faces guided in
-    # CLIP space; expression: a second FER2013 classifier, a plain CNN, on faces that FER
-    # guided; blendshapes: MediaPipe's face blendshapes, smile - frown, also on those faces;
+    # CLIP space or by MediaPipe's mesh; expression: a second FER2013 classifier, a plain CNN;
+    # blendshapes: MediaPipe's face blendshapes, smile - frown, on faces that FER guided;
     # colour: a colour-emotion model on scenes; emogen: EmoGen's classifier on CLIP ViT-L/14
     # features of any image; none: no emotion metrics).
     judge: str = _choice("landmarks", "fer", "expression", "blendshapes", "colour", "emogen", "none", default="fer")

@@ -25,6 +25,7 @@ PACKAGES = {
     "vaderSentiment": ("polarity on the offline profile (and the fallback of ChatGLM)", "offline"),
     "pyphen": ("syllables for GRU-EBS", "offline"),
     "dlib": ("the landmark judge of faces (scoring.judge=landmarks; skipped with a note without it)", "offline"),
+    "tflite": ("MediaPipe's face mesh in torch (guidance.face_reader=blendshapes)", "offline"),
     "ai_edge_litert": ("the blendshape judge of faces (scoring.judge=blendshapes; skipped with a note without it)",
                        "offline"),
     "whisper_at": ("Whisper-AT lyrics and audio tags (paper profiles)", "paper"),
@@ -90,8 +91,9 @@ def requirements(config, lyrics_given: bool = False) -> Requirements:
         for space in (config.guidance.space, config.retrieval.space):
             if space in ("clip", "imagebind"):  # without imagebind-huge, retrieval falls back to the CLIP space
                 files += [n for n in _CLIP_FILES if n not in files]
-            if space == "affect":  # faces through FER, songs through musicnn's mood tags on the VAD norms
-                wanted = (["fer-mini-xception"] if config.domain == "face" else []) + \
+            if space == "affect":  # faces through FER or MediaPipe, songs through musicnn's mood tags on the VAD norms
+                face = {"fer": "fer-mini-xception", "blendshapes": "mediapipe-face-landmarker"}[config.guidance.face_reader]
+                wanted = ([face] if config.domain == "face" else []) + \
                     (["musicnn-msd", "warriner-vad-norms"] if config.affective.audio_reader != "cues" else [])
                 files += [n for n in wanted if n not in files]
         if config.guidance.l_id > 0:

@@ -19,7 +19,7 @@ itself, as MediaPipe's FaceLandmarker does on CPU for one image (IMAGE mode, no 
    result as OpenCV's warpPerspective gives it); 478 points (x, y, z in input pixels) are rotated
    and scaled back into the image; sigmoid of the second output is the face's presence, which
    must be >= `MIN_PRESENCE`.
-4. Blendshapes (`face_blendshapes.tflite`): the 146 landmarks of `_SUBSET` (MediaPipe's
+4. Blendshapes (`face_blendshapes.tflite`): the 146 landmarks of `SUBSET` (MediaPipe's
    `kLandmarksSubsetIdxs`), (x, y) in pixels of the image the landmarker saw, in -> 52 scores
    in [0, 1] (`BLENDSHAPES`, ARKit-style names).
 
@@ -54,55 +54,16 @@ from pathlib import Path
 import numpy as np
 
 from emostyle import registry
+from emostyle.models.face_mesh import (BLENDSHAPES, FRAME_PAD, FRAME_SIZE, SUBSET, decode_detection, region,
+                                       sigmoid)
 from emostyle.parts import Judge, check_images
 
 __all__ = ["BlendshapeJudge", "BLENDSHAPES", "frame", "FRAME_SIZE", "FRAME_PAD", "MIN_DETECTION", "MIN_PRESENCE"]
 
-FRAME_SIZE = 256  # short side (px) that smaller images are enlarged to
-FRAME_PAD = 0.25  # edge padding on each side, as a fraction of the short side
 MIN_DETECTION = 0.2  # detector score a face needs (MediaPipe's default: 0.5)
 MIN_PRESENCE = 0.2  # landmarker presence a face needs (MediaPipe's default: 0.5)
-_NMS_IOU = 0.5  # FaceDetectorGraphOptions.min_suppression_threshold's default
-_ROI_SCALE = 1.5
-
-BLENDSHAPES = (
-    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
-    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
-    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
-    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
-    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
-    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
-    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
-)
-
-# The 146 of the 478 mesh points that the blendshape model reads, in its order.
-_SUBSET = np.array([
-    0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65, 66,
-    67, 70, 78, 80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144, 145,
-    146, 148, 149, 150, 152, 153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173, 176,
-    178, 181, 185, 191, 195, 197, 234, 246, 249, 251, 263, 267, 269, 270, 276, 282, 283, 284, 285,
-    288, 291, 293, 295, 296, 297, 300, 308, 310, 311, 312, 314, 317, 318, 321, 323, 324, 332, 334,
-    336, 338, 356, 361, 362, 365, 373, 374, 375, 377, 378, 379, 380, 381, 382, 384, 385, 386, 387,
-    388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454, 466, 468, 469, 470, 471, 472, 473, 474,
-    475, 476, 477])
 _SMILE = ("mouthSmileLeft", "mouthSmileRight")
 _FROWN = ("mouthFrownLeft", "mouthFrownRight")
-
-
-def _anchors() -> np.ndarray:
-    """Centres (896, 2) of the short-range detector's SSD anchors, in [0, 1] of its input."""
-    centres = []
-    for grid, per_cell in ((16, 2), (8, 6)):  # stride 8; strides 16, 16, 16 share one grid
-        c = (np.arange(grid) + 0.5) / grid
-        y, x = np.meshgrid(c, c, indexing="ij")
-        centres.append(np.repeat(np.stack([x.ravel(), y.ravel()], 1), per_cell, axis=0))
-    return np.concatenate(centres)
-
-
-_ANCHORS = _anchors()
 
 
 def frame(image: np.ndarray) -> tuple[np.ndarray, float, int]:
@@ -170,10 +131,6 @@ def _run(interpreter, x: np.ndarray) -> list[np.ndarray]:
     return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
 
 
-def _sigmoid(x):
-    return 1 / (1 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -100, 100)))
-
-
 class BlendshapeJudge(Judge):
     """Valence of faces from MediaPipe's face blendshapes: mouth smile - mouth frown.
 
@@ -204,41 +161,25 @@ class BlendshapeJudge(Judge):
         h, w = image.shape[:2]
         side = max(h, w)
         x = _warp(image, (w / 2, h / 2), (side, side), 0.0, 128, zero_border=True) / 127.5 - 1
-        outputs = _run(self._models[0], x)
-        regressors, logits = (o[0] for o in sorted(outputs, key=lambda o: -o.shape[-1]))
-        scores = _sigmoid(logits[:, 0])
-        keep = np.flatnonzero(scores >= self.min_detection)
-        if not len(keep):
+        regressors, logits = (o[0] for o in sorted(_run(self._models[0], x), key=lambda o: -o.shape[-1]))
+        found = decode_detection(regressors, logits[:, 0], self.min_detection)
+        if found is None:
             return None
-        raw, centres, scores = regressors[keep] / 128.0, _ANCHORS[keep], scores[keep]
-        middle, size = raw[:, :2] + centres, raw[:, 2:4]
-        boxes = np.concatenate([middle - size / 2, middle + size / 2], axis=1)
-        keypoints = raw[:, 4:16].reshape(-1, 6, 2) + centres[:, None]
-        best = int(np.argmax(scores))
-        lo, hi = np.maximum(boxes[best, :2], boxes[:, :2]), np.minimum(boxes[best, 2:], boxes[:, 2:])
-        inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
-        areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-        cluster = inter / (areas[best] + areas - inter) > _NMS_IOU
-        weights = scores[cluster] / scores[cluster].sum()
-        box = weights @ boxes[cluster]
-        points = np.einsum("k,kpc->pc", weights, keypoints[cluster])
+        box, points, score = found
         # from the letterboxed square back to [0, 1] of the image
         offset, stretch = (side - np.array([w, h])) / 2 / side, side / np.array([w, h])
-        return (box.reshape(2, 2) - offset) * stretch, (points - offset) * stretch, float(scores[best])
+        return (box - offset) * stretch, (points - offset) * stretch, score
 
     def _landmarks(self, image: np.ndarray):
         """(points (478, 3) in pixels of `image`, presence, detection score); points None when no face."""
         found = self._detect(image)
         if found is None:
             return None, 0.0, 0.0
-        (lo, hi), keypoints, score = found
-        size = np.array(image.shape[1::-1], dtype=np.float64)
-        centre, extent = (lo + hi) / 2 * size, (hi - lo) * size * _ROI_SCALE
-        eyes = (keypoints[1] - keypoints[0]) * size
-        angle = np.arctan2(eyes[1], eyes[0])  # turns the eye line level
+        box, keypoints, score = found
+        centre, extent, angle = region(box, keypoints, image.shape[1], image.shape[0])
         crop = _warp(image, centre, extent, angle, 256, zero_border=False) / 255.0
         points, presence = (o.reshape(-1) for o in _run(self._models[1], crop)[:2])
-        presence = float(_sigmoid(presence[0]))
+        presence = float(sigmoid(presence[0]))
         if presence < self.min_presence:
             return None, presence, score
         points = points.reshape(478, 3) / 256.0
@@ -261,7 +202,7 @@ class BlendshapeJudge(Judge):
             points, out["presence"][k], out["detection"][k] = self._landmarks(framed)
             if points is None:
                 continue
-            subset = points[_SUBSET, :2]
+            subset = points[SUBSET, :2]
             out["blendshapes"][k] = _run(self._models[2], subset)[0].reshape(-1)
             # back through the framing, pixel centres onto pixel centres (as the resize maps them)
             points[:, :2] = (points[:, :2] - pad + 0.5) / scale - 0.5

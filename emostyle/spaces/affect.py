@@ -4,9 +4,14 @@ No CLIP, CLAP or ImageBind weights install from PyPI, so the offline profile com
 images, audio and text in Mehrabian's three-dimensional PAD space, each axis in about
 [-1, 1]. Every modality gets there through a real model or a published relation:
 
-- face images: the FER2013 mini-Xception's 7 probabilities weighted by the PAD values of
-  the 7 emotion terms (Russell & Mehrabian 1977, `EMOTION_PAD`), i.e. the expected PAD of
-  the expression; differentiable, so the guidance can pull a face toward a target;
+- face images: the probabilities of the 7 emotion terms weighted by their PAD values
+  (Russell & Mehrabian 1977, `EMOTION_PAD`), i.e. the expected PAD of the expression;
+  differentiable, so the guidance can pull a face toward a target. The probabilities are the
+  FER2013 mini-Xception's (`face_reader="fer"`), or ("blendshapes") MediaPipe's face
+  blendshapes read as action units and scored against FACS's emotion prototypes
+  (`EMOTION_PROTOTYPES`, `prototype_probabilities`): the FER's "sad" is a raised chin and a
+  pout on the DCGAN's faces, the prototype's is raised inner brows, lowered brows and lip
+  corners pulled down;
 - scene images: Valdez & Mehrabian (1994) colour-emotion equations on brightness and
   saturation (`scene_pad`); differentiable;
 - audio and music (files): by default musicnn's mood tags (a network trained on the Million
@@ -40,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from emostyle.affective.music import NEUTRAL_SCORE
 from emostyle.audio import load_audio
@@ -64,6 +70,48 @@ EMOTION_PAD = {
     "surprise": (0.40, 0.67, -0.13),
     "neutral": (0.00, 0.00, 0.00),
 }
+
+# The emotion terms as action units (AU) of the Facial Action Coding System: the prototypes of
+# Ekman & Friesen's EMFACS as tabulated in FACS's literature (happiness 6+12, sadness 1+4+15,
+# surprise 1+2+5+26, fear 1+2+4+5+20+26, anger 4+5+7+23, disgust 9+15+16), with anger's lip
+# tightener (AU23), which no blendshape moves, replaced by the lip pressor (AU24) that FACS's
+# Table 11-1 gives for anger (4+5+7+24). "neutral" has none: it is what no prototype shows.
+EMOTION_PROTOTYPES = {
+    "angry": (4, 5, 7, 24),
+    "disgust": (9, 15, 16),
+    "fear": (1, 2, 4, 5, 20, 26),
+    "happy": (6, 12),
+    "sad": (1, 4, 15),
+    "surprise": (1, 2, 5, 26),
+}
+# The ARKit-style blendshapes (MediaPipe's names) that move each action unit; a unit's
+# intensity is the mean of its sides.
+ACTION_UNITS = {
+    1: ("browInnerUp",), 2: ("browOuterUpLeft", "browOuterUpRight"), 4: ("browDownLeft", "browDownRight"),
+    5: ("eyeWideLeft", "eyeWideRight"), 6: ("cheekSquintLeft", "cheekSquintRight"),
+    7: ("eyeSquintLeft", "eyeSquintRight"), 9: ("noseSneerLeft", "noseSneerRight"),
+    12: ("mouthSmileLeft", "mouthSmileRight"), 15: ("mouthFrownLeft", "mouthFrownRight"),
+    16: ("mouthLowerDownLeft", "mouthLowerDownRight"), 20: ("mouthStretchLeft", "mouthStretchRight"),
+    24: ("mouthPressLeft", "mouthPressRight"), 26: ("jawOpen",),
+}
+FACE_READERS = ("fer", "blendshapes")
+
+
+def prototype_probabilities(blendshapes: torch.Tensor) -> torch.Tensor:
+    """Probabilities (B, 7) of the emotion terms in FER2013 order from blendshapes (B, 52) in
+    MediaPipe's order: each prototype's intensity is the mean of its action units' (in [0, 1]:
+    1 when the whole prototype is shown); the intensities are the terms' shares, scaled down
+    together when they sum past 1, and "neutral" holds the rest. Differentiable."""
+    from emostyle.models.face_mesh import BLENDSHAPES
+
+    index = {name: k for k, name in enumerate(BLENDSHAPES)}
+    unit = {au: blendshapes[:, [index[n] for n in names]].mean(dim=1) for au, names in ACTION_UNITS.items()}
+    shown = torch.stack([torch.stack([unit[au] for au in EMOTION_PROTOTYPES[e]]).mean(dim=0) if e != "neutral"
+                         else torch.zeros_like(blendshapes[:, 0]) for e in EMOTIONS], dim=1)
+    shares = shown / shown.sum(dim=1, keepdim=True).clamp_min(1.0)
+    neutral = EMOTIONS.index("neutral")
+    return shares + F.one_hot(torch.tensor(neutral), len(EMOTIONS)).to(shares) * (1 - shares.sum(dim=1, keepdim=True))
+
 
 # Valdez & Mehrabian (1994), "Effects of color on emotions", J. Experimental Psychology:
 # General 123(4):394-409, regression of PAD on brightness B and saturation S:
@@ -228,9 +276,10 @@ def direction(targets: torch.Tensor) -> torch.Tensor:
 
 
 class AffectSpace(EmbeddingSpace):
-    """PAD space, dim 3; `domain` "face" reads expressions (FER), "scene" reads colour.
+    """PAD space, dim 3; `domain` "face" reads expressions, "scene" reads colour.
 
-    fer: the FER network for the face domain (None: `load_fer()` from the registry).
+    face_reader: "fer" (the FER2013 mini-Xception) or "blendshapes" (MediaPipe's face mesh
+    through FACS's prototypes); fer / mesh: those networks (None: loaded from the registry).
     """
 
     name = "affect-pad"
@@ -240,13 +289,23 @@ class AffectSpace(EmbeddingSpace):
     # candidate's odds by e.
     logit_scale = 10.0
 
-    def __init__(self, domain: str = "face", fer: MiniXception | None = None, audio: str = "musicnn+mode"):
+    def __init__(self, domain: str = "face", fer: MiniXception | None = None, audio: str = "musicnn+mode",
+                 face_reader: str = "fer", mesh=None):
         if domain not in DOMAINS:
             raise ValueError(f"unknown affect domain {domain!r}; choose one of {', '.join(DOMAINS)}")
         if audio not in AUDIO_READERS:
             raise ValueError(f"unknown audio reader {audio!r}; choose one of {', '.join(AUDIO_READERS)}")
-        self.domain, self.audio = domain, audio
-        self.fer = (fer if fer is not None else load_fer()) if domain == "face" else None
+        if face_reader not in FACE_READERS:
+            raise ValueError(f"unknown face reader {face_reader!r}; choose one of {', '.join(FACE_READERS)}")
+        self.domain, self.audio, self.face_reader = domain, audio, face_reader
+        self.fer = self.mesh = None
+        if domain == "face" and face_reader == "fer":
+            self.fer = fer if fer is not None else load_fer()
+        elif domain == "face":
+            from emostyle.models.face_mesh import load_face_mesh
+
+            self.mesh = mesh if mesh is not None else load_face_mesh()
+            self.name = "affect-pad (face blendshapes)"
         self._vader = None
 
     def emotion_pad(self, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -257,14 +316,22 @@ class AffectSpace(EmbeddingSpace):
         """Differentiable PAD (B, 3) of images (B, 3, H, W) in [-1, 1]."""
         if self.domain == "scene":
             return scene_pad(images)
-        probs = self.fer(face_input(images)).softmax(dim=1)
-        return probs @ self.emotion_pad(images.device)
+        return self.emotion_probabilities(images) @ self.emotion_pad(images.device)
+
+    def emotion_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Probabilities (B, 7) of the emotion terms in FER2013 order, by the face reader."""
+        if self.fer is not None:
+            return self.fer(face_input(images)).softmax(dim=1)
+        return prototype_probabilities(self.mesh(images)[0])
 
     def emotion_readings(self, images: torch.Tensor) -> torch.Tensor:
-        """The FER's log-probabilities (B, 7) of its emotion terms (faces only: colour has none)."""
+        """The face reader's log-probabilities (B, 7) of its emotion terms (faces only: colour
+        has none); a term no prototype shows reads log(1e-6), not -inf."""
         if self.domain == "scene":
             return super().emotion_readings(images)
-        return self.fer(face_input(images)).log_softmax(dim=1)
+        if self.fer is not None:
+            return self.fer(face_input(images)).log_softmax(dim=1)
+        return self.emotion_probabilities(images).clamp_min(1e-6).log()
 
     def encode_audio(self, path: str | Path) -> torch.Tensor:
         """PAD (1, 3) of an audio or music file by the space's audio reader (cached by content)."""
