@@ -3,18 +3,19 @@
 Every test goes through the pipeline's own path: the profile's parts, targets built by
 `Pipeline.targets` from the song, its composed music and its lyrics, the profile's method
 weights, identity loss and regulariser, over many start images and several songs (the kit's
-and songs made here), and reads the saved 8-bit images with the profile's judge (MediaPipe's
-face blendshapes, smile - frown, for faces; a colour-emotion model for scenes), never with
-the guiding network; dlib's landmarks give a second reading of the faces.
+and songs made here), and reads the saved 8-bit images with the profile's judge (the FER2013
+mini-Xception for faces, a colour-emotion model for scenes), never with the guiding network
+(MediaPipe's face mesh); a second FER2013 network gives a second reading of the faces.
 
 A judge reading 64 px faces is not exact: it reads a face moved by one pixel differently
-(MediaPipe's landmarker: up to about 0.14 on the DCGAN's faces). Each test measures that
-resolution on its own start faces and counts only changes beyond it as moves.
+(the FER: up to about 0.3 on the DCGAN's faces). Each test measures that resolution on its own
+start faces and counts only changes beyond it as moves.
 """
 
 import numpy as np
 import pytest
 import torch
+from scipy.stats import binomtest
 
 from emostyle import samples
 from emostyle.samples import Sample
@@ -68,6 +69,13 @@ def _study(pipe, songs, n, seed, tmp_path):
     return study
 
 
+def _expression_judge():
+    from emostyle.judges.expression import ExpressionJudge
+    from emostyle.models.expression_cnn import load_expression_cnn
+
+    return ExpressionJudge(load_expression_cnn())
+
+
 @pytest.fixture(scope="module")
 def faces():
     pipe = Pipeline.from_config("offline")
@@ -77,22 +85,18 @@ def faces():
 
 def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_path):
     """EmoStyle as the profile runs it, from 16 start faces per song, read by a judge that did
-    not guide them. Counting only changes beyond the judge's one-pixel resolution: for every
-    song more faces move its way than against it and the mean moves its way; over all songs at
-    most one reading in eight moves against its song, and a one-sided sign test over the starts
-    (each start once, by its mean shift over the songs: one start's readings are not independent)
-    finds the songs' way at the conventional 5 % level, and more faces move the songs' way than
-    when each start moves as far in a random latent direction. dlib's landmarks, a second judge, read the
-    song's way on average. On this start set and two others (seeds 7, 1): 9, 10 and 6 starts moved
-    the songs' way on average beyond the resolution, none against (p 0.002, 0.001, 0.016); 29, 28
-    and 25 readings toward, 3, 3 and 0 against, where random edits of the same size gave 6, 9 and 4
-    toward and 7, 2 and 4 against.
+    not guide them. For every song the mean moves its way, and more faces move its way than
+    against it beyond the judge's one-pixel resolution; over all songs at most one reading in
+    eight moves against its song beyond it, more move the songs' way than when each start moves
+    as far in a random latent direction, and a one-sided sign test over the starts (each start
+    once, by the sign of its mean shift over the songs: one start's readings are not
+    independent) finds the songs' way at the 1 % level. The FER's one-pixel resolution is coarse
+    (0.27 on these starts), so the sign test reads signs: under no effect of the song a start's
+    mean shift is as likely down as up. A second FER2013 network reads the songs' way on average.
 
-    Measured over 8 other start sets of 8 faces (resolution fixed at 0.175): 45 % of faces toward
-    the song and none against; with free guidance (guidance.directions: free), 37 % and 2.7 %, its
-    faces against the song baring teeth in a grimace that the guiding FER reads as sad."""
-    from emostyle.judges import LandmarkJudge
-
+    Measured on this start set: the FER read 14, 13, 12 and 15 of the 16 results of the four songs
+    the song's way by sign; on 3 other sets of 8 starts (seeds 11-13, the kit's songs), 77 % of
+    the happy songs' results and 67 % of the sad songs'."""
     study = _study(faces, songs, N_FACES, 2024, tmp_path)
     for i, (song, _) in enumerate(songs):
         moved = study.counts(i)
@@ -100,25 +104,24 @@ def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_
         assert study.shifts[i].nanmean() > 0 and moved["toward"] > moved["against"], \
             f"{song.name}: {moved}, {study.shifts[i].tolist()}"
     everything = study.rows()[-1]
-    assert everything["sign_test_p"] < 0.05, (everything, study.resolution)
+    per_start = study.shifts.nanmean(dim=0)
+    up, down = int((per_start > 0).sum()), int((per_start < 0).sum())
+    assert binomtest(up, up + down, alternative="greater").pvalue < 0.01, per_start.tolist()
     assert everything["against"] <= everything["read"] // 8, (everything, study.resolution)
     # A change of the same size in a random latent direction (the study's control) moves fewer.
     assert everything["toward"] > everything["control_toward"], everything
-    landmarks = LandmarkJudge()
-    before = metrics.judge_valence(study.starts, landmarks)
-    second = torch.cat([metrics.valence_shift(before, metrics.judge_valence(images, landmarks), polarity)
+    expression = _expression_judge()
+    before = metrics.judge_valence(study.starts, expression)
+    second = torch.cat([metrics.valence_shift(before, metrics.judge_valence(images, expression), polarity)
                         for images, polarity in zip(study.images, study.polarities)])
-    second = second[~second.isnan()]
-    assert len(second) >= 2 * N_FACES and second.mean() > 0, f"landmarks read {second.tolist()}"
+    assert second.mean() > 0, f"the second FER2013 network read {second.tolist()}"
 
 
 def test_a_happy_song_retrieves_a_happier_face_than_a_sad_one(faces, songs):
     """Six candidate sets (one seed each), ranked against two happy and two sad songs: the happy
     songs never choose the sad songs' face, and their choices read happier on average to both
     judges (each judge alone is noisy on one 64 px face; pooled over sets it is not)."""
-    from emostyle.judges import LandmarkJudge
-
-    judges = {"blendshapes": faces.judge, "landmarks": LandmarkJudge()}
+    judges = {"fer": faces.judge, "expression": _expression_judge()}
     chosen = {j: {"positive": [], "negative": []} for j in judges}
     for seed in range(6):
         best = {}

@@ -148,3 +148,16 @@ def test_the_gradient_of_a_frown_reaches_the_pixels_and_deepens_it(mesh, faces):
     with torch.no_grad():
         after = mesh(faces[:4] + eps * grad / grad.norm())[0][:, frown].sum()
     assert after - reading.detach() > 0.25 * eps * grad.norm()
+
+
+def test_a_judge_that_is_the_guides_own_network_is_refused(mesh):
+    """The mesh guides: its blendshapes may not judge; the FER, which it does not contain, may."""
+    from emostyle.builders import build_judge
+    from emostyle.config import load_config
+    from emostyle.spaces.affect import AffectSpace
+
+    space = AffectSpace("face", face_reader="blendshapes", mesh=mesh)
+    with pytest.raises(ValueError, match="scoring.judge=blendshapes would judge faces with the network that guided"):
+        build_judge(load_config("tiny", {"scoring.judge": "blendshapes"}), "cpu", space, [])
+    with pytest.raises(ValueError, match="unknown face reader 'clip'"):
+        AffectSpace("face", face_reader="clip", mesh=mesh)
