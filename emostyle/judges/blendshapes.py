@@ -47,15 +47,13 @@ about 1 px per 0.25 px shift of its crop on the least clear faces.
 from __future__ import annotations
 
 import os
-import zipfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from emostyle import registry
-from emostyle.models.face_mesh import (BLENDSHAPES, FRAME_PAD, FRAME_SIZE, SUBSET, decode_detection, region,
-                                       sigmoid)
+from emostyle.models.face_mesh import (BLENDSHAPES, FRAME_PAD, FRAME_SIZE, SUBSET, bundle_path, decode_detection,
+                                       read_bundle, region, sigmoid)
 from emostyle.parts import Judge, check_images
 
 __all__ = ["BlendshapeJudge", "BLENDSHAPES", "frame", "FRAME_SIZE", "FRAME_PAD", "MIN_DETECTION", "MIN_PRESENCE"]
@@ -114,11 +112,8 @@ def _interpreters(bundle: str, threads: int):
     except ImportError:
         raise ImportError("the blendshape judge needs the LiteRT interpreter: `pip install ai-edge-litert` "
                           "(or `pip install -e '.[offline]'`)") from None
-    with zipfile.ZipFile(bundle) as task:
-        models = [task.read(f"{name}.tflite") for name in ("face_detector", "face_landmarks_detector",
-                                                            "face_blendshapes")]
     out = []
-    for model in models:
+    for model in read_bundle(bundle):
         interpreter = Interpreter(model_content=model, num_threads=threads)
         interpreter.allocate_tensors()
         out.append(interpreter)
@@ -144,10 +139,7 @@ class BlendshapeJudge(Judge):
 
     def __init__(self, bundle: str | Path | None = None, min_detection: float = MIN_DETECTION,
                  min_presence: float = MIN_PRESENCE, threads: int | None = None):
-        path = Path(bundle) if bundle is not None else registry.path("mediapipe-face-landmarker")
-        if not path.is_file():
-            raise FileNotFoundError(f"no face landmarker bundle at {path}; "
-                                    "`emostyle weights fetch mediapipe-face-landmarker` downloads it")
+        path = bundle_path(bundle)
         if not (0 <= min_detection <= 1 and 0 <= min_presence <= 1):
             raise ValueError(f"thresholds are in [0, 1]; got {min_detection}, {min_presence}")
         self.min_detection, self.min_presence = min_detection, min_presence
@@ -162,13 +154,7 @@ class BlendshapeJudge(Judge):
         side = max(h, w)
         x = _warp(image, (w / 2, h / 2), (side, side), 0.0, 128, zero_border=True) / 127.5 - 1
         regressors, logits = (o[0] for o in sorted(_run(self._models[0], x), key=lambda o: -o.shape[-1]))
-        found = decode_detection(regressors, logits[:, 0], self.min_detection)
-        if found is None:
-            return None
-        box, points, score = found
-        # from the letterboxed square back to [0, 1] of the image
-        offset, stretch = (side - np.array([w, h])) / 2 / side, side / np.array([w, h])
-        return (box - offset) * stretch, (points - offset) * stretch, score
+        return decode_detection(regressors, logits[:, 0], self.min_detection, w, h)
 
     def _landmarks(self, image: np.ndarray):
         """(points (478, 3) in pixels of `image`, presence, detection score); points None when no face."""

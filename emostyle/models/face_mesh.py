@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from emostyle.models.tflite import TFLiteGraph
 
 __all__ = ["FaceMesh", "BLENDSHAPES", "SUBSET", "FRAME_SIZE", "FRAME_PAD", "ROI_SCALE", "NMS_IOU",
-           "decode_detection", "region", "load_face_mesh"]
+           "decode_detection", "region", "bundle_path", "read_bundle", "load_face_mesh"]
 
 FRAME_SIZE = 256  # short side (px) that smaller images are enlarged to
 FRAME_PAD = 0.25  # edge padding on each side, as a fraction of the short side
@@ -88,11 +88,12 @@ def sigmoid(x):
     return 1 / (1 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -100, 100)))
 
 
-def decode_detection(regressors: np.ndarray, logits: np.ndarray, min_score: float):
-    """The best face of one detector run (regressors (896, 16), logits (896,)): (box (2, 2) as
-    (xmin, ymin), (xmax, ymax); keypoints (6, 2); score), in [0, 1] of the detector's square,
-    after weighted non-maximum suppression (boxes and keypoints of the best cluster averaged by
-    score); None when no score reaches `min_score`."""
+def decode_detection(regressors: np.ndarray, logits: np.ndarray, min_score: float, width: int, height: int):
+    """The best face of one detector run (regressors (896, 16), logits (896,)) on a (height x width)
+    image letterboxed into the detector's square: (box (2, 2) as (xmin, ymin), (xmax, ymax);
+    keypoints (6, 2); score), in [0, 1] of the image, after weighted non-maximum suppression
+    (boxes and keypoints of the best cluster averaged by score); None when no score reaches
+    `min_score`."""
     scores = sigmoid(logits)
     keep = np.flatnonzero(scores >= min_score)
     if not len(keep):
@@ -107,8 +108,30 @@ def decode_detection(regressors: np.ndarray, logits: np.ndarray, min_score: floa
     areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
     cluster = inter / (areas[best] + areas - inter) > NMS_IOU
     weights = scores[cluster] / scores[cluster].sum()
-    return (weights @ boxes[cluster]).reshape(2, 2), np.einsum("k,kpc->pc", weights, keypoints[cluster]), \
-        float(scores[best])
+    box, points = (weights @ boxes[cluster]).reshape(2, 2), np.einsum("k,kpc->pc", weights, keypoints[cluster])
+    # from the letterboxed square back to [0, 1] of the image
+    side = max(width, height)
+    offset, stretch = (side - np.array([width, height])) / 2 / side, side / np.array([width, height])
+    return (box - offset) * stretch, (points - offset) * stretch, float(scores[best])
+
+
+def bundle_path(bundle: str | Path | None = None) -> Path:
+    """The path of a `face_landmarker.task` bundle (None: registry entry
+    `mediapipe-face-landmarker`); a missing file is an error naming the fetch command."""
+    from emostyle import registry
+
+    path = Path(bundle) if bundle is not None else registry.path("mediapipe-face-landmarker")
+    if not path.is_file():
+        raise FileNotFoundError(f"no face landmarker bundle at {path}; "
+                                "`emostyle weights fetch mediapipe-face-landmarker` downloads it")
+    return path
+
+
+def read_bundle(bundle: str | Path | None = None) -> tuple[bytes, bytes, bytes]:
+    """The (detector, landmarker, blendshapes) TFLite files of a bundle (see `bundle_path`)."""
+    with zipfile.ZipFile(bundle_path(bundle)) as task:
+        return tuple(task.read(f"{name}.tflite") for name in ("face_detector", "face_landmarks_detector",
+                                                               "face_blendshapes"))
 
 
 def region(box: np.ndarray, keypoints: np.ndarray, width: int, height: int):
@@ -164,15 +187,15 @@ class FaceMesh(torch.nn.Module):
                                align_corners=True)
         regressors, logits = sorted(self.detector(square.permute(0, 2, 3, 1) / 127.5 - 1), key=lambda o: -o.shape[-1])
         out = []
-        offset, stretch = (side - np.array([w, h])) / 2 / side, side / np.array([w, h])
         for k in range(b):
-            found = decode_detection(regressors[k].cpu().numpy(), logits[k, :, 0].cpu().numpy(), self.min_detection)
+            found = decode_detection(regressors[k].cpu().numpy(), logits[k, :, 0].cpu().numpy(), self.min_detection,
+                                     w, h)
             if found is None:  # the face's own frame: the framing pads a quarter of the side around it
                 inner = np.array([w, h]) / (1 + 2 * FRAME_PAD)
                 out.append((np.array([w / 2, h / 2]), inner, 0.0, False))
                 continue
             box, keypoints, _ = found
-            out.append((*region((box - offset) * stretch, (keypoints - offset) * stretch, w, h), True))
+            out.append((*region(box, keypoints, w, h), True))
         return out
 
     def landmarks(self, framed: torch.Tensor):
@@ -209,12 +232,4 @@ class FaceMesh(torch.nn.Module):
 def load_face_mesh(bundle: str | Path | None = None, device: str | torch.device = "cpu") -> FaceMesh:
     """The FaceMesh of a `face_landmarker.task` bundle (None: registry entry
     `mediapipe-face-landmarker`), in eval mode on `device`."""
-    from emostyle import registry
-
-    path = Path(bundle) if bundle is not None else registry.path("mediapipe-face-landmarker")
-    if not path.is_file():
-        raise FileNotFoundError(f"no face landmarker bundle at {path}; "
-                                "`emostyle weights fetch mediapipe-face-landmarker` downloads it")
-    with zipfile.ZipFile(path) as task:
-        models = [task.read(f"{name}.tflite") for name in ("face_detector", "face_landmarks_detector", "face_blendshapes")]
-    return FaceMesh(*models).to(device).eval()
+    return FaceMesh(*read_bundle(bundle)).to(device).eval()

@@ -97,17 +97,28 @@ ACTION_UNITS = {
 FACE_READERS = ("fer", "blendshapes")
 
 
+def _prototype_matrix() -> torch.Tensor:
+    """(52, 7): blendshape -> emotion term weights, so that blendshapes @ matrix gives each
+    term's prototype intensity (the mean over its units of each unit's mean over its sides)."""
+    from emostyle.models.face_mesh import BLENDSHAPES
+
+    matrix = torch.zeros(len(BLENDSHAPES), len(EMOTIONS))
+    for e, units in EMOTION_PROTOTYPES.items():
+        for au in units:
+            for name in ACTION_UNITS[au]:
+                matrix[BLENDSHAPES.index(name), EMOTIONS.index(e)] += 1 / (len(units) * len(ACTION_UNITS[au]))
+    return matrix
+
+
+_PROTOTYPES = _prototype_matrix()
+
+
 def prototype_probabilities(blendshapes: torch.Tensor) -> torch.Tensor:
     """Probabilities (B, 7) of the emotion terms in FER2013 order from blendshapes (B, 52) in
     MediaPipe's order: each prototype's intensity is the mean of its action units' (in [0, 1]:
     1 when the whole prototype is shown); the intensities are the terms' shares, scaled down
     together when they sum past 1, and "neutral" holds the rest. Differentiable."""
-    from emostyle.models.face_mesh import BLENDSHAPES
-
-    index = {name: k for k, name in enumerate(BLENDSHAPES)}
-    unit = {au: blendshapes[:, [index[n] for n in names]].mean(dim=1) for au, names in ACTION_UNITS.items()}
-    shown = torch.stack([torch.stack([unit[au] for au in EMOTION_PROTOTYPES[e]]).mean(dim=0) if e != "neutral"
-                         else torch.zeros_like(blendshapes[:, 0]) for e in EMOTIONS], dim=1)
+    shown = blendshapes @ _PROTOTYPES.to(blendshapes)
     shares = shown / shown.sum(dim=1, keepdim=True).clamp_min(1.0)
     neutral = EMOTIONS.index("neutral")
     return shares + F.one_hot(torch.tensor(neutral), len(EMOTIONS)).to(shares) * (1 - shares.sum(dim=1, keepdim=True))
