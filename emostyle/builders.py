@@ -133,20 +133,34 @@ def build_identity(config: Config, device: str, guidance_space: EmbeddingSpace) 
     if config.guidance.l_id <= 0:
         return None
     if which == "none":
-        raise ValueError("guidance.l_id > 0 needs an identity network: set guidance.identity to arcface or fer")
+        raise ValueError("guidance.l_id > 0 needs an identity network: set guidance.identity to arcface, fer "
+                         "or expression")
 
     def make():
+        from .models.fer import FerIdentity
+
         if which == "fer":
-            from .models.fer import FerIdentity, load_fer
+            from .models.fer import load_fer
 
             fer = getattr(guidance_space, "fer", None)
             return FerIdentity(fer if fer is not None else load_fer(device=device))
+        if which == "expression":
+            return FerIdentity(_expression_cnn(config, device, seed=config.seed))
         from .models.arcface import ArcFaceIdentity, load_arcface, tiny_arcface
 
         net = tiny_arcface(seed=config.seed) if config.random_weights else load_arcface(resolve_weights("arcface-ir-se50"))
         return ArcFaceIdentity(net.to(device))
 
     return _cached("identity", dict(which=which, random=config.random_weights, device=device), make)
+
+
+def _expression_cnn(config: Config, device: str, seed: int):
+    """The second FER2013 network (random weights drawn from `seed` on the random profile)."""
+    from .models.checkpoint import random_state
+    from .models.expression_cnn import ExpressionCNN, load_expression_cnn
+
+    state = random_state(ExpressionCNN(), seed) if config.random_weights else None
+    return load_expression_cnn(state, device)
 
 
 def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, notes: list[str]) -> Judge | None:
@@ -187,12 +201,8 @@ def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, not
             return tiny_emogen_judge(config.seed + 1) if config.random_weights else load_emogen_judge(device)
         if which == "expression":
             from .judges.expression import ExpressionJudge
-            from .models.checkpoint import random_state
-            from .models.expression_cnn import ExpressionCNN, load_expression_cnn
 
-            if config.random_weights:
-                return ExpressionJudge(load_expression_cnn(random_state(ExpressionCNN(), config.seed + 1), device))
-            return ExpressionJudge(load_expression_cnn(device=device))
+            return ExpressionJudge(_expression_cnn(config, device, seed=config.seed + 1))
         from .judges.scene import ColourEmotionJudge
 
         return ColourEmotionJudge()

@@ -63,7 +63,7 @@ class GuidanceConfig:
     """Paper 3.3: direct latent optimisation with L = L_cos + l_ID L_ID + l_sim L_reg."""
 
     space: str = _choice("clip", "affect", default="clip")
-    identity: str = _choice("arcface", "fer", "none", default="none")
+    identity: str = _choice("arcface", "fer", "expression", "none", default="none")
     steps: int = _range(300, 1)
     lr: float = _range(0.1, 0.0, 10.0, low_open=True)  # run.sh uses 0.1
     l_aud: float = _range(0.6, 0.0)
@@ -85,6 +85,10 @@ class GuidanceConfig:
     # mini-Xception's seven classes, or MediaPipe's face blendshapes through FACS's emotion
     # prototypes (emostyle.spaces.affect.EMOTION_PROTOTYPES).
     face_reader: str = _choice("fer", "blendshapes", default="fer")
+    # > 0: the guiding space reads a randomly mirrored, shifted and scaled view of each image
+    # at each step (emostyle.guidance.jittered_view), so that the change is not particular to
+    # the exact pixels; 0 reads the image itself, as the paper does.
+    jitter: float = _range(0.0, 0.0, 0.45)
     frame_every: int = _range(25, 1)  # keep an intermediate frame every k steps
     batch: int = _range(1, 1)  # manipulations optimised at once (seeds or songs)
 

@@ -180,3 +180,25 @@ def test_scoring_judge_expression_builds_it():
     judge = build_judge(config, "cpu", guidance_space=None, notes=[])
     assert isinstance(judge, ExpressionJudge)  # random weights: the tiny profile's code path
     assert set(judge.read(np.zeros((1, 32, 32, 3), np.uint8))) == {"valence", *EMOTIONS}
+
+
+def test_guidance_identity_expression_is_one_minus_cos_of_its_last_convolution():
+    """`guidance.identity=expression`: L_ID through this network's features (so that the FER
+    mini-Xception, the offline judge, is in no loss); the gradient reaches the image."""
+    from emostyle.builders import build_identity
+    from emostyle.config import load_config
+    from emostyle.models.fer import face_input
+
+    config = load_config("tiny", {"guidance.identity": "expression", "guidance.l_id": 0.1})
+    identity = build_identity(config, "cpu", guidance_space=None)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = images.clone().requires_grad_(True)
+    same, other = identity(x, images), identity(images, images.roll(1, 0))
+    # float32 rounds the cosine of equal vectors to ~1e-7; another image (random weights: ~9e-4) is far off
+    assert same.abs().max() < 1e-5 and other.min() > 1e-4
+    identity(x, images.roll(1, 0)).sum().backward()
+    assert x.grad.abs().sum() > 0
+    network = identity.network
+    a, b = (network.features(face_input(v, 48)) for v in (images, images.roll(1, 0)))
+    torch.testing.assert_close(other, 1 - torch.nn.functional.cosine_similarity(a, b, dim=1))
+    assert network.features(face_input(images, 48)).shape == (3, 256 * 6 * 6)

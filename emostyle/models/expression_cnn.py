@@ -42,6 +42,8 @@ def _stage(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
 class ExpressionCNN(nn.Module):
     """(B, 1, 48, 48) greyscale in [-1, 1] -> pre-sigmoid logits (B, 7) in `EMOTIONS` order."""
 
+    input_size = INPUT_SIZE
+
     def __init__(self, width: int = 32, n_classes: int = 7):
         super().__init__()
         self.conv_1 = _stage(1, width, 1)
@@ -51,12 +53,15 @@ class ExpressionCNN(nn.Module):
         side = INPUT_SIZE // 8
         self.linear = nn.Sequential(nn.Linear(8 * width * side * side, 256), nn.ReLU(), nn.Linear(256, n_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolution's maps, flattened (B, 256 * 6 * 6): the identity loss's features."""
         if x.ndim != 4 or x.shape[1:] != (1, INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"expression CNN input must be (B, 1, {INPUT_SIZE}, {INPUT_SIZE}) greyscale in "
                              f"[-1, 1]; got {tuple(x.shape)} (ExpressionJudge prepares RGB images)")
-        x = self.conv_4(self.conv_3(self.conv_2(self.conv_1(x))))
-        return self.linear(x.flatten(1))
+        return self.conv_4(self.conv_3(self.conv_2(self.conv_1(x)))).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(x))
 
 
 def _read(path: Path) -> Mapping[str, torch.Tensor]:

