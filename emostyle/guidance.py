@@ -54,12 +54,13 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .parts import EmbeddingSpace, Generator, IdentityLoss
 
-__all__ = ["Method", "METHODS", "GuidanceError", "GuidanceResult", "emotion_directions", "guide", "lr_at", "method",
-           "method_targets", "MASKINGS", "REDUCTIONS"]
+__all__ = ["Method", "METHODS", "GuidanceError", "GuidanceResult", "emotion_directions", "guide", "jittered_view",
+           "lr_at", "method", "method_targets", "MASKINGS", "REDUCTIONS"]
 
 TERMS = ("audio", "music", "text")
 MASKINGS = ("gate", "heuristic", "off")
@@ -204,6 +205,7 @@ def guide(
     reg_reduction: str = "sum",
     frame_every: int = 25,
     directions: torch.Tensor | None = None,
+    jitter: float = 0.0,
     progress: bool = True,
 ) -> GuidanceResult:
     """Optimise the latents `start` (B, n_layers, dim) toward the target embeddings.
@@ -216,7 +218,9 @@ def guide(
     official code does (its IDLoss detaches the generated image). `directions`: an orthonormal
     basis (k, n_layers * dim) that the edit keeps to (`emotion_directions`): the image is
     rendered from the start plus the projection of the latents' offset on it, and that is the
-    result; None: the latents move freely, as in the paper.
+    result; None: the latents move freely, as in the paper. `jitter` > 0: the space reads, at
+    each step, a view of each image mirrored at random and shifted and scaled by up to that
+    fraction of its side (`jittered_view`); 0 reads the image itself, as the paper does.
     """
     if steps < 1:
         raise GuidanceError(f"steps must be >= 1, got {steps}")
@@ -241,6 +245,8 @@ def guide(
         raise GuidanceError(f"reg_reduction must be one of {', '.join(REDUCTIONS)}; got {reg_reduction!r}")
     if not (mask_scale > 0 and math.isfinite(mask_scale)):
         raise GuidanceError(f"mask_scale must be a positive number, got {mask_scale}")
+    if not (0 <= jitter < 0.5):
+        raise GuidanceError(f"jitter is a fraction of the image side in [0, 0.5), got {jitter}")
     if start.dim() != 3:
         raise GuidanceError(f"start latents must be (B, n_layers, dim), got shape {tuple(start.shape)}")
     if directions is not None and (directions.dim() != 2 or directions.shape[1] != start[0].numel()):
@@ -273,7 +279,7 @@ def guide(
         optimizer.param_groups[0]["lr"] = lr_at(step / steps, lr)
         w = edited(free)
         images = generator.render(w)
-        embedding = space.encode_image(images)
+        embedding = space.encode_image(jittered_view(images, jitter) if jitter > 0 else images)
         terms = {k: space.distance(embedding, targets[k]) for k in active}
         total = sum(active[k] * terms[k] for k in active)
         if l_id > 0:
@@ -306,8 +312,26 @@ def guide(
         history=history, frames=frames, mask=mask, seconds=time.perf_counter() - begun,
         settings=dict(steps=steps, lr=lr, l_id=l_id, l_sim=l_sim, weights=active, layer_masking=layer_masking,
                       mask_scale=mask_scale, reg_reduction=reg_reduction, identity_gradient=identity_gradient,
-                      directions=0 if basis is None else len(basis)),
+                      directions=0 if basis is None else len(basis), jitter=jitter),
     )
+
+
+def jittered_view(images: torch.Tensor, jitter: float) -> torch.Tensor:
+    """Each image (B, 3, H, W) mirrored with chance 1/2, shifted by up to `jitter` of its side
+    and scaled by up to 1 +- `jitter` (torch's random state), edges repeated; differentiable.
+    A change that one network reads as emotion in one exact image can be particular to its
+    pixels (an adversarial pattern) and invisible to people and other networks; a change that
+    reads the same from views a pixel or two apart, and mirrored, as an expression does, is
+    less likely to be one (expectation over transformation, Athalye et al. 2018)."""
+    b = images.shape[0]
+    u = torch.rand(b, 4, device=images.device) * 2 - 1
+    scale = 1 + jitter * u[:, 0]
+    mirror = torch.where(u[:, 1] > 0, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3, device=images.device, dtype=images.dtype)
+    theta[:, 0, 0], theta[:, 1, 1] = scale * mirror, scale
+    theta[:, 0, 2], theta[:, 1, 2] = 2 * jitter * u[:, 2], 2 * jitter * u[:, 3]  # grid units span 2 per side
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def emotion_directions(generator: Generator, space: EmbeddingSpace, n: int = 1024, seed: int = 0,

@@ -185,7 +185,7 @@ class Pipeline:
                      steps=steps or g.steps, lr=g.lr, l_id=g.l_id if identity else 0.0, l_sim=g.l_sim,
                      identity=identity, identity_gradient=not official, layer_masking=masking,
                      mask_scale=g.mask_scale, reg_reduction=g.reg_reduction, frame_every=g.frame_every,
-                     directions=self.directions, progress=progress)
+                     directions=self.directions, jitter=g.jitter, progress=progress)
 
 
 def manipulate(song: str | Path, profile: str | Config = "offline", method: str = "emostyle",

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from emostyle.guidance import METHODS, GuidanceError, emotion_directions, guide, lr_at, method, method_targets
+from emostyle.guidance import (METHODS, GuidanceError, emotion_directions, guide, jittered_view, lr_at, method,
+                               method_targets)
 from emostyle.parts import EmbeddingSpace, Generator, IdentityLoss
 from emostyle.retrieval import retrieve
 
@@ -280,6 +281,43 @@ def test_bad_settings_are_clear_errors():
         guide(g, s, _start(), {"audio": t["audio"]}, {"music": 1}, progress=False)
     with pytest.raises(ValueError, match="valid methods"):
         method("stylegan")
+
+
+def test_jittered_view_is_the_image_or_its_mirror_moved_a_little():
+    torch.manual_seed(0)
+    images = torch.rand(64, 3, 16, 16) * 2 - 1
+    still = jittered_view(images, 1e-6)
+    same = (still - images).abs().flatten(1).max(1).values < 1e-4
+    mirrored = (still - images.flip(3)).abs().flatten(1).max(1).values < 1e-4
+    assert (same ^ mirrored).all() and 10 < int(mirrored.sum()) < 54  # each a coin flip
+    # a shift of up to jitter * side moves a vertical edge by at most that many pixels
+    edge = torch.where(torch.arange(16) < 8, -1.0, 1.0).expand(64, 3, 16, 16)
+    moved = jittered_view(edge, 0.125)
+    columns = (moved[:, 0, 8] > 0).sum(1)  # pixels right of the edge (mirrored: left of it)
+    assert ((columns - 8).abs() <= 0.125 * 16 * 1.125 + 1).all() and columns.unique().numel() > 2
+    flat = jittered_view(torch.full((4, 3, 16, 16), 0.3), 0.2)
+    assert torch.allclose(flat, torch.full_like(flat, 0.3))  # edges repeated, nothing comes in
+    x = images[:2].clone().requires_grad_(True)
+    jittered_view(x, 0.05).sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_guidance_reading_jittered_views_still_lowers_the_loss_and_repeats_with_the_seed():
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append(guide(ConvGenerator(), ToySpace(), _start(6), _targets(), METHODS["emostyle"].weights(),
+                          steps=40, lr=0.1, l_sim=0.001, jitter=0.05, progress=False))
+    space, targets = ToySpace(), _targets()
+
+    def loss(images):  # of the images themselves, not of a view
+        return sum(w * space.distance(space.encode_image(images), targets[k])
+                   for k, w in METHODS["emostyle"].weights().items())
+
+    assert (loss(runs[0].images) < loss(runs[0].start_images)).all()
+    assert torch.equal(runs[0].latents, runs[1].latents) and runs[0].settings["jitter"] == 0.05
+    with pytest.raises(GuidanceError, match="jitter"):
+        guide(ConvGenerator(), ToySpace(), _start(), _targets(), {"audio": 1}, jitter=0.5, progress=False)
 
 
 def test_nan_loss_names_step_and_term():
