@@ -47,16 +47,20 @@ class Notebook:
     name: str
     keys: tuple[str, ...]
     outputs: tuple[str, ...]  # file stems under figures/ (PNG+PDF or CSV+MD); "stem_*": one or more per dataset
+    # Its running time on the offline profile, in seconds on one core (a first run orders the
+    # notebooks longest first by these; later runs by the cache's own timings).
+    seconds: float = 0.0
 
 
 NOTEBOOKS = (
-    Notebook("00_quickstart", ("fig1", "quickstart"), ("fig1_architecture", "quickstart")),
-    Notebook("01_retrieval", ("retrieval",), ("retrieval",)),
-    Notebook("02_affective_music", ("music",), ("affective_music",)),
-    Notebook("03_guidance", ("fig2", "fig3"), ("fig2_lyrics", "fig3_sounds_a", "fig3_sounds_b", "guidance_losses")),
-    Notebook("04_ablations", ("fig4",), ("fig4_ablations",)),
-    Notebook("05_vila_scoring", ("table1",), ("table1",)),
-    Notebook("07_start_study", ("study",), ("start_study", "start_study_examples_*", "start_study_changes")),
+    Notebook("00_quickstart", ("fig1", "quickstart"), ("fig1_architecture", "quickstart"), 30),
+    Notebook("01_retrieval", ("retrieval",), ("retrieval",), 15),
+    Notebook("02_affective_music", ("music",), ("affective_music",), 8),
+    Notebook("03_guidance", ("fig2", "fig3"), ("fig2_lyrics", "fig3_sounds_a", "fig3_sounds_b", "guidance_losses"),
+             175),
+    Notebook("04_ablations", ("fig4",), ("fig4_ablations",), 85),
+    Notebook("05_vila_scoring", ("table1",), ("table1",), 110),
+    Notebook("07_start_study", ("study",), ("start_study", "start_study_examples_*", "start_study_changes"), 225),
 )
 
 
@@ -343,7 +347,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         else:
             pending.append((nb, key, entry))
     estimates = {nb.name: _estimate(cache, nb.name) for nb, _, _ in pending}
-    pending.sort(key=lambda item: -(estimates[item[0].name] or 0))
+    pending.sort(key=lambda item: -(estimates[item[0].name] or item[0].seconds))
     jobs, threads = _plan(jobs, len(pending))
     register_kernel(run_dir, {"OMP_NUM_THREADS": str(threads)})
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(run_dir), os.environ.get("JUPYTER_PATH")]))

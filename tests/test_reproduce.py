@@ -24,6 +24,8 @@ import os
 count = Path(figures_dir).parents[2] / "count-{name}"
 count.write_text(str(int(count.read_text()) + 1 if count.exists() else 1))
 (count.parent / "numba-{name}").write_text(os.environ.get("NUMBA_CACHE_DIR", ""))
+with open(count.parent / "order", "a") as order:
+    order.write("{name}")
 Path(figures_dir, "{name}.txt").write_text(f"{{profile}} {{overrides}} {{os.environ.get('OMP_WAIT_POLICY')}}")
 """
 
@@ -75,6 +77,15 @@ def test_runs_notebooks_with_injected_parameters_and_publishes_with_the_manifest
     numba = {name: (kit / "runs" / f"numba-{name}").read_text() for name in "ab"}
     assert numba["a"] != numba["b"], numba
     assert all(os.path.dirname(d) == str(kit / "runs" / ".cache" / "numba") for d in numba.values()), numba
+
+
+def test_a_first_run_starts_the_longest_notebook_first(kit, monkeypatch):
+    """With no timings in the cache yet, a notebook's `seconds` orders the run (the longest
+    first, so that the short ones fill the cores at the end)."""
+    monkeypatch.setattr(runner, "NOTEBOOKS", (Notebook("a", ("figa",), ("a",), 1), Notebook("b", ("figb",), ("b",), 5)))
+    manifest = _run(kit, "r1", jobs=1)
+    assert (kit / "runs" / "order").read_text() == "ba"
+    assert list(manifest["notebooks"]) == ["a", "b"]  # the manifest keeps the kit's order
 
 
 @pytest.mark.slow
