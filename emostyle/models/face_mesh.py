@@ -201,18 +201,20 @@ class FaceMesh(torch.nn.Module):
     def landmarks(self, framed: torch.Tensor):
         """(points (B, 478, 3) in px of the framed images, presence (B,), found (B,) bool)."""
         b, _, h, w = framed.shape
-        crops, rotations, centres, extents, found = [], [], [], [], []
-        for k, (centre, extent, angle, seen) in enumerate(self.regions(framed)):
-            grid = _sample_grid(centre, extent, angle, LANDMARKER_SIZE, w, h, framed.device)
-            crops.append(F.grid_sample(framed[k:k + 1], grid, mode="bilinear", padding_mode="border", align_corners=True))
+        grids, rotations, centres, extents, found = [], [], [], [], []
+        for centre, extent, angle, seen in self.regions(framed):
+            grids.append(_sample_grid(centre, extent, angle, LANDMARKER_SIZE, w, h, framed.device))
             c, s = np.cos(angle), np.sin(angle)
             rotations.append([[c, s], [-s, c]])
             centres.append(centre)
             extents.append(extent)
             found.append(seen)
-        crops = (torch.cat(crops) / 255.0).permute(0, 2, 3, 1)
+        # One call for the batch: a slice per image would cost, going back, a zero gradient of
+        # the whole framed batch per image (most of the time of a step, measured).
+        crops = F.grid_sample(framed, torch.cat(grids), mode="bilinear", padding_mode="border", align_corners=True)
+        crops = (crops / 255.0).permute(0, 2, 3, 1)
         # a few crops at a time: on a CPU, batches past 4 run slower per crop (measured)
-        outputs = [self.landmarker(crops[k:k + LANDMARKER_BATCH])[:2] for k in range(0, b, LANDMARKER_BATCH)]
+        outputs = [self.landmarker(chunk)[:2] for chunk in crops.split(LANDMARKER_BATCH)]
         points = torch.cat([o[0] for o in outputs]).reshape(b, 478, 3) / LANDMARKER_SIZE
         presence = torch.cat([o[1] for o in outputs])
         tensor = lambda v: torch.tensor(np.array(v), dtype=points.dtype, device=points.device)  # noqa: E731
