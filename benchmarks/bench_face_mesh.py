@@ -39,7 +39,7 @@ seconds = []
 for step in range({steps} + 1):
     x = faces.clone().requires_grad_(True)
     begun = time.perf_counter()
-    shapes, _ = mesh(x)
+    shapes = mesh(x)[0]
     prototype_probabilities(shapes).sum().backward()
     seconds.append(time.perf_counter() - begun)
 print(json.dumps({{"seconds": seconds[1:], "blendshapes": shapes.detach().tolist()}}))

