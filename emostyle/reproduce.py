@@ -53,14 +53,14 @@ class Notebook:
 
 
 NOTEBOOKS = (
-    Notebook("00_quickstart", ("fig1", "quickstart"), ("fig1_architecture", "quickstart"), 30),
-    Notebook("01_retrieval", ("retrieval",), ("retrieval",), 15),
-    Notebook("02_affective_music", ("music",), ("affective_music",), 8),
+    Notebook("00_quickstart", ("fig1", "quickstart"), ("fig1_architecture", "quickstart"), 22),
+    Notebook("01_retrieval", ("retrieval",), ("retrieval",), 10),
+    Notebook("02_affective_music", ("music",), ("affective_music",), 7),
     Notebook("03_guidance", ("fig2", "fig3"), ("fig2_lyrics", "fig3_sounds_a", "fig3_sounds_b", "guidance_losses"),
-             175),
-    Notebook("04_ablations", ("fig4",), ("fig4_ablations",), 85),
-    Notebook("05_vila_scoring", ("table1",), ("table1",), 110),
-    Notebook("07_start_study", ("study",), ("start_study", "start_study_examples_*", "start_study_changes"), 225),
+             166),
+    Notebook("04_ablations", ("fig4",), ("fig4_ablations",), 75),
+    Notebook("05_vila_scoring", ("table1",), ("table1",), 106),
+    Notebook("07_start_study", ("study",), ("start_study", "start_study_examples_*", "start_study_changes"), 169),
 )
 
 
@@ -329,7 +329,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     staged.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     code, packages = _code_version(), environment()["packages"]
-    say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda text: None)
+    # one write per line: notebooks finishing at once must not interleave their lines
+    say = (lambda text: (sys.stderr.write(text + "\n"), sys.stderr.flush())) if progress else (lambda text: None)
 
     # Reuse what the cache holds; the rest runs, longest first (by the last run's timings).
     entries: dict[str, dict] = {}
