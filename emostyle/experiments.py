@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,8 +204,8 @@ class StartStudy:
         """What the judge saw move besides valence: per polarity of the songs, the `top`
         components whose mean change over that polarity's songs and starts is largest, each with
         its t statistic (mean over standard error; |t| > 2: the same sign on most starts) and the
-        number of readings. A valence weighs a few of the judge's readings (the lip corners); a
-        song can move others that it does not count (a gaze, the eyelids)."""
+        number of readings. A valence weighs some of the judge's readings in one number; the
+        others (which expression rose, which fell; a scene's arousal) say what changed."""
         rows = []
         for polarity in ("positive", "negative"):
             songs = [i for i, p in enumerate(self.polarities) if p == polarity]
@@ -217,7 +218,8 @@ class StartStudy:
                 if len(change) < 2:
                     continue
                 mean, error = float(change.mean()), float(change.std() / math.sqrt(len(change)))
-                moved.append(dict(dataset=self.label, polarity=polarity, reading=name, mean_change=round(mean, 3),
+                moved.append(dict(dataset=self.label, judge=_judge_name(self.pipe), polarity=polarity, reading=name,
+                                  mean_change=round(mean, 3),
                                   t=round(mean / error, 1) if error > 0 else float("nan"), readings=len(change)))
             rows += sorted(moved, key=lambda r: -abs(r["mean_change"]))[:top]
         return rows
@@ -360,6 +362,9 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                       "same start moved as far in a random latent direction; above each song: toward / within / against\n"
                       "(unread: results the judge could not read, e.g. no face found)")
     dots.tight_layout(rect=(0, note_height(dots, note), 1, 1 - 0.75 / dots.get_size_inches()[1]))
+    # above the legend, outside the axes' layout (saving with a tight box keeps it)
+    dots.suptitle("Start study: every start image's valence shift toward each song, read by the judge",
+                  fontsize=11, y=1.0, va="bottom")
     stamp(dots, note)
     examples = {}
     for label, st in studies.items():
@@ -424,7 +429,7 @@ def _change_bars(ax, title: str, rows: list[dict], n: int) -> None:
     ax.axvline(0, color="k", lw=0.6)
     ax.set_title(f"{title}, {rows[0]['readings']} readings", fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
-    ax.set_xlabel("mean change (judge, saved images)", fontsize=8)
+    ax.set_xlabel(textwrap.fill(f"mean change read by {rows[0]['judge']} on the saved images", 55), fontsize=8)
 
 
 class Experiment:

@@ -8,6 +8,7 @@ pass for one of the paper's models).
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -335,7 +336,10 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
         ax.text(x + w / 2, y + h - 0.2, stage["title"], ha="center", va="top", fontsize=12, weight="bold")
         ax.text(x + w / 2, y + h - 0.58, f"paper {stage['section']} · {stage['equation']}\n{stage['module']}",
                 ha="center", va="top", fontsize=7.5, color="0.3")
-        ax.text(x + 0.15, y + h - 1.05, "\n".join(f"• {p}" for p in stage["parts"]), ha="left", va="top", fontsize=8)
+        # wrapped to the box (about 10 characters of 8 pt text per board unit at this size)
+        lines = [textwrap.fill(p, width=int((w - 0.3) * 10), initial_indent="• ", subsequent_indent="   ")
+                 for p in stage["parts"]]
+        ax.text(x + 0.15, y + h - 1.05, "\n".join(lines), ha="left", va="top", fontsize=8)
 
     def arrow(a, b, label="", offset=(0.0, 0.0)):  # the label beside the arrow's middle, off its line
         ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="-|>", lw=1.6, color="0.2"))
@@ -346,14 +350,14 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
     box(0.2, 2.6, 1.5, 1.0, "#f2f2f2", text="song A")
     box(2.6, 3.5, 4.2, 2.2, "#dbe9f6", by_title["Retrieval"])
     box(2.6, 0.5, 4.2, 2.2, "#fde3cf", by_title["Affective music"])
-    box(7.9, 1.9, 3.6, 2.4, "#dff2df", by_title["Guidance"])
+    box(7.9, 1.5, 3.6, 3.0, "#dff2df", by_title["Guidance"])
     box(11.85, 2.6, 1.05, 1.0, "#f2f2f2", text="G(w_a)")
     arrow((1.7, 3.3), (2.55, 4.5), "A", (-0.2, 0.1))
     arrow((1.7, 2.9), (2.55, 1.7), "A", (-0.2, -0.35))
     arrow((6.85, 4.5), (7.85, 3.7), "w*", (0.15, 0.15))
     arrow((6.85, 1.6), (7.85, 2.5), "L, P, M", (-0.45, 0.05))
     ax.plot([1.1, 1.1], [2.55, 0.25], lw=1.2, color="0.45")
-    ax.annotate("", xy=(9.5, 1.85), xytext=(1.1, 0.25),
+    ax.annotate("", xy=(9.5, 1.45), xytext=(1.1, 0.25),
                 arrowprops=dict(arrowstyle="-|>", lw=1.2, color="0.45", connectionstyle="angle,angleA=0,angleB=90"))
     ax.text(5.2, 0.18, "A (audio guidance)", fontsize=8.5, color="0.3", style="italic", va="top")  # under its line
     arrow((11.55, 3.1), (11.8, 3.1))

@@ -105,6 +105,8 @@ class EmbeddingSpace(abc.ABC):
 class IdentityLoss(abc.ABC):
     """L_ID (paper Eq. 6): 1 - cosine of identity features of two image batches."""
 
+    name = "identity features"  # the network whose features it compares, for figures and manifests
+
     @abc.abstractmethod
     def __call__(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Per-item loss (B,) between images and reference images, both (B, 3, H, W) in [-1, 1]."""

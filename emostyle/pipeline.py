@@ -66,7 +66,7 @@ class Pipeline:
         a = self.config.affective
         return {"profile": self.config.profile, "generator": f"{self.generator.name} ({self.generator.resolution} px)",
                 "retrieval space": self.retrieval_space.name, "guidance space": self.guidance_space.name,
-                "identity": type(self.identity).__name__ if self.identity else "none",
+                "identity": self.identity.name if self.identity else "none",
                 "judge": self.judge.name if self.judge else "none",
                 "lyrics": a.lyrics, "polarity": a.polarity, "music": a.music,
                 "edit": "free" if self.directions is None else f"along {len(self.directions)} emotion directions",

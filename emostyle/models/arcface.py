@@ -103,6 +103,8 @@ class Backbone(nn.Module):
 class ArcFaceIdentity(IdentityLoss):
     """L_ID = 1 - cos(ArcFace(images), ArcFace(reference)) per item; the reference is not differentiated."""
 
+    name = "ArcFace IR-SE50"
+
     def __init__(self, backbone: Backbone):
         self.backbone = backbone
 

@@ -43,6 +43,7 @@ class ExpressionCNN(nn.Module):
     """(B, 1, 48, 48) greyscale in [-1, 1] -> pre-sigmoid logits (B, 7) in `EMOTIONS` order."""
 
     input_size = INPUT_SIZE
+    title = "FER2013 four-layer CNN"
 
     def __init__(self, width: int = 32, n_classes: int = 7):
         super().__init__()

@@ -94,6 +94,7 @@ class MiniXception(nn.Module):
     """
 
     input_size = INPUT_SIZE
+    title = "FER2013 mini-Xception"
 
     def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64, 128), n_classes: int = 7,
                  eps: float = 1e-3):
@@ -152,6 +153,7 @@ class FerIdentity(IdentityLoss):
 
     def __init__(self, network: nn.Module):
         self.network = network
+        self.name = f"{network.title} features"
 
     def __call__(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         size = self.network.input_size
