@@ -357,14 +357,15 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     handles = [Line2D([], [], ls="", marker="o", color=c, label=v) for v, c in colours.items()]
     handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="none", color="0.45",
                           label="random latent edit, as large"))
+    height = dots.get_size_inches()[1]
+    dots.suptitle("Start study: every start image's valence shift toward each song, read by the judge",
+                  fontsize=11, y=1 - 0.05 / height, va="top")
     dots.legend(handles=handles, loc="upper center", fontsize=8, ncol=4, frameon=False, title_fontsize=8,
+                bbox_to_anchor=(0.5, 1 - 0.3 / height),
                 title="moved beyond the judge's resolution (grey band) or within it; filled: the guidance; hollow: the\n"
                       "same start moved as far in a random latent direction; above each song: toward / within / against\n"
                       "(unread: results the judge could not read, e.g. no face found)")
-    dots.tight_layout(rect=(0, note_height(dots, note), 1, 1 - 0.75 / dots.get_size_inches()[1]))
-    # above the legend, outside the axes' layout (saving with a tight box keeps it)
-    dots.suptitle("Start study: every start image's valence shift toward each song, read by the judge",
-                  fontsize=11, y=1.0, va="bottom")
+    dots.tight_layout(rect=(0, note_height(dots, note), 1, 1 - 1.05 / height))  # the title and the legend above
     stamp(dots, note)
     examples = {}
     for label, st in studies.items():
