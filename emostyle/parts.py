@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Generator", "EmbeddingSpace", "IdentityLoss", "Judge", "check_images", "face_views", "to_uint8"]
+__all__ = ["Generator", "EmbeddingSpace", "IdentityLoss", "Judge", "check_images", "check_margins", "face_views",
+           "to_uint8"]
 
 
 class Generator(abc.ABC):
@@ -127,16 +128,22 @@ def check_images(images: np.ndarray) -> None:
                          "(emostyle.parts.to_uint8 turns images in [-1, 1] into that)")
 
 
+def check_margins(margins) -> tuple[float, ...]:
+    """`margins` of `face_views` as a tuple; refuses, in one line, any outside [0, 0.5) or none."""
+    margins = tuple(margins)
+    if not margins or not all(0 <= m < 0.5 for m in margins):
+        raise ValueError(f"margins are fractions of the side in [0, 0.5), at least one; got {margins}")
+    return margins
+
+
 def face_views(images: np.ndarray, margins: tuple[float, ...], mirror: bool = True) -> list[np.ndarray]:
     """Views of 8-bit face images (B, H, W, 3) that a judge averages its reading over: centred
     crops cutting each fraction in `margins` of the side off each edge, and (`mirror`) their
     mirror images (an expression reads the same mirrored). A classifier of small faces reads
     a face moved by one pixel differently; the mean over views a pixel or two apart is steadier."""
-    if not margins or not all(0 <= m < 0.5 for m in margins):
-        raise ValueError(f"margins are fractions of the side in [0, 0.5), at least one; got {margins}")
     height, width = images.shape[1:3]
     views = []
-    for margin in margins:
+    for margin in check_margins(margins):
         dy, dx = round(margin * height), round(margin * width)
         view = images[:, dy:height - dy, dx:width - dx]
         views += [np.ascontiguousarray(v) for v in (view, view[:, :, ::-1])[: 2 if mirror else 1]]

@@ -31,8 +31,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from emostyle.models.expression_cnn import EMOTIONS, INPUT_SIZE, ExpressionCNN
-from emostyle.parts import Judge, check_images, face_views
+from emostyle.judges.fer import ViewAveragedJudge
+from emostyle.models.expression_cnn import INPUT_SIZE, ExpressionCNN
+from emostyle.parts import check_images
 
 __all__ = ["ExpressionJudge", "expression_input", "MARGINS"]
 
@@ -53,28 +54,15 @@ def expression_input(images: np.ndarray) -> torch.Tensor:
     return (x - 0.5) / 0.5
 
 
-class ExpressionJudge(Judge):
-    """Readings: "valence" (expected pleasure) and the probability of each FER2013 emotion."""
+class ExpressionJudge(ViewAveragedJudge):
+    """The `facial_emotion_recognition` CNN, its normalised sigmoid scores averaged over views."""
 
     name = "FER2013 four-layer CNN (expected pleasure over framings)"
 
     def __init__(self, network: ExpressionCNN, margins: tuple[float, ...] = MARGINS, mirror: bool = True):
-        from emostyle.spaces.affect import EMOTION_PAD
-
-        face_views(np.zeros((1, 8, 8, 3), np.uint8), margins)  # refuses bad margins now, not at the first read
+        super().__init__(margins, mirror)
         self.network = network.eval()
-        self.margins, self.mirror = tuple(margins), mirror
-        self._pleasure = torch.tensor([EMOTION_PAD[e][0] for e in EMOTIONS])
 
-    @torch.no_grad()
-    def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        check_images(images)
-        device = next(self.network.parameters()).device
-        probs = []
-        for view in face_views(images, self.margins, self.mirror):
-            scores = self.network(expression_input(view).to(device)).sigmoid().cpu()
-            probs.append(scores / scores.sum(dim=1, keepdim=True))
-        probs = torch.stack(probs).mean(dim=0)
-        readings = {"valence": (probs @ self._pleasure).numpy()}
-        readings.update({e: probs[:, i].numpy() for i, e in enumerate(EMOTIONS)})
-        return readings
+    def probabilities(self, view: np.ndarray) -> torch.Tensor:
+        scores = self.network(expression_input(view).to(next(self.network.parameters()).device)).sigmoid().cpu()
+        return scores / scores.sum(dim=1, keepdim=True)

@@ -14,40 +14,53 @@ readings unchanged.
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 import torch
 
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input
-from emostyle.parts import Judge, check_images, face_views
+from emostyle.parts import Judge, check_images, check_margins, face_views
 
-__all__ = ["FerJudge", "MARGINS"]
+__all__ = ["FerJudge", "ViewAveragedJudge", "MARGINS"]
 
 # Fractions of the side cut off each edge: the views (each also mirrored) the judge averages.
 MARGINS = (0.0, 1 / 32, 1 / 16)
 
 
-class FerJudge(Judge):
-    """Readings: "valence" (expected pleasure) and the probability of each FER2013 emotion."""
+class ViewAveragedJudge(Judge):
+    """A FER2013 classifier read as a judge: its seven probabilities (`probabilities`, of one
+    view) averaged over `face_views`; readings "valence" (expected pleasure) and the probability
+    of each FER2013 emotion."""
 
-    name = "FER2013 mini-Xception (expected pleasure over 6 views)"
-
-    def __init__(self, fer: MiniXception, margins: tuple[float, ...] = MARGINS, mirror: bool = True):
+    def __init__(self, margins: tuple[float, ...], mirror: bool = True):
         from emostyle.spaces.affect import EMOTION_PAD
 
-        face_views(np.zeros((1, 8, 8, 3), np.uint8), margins)  # refuses bad margins now, not at the first read
-        self.fer = fer.eval()
-        self.margins, self.mirror = tuple(margins), mirror
+        self.margins, self.mirror = check_margins(margins), mirror
         self._pleasure = torch.tensor([EMOTION_PAD[e][0] for e in EMOTIONS])
+
+    @abc.abstractmethod
+    def probabilities(self, view: np.ndarray) -> torch.Tensor:
+        """Probabilities (B, 7) in `EMOTIONS` order of one view, 8-bit RGB (B, H, W, 3), on the CPU."""
 
     @torch.no_grad()
     def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
         check_images(images)
-        device = next(self.fer.parameters()).device
-        probs = []
-        for view in face_views(images, self.margins, self.mirror):
-            x = torch.from_numpy(view).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
-            probs.append(self.fer(face_input(x)).softmax(dim=1).cpu())
-        probs = torch.stack(probs).mean(dim=0)
+        probs = torch.stack([self.probabilities(v) for v in face_views(images, self.margins, self.mirror)]).mean(0)
         readings = {"valence": (probs @ self._pleasure).numpy()}
         readings.update({e: probs[:, i].numpy() for i, e in enumerate(EMOTIONS)})
         return readings
+
+
+class FerJudge(ViewAveragedJudge):
+    """The `fer` package's mini-Xception, its softmax averaged over six views."""
+
+    name = "FER2013 mini-Xception (expected pleasure over 6 views)"
+
+    def __init__(self, fer: MiniXception, margins: tuple[float, ...] = MARGINS, mirror: bool = True):
+        super().__init__(margins, mirror)
+        self.fer = fer.eval()
+
+    def probabilities(self, view: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(view).to(next(self.fer.parameters()).device).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return self.fer(face_input(x)).softmax(dim=1).cpu()

@@ -210,7 +210,7 @@ class FaceMesh(torch.nn.Module):
             extents.append(extent)
             found.append(seen)
         # One call for the batch: a slice per image would cost, going back, a zero gradient of
-        # the whole framed batch per image (most of the time of a step, measured).
+        # the whole framed batch per image.
         crops = F.grid_sample(framed, torch.cat(grids), mode="bilinear", padding_mode="border", align_corners=True)
         crops = (crops / 255.0).permute(0, 2, 3, 1)
         # a few crops at a time: on a CPU, batches past 4 run slower per crop (measured)
