@@ -236,6 +236,8 @@ def build_inversion(config: Config, device: str, generator: Generator, guidance_
             return load_lpips(device=device)
         from .models.fer import FerIdentity, MiniXception, load_fer
 
+        if inv.perceptual == "expression":
+            return FerIdentity(_expression_cnn(config, device, seed=config.seed))
         fer = getattr(guidance_space, "fer", None)
         if fer is None:
             fer = MiniXception().to(device).eval() if config.random_weights else load_fer(device=device)

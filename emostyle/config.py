@@ -126,7 +126,8 @@ class EmoGenConfig:
 class InversionConfig:
     """Projecting a user's photo into the generator (rosinality's projector.py settings)."""
 
-    perceptual: str = _choice("lpips", "fer", "none", default="lpips")  # d: LPIPS-VGG, FER features, or pixels only
+    # d: LPIPS-VGG, the features of the FER2013 mini-Xception or of the four-layer FER2013 CNN, or pixels only
+    perceptual: str = _choice("lpips", "fer", "expression", "none", default="lpips")
     encoder: str = _choice("e4e", "none", default="none")  # a fast start, refined by projection (when fetched)
     align: str = _choice("ffhq", "centre", default="ffhq")  # faces: FFHQ landmark alignment; scenes are centre-cropped
     zoom: float = _range(1.0, 0.0, 4.0, low_open=True)  # > 1: a tighter square than FFHQ's, for tighter-cropped generators

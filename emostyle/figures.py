@@ -376,12 +376,12 @@ def photo_figure(photo: torch.Tensor, reconstruction: torch.Tensor, result: torc
         v = valence[i] if i < len(valence) else None
         return f"valence {v:+.2f}" if v is not None and v == v else "valence n/a"
 
-    fit = f"reconstruction\nMAE {error['mae_levels']:.1f} levels · PSNR {error['psnr_db']:.1f} dB"
+    fit = f"reconstruction\nMAE {error['mae_levels']:.1f} levels\nPSNR {error['psnr_db']:.1f} dB"
     captions = [[reading(0), reading(1), reading(2)]]
     images = [x[0] if x.ndim == 4 else x for x in (photo, reconstruction, result)]
     judged = f"valence by {judge}" if judge else "no judge: valence not read"
     return image_grid([images], col_labels=["your photo", fit, "manipulated"], captions=captions,
-                      title=f"{title} ({judged})" if title else judged, note=note, cell=2.2)
+                      title=f"{title}\n{judged}" if title else judged, note=note, cell=2.2)
 
 
 def file_stem(*parts: str) -> str:

@@ -7,7 +7,7 @@ from an encoder's estimate (e4e), minimising
 
     L = d(G(w), x) + l_mse MSE(G(w), x) + l_noise R(noise)
 
-with d a perceptual distance (LPIPS-VGG for the paper's StyleGAN2, the FER network's
+with d a perceptual distance (LPIPS-VGG for the paper's StyleGAN2, a FER2013 CNN's
 features for the offline DCGAN, none for the photo grader), R the projector's noise
 regulariser (squared autocorrelation of each noise map at every scale down to 8 px), the
 official learning-rate schedule (`emostyle.guidance.lr_at`), and latent noise of strength

@@ -196,3 +196,19 @@ def test_cli_names_a_bad_photo_in_one_line(tmp_path, repo_root, capsys):
                  "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "me.png" in err
+
+
+@pytest.mark.parametrize("which, network", [("fer", "MiniXception"), ("expression", "ExpressionCNN")])
+def test_the_fer_perceptual_distances_fit_their_own_networks_features(which, network):
+    from emostyle import builders
+
+    config = load_config("tiny", {"inversion.perceptual": which})  # random weights drawn from the seed
+    perceptual, _ = builders.build_inversion(config, "cpu", _dcgan(), None, [])
+    assert type(perceptual.network).__name__ == network
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.rand(2, 3, 64, 64, generator=g) * 2 - 1 for _ in range(2))
+    x = a.clone().requires_grad_(True)
+    d = perceptual(x, b)
+    d.sum().backward()
+    assert d.shape == (2,) and (d > 0).all() and x.grad.abs().sum() > 0
+    assert perceptual(a, a).abs().max() < 1e-5  # the same image is at distance 0
