@@ -12,8 +12,13 @@ one of them its way, as the judge reads the saved images (notebook 07)?
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import json
 import math
+import os
+import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +30,12 @@ from .config import dataset_configs
 from .guidance import METHODS, GuidanceResult
 from .parts import Generator
 from .pipeline import Pipeline
+from .registry import home
 from .samples import Sample
 from .scoring import metrics
 
-__all__ = ["Experiment", "MethodRuns", "StartStudy", "ablation_claims", "changes_figure", "random_edit", "start_study", "study_figure"]
+__all__ = ["Experiment", "MethodRuns", "StartStudy", "ablation_claims", "changes_figure", "random_edit", "start_study",
+           "stored_guidance", "study_figure"]
 
 
 @dataclass
@@ -433,6 +440,43 @@ def _change_bars(ax, title: str, rows: list[dict], n: int) -> None:
     ax.set_xlabel(textwrap.fill(f"mean change read by {rows[0]['judge']} on the saved images", 55), fontsize=8)
 
 
+def stored_guidance(pipe: Pipeline, starts: torch.Tensor, targets: dict, method: str,
+                    store: str | Path | None) -> GuidanceResult:
+    """`pipe.guide` of `method` from `starts` toward `targets`, kept in `store` (None: not kept)
+    under the hash of all it depends on: the kit's code, registry and profiles, the pipeline's
+    configuration, the start latents, the targets, torch's version, device and thread count (the
+    order of float sums). Figures 2 and 4 and Table 1 guide the same songs from the same starts
+    in separate notebooks: each reuses what another already ran. A stored result keeps only its
+    last frame; it is written whole (a temporary file, then renamed), so a reader never sees
+    half of one."""
+    if store is None:
+        return pipe.guide(starts, targets, method=method, progress=False)
+    from .manifest import code_version
+
+    h = hashlib.sha256()
+    h.update(json.dumps([code_version(), dataclasses.asdict(pipe.config), method, torch.__version__,
+                         str(starts.device), torch.get_num_threads()], sort_keys=True, default=str).encode())
+    for name in ("start", *sorted(targets)):
+        value = starts if name == "start" else targets[name]
+        h.update(name.encode() + (b"-" if value is None else value.detach().cpu().contiguous().numpy().tobytes()))
+    path = Path(store) / f"{h.hexdigest()}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, map_location=starts.device, weights_only=False)
+        except Exception:  # unreadable (another torch's pickle): guide again and replace it
+            pass
+    run = pipe.guide(starts, targets, method=method, progress=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(dataclasses.replace(run, frames=run.frames[-1:]), tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return run
+
+
 class Experiment:
     """The pipelines of a profile's datasets, and where a notebook writes its outputs."""
 
@@ -443,6 +487,7 @@ class Experiment:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.pipe = Pipeline.from_config(profile, overrides)
         self.config, self._overrides = self.pipe.config, overrides
+        self.store: Path | None = home() / "cache" / "guidance"  # run_methods' results (stored_guidance); None: not kept
 
     @functools.cached_property
     def datasets(self) -> dict[str, Pipeline]:
@@ -489,7 +534,7 @@ class Experiment:
             runs = {}
             for m in methods:
                 bar.set_postfix_str(f"{label}: {METHODS[m].title}")
-                runs[m] = pipe.guide(starts, targets, method=m, progress=False)
+                runs[m] = stored_guidance(pipe, starts, targets, m, self.store)
                 bar.update()
             result = MethodRuns(label, pipe, list(items), musics, runs, targets, {}, {})
             if with_emogen:

@@ -7,6 +7,7 @@ always be traced back to the run that made it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -20,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["environment", "git_commit", "write_json", "run_manifest", "collected_warnings"]
+__all__ = ["code_version", "environment", "git_commit", "write_json", "run_manifest", "collected_warnings"]
 
 _PACKAGES = ("emostyle", "torch", "numpy", "scipy", "librosa", "transformers", "faster-whisper",
              "ctranslate2", "vaderSentiment", "pretty_midi", "papermill", "matplotlib", "h5py")
@@ -56,6 +57,16 @@ def environment(device: str | None = None) -> dict[str, Any]:
 
             info["device_name"] = torch.cuda.get_device_name(0)
     return info
+
+
+def code_version() -> str:
+    """sha256 of the package's code, registry (which holds every weight's sha256) and profiles."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(p for pattern in ("*.py", "*.toml", "*.yaml") for p in root.rglob(pattern)
+                       if "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def write_json(path: str | Path, data: Any) -> Path:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .audio import numba_cache_dir
 from .config import load_config
-from .manifest import environment, run_manifest, write_json
+from .manifest import code_version, environment, run_manifest, write_json
 
 __all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
            "check_parameters_cell", "inputs_key", "register_kernel", "KERNEL_ENV"]
@@ -102,18 +102,6 @@ def _select(only: str | list[str] | None) -> list[Notebook]:
 
 
 # -- what a notebook's result depends on ---------------------------------------------------
-def _hash_files(h, root: Path, patterns: tuple[str, ...]) -> None:
-    for path in sorted(p for pattern in patterns for p in root.rglob(pattern) if "__pycache__" not in p.parts):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-
-
-def _code_version() -> str:
-    """sha256 of the package's code, registry (which holds every weight's sha256) and profiles."""
-    h = hashlib.sha256()
-    _hash_files(h, Path(__file__).resolve().parent, ("*.py", "*.toml", "*.yaml"))
-    return h.hexdigest()
-
-
 def _input_files(config: dict) -> list[Path]:
     """Files a run reads besides registry entries: the kit's songs and any path in the config."""
     from .samples import SONGS_DIR
@@ -328,7 +316,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     staged = run_dir / "figures"
     staged.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
-    code, packages = _code_version(), environment()["packages"]
+    code, packages = code_version(), environment()["packages"]
     # one write per line: notebooks finishing at once must not interleave their lines
     say = (lambda text: (sys.stderr.write(text + "\n"), sys.stderr.flush())) if progress else (lambda text: None)
 

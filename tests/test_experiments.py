@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("experiment")
-    return Experiment("tiny", {"guidance.steps": 2, "retrieval.candidates": 2}, root / "figures", root / "run")
+    experiment = Experiment("tiny", {"guidance.steps": 2, "retrieval.candidates": 2}, root / "figures", root / "run")
+    experiment.store = root / "guidance"  # not the kit's home
+    return experiment
 
 
 def test_every_method_is_read_by_the_judge_and_in_the_space(experiment):
@@ -214,3 +216,23 @@ def test_random_edit_changes_each_image_as_far_as_asked(profile):
     changed = metrics.pixel_change(starts, edited)
     assert (changed >= asked).all() and (changed - asked < 0.1).all(), changed
     assert torch.equal(random_edit(generator, latents, starts, asked, torch.Generator().manual_seed(1)), edited)
+
+
+def test_method_runs_are_stored_and_reused_until_anything_they_depend_on_changes(experiment, tmp_path, monkeypatch):
+    songs = samples.songs()[:2]
+    monkeypatch.setattr(experiment, "store", tmp_path)
+    first = experiment.run_methods(songs, ["lee"], progress=False)
+    stored = sorted(tmp_path.iterdir())
+    assert len(stored) == 1 and stored[0].suffix == ".pt"  # one run per (dataset, method), nothing half-written
+    with monkeypatch.context() as m:
+        m.setattr(Pipeline, "guide", lambda *a, **k: pytest.fail("guided again what was stored"))
+        again = experiment.run_methods(songs, ["lee"], progress=False)
+    (label, a), = first.items()
+    b = again[label]
+    assert torch.equal(a.runs["lee"].images, b.runs["lee"].images) and a.runs["lee"].history == b.runs["lee"].history
+    assert torch.equal(a.judge["lee"], b.judge["lee"]) and torch.equal(a.space["lee"], b.space["lee"])
+    experiment.run_methods(songs[::-1], ["lee"], progress=False)  # other starts and targets: guided anew
+    other = Experiment("tiny", {"guidance.steps": 3, "retrieval.candidates": 2}, tmp_path / "f", tmp_path / "r")
+    other.store = tmp_path
+    other.run_methods(songs, ["lee"], progress=False)  # another configuration: guided anew
+    assert len(list(tmp_path.glob("*.pt"))) == 3 and not list(tmp_path.glob(".*"))
