@@ -158,6 +158,12 @@ def _local_kernel_manager(env: dict[str, str] | None = None):
             kw["env"] = {**kw.get("env", os.environ), **(env or {})}
             return await super().start_kernel(**kw)
 
+        async def _async_interrupt_kernel(self):
+            # jupyter_client interrupts a kernel before every shutdown, and the kernel, idle
+            # by then, logs "KeyboardInterrupt caught in kernel" into the run's output.
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
     return LocalKernelManager
 
 

@@ -3,6 +3,7 @@ manifest, unchanged notebooks reused from the cache, failures named without stop
 Ctrl-C stopping the kernel at once with nothing published."""
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -188,3 +189,27 @@ def test_committed_notebooks_have_one_parameters_cell_and_no_outputs(nb):
     check_parameters_cell(path)
     cells = nbformat.read(path, as_version=4).cells
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in cells if c.cell_type == "code")
+
+
+def test_kernels_are_interrupted_when_asked_but_not_on_their_way_out(monkeypatch):
+    """jupyter_client interrupts every kernel before shutting it down; an idle kernel then logs
+    "KeyboardInterrupt caught in kernel" into the run's output."""
+    import asyncio
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    sent = []
+
+    async def interrupt(self):
+        sent.append(self.shutting_down)
+
+    monkeypatch.setattr(AsyncKernelManager, "_async_interrupt_kernel", interrupt)
+    manager = runner._local_kernel_manager()()
+    try:
+        asyncio.run(manager._async_interrupt_kernel())
+        manager.shutting_down = True
+        asyncio.run(manager._async_interrupt_kernel())
+    finally:
+        runner._LIVE_KERNELS.discard(manager)
+        shutil.rmtree(manager.socket_dir, ignore_errors=True)
+    assert sent == [False]
