@@ -3,8 +3,8 @@ manifest, unchanged notebooks reused from the cache, failures named without stop
 Ctrl-C stopping the kernel at once with nothing published."""
 
 import json
-import shutil
 import os
+import shutil
 import signal
 import subprocess
 import sys
