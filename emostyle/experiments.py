@@ -444,18 +444,21 @@ def stored_guidance(pipe: Pipeline, starts: torch.Tensor, targets: dict, method:
                     store: str | Path | None) -> GuidanceResult:
     """`pipe.guide` of `method` from `starts` toward `targets`, kept in `store` (None: not kept)
     under the hash of all it depends on: the kit's code, registry and profiles, the pipeline's
-    configuration, the start latents, the targets, torch's version, device and thread count (the
-    order of float sums). Figures 2 and 4 and Table 1 guide the same songs from the same starts
+    configuration and the files it names, the start latents, the targets, torch's version, device
+    and thread count (the order of float sums). Figures 2 and 4 and Table 1 guide the same songs from the same starts
     in separate notebooks: each reuses what another already ran. A stored result keeps only its
     last frame; it is written whole (a temporary file, then renamed), so a reader never sees
     half of one."""
     if store is None:
         return pipe.guide(starts, targets, method=method, progress=False)
-    from .manifest import code_version
+    from .manifest import code_version, input_files
 
+    config = dataclasses.asdict(pipe.config)
     h = hashlib.sha256()
-    h.update(json.dumps([code_version(), dataclasses.asdict(pipe.config), method, torch.__version__,
-                         str(starts.device), torch.get_num_threads()], sort_keys=True, default=str).encode())
+    h.update(json.dumps([code_version(), config, method, torch.__version__, str(starts.device),
+                         torch.get_num_threads()], sort_keys=True, default=str).encode())
+    for path in input_files(config):
+        h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
     for name in ("start", *sorted(targets)):
         value = starts if name == "start" else targets[name]
         h.update(name.encode() + (b"-" if value is None else value.detach().cpu().contiguous().numpy().tobytes()))
@@ -466,11 +469,12 @@ def stored_guidance(pipe: Pipeline, starts: torch.Tensor, targets: dict, method:
         except Exception:  # unreadable (another torch's pickle): guide again and replace it
             pass
     run = pipe.guide(starts, targets, method=method, progress=False)
+    run = dataclasses.replace(run, frames=run.frames[-1:])  # as it will read when reused
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(dataclasses.replace(run, frames=run.frames[-1:]), tmp)
+        torch.save(run, tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

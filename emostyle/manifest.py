@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["code_version", "environment", "git_commit", "write_json", "run_manifest", "collected_warnings"]
+__all__ = ["code_version", "environment", "input_files", "git_commit", "write_json", "run_manifest", "collected_warnings"]
 
 _PACKAGES = ("emostyle", "torch", "numpy", "scipy", "librosa", "transformers", "faster-whisper",
              "ctranslate2", "vaderSentiment", "pretty_midi", "papermill", "matplotlib", "h5py")
@@ -67,6 +67,23 @@ def code_version() -> str:
                        if "__pycache__" not in p.parts):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def input_files(config: dict) -> list[Path]:
+    """Files a run reads besides registry entries: the kit's songs and any path in the config."""
+    from .samples import SONGS_DIR
+
+    found = sorted(SONGS_DIR.glob("*")) if SONGS_DIR.is_dir() else []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, str) and os.sep in value and Path(value).expanduser().is_file():
+            found.append(Path(value).expanduser())
+
+    walk(config)
+    return found
 
 
 def write_json(path: str | Path, data: Any) -> Path:

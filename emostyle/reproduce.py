@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .audio import numba_cache_dir
 from .config import load_config
-from .manifest import code_version, environment, run_manifest, write_json
+from .manifest import code_version, environment, input_files, run_manifest, write_json
 
 __all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
            "check_parameters_cell", "inputs_key", "register_kernel", "KERNEL_ENV"]
@@ -102,23 +102,6 @@ def _select(only: str | list[str] | None) -> list[Notebook]:
 
 
 # -- what a notebook's result depends on ---------------------------------------------------
-def _input_files(config: dict) -> list[Path]:
-    """Files a run reads besides registry entries: the kit's songs and any path in the config."""
-    from .samples import SONGS_DIR
-
-    found = sorted(SONGS_DIR.glob("*")) if SONGS_DIR.is_dir() else []
-
-    def walk(value):
-        if isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, str) and os.sep in value and Path(value).expanduser().is_file():
-            found.append(Path(value).expanduser())
-
-    walk(config)
-    return found
-
-
 def inputs_key(notebook: Path, parameters: dict, config: dict, code: str, packages: dict) -> str:
     """The hash of everything a notebook's outputs depend on; equal keys give equal outputs."""
     h = hashlib.sha256()
@@ -126,7 +109,7 @@ def inputs_key(notebook: Path, parameters: dict, config: dict, code: str, packag
     for part in (parameters, config, packages):
         h.update(json.dumps(part, sort_keys=True, default=str).encode())
     h.update(code.encode())
-    for path in _input_files(config):
+    for path in input_files(config):
         h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
