@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 import textwrap
 from dataclasses import dataclass, field
@@ -448,25 +449,26 @@ def stored_guidance(pipe: Pipeline, starts: torch.Tensor, targets: dict, method:
     and thread count (the order of float sums). Figures 2 and 4 and Table 1 guide the same songs from the same starts
     in separate notebooks: each reuses what another already ran. A stored result keeps only its
     last frame; it is written whole (a temporary file, then renamed), so a reader never sees
-    half of one."""
+    half of one. Results are filed by the code's version, and storing one removes those of
+    other versions (a run is about a megabyte: a changed kit would otherwise pile them up)."""
     if store is None:
         return pipe.guide(starts, targets, method=method, progress=False)
     from .manifest import code_version, input_files
 
-    config = dataclasses.asdict(pipe.config)
+    config, version = dataclasses.asdict(pipe.config), code_version()
     h = hashlib.sha256()
-    h.update(json.dumps([code_version(), config, method, torch.__version__, str(starts.device),
+    h.update(json.dumps([version, config, method, torch.__version__, str(starts.device),
                          torch.get_num_threads()], sort_keys=True, default=str).encode())
     for path in input_files(config):
         h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
     for name in ("start", *sorted(targets)):
         value = starts if name == "start" else targets[name]
         h.update(name.encode() + (b"-" if value is None else value.detach().cpu().contiguous().numpy().tobytes()))
-    path = Path(store) / f"{h.hexdigest()}.pt"
+    path = Path(store) / version[:16] / f"{h.hexdigest()}.pt"
     if path.is_file():
         try:
             return torch.load(path, map_location=starts.device, weights_only=False)
-        except Exception:  # unreadable (another torch's pickle): guide again and replace it
+        except Exception:  # unreadable (damaged, or removed meanwhile): guide again and replace it
             pass
     run = pipe.guide(starts, targets, method=method, progress=False)
     run = dataclasses.replace(run, frames=run.frames[-1:])  # as it will read when reused
@@ -478,6 +480,9 @@ def stored_guidance(pipe: Pipeline, starts: torch.Tensor, targets: dict, method:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    for other in Path(store).iterdir():
+        if other.is_dir() and other != path.parent:
+            shutil.rmtree(other, ignore_errors=True)
     return run
 
 

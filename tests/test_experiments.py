@@ -221,9 +221,12 @@ def test_random_edit_changes_each_image_as_far_as_asked(profile):
 def test_method_runs_are_stored_and_reused_until_anything_they_depend_on_changes(experiment, tmp_path, monkeypatch):
     songs = samples.songs()[:2]
     monkeypatch.setattr(experiment, "store", tmp_path)
+    (tmp_path / "0123456789abcdef").mkdir()  # what an older version of the kit stored
+    (tmp_path / "0123456789abcdef" / "old.pt").write_bytes(b"old")
     first = experiment.run_methods(songs, ["lee"], progress=False)
-    stored = sorted(tmp_path.iterdir())
-    assert len(stored) == 1 and stored[0].suffix == ".pt"  # one run per (dataset, method), nothing half-written
+    stored = sorted(tmp_path.rglob("*"))
+    assert len(stored) == 2 and stored[1].suffix == ".pt"  # one run per (dataset, method), nothing half-written
+    assert stored[0].is_dir() and stored[0].name != "0123456789abcdef"  # the older version's results are gone
     with monkeypatch.context() as m:
         m.setattr(Pipeline, "guide", lambda *a, **k: pytest.fail("guided again what was stored"))
         again = experiment.run_methods(songs, ["lee"], progress=False)
@@ -235,4 +238,4 @@ def test_method_runs_are_stored_and_reused_until_anything_they_depend_on_changes
     other = Experiment("tiny", {"guidance.steps": 3, "retrieval.candidates": 2}, tmp_path / "f", tmp_path / "r")
     other.store = tmp_path
     other.run_methods(songs, ["lee"], progress=False)  # another configuration: guided anew
-    assert len(list(tmp_path.glob("*.pt"))) == 3 and not list(tmp_path.glob(".*"))
+    assert len(list(tmp_path.rglob("*.pt"))) == 3 and not list(tmp_path.rglob(".*"))
