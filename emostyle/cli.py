@@ -80,7 +80,7 @@ def _cmd_manipulate(args) -> int:
     def shown(x):
         return "n/a" if x is None else f"{x:+.2f}"
 
-    within = f" (one-pixel resolution {v['resolution']:.2f})" if v.get("resolution") is not None else ""
+    within = f" (one-pixel resolution {v['resolution']:.2g})" if v.get("resolution") is not None else ""
     print(f"  valence by the judge ({v['judge'] or 'none'}), on the saved images: "
           f"{shown(v['before'])} -> {shown(v['after'])}{within}")
     space = v["in_guidance_space"]

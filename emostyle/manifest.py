@@ -41,20 +41,21 @@ def git_commit(root: str | Path | None = None) -> str | None:
 
 
 def environment(device: str | None = None) -> dict[str, Any]:
-    """Versions of Python and the packages that shape results, and the device."""
+    """Versions of Python and the packages that shape results, torch's thread count, and the device."""
     versions = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    import torch
+
     info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
-                            "packages": versions, "git_commit": git_commit()}
+                            "packages": versions, "git_commit": git_commit(),
+                            "torch_threads": torch.get_num_threads()}  # float sums, and so results, depend on it
     if device is not None:
         info["device"] = device
         if device.startswith("cuda"):
-            import torch
-
             info["device_name"] = torch.cuda.get_device_name(0)
     return info
 

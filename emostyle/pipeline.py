@@ -294,7 +294,8 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         save_image(inverted.reconstruction[0], out / "reconstruction.png")
         save_figure(photo_figure(inverted.target, inverted.reconstruction, result.images[:1], inverted.error,
                                  [photo_valence[0], before, after], pipe.judge.name if pipe.judge else None,
-                                 title=f"{get_method(method).title} on your photo", note=pipe.note), "comparison", out)
+                                 title=f"{get_method(method).title} on your photo: {Path(song).stem}, "
+                                       f"{music.polarity.caption()}", note=pipe.note), "comparison", out)
 
     manifest = run_manifest(
         config, timings={k: round(v, 3) for k, v in timings.items()}, method=method, song=str(song),

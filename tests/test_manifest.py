@@ -31,3 +31,18 @@ def test_each_warning_is_shown_once_and_recorded_as_it_comes(recwarn):
                       "RuntimeWarning: VADER reads English only"]
     assert [str(w.message) for w in recwarn] == ["song.wav lasts 412 s; only its first 300 s are used",
                                                  "VADER reads English only"]
+
+
+def test_environment_records_torchs_thread_count():
+    import torch
+
+    from emostyle.manifest import environment
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert environment()["torch_threads"] == 1  # the thread count changes float sums, and results
+        torch.set_num_threads(2)
+        assert environment()["torch_threads"] == 2
+    finally:
+        torch.set_num_threads(threads)
