@@ -17,9 +17,7 @@ import functools
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -453,14 +451,11 @@ def stored_guidance(pipe: Pipeline, starts: torch.Tensor, targets: dict, method:
     other versions (a run is about a megabyte: a changed kit would otherwise pile them up)."""
     if store is None:
         return pipe.guide(starts, targets, method=method, progress=False)
-    from .manifest import code_version, input_files
+    from .manifest import code_version, config_digest, written_whole
 
-    config, version = dataclasses.asdict(pipe.config), code_version()
-    h = hashlib.sha256()
-    h.update(json.dumps([version, config, method, torch.__version__, str(starts.device),
-                         torch.get_num_threads()], sort_keys=True, default=str).encode())
-    for path in input_files(config):
-        h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
+    version = code_version()
+    h = hashlib.sha256(config_digest(dataclasses.asdict(pipe.config)))
+    h.update(json.dumps([version, method, torch.__version__, str(starts.device), torch.get_num_threads()]).encode())
     for name in ("start", *sorted(targets)):
         value = starts if name == "start" else targets[name]
         h.update(name.encode() + (b"-" if value is None else value.detach().cpu().contiguous().numpy().tobytes()))
@@ -472,14 +467,8 @@ def stored_guidance(pipe: Pipeline, starts: torch.Tensor, targets: dict, method:
             pass
     run = pipe.guide(starts, targets, method=method, progress=False)
     run = dataclasses.replace(run, frames=run.frames[-1:])  # as it will read when reused
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with written_whole(path) as tmp:
         torch.save(run, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     for other in Path(store).iterdir():
         if other.is_dir() and other != path.parent:
             shutil.rmtree(other, ignore_errors=True)

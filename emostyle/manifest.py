@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["code_version", "environment", "input_files", "git_commit", "write_json", "run_manifest", "collected_warnings"]
+__all__ = ["code_version", "config_digest", "environment", "git_commit", "write_json", "written_whole", "run_manifest", "collected_warnings"]
 
 _PACKAGES = ("emostyle", "torch", "numpy", "scipy", "librosa", "transformers", "faster-whisper",
              "ctranslate2", "vaderSentiment", "pretty_midi", "papermill", "matplotlib", "h5py")
@@ -70,37 +70,48 @@ def code_version() -> str:
     return h.hexdigest()
 
 
-def input_files(config: dict) -> list[Path]:
-    """Files a run reads besides registry entries: the kit's songs and any path in the config."""
+def config_digest(config: dict) -> bytes:
+    """sha256 of a configuration (as JSON) and of the content of every file a run with it reads
+    besides registry entries: the kit's songs and any path in the configuration."""
     from .samples import SONGS_DIR
 
-    found = sorted(SONGS_DIR.glob("*")) if SONGS_DIR.is_dir() else []
+    files = sorted(SONGS_DIR.glob("*")) if SONGS_DIR.is_dir() else []
 
     def walk(value):
         if isinstance(value, dict):
             for v in value.values():
                 walk(v)
         elif isinstance(value, str) and os.sep in value and Path(value).expanduser().is_file():
-            found.append(Path(value).expanduser())
+            files.append(Path(value).expanduser())
 
     walk(config)
-    return found
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for path in files:
+        h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
+    return h.digest()
+
+
+@contextmanager
+def written_whole(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write in the block; renamed to `path` when the block
+    ends, removed if it fails: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write JSON atomically (temporary file, then rename): no half-written manifest."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, default=_jsonable)
+    with written_whole(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a manifest is as readable as the figures
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _umask() -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .audio import numba_cache_dir
 from .config import load_config
-from .manifest import code_version, environment, input_files, run_manifest, write_json
+from .manifest import code_version, config_digest, environment, run_manifest, write_json
 
 __all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
            "check_parameters_cell", "inputs_key", "register_kernel", "KERNEL_ENV"]
@@ -106,11 +106,9 @@ def inputs_key(notebook: Path, parameters: dict, config: dict, code: str, packag
     """The hash of everything a notebook's outputs depend on; equal keys give equal outputs."""
     h = hashlib.sha256()
     h.update(notebook.read_bytes())
-    for part in (parameters, config, packages):
+    for part in (parameters, packages):
         h.update(json.dumps(part, sort_keys=True, default=str).encode())
-    h.update(code.encode())
-    for path in input_files(config):
-        h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
+    h.update(code.encode() + config_digest(config))
     return h.hexdigest()
 
 
