@@ -366,12 +366,14 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     height = dots.get_size_inches()[1]
     dots.suptitle("Start study: every start image's valence shift toward each song, read by the judge",
                   fontsize=11, y=1 - 0.05 / height, va="top")
-    dots.legend(handles=handles, loc="upper center", fontsize=8, ncol=4, frameon=False, title_fontsize=8,
-                bbox_to_anchor=(0.5, 1 - 0.3 / height),
-                title="moved beyond the judge's resolution (grey band) or within it; filled: the guidance; hollow: the\n"
-                      "same start moved as far in a random latent direction; above each song: toward / within / against\n"
-                      "(unread: results the judge could not read, e.g. no face found)")
-    dots.tight_layout(rect=(0, note_height(dots, note), 1, 1 - 1.05 / height))  # the title and the legend above
+    legend = dots.legend(
+        handles=handles, loc="upper center", fontsize=8, ncol=4, frameon=False, title_fontsize=8,
+        bbox_to_anchor=(0.5, 1 - 0.3 / height),
+        title="moved beyond the judge's resolution (grey band) or within it; filled: the guidance; hollow: the\n"
+              "same start moved as far in a random latent direction; above each song: toward / within / against\n"
+              "(unread: results the judge could not read, e.g. no face found)")
+    below = legend.get_window_extent(dots.canvas.get_renderer()).y0 / dots.bbox.height  # the legend's foot
+    dots.tight_layout(rect=(0, note_height(dots, note), 1, below - 0.05 / height))  # the title and the legend above
     stamp(dots, note)
     examples = {}
     for label, st in studies.items():
