@@ -75,10 +75,19 @@ class EmbeddingSpace(abc.ABC):
     dim: int
     # Softmax temperature of retrieval (Eq. 2): the space's own logit scale (ImageBind: 20).
     logit_scale: float = 1.0
+    # The confidence (`read_image`) under which the space does not see the image's subject:
+    # retrieval ranks such candidates last.
+    min_confidence: float = 0.0
 
     @abc.abstractmethod
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Differentiable embeddings (B, dim) of images (B, 3, H, W) in [-1, 1]."""
+
+    def read_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`encode_image`'s embeddings and, from the same pass, how surely the space sees each
+        image's subject (B,) in [0, 1], held constant; 1 for a space that reads every image."""
+        embedding = self.encode_image(images)
+        return embedding, torch.ones(len(embedding), device=embedding.device)
 
     @abc.abstractmethod
     def encode_audio(self, path: str | Path) -> torch.Tensor:

@@ -307,7 +307,8 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         music={"midi": str(music.midi_path), "wav": str(music.wav_path), "renderer": music.renderer},
         categories=music.categories.to_json() if music.categories else None,  # EmoGen's eight categories
         retrieval=None if found is None else {"space": found.space, "scores": found.scores.tolist(),
-                                              "probs": found.probs.tolist(), "best": found.best},
+                                              "probs": found.probs.tolist(), "best": found.best,
+                                              "seen": None if found.seen is None else found.seen.tolist()},
         inversion=None if inverted is None else {
             "photo": inverted.source, "notes": inverted.notes, "steps": len(inverted.losses["total"]),
             "seconds": round(inverted.seconds, 3), "error": inverted.error, "start_error": inverted.start_error,

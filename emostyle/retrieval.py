@@ -24,17 +24,32 @@ class Retrieval:
     latents: torch.Tensor  # (N, n_layers, dim)
     images: torch.Tensor  # (N, 3, H, W) in [-1, 1], on the CPU
     scores: torch.Tensor  # (N,) similarities s_i
-    probs: torch.Tensor  # (N,) softmax of the scores times the space's logit scale (Eq. 2)
+    probs: torch.Tensor  # (N,) softmax of the seen candidates' scores times the space's logit scale (Eq. 2)
     space: str  # the joint space the ranking used
+    seen: torch.Tensor | None = None  # (N,) bool: the space sees the candidate's subject (None: all)
+
+    @property
+    def ranked(self) -> torch.Tensor:
+        """The scores by which candidates rank: a candidate the space does not see comes after
+        every one it sees (while it sees any)."""
+        if self.seen is None or not self.seen.any():
+            return self.scores
+        return torch.where(self.seen, self.scores, self.scores - (self.scores.max() - self.scores.min()) - 1)
 
     @property
     def order(self) -> torch.Tensor:
         """Candidate indices, best first."""
-        return torch.argsort(self.scores, descending=True)
+        return torch.argsort(self.ranked, descending=True)
 
     @property
     def best(self) -> int:
-        return int(torch.argmax(self.scores))
+        return int(torch.argmax(self.ranked))
+
+    def caption(self, i: int) -> str:
+        """Candidate i's similarity and probability, or that the space did not see it."""
+        if self.seen is not None and self.seen.any() and not self.seen[i]:
+            return f"s={self.scores[i]:.3f}  not seen"
+        return f"s={self.scores[i]:.3f}  p={self.probs[i]:.2f}"
 
     @property
     def best_latent(self) -> torch.Tensor:
@@ -51,20 +66,27 @@ def retrieve(
     seed: int = 0,
     progress: bool = True,
 ) -> Retrieval:
-    """Rank `n` generated candidates by their similarity to `audio_embedding` (1, D)."""
+    """Rank `n` generated candidates by their similarity to `audio_embedding` (1, D). A
+    candidate the space does not see (its confidence under `space.min_confidence`: a face the
+    face mesh loses) ranks last and has no share of the softmax: its reading is a guess."""
     if n < 1:
         raise ValueError(f"retrieval needs at least one candidate, got n={n}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     # All latents are drawn at once (they are small), so the candidates do not depend on `batch`.
     latents = generator.sample(n, torch.Generator(device="cpu").manual_seed(seed))
-    images, scores = [], []
+    images, scores, confidences = [], [], []
     for start in tqdm(range(0, n, batch), desc="retrieval", disable=not progress, leave=False):
         x = generator.render(latents[start:start + batch])
-        s = space.similarity(space.encode_image(x), audio_embedding.to(x.device))[:, 0]
+        embedding, confidence = space.read_image(x)
+        s = space.similarity(embedding, audio_embedding.to(x.device))[:, 0]
         images.append(x.float().cpu())
         scores.append(s.float().cpu())
+        confidences.append(confidence.float().cpu())
     scores = torch.cat(scores)
     if not torch.isfinite(scores).all():
         raise ValueError("retrieval similarities are not finite; check the audio file and the encoders")
-    return Retrieval(latents, torch.cat(images), scores, torch.softmax(space.logit_scale * scores, 0), space.name)
+    seen = torch.cat(confidences) >= space.min_confidence
+    shared = seen if seen.any() else torch.ones_like(seen)  # none seen: all are guesses alike
+    logits = torch.where(shared, space.logit_scale * scores, torch.tensor(float("-inf")))
+    return Retrieval(latents, torch.cat(images), scores, torch.softmax(logits, 0), space.name, seen)

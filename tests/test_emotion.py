@@ -122,14 +122,23 @@ def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_
 def test_a_happy_song_retrieves_a_happier_face_than_a_sad_one(faces, songs):
     """Six candidate sets (one seed each), ranked against two happy and two sad songs: the happy
     songs never choose the sad songs' face, and their choices read happier on average to both
-    judges (each judge alone is noisy on one 64 px face; pooled over sets it is not)."""
+    judges (each judge alone is noisy on one 64 px face; pooled over sets it is not). Every
+    choice is a face MediaPipe itself would track, where the set has one."""
+    from emostyle.judges.blendshapes import BlendshapeJudge
+    from emostyle.parts import to_uint8
+
     judges = {"fer": faces.judge, "expression": _expression_judge()}
+    mediapipe = BlendshapeJudge()  # MediaPipe's graph as its interpreter runs it, not the torch port
     chosen = {j: {"positive": [], "negative": []} for j in judges}
     for seed in range(6):
         best = {}
         for song, polarity in songs:
             found = faces.retrieve(song.path, seed=seed, progress=False)
             best.setdefault(polarity, set()).add(found.best)
+            # a face MediaPipe would track (presence 0.5, its default), wherever there is one
+            presence = mediapipe.read(to_uint8(found.images))["presence"]
+            if (presence >= 0.5).any():
+                assert presence[found.best] >= 0.5, f"seed {seed} {song.name}: chose {found.best}, {presence.tolist()}"
             for j, judge in judges.items():
                 chosen[j][polarity].append(float(metrics.judge_valence(found.images[found.best:found.best + 1],
                                                                        judge)[0]))

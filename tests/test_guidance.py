@@ -399,3 +399,21 @@ def test_emotion_directions_need_a_space_with_emotion_terms():
     with pytest.raises(ValueError, match="set guidance.directions: free"):
         Pipeline.from_config("offline", scenes)
     assert Pipeline.from_config("offline", {**scenes, "guidance.directions": "free"}).directions is None
+
+
+def test_retrieval_ranks_what_the_space_does_not_see_last():
+    gen, space, audio = ConvGenerator(), ToySpace(), _targets()["audio"]
+    free = retrieve(gen, space, audio, n=7, seed=4, progress=False)
+    best_two = free.order[:2]
+    sighted = ToySpace()
+    sighted.min_confidence = 0.5  # as the face mesh's; it sees every candidate but the most similar one
+    sighted.read_image = lambda x: (sighted.encode_image(x), torch.tensor(  # noqa: E731
+        [0.2 if i == int(best_two[0]) else 0.9 for i in range(len(x))]))
+    r = retrieve(gen, sighted, audio, n=7, batch=7, seed=4, progress=False)
+    assert r.best == int(best_two[1]) and int(r.order[-1]) == int(best_two[0])
+    assert r.probs[best_two[0]] == 0 and torch.isclose(r.probs.sum(), torch.tensor(1.0))
+    assert "not seen" in r.caption(int(best_two[0])) and "p=" in r.caption(r.best)
+    torch.testing.assert_close(r.scores, free.scores)  # the similarities themselves are not changed
+    sighted.read_image = lambda x: (sighted.encode_image(x), torch.zeros(len(x)))  # noqa: E731
+    blind = retrieve(gen, sighted, audio, n=7, batch=7, seed=4, progress=False)
+    assert blind.best == free.best and torch.allclose(blind.probs, free.probs)  # none seen: all rank alike

@@ -52,7 +52,7 @@ from emostyle.audio import load_audio
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input, load_fer
 from emostyle.parts import EmbeddingSpace
 
-__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "NEUTRAL_RADIUS", "audio_pad", "direction", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
+__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "MIN_FACE_PRESENCE", "NEUTRAL_RADIUS", "audio_pad", "direction", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
 
 DOMAINS = ("face", "scene")
 
@@ -295,6 +295,12 @@ def direction(targets: torch.Tensor) -> torch.Tensor:
     return plane / plane.norm(dim=1, keepdim=True).clamp_min(NEUTRAL_RADIUS)
 
 
+# MediaPipe's FaceLandmarker stops tracking a face whose presence falls under this
+# (FaceLandmarkerOptions.min_face_presence_confidence, default 0.5): a face the mesh reads less
+# surely is no face to it, and its blendshapes are a guess.
+MIN_FACE_PRESENCE = 0.5
+
+
 class AffectSpace(EmbeddingSpace):
     """PAD space, dim 3; `domain` "face" reads expressions, "scene" reads colour.
 
@@ -326,6 +332,7 @@ class AffectSpace(EmbeddingSpace):
 
             self.mesh = mesh if mesh is not None else load_face_mesh()
             self.name = "affect-pad (face blendshapes)"
+            self.min_confidence = MIN_FACE_PRESENCE
         self._vader = None
 
     def emotion_pad(self, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -334,16 +341,27 @@ class AffectSpace(EmbeddingSpace):
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Differentiable PAD (B, 3) of images (B, 3, H, W) in [-1, 1]."""
+        return self.read_image(images)[0]
+
+    def read_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """PAD (B, 3) and how surely the face reader sees a face (B,): the mesh's face presence;
+        1 for colour and the FER, which read every image."""
         if self.domain == "scene":
-            return scene_pad(images)
-        return self.emotion_probabilities(images) @ self.emotion_pad(images.device)
+            pad = scene_pad(images)
+            return pad, torch.ones(len(pad), device=pad.device)
+        probabilities, presence = self._emotion_probabilities(images)
+        return probabilities @ self.emotion_pad(images.device), presence
 
     def emotion_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Probabilities (B, 7) of the emotion terms in FER2013 order, by the face reader."""
+        return self._emotion_probabilities(images)[0]
+
+    def _emotion_probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.fer is not None:
-            return self.fer(face_input(images)).softmax(dim=1)
+            probabilities = self.fer(face_input(images)).softmax(dim=1)
+            return probabilities, torch.ones(len(probabilities), device=probabilities.device)
         blendshapes, _, presence = self.mesh(images)
-        return prototype_probabilities(blendshapes, presence)
+        return prototype_probabilities(blendshapes, presence), presence.detach()
 
     def emotion_readings(self, images: torch.Tensor) -> torch.Tensor:
         """The face reader's log-probabilities (B, 7) of its emotion terms (faces only: colour
