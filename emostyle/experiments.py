@@ -364,8 +364,6 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="none", color="0.45",
                           label="random latent edit, as large"))
     height = dots.get_size_inches()[1]
-    dots.suptitle("Start study: every start image's valence shift toward each song, read by the judge",
-                  fontsize=11, y=1 - 0.05 / height, va="top")
     legend = dots.legend(
         handles=handles, loc="upper center", fontsize=8, ncol=4, frameon=False, title_fontsize=8,
         bbox_to_anchor=(0.5, 1 - 0.3 / height),
@@ -374,6 +372,9 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
               "(unread: results the judge could not read, e.g. no face found)")
     below = legend.get_window_extent(dots.canvas.get_renderer()).y0 / dots.bbox.height  # the legend's foot
     dots.tight_layout(rect=(0, note_height(dots, note), 1, below - 0.05 / height))  # the title and the legend above
+    # after the layout, which would otherwise keep the title's room a second time, under the legend
+    dots.suptitle("Start study: every start image's valence shift toward each song, read by the judge",
+                  fontsize=11, y=1 - 0.05 / height, va="top")
     stamp(dots, note)
     examples = {}
     for label, st in studies.items():
