@@ -33,7 +33,7 @@ from .registry import home
 from .samples import Sample
 from .scoring import metrics
 
-__all__ = ["Experiment", "MethodRuns", "StartStudy", "ablation_claims", "changes_figure", "random_edit", "start_study",
+__all__ = ["Experiment", "MethodRuns", "StartStudy", "ablation_claims", "changes_figure", "random_edit", "retrieved_study", "start_study",
            "stored_guidance", "study_figure"]
 
 
@@ -241,22 +241,25 @@ class StartStudy:
 
 def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: int | None = None,
                 method: str = "emostyle", run_dir: str | Path = "runs/manual", label: str = "",
-                progress: bool = True) -> StartStudy:
+                progress: bool = True, latents: torch.Tensor | None = None) -> StartStudy:
     """Guide the same `n_starts` random start images toward each song with `method`, targets as
     the pipeline builds them (identity loss and regulariser as the profile sets them), and read
     them all with the profile's judge. A song's known lyrics (`Sample.lyrics`) stand in for its
     transcript, so that a transcription slip does not count against the guidance; songs
     without them are transcribed. The judge's resolution is the largest change it reads for a
-    one-pixel shift of any start: more starts can only widen it."""
+    one-pixel shift of any start: more starts can only widen it. `latents`: the starts' latents
+    (n_starts is then their number); None: drawn with `seed`."""
     from tqdm.auto import tqdm
 
     if pipe.judge is None:
         raise ValueError(f"{label or pipe.config.profile}: the start study needs a judge "
                          f"(scoring.judge is none or its model is missing: {'; '.join(pipe.notes) or 'no notes'})")
+    n_starts = n_starts if latents is None else len(latents)
     if n_starts < 2:
         raise ValueError(f"n_starts must be at least 2, got {n_starts}")
     base = pipe.config.seed if seed is None else seed
-    latents = pipe.generator.sample(n_starts, torch.Generator().manual_seed(base))
+    if latents is None:
+        latents = pipe.generator.sample(n_starts, torch.Generator().manual_seed(base))
     with torch.no_grad():
         starts = pipe.generator.render(latents)
     readings = [metrics.judge_readings(starts, pipe.judge)]
@@ -284,6 +287,22 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     after = stacked.pop("valence")[1:]
     return StartStudy(label, pipe, list(items), polarities, resolution, before, after,
                       starts.cpu(), torch.stack(images), torch.stack(control), stacked)
+
+
+def retrieved_study(pipe: Pipeline, items: list[Sample], n_starts: int = 8, seed: int | None = None,
+                    method: str = "emostyle", run_dir: str | Path = "runs/manual", label: str = "",
+                    progress: bool = True) -> dict[str, StartStudy]:
+    """`start_study` from the starts a user gets: each song's own retrieved image, for
+    `n_starts` retrieval seeds (`seed * 1000 + 100 + k`, apart from the figures' `seed * 1000 + i`);
+    a study per song, since no two songs start from the same images."""
+    base = pipe.config.seed if seed is None else seed
+    studies = {}
+    for s in items:
+        latents = torch.cat([pipe.retrieve(s.path, seed=base * 1000 + 100 + k, progress=False).best_latent
+                             for k in range(n_starts)])
+        studies[s.name] = start_study(pipe, [s], seed=base, method=method, run_dir=run_dir, label=label,
+                                      progress=progress, latents=latents)
+    return studies
 
 
 def random_edit(generator: Generator, latents: torch.Tensor, starts: torch.Tensor, grey_levels: torch.Tensor,
@@ -558,6 +577,12 @@ class Experiment:
                     method: str = "emostyle", progress: bool = True) -> dict[str, StartStudy]:
         """`start_study` on every dataset of the profile (see there)."""
         return {label: start_study(pipe, items, n_starts, seed, method, self.run_dir / "music", label, progress)
+                for label, pipe in self.datasets.items()}
+
+    def retrieved_study(self, items: list[Sample], n_starts: int = 8, seed: int | None = None,
+                        method: str = "emostyle", progress: bool = True) -> dict[str, dict[str, StartStudy]]:
+        """`retrieved_study` on every dataset of the profile: {dataset: {song: its study}}."""
+        return {label: retrieved_study(pipe, items, n_starts, seed, method, self.run_dir / "music", label, progress)
                 for label, pipe in self.datasets.items()}
 
     def method_grid(self, items: list[Sample], methods: list[str], title: str, cell: float = 1.7,

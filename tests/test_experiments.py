@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from emostyle import samples
-from emostyle.experiments import Experiment, StartStudy, ablation_claims, changes_figure, random_edit, start_study, study_figure
+from emostyle.experiments import (Experiment, StartStudy, ablation_claims, changes_figure, random_edit, retrieved_study,
+                                  start_study, study_figure)
 from emostyle.pipeline import Pipeline
 from emostyle.samples import Sample
 from emostyle.scoring import available_scorers, metrics
@@ -140,6 +141,22 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     pipe = Pipeline.from_config("tiny", {"scoring.judge": "none"})
     with pytest.raises(ValueError, match="needs a judge"):
         start_study(pipe, songs, n_starts=2)
+
+
+def test_retrieved_study_starts_each_song_from_its_own_retrieved_images(experiment):
+    """As a user starts: each song from the image retrieval chooses for it, one retrieval seed per start."""
+    songs = samples.songs()[:2]
+    (label, by_song), = experiment.retrieved_study(songs, n_starts=3, seed=5, progress=False).items()
+    pipe = experiment.datasets[label]
+    assert list(by_song) == [s.name for s in songs]
+    for s in songs:
+        study = by_song[s.name]
+        expected = torch.cat([pipe.generator.render(pipe.retrieve(s.path, seed=5100 + k, progress=False).best_latent)
+                              for k in range(3)])
+        torch.testing.assert_close(study.starts, expected.cpu())
+        assert study.items == [s] and study.images.shape[:2] == (1, 3) and study.rows()[0]["song"] == s.name
+    with pytest.raises(ValueError, match="n_starts must be at least 2"):
+        retrieved_study(pipe, songs, n_starts=1)
 
 
 def test_start_study_counts_only_moves_beyond_the_judges_resolution():
