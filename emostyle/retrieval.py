@@ -32,9 +32,8 @@ class Retrieval:
     def ranked(self) -> torch.Tensor:
         """The scores by which candidates rank: a candidate the space does not see comes after
         every one it sees (while it sees any)."""
-        if self.seen is None or not self.seen.any():
-            return self.scores
-        return torch.where(self.seen, self.scores, self.scores - (self.scores.max() - self.scores.min()) - 1)
+        return torch.where(_counted(self.seen, len(self.scores)), self.scores,
+                           self.scores - (self.scores.max() - self.scores.min()) - 1)
 
     @property
     def order(self) -> torch.Tensor:
@@ -47,13 +46,19 @@ class Retrieval:
 
     def caption(self, i: int) -> str:
         """Candidate i's similarity and probability, or that the space did not see it."""
-        if self.seen is not None and self.seen.any() and not self.seen[i]:
+        if not _counted(self.seen, len(self.scores))[i]:
             return f"s={self.scores[i]:.3f}  not seen"
         return f"s={self.scores[i]:.3f}  p={self.probs[i]:.2f}"
 
     @property
     def best_latent(self) -> torch.Tensor:
         return self.latents[self.best : self.best + 1]
+
+
+def _counted(seen: torch.Tensor | None, n: int) -> torch.Tensor:
+    """(n,) bool: the candidates that rank first and share the softmax: those the space sees,
+    or all of them when it sees none (then all are guesses alike)."""
+    return seen if seen is not None and bool(seen.any()) else torch.ones(n, dtype=torch.bool)
 
 
 @torch.no_grad()
@@ -87,6 +92,5 @@ def retrieve(
     if not torch.isfinite(scores).all():
         raise ValueError("retrieval similarities are not finite; check the audio file and the encoders")
     seen = torch.cat(confidences) >= space.min_confidence
-    shared = seen if seen.any() else torch.ones_like(seen)  # none seen: all are guesses alike
-    logits = torch.where(shared, space.logit_scale * scores, torch.tensor(float("-inf")))
+    logits = torch.where(_counted(seen, n), space.logit_scale * scores, torch.tensor(float("-inf")))
     return Retrieval(latents, torch.cat(images), scores, torch.softmax(logits, 0), space.name, seen)

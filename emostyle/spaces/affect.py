@@ -347,19 +347,20 @@ class AffectSpace(EmbeddingSpace):
         """PAD (B, 3) and how surely the face reader sees a face (B,): the mesh's face presence;
         1 for colour and the FER, which read every image."""
         if self.domain == "scene":
-            pad = scene_pad(images)
-            return pad, torch.ones(len(pad), device=pad.device)
-        probabilities, presence = self._emotion_probabilities(images)
-        return probabilities @ self.emotion_pad(images.device), presence
+            pad, presence = scene_pad(images), None
+        else:
+            probabilities, presence = self._emotion_probabilities(images)
+            pad = probabilities @ self.emotion_pad(images.device)
+        return pad, torch.ones(len(pad), device=pad.device) if presence is None else presence
 
     def emotion_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Probabilities (B, 7) of the emotion terms in FER2013 order, by the face reader."""
         return self._emotion_probabilities(images)[0]
 
-    def _emotion_probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _emotion_probabilities(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The probabilities and the mesh's face presence (None: the FER reads every image)."""
         if self.fer is not None:
-            probabilities = self.fer(face_input(images)).softmax(dim=1)
-            return probabilities, torch.ones(len(probabilities), device=probabilities.device)
+            return self.fer(face_input(images)).softmax(dim=1), None
         blendshapes, _, presence = self.mesh(images)
         return prototype_probabilities(blendshapes, presence), presence.detach()
 
