@@ -113,13 +113,28 @@ class EmbeddingSpace(abc.ABC):
 
 
 class IdentityLoss(abc.ABC):
-    """L_ID (paper Eq. 6): 1 - cosine of identity features of two image batches."""
+    """L_ID (paper Eq. 6): 1 - cosine of identity features of two image batches.
+
+    The reference's features are computed once per reference (the guidance compares every
+    step with the same start images), without a gradient, and again if it changes in place."""
 
     name = "identity features"  # the network whose features it compares, for figures and manifests
+    _reference: tuple | None = None  # (reference tensor, its version, its features)
 
     @abc.abstractmethod
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Identity features (B, dim) of images (B, 3, H, W) in [-1, 1]."""
+
     def __call__(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """Per-item loss (B,) between images and reference images, both (B, 3, H, W) in [-1, 1]."""
+        """Per-item loss (B,) between images and reference images, both (B, 3, H, W) in [-1, 1]
+        (a reference batch of 1 is compared with every image)."""
+        if reference.shape[0] not in (1, images.shape[0]):
+            raise ValueError(f"reference batch {reference.shape[0]} must be 1 or match images ({images.shape[0]})")
+        cached = self._reference
+        if cached is None or cached[0] is not reference or cached[1] != reference._version:
+            with torch.no_grad():
+                cached = self._reference = (reference, reference._version, self.features(reference))
+        return 1 - torch.nn.functional.cosine_similarity(self.features(images), cached[2], dim=1)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -181,8 +181,34 @@ def test_heuristic_masking_follows_the_official_loop_on_the_first_14_layers():
 
 
 class PixelIdentity(IdentityLoss):
-    def __call__(self, images, reference):
-        return 1 - torch.nn.functional.cosine_similarity(images.flatten(1), reference.flatten(1))
+    def features(self, images):
+        return images.flatten(1)
+
+
+def test_identity_reads_its_reference_once_and_again_when_it_changes():
+    """The guidance compares every step with the same start images: their features are read once,
+    without a gradient, and read again for another reference or one changed in place."""
+    seen = []
+
+    class Counting(PixelIdentity):
+        def features(self, images):
+            seen.append(images.shape[0])
+            return super().features(images)
+
+    loss, images = Counting(), torch.randn(3, 3, 8, 8, requires_grad=True)
+    reference = torch.randn(3, 3, 8, 8)
+    first = loss(images, reference)
+    torch.testing.assert_close(loss(images, reference), first)
+    assert len(seen) == 3  # the reference once, the images twice
+    reference.add_(1.0)  # in place: the cached features are stale
+    assert not torch.allclose(loss(images, reference), first)
+    other = torch.randn(1, 3, 8, 8)  # one reference for every image
+    torch.testing.assert_close(loss(images, other), PixelIdentity()(images, other.expand(3, -1, -1, -1)))
+    assert len(seen) == 3 + 2 + 2  # each new reference once more, with the images
+    first.sum().backward()
+    assert images.grad is not None
+    with pytest.raises(ValueError, match="reference batch 2"):
+        loss(images, torch.randn(2, 3, 8, 8))
 
 
 def test_identity_without_gradient_is_recorded_but_does_not_steer():

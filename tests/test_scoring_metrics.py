@@ -31,8 +31,8 @@ class ScaledCosine(EmbeddingSpace):
 
 
 class FlatCosine(IdentityLoss):
-    def __call__(self, images, reference):
-        return 1 - F.cosine_similarity(images.flatten(1), reference.flatten(1))
+    def features(self, images):
+        return images.flatten(1)
 
 
 def test_alignment():

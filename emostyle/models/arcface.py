@@ -120,13 +120,6 @@ class ArcFaceIdentity(IdentityLoss):
             faces = F.interpolate(faces, size=self.backbone.input_size, mode="bilinear", align_corners=False)
         return self.backbone(faces)
 
-    def __call__(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        if reference.shape[0] not in (1, images.shape[0]):
-            raise ValueError(f"reference batch {reference.shape[0]} must be 1 or match images ({images.shape[0]})")
-        with torch.no_grad():
-            target = self.features(reference)
-        return 1 - (self.features(images) * target).sum(dim=1)
-
 
 # --- checkpoints -----------------------------------------------------------------------------
 

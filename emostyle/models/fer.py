@@ -155,11 +155,8 @@ class FerIdentity(IdentityLoss):
         self.network = network
         self.name = f"{network.title} features"
 
-    def __call__(self, images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        size = self.network.input_size
-        a = self.network.features(face_input(images, size))
-        b = self.network.features(face_input(reference, size))
-        return 1 - F.cosine_similarity(a, b, dim=1)
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network.features(face_input(images, self.network.input_size))
 
 
 # --- loading the Keras 2 HDF5 file ----------------------------------------------------------
