@@ -89,6 +89,12 @@ class EmbeddingSpace(abc.ABC):
         embedding = self.encode_image(images)
         return embedding, torch.ones(len(embedding), device=embedding.device)
 
+    def guidance_reading(self, images: torch.Tensor) -> torch.Tensor:
+        """What the guidance loss (`distance`) compares with each target, differentiable: the
+        images' embeddings; a space may keep more of what it reads (the affect space keeps a
+        face's emotion terms, so that its loss can credit each term by the target's side)."""
+        return self.encode_image(images)
+
     @abc.abstractmethod
     def encode_audio(self, path: str | Path) -> torch.Tensor:
         """Embedding (1, dim) of an audio file."""
@@ -103,7 +109,8 @@ class EmbeddingSpace(abc.ABC):
 
     @abc.abstractmethod
     def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-item guidance loss (B,) between image embeddings (B, dim) and targets (B or 1, dim)."""
+        """Per-item guidance loss (B,) between images' `guidance_reading` (B, ...; by default
+        their embeddings) and targets (B or 1, dim)."""
 
     def emotion_readings(self, images: torch.Tensor) -> torch.Tensor:
         """Differentiable readings (B, terms) of the space's emotion terms in images, for edits

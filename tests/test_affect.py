@@ -154,6 +154,42 @@ def test_distance_has_no_fixed_point_and_weights_mix_directions():
     torch.testing.assert_close(1 - space.distance(torch.tensor([[1.0, 0.0, 0.0]]), faint), torch.tensor([0.2]))
 
 
+def test_face_terms_are_credited_by_their_side_of_the_target():
+    """A face's guidance loss reads its emotion terms: showing a term along the target's
+    direction lowers it by that term's projection, ceasing to show a term on the far side buys
+    nothing; with every term on the target's side it is the PAD loss of the expected PAD; the
+    weights still mix directions, with the same pull wherever the face is."""
+    space = AffectSpace("scene")  # distance needs no face reader
+    pad = torch.tensor([EMOTION_PAD[e] for e in EMOTIONS])
+    happy, sad = (torch.tensor([EMOTION_PAD[e]]) for e in ("happy", "sad"))
+    idx = {e: EMOTIONS.index(e) for e in EMOTIONS}
+
+    def face(**shares):  # shares of the terms, the rest neutral
+        p = torch.zeros(1, len(EMOTIONS))
+        for e, v in shares.items():
+            p[0, idx[e]] = v
+        p[0, idx["neutral"]] = 1 - p.sum()
+        return p
+
+    frowning, blank, smiling = face(sad=0.4, angry=0.2), face(), face(happy=0.4)
+    torch.testing.assert_close(space.distance(frowning, happy), space.distance(blank, happy))
+    assert space.distance(smiling, happy) < space.distance(blank, happy) - 0.3
+    assert space.distance(frowning, sad) < space.distance(blank, sad) - 0.3
+    # terms all on the target's side: the same loss as their expected PAD
+    on_side = face(sad=0.3, disgust=0.2, fear=0.1)
+    torch.testing.assert_close(space.distance(on_side, sad), space.distance(on_side @ pad, sad))
+    # d loss / d p_k = -sum_j l_j max(0, <PAD_k, t_j_hat>) wherever the face is: no fixed point
+    targets = {"audio": torch.tensor([[0.3, 0.2, 0.1]]), "music": torch.tensor([[-0.5, -0.4, 0.0]]),
+               "text": torch.tensor([[0.8, 0.5, 0.45]])}
+    weights = {"audio": 0.6, "music": 0.2, "text": 0.2}
+    p = torch.rand(5, len(EMOTIONS), generator=torch.Generator().manual_seed(0)).softmax(1).requires_grad_(True)
+    sum(w * space.distance(p, targets[k]) for k, w in weights.items()).sum().backward()
+    plane = torch.tensor([1.0, 1.0, 0.0])
+    pull = sum(w * (pad @ (plane * targets[k][0]) / (plane * targets[k][0]).norm()).clamp_min(0)
+               for k, w in weights.items())
+    torch.testing.assert_close(-p.grad, pull.expand_as(p))
+
+
 @pytest.mark.slow  # about 5 s on 2 idle cores; much longer on a loaded machine
 def test_guidance_makes_faces_smile_or_frown(fer):
     """60 Adam steps (lr 0.02) on z of 4 DCGAN faces toward the PAD of 'happy' / of 'sad'.

@@ -37,6 +37,10 @@ optimisation stops there from whichever side it starts (a happy face guided by a
 got less happy). The directional loss has no such point: every term keeps pulling along its
 target's direction until the identity loss and the regulariser hold the image, and the
 weights l_k mix directions (EmoStyle's 0.6 / 0.2 / 0.2), not whichever target lies furthest.
+A face is guided through its emotion terms (`guidance_reading`), each credited by its
+projection on the target's direction and a term on the far side by nothing: credited for
+ceasing to show the opposite emotion, the guidance blanked faces instead of making them show
+the song's (README, "What the offline profile shows").
 """
 
 from __future__ import annotations
@@ -353,6 +357,11 @@ class AffectSpace(EmbeddingSpace):
             pad = probabilities @ self.emotion_pad(images.device)
         return pad, torch.ones(len(pad), device=pad.device) if presence is None else presence
 
+    def guidance_reading(self, images: torch.Tensor) -> torch.Tensor:
+        """What `distance` compares with a target: a face's emotion terms (B, 7), so that each
+        term is credited by its side of the target; a scene's PAD (B, 3)."""
+        return scene_pad(images) if self.domain == "scene" else self.emotion_probabilities(images)
+
     def emotion_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Probabilities (B, 7) of the emotion terms in FER2013 order, by the face reader."""
         return self._emotion_probabilities(images)[0]
@@ -399,6 +408,17 @@ class AffectSpace(EmbeddingSpace):
         return direction(x.float()) @ direction(y.float().to(x.device)).T
 
     def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Guidance loss (B,) to targets (B or 1, 3): 1 - <e, t_hat>, linear along the target's
-        direction (no fixed point short of the reachable boundary; see the module docstring)."""
-        return 1 - (image_emb * direction(target.to(image_emb.device))).sum(dim=1)
+        """Guidance loss (B,) to targets (B or 1, 3), linear along the target's direction t_hat
+        (no fixed point short of the reachable boundary; see the module docstring).
+
+        `image_emb` a PAD point e (B, 3): 1 - <e, t_hat>. The emotion terms of faces (B, 7,
+        `guidance_reading`): 1 - sum_k p_k max(0, <PAD_k, t_hat>), each term credited by how far
+        it lies along the target's direction, a term on its far side by nothing: a face comes
+        closer to a song's emotion by showing it, not by ceasing to show the opposite one. The
+        terms have no pleasant, calm emotion: a target between about 293 and 302 degrees of the
+        plane (pleasure 0.4, arousal -0.9) credits none, and leaves the face to the other terms."""
+        t_hat = direction(target.to(image_emb.device))
+        if image_emb.shape[1] == len(EMOTIONS):
+            credit = (self.emotion_pad(image_emb.device) @ t_hat.T).clamp_min(0)  # (7, B or 1)
+            return 1 - (image_emb * credit.T).sum(dim=1)
+        return 1 - (image_emb * t_hat).sum(dim=1)
