@@ -279,8 +279,8 @@ def guide(
         optimizer.param_groups[0]["lr"] = lr_at(step / steps, lr)
         w = edited(free)
         images = generator.render(w)
-        embedding = space.guidance_reading(jittered_view(images, jitter) if jitter > 0 else images)
-        terms = {k: space.distance(embedding, targets[k]) for k in active}
+        reading = space.guidance_reading(jittered_view(images, jitter) if jitter > 0 else images)
+        terms = {k: space.distance(reading, targets[k]) for k in active}
         total = sum(active[k] * terms[k] for k in active)
         if l_id > 0:
             terms["id"] = identity(images if identity_gradient else images.detach(), reference)

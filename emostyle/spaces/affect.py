@@ -360,7 +360,7 @@ class AffectSpace(EmbeddingSpace):
     def guidance_reading(self, images: torch.Tensor) -> torch.Tensor:
         """What `distance` compares with a target: a face's emotion terms (B, 7), so that each
         term is credited by its side of the target; a scene's PAD (B, 3)."""
-        return scene_pad(images) if self.domain == "scene" else self.emotion_probabilities(images)
+        return self.encode_image(images) if self.domain == "scene" else self.emotion_probabilities(images)
 
     def emotion_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Probabilities (B, 7) of the emotion terms in FER2013 order, by the face reader."""
