@@ -92,7 +92,7 @@ class EmbeddingSpace(abc.ABC):
     def guidance_reading(self, images: torch.Tensor) -> torch.Tensor:
         """What the guidance loss (`distance`) compares with each target, differentiable: the
         images' embeddings; a space may keep more of what it reads (the affect space keeps a
-        face's emotion terms, so that its loss can credit each term by the target's side)."""
+        face's emotion terms, so that its loss can credit each term by where it lies from the target)."""
         return self.encode_image(images)
 
     @abc.abstractmethod

@@ -37,10 +37,13 @@ optimisation stops there from whichever side it starts (a happy face guided by a
 got less happy). The directional loss has no such point: every term keeps pulling along its
 target's direction until the identity loss and the regulariser hold the image, and the
 weights l_k mix directions (EmoStyle's 0.6 / 0.2 / 0.2), not whichever target lies furthest.
-A face is guided through its emotion terms (`guidance_reading`), each credited by its
-projection on the target's direction and a term on the far side by nothing: credited for
-ceasing to show the opposite emotion, the guidance blanked faces instead of making them show
-the song's (README, "What the offline profile shows").
+A face is guided through its emotion terms (`guidance_reading`). A target credits the two
+terms that enclose its direction on the circumplex, each by its projection on that direction
+times its share of the angle between them (linear interpolation around the circle), and no
+other term: credited for ceasing to show the opposite emotion, the guidance blanked faces
+instead of making them show the song's; credited for a neighbour's neighbour (disgust and
+fear for a sad song), it opened mouths that a judge reads as smiling (README, "What the
+offline profile shows").
 """
 
 from __future__ import annotations
@@ -359,7 +362,8 @@ class AffectSpace(EmbeddingSpace):
 
     def guidance_reading(self, images: torch.Tensor) -> torch.Tensor:
         """What `distance` compares with a target: a face's emotion terms (B, 7), so that each
-        term is credited by its side of the target; a scene's PAD (B, 3)."""
+        term is credited by where it lies from the target on the circumplex (`term_credit`); a
+        scene's PAD (B, 3)."""
         return self.encode_image(images) if self.domain == "scene" else self.emotion_probabilities(images)
 
     def emotion_probabilities(self, images: torch.Tensor) -> torch.Tensor:
@@ -407,18 +411,41 @@ class AffectSpace(EmbeddingSpace):
         the guidance room to move it (a point within the neutral radius has similarity ~0)."""
         return direction(x.float()) @ direction(y.float().to(x.device)).T
 
+    def term_credit(self, t_hat: torch.Tensor) -> torch.Tensor:
+        """How much each emotion term counts toward target directions t_hat (M, 3): (7, M).
+
+        The terms lie around the circumplex at their PAD's angle in the pleasure-arousal plane.
+        A direction between two neighbouring terms credits each by its projection
+        max(0, <PAD_k, t_hat>) times its share of the angle (1 at its own angle, 0 at the
+        other's), so the credit moves continuously from term to term and a target along a
+        term's direction credits that term alone. The terms have no pleasant, calm emotion: a
+        target between about 293 and 302 degrees of the plane lies beyond 90 degrees of both
+        its neighbours (sad, happy) and credits none."""
+        pad = self.emotion_pad(t_hat.device)
+        live = torch.nonzero(pad[:, :2].norm(dim=1) > 0).squeeze(1)  # "neutral" has no angle
+        angle, order = torch.atan2(pad[live, 1], pad[live, 0]).sort()
+        terms = live[order]
+        theta = torch.atan2(t_hat[:, 1], t_hat[:, 0])
+        below = (torch.searchsorted(angle, theta, right=True) - 1) % len(terms)  # cyclic
+        above = (below + 1) % len(terms)
+        span = (angle[above] - angle[below]) % (2 * torch.pi)
+        share = ((theta - angle[below]) % (2 * torch.pi)) / span
+        columns = torch.arange(len(t_hat), device=t_hat.device)
+        weight = torch.zeros(len(pad), len(t_hat), device=t_hat.device)
+        weight[terms[below], columns] = 1 - share
+        weight[terms[above], columns] = share
+        return weight * (pad @ t_hat.T).clamp_min(0)
+
     def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Guidance loss (B,) to targets (B or 1, 3), linear along the target's direction t_hat
         (no fixed point short of the reachable boundary; see the module docstring).
 
         `image_emb` a PAD point e (B, 3): 1 - <e, t_hat>. The emotion terms of faces (B, 7,
-        `guidance_reading`): 1 - sum_k p_k max(0, <PAD_k, t_hat>), each term credited by how far
-        it lies along the target's direction, a term on its far side by nothing: a face comes
-        closer to a song's emotion by showing it, not by ceasing to show the opposite one. The
-        terms have no pleasant, calm emotion: a target between about 293 and 302 degrees of the
-        plane (pleasure 0.4, arousal -0.9) credits none, and leaves the face to the other terms."""
+        `guidance_reading`): 1 - sum_k p_k c_k, c = `term_credit(t_hat)`: a face comes closer to
+        a song's emotion by showing it (or the term beside it that the song's direction leans
+        to), not by ceasing to show the opposite one, nor by showing another term of the same
+        side."""
         t_hat = direction(target.to(image_emb.device))
         if image_emb.shape[1] == len(EMOTIONS):
-            credit = (self.emotion_pad(image_emb.device) @ t_hat.T).clamp_min(0)  # (7, B or 1)
-            return 1 - (image_emb * credit.T).sum(dim=1)
+            return 1 - (image_emb * self.term_credit(t_hat).T).sum(dim=1)
         return 1 - (image_emb * t_hat).sum(dim=1)
