@@ -296,13 +296,13 @@ def retrieved_study(pipe: Pipeline, items: list[Sample], n_starts: int = 8, seed
     `n_starts` retrieval seeds (`seed * 1000 + 100 + k`, apart from the figures' `seed * 1000 + i`);
     a study per song, since no two songs start from the same images."""
     base = pipe.config.seed if seed is None else seed
-    studies = {}
-    for s in items:
-        latents = torch.cat([pipe.retrieve(s.path, seed=base * 1000 + 100 + k, progress=False).best_latent
-                             for k in range(n_starts)])
-        studies[s.name] = start_study(pipe, [s], seed=base, method=method, run_dir=run_dir, label=label,
-                                      progress=progress, latents=latents)
-    return studies
+    chosen = {s.name: [] for s in items}
+    for k in range(n_starts):  # each seed's candidates are read once and ranked for every song
+        candidates = pipe.read_candidates(seed=base * 1000 + 100 + k, progress=False)
+        for s in items:
+            chosen[s.name].append(pipe.retrieve(s.path, candidates=candidates).best_latent)
+    return {s.name: start_study(pipe, [s], seed=base, method=method, run_dir=run_dir, label=label,
+                                progress=progress, latents=torch.cat(chosen[s.name])) for s in items}
 
 
 def random_edit(generator: Generator, latents: torch.Tensor, starts: torch.Tensor, grey_levels: torch.Tensor,

@@ -22,7 +22,7 @@ from .builders import build_pipeline, resolve_weights
 from .config import Config, load_config
 from .guidance import METHODS, GuidanceResult, guide, method as get_method, method_targets
 from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
-from .retrieval import Retrieval, retrieve
+from .retrieval import Candidates, Retrieval, rank, read_candidates
 
 if TYPE_CHECKING:
     from .inversion import Inversion
@@ -107,12 +107,20 @@ class Pipeline:
 
     # -- stage 1: retrieval --------------------------------------------------------------
     def retrieve(self, song: str | Path, n: int | None = None, seed: int | None = None,
-                 progress: bool = True) -> Retrieval:
-        """Paper 3.1: the best of N generated images for `song`."""
-        r = self.config.retrieval
+                 progress: bool = True, candidates: Candidates | None = None) -> Retrieval:
+        """Paper 3.1: the best of N generated images for `song`; `candidates`: rank these
+        (`read_candidates`, read once for many songs) instead of drawing N with `seed`."""
         audio = self.retrieval_space.encode_audio(song)
-        return retrieve(self.generator, self.retrieval_space, audio, n=n or r.candidates, batch=r.batch,
-                        seed=self.config.seed if seed is None else seed, progress=progress)
+        if candidates is None:
+            candidates = self.read_candidates(n, seed, progress)
+        return rank(candidates, self.retrieval_space, audio)
+
+    def read_candidates(self, n: int | None = None, seed: int | None = None, progress: bool = True) -> Candidates:
+        """The N generated images retrieval ranks (`retrieval.candidates`, drawn with `seed`),
+        read in the retrieval space."""
+        r = self.config.retrieval
+        return read_candidates(self.generator, self.retrieval_space, n=n or r.candidates, batch=r.batch,
+                               seed=self.config.seed if seed is None else seed, progress=progress)
 
     # -- instead of retrieval: the user's photo ------------------------------------------------
     def invert(self, photo: str | Path | Photo, steps: int | None = None, progress: bool = True) -> Inversion:

@@ -14,7 +14,17 @@ from tqdm.auto import tqdm
 
 from .parts import EmbeddingSpace, Generator
 
-__all__ = ["Retrieval", "retrieve"]
+__all__ = ["Candidates", "Retrieval", "rank", "read_candidates", "retrieve"]
+
+
+@dataclass
+class Candidates:
+    """N generated candidates read once in a joint space, to be ranked against any song (`rank`)."""
+
+    latents: torch.Tensor  # (N, n_layers, dim)
+    images: torch.Tensor  # (N, 3, H, W) in [-1, 1], on the CPU
+    embeddings: torch.Tensor  # (N, D) the space's reading of each image, on the device that read it
+    confidences: torch.Tensor  # (N,) how surely the space sees each image's subject
 
 
 @dataclass
@@ -62,6 +72,41 @@ def _counted(seen: torch.Tensor | None, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def read_candidates(generator: Generator, space: EmbeddingSpace, n: int = 16, batch: int = 8, seed: int = 0,
+                    progress: bool = True) -> Candidates:
+    """Draw `n` latents with `seed`, render them and read the images in `space`, `batch` at a
+    time (memory stays bounded whatever n is)."""
+    if n < 1:
+        raise ValueError(f"retrieval needs at least one candidate, got n={n}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    # All latents are drawn at once (they are small), so the candidates do not depend on `batch`.
+    latents = generator.sample(n, torch.Generator(device="cpu").manual_seed(seed))
+    images, embeddings, confidences = [], [], []
+    for start in tqdm(range(0, n, batch), desc="retrieval", disable=not progress, leave=False):
+        x = generator.render(latents[start:start + batch])
+        embedding, confidence = space.read_image(x)
+        images.append(x.float().cpu())
+        embeddings.append(embedding)  # kept where it was read: `rank` compares it there
+        confidences.append(confidence.float().cpu())
+    return Candidates(latents, torch.cat(images), torch.cat(embeddings), torch.cat(confidences))
+
+
+@torch.no_grad()
+def rank(candidates: Candidates, space: EmbeddingSpace, audio_embedding: torch.Tensor) -> Retrieval:
+    """Rank the candidates by their similarity to `audio_embedding` (1, D), s_i (Eq. 1), and
+    their softmax (Eq. 2). A candidate the space does not see (its confidence under
+    `space.min_confidence`: a face the face mesh loses) ranks last and has no share of the
+    softmax: its reading is a guess."""
+    scores = space.similarity(candidates.embeddings, audio_embedding.to(candidates.embeddings.device))[:, 0]
+    scores = scores.float().cpu()
+    if not torch.isfinite(scores).all():
+        raise ValueError("retrieval similarities are not finite; check the audio file and the encoders")
+    seen = candidates.confidences >= space.min_confidence
+    logits = torch.where(_counted(seen, len(scores)), space.logit_scale * scores, torch.tensor(float("-inf")))
+    return Retrieval(candidates.latents, candidates.images, scores, torch.softmax(logits, 0), space.name, seen)
+
+
 def retrieve(
     generator: Generator,
     space: EmbeddingSpace,
@@ -71,26 +116,6 @@ def retrieve(
     seed: int = 0,
     progress: bool = True,
 ) -> Retrieval:
-    """Rank `n` generated candidates by their similarity to `audio_embedding` (1, D). A
-    candidate the space does not see (its confidence under `space.min_confidence`: a face the
-    face mesh loses) ranks last and has no share of the softmax: its reading is a guess."""
-    if n < 1:
-        raise ValueError(f"retrieval needs at least one candidate, got n={n}")
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
-    # All latents are drawn at once (they are small), so the candidates do not depend on `batch`.
-    latents = generator.sample(n, torch.Generator(device="cpu").manual_seed(seed))
-    images, scores, confidences = [], [], []
-    for start in tqdm(range(0, n, batch), desc="retrieval", disable=not progress, leave=False):
-        x = generator.render(latents[start:start + batch])
-        embedding, confidence = space.read_image(x)
-        s = space.similarity(embedding, audio_embedding.to(x.device))[:, 0]
-        images.append(x.float().cpu())
-        scores.append(s.float().cpu())
-        confidences.append(confidence.float().cpu())
-    scores = torch.cat(scores)
-    if not torch.isfinite(scores).all():
-        raise ValueError("retrieval similarities are not finite; check the audio file and the encoders")
-    seen = torch.cat(confidences) >= space.min_confidence
-    logits = torch.where(_counted(seen, n), space.logit_scale * scores, torch.tensor(float("-inf")))
-    return Retrieval(latents, torch.cat(images), scores, torch.softmax(logits, 0), space.name, seen)
+    """Rank `n` generated candidates (`read_candidates`) by their similarity to
+    `audio_embedding` (1, D) (`rank`)."""
+    return rank(read_candidates(generator, space, n, batch, seed, progress), space, audio_embedding)

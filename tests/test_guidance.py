@@ -8,7 +8,7 @@ import torch
 from emostyle.guidance import (METHODS, GuidanceError, emotion_directions, guide, jittered_view, lr_at, method,
                                method_targets)
 from emostyle.parts import EmbeddingSpace, Generator, IdentityLoss
-from emostyle.retrieval import retrieve
+from emostyle.retrieval import rank, read_candidates, retrieve
 
 
 class ConvGenerator(Generator):
@@ -364,6 +364,21 @@ def test_retrieval_returns_the_argmax_of_its_similarities():
     torch.testing.assert_close(r.probs.sum(), torch.tensor(1.0))
     again = retrieve(gen, space, audio, n=7, batch=7, seed=4, progress=False)
     torch.testing.assert_close(again.latents, r.latents)  # batching does not change the candidates
+
+
+def test_candidates_read_once_rank_for_each_song_as_retrieval_draws_them():
+    """`rank` over candidates read once (as the retrieved study reads each seed's for every song)
+    gives each song the retrieval that drawing the candidates for it gives."""
+    gen, space = ConvGenerator(), ToySpace()
+    candidates = read_candidates(gen, space, n=7, batch=3, seed=4, progress=False)
+    bests = set()
+    for audio in (_targets()["audio"], _targets()["text"], -_targets()["audio"]):
+        drawn, ranked = retrieve(gen, space, audio, n=7, batch=7, seed=4, progress=False), rank(candidates, space, audio)
+        torch.testing.assert_close(ranked.scores, drawn.scores)
+        torch.testing.assert_close(ranked.probs, drawn.probs)
+        torch.testing.assert_close(ranked.best_latent, drawn.best_latent)
+        bests.add(ranked.best)
+    assert len(bests) > 1  # the songs chose different candidates: the ranking read each song
 
 
 def test_directions_keep_the_edit_in_their_span_and_still_lower_the_loss():
