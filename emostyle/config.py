@@ -71,6 +71,10 @@ class GuidanceConfig:
     l_tex: float = _range(0.2, 0.0)
     l_id: float = _range(0.0, 0.0)
     l_sim: float = _range(0.0, 0.0)
+    # > 0: a term that holds the image's coarse layout (its 8 x 8 block means: light and pose)
+    # and leaves its fine detail, an expression, free (emostyle.guidance.coarse_change); not in
+    # the paper, 0 in every profile.
+    l_coarse: float = _range(0.0, 0.0)
     # L_reg over the layers: "sum" (every profile) as Eq. 7 and the official code, whose l_sim the
     # paper reports; "mean" as Eq. 8's 1/L (L times weaker at the same l_sim).
     reg_reduction: str = _choice("sum", "mean", default="sum")

@@ -199,7 +199,7 @@ def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: st
     from .guidance import METHODS, TERMS
 
     present = {name for history in histories.values() for name in history}
-    order = (*TERMS, "id", "reg", "total")
+    order = (*TERMS, "id", "reg", "coarse", "total")
     names = [n for n in order if n in present] + sorted(present - set(order))
     colours = {name: f"C{i}" for i, name in enumerate(names)}
     cols = min(3, len(histories))  # three to a row: a page wide

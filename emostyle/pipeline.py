@@ -191,7 +191,7 @@ class Pipeline:
         identity = self.identity if g.l_id > 0 else None  # the identity network only runs when it counts
         return guide(self.generator, self.guidance_space, start.to(self.generator.device), targets, weights,
                      steps=steps or g.steps, lr=g.lr, l_id=g.l_id if identity else 0.0, l_sim=g.l_sim,
-                     identity=identity, identity_gradient=not official, layer_masking=masking,
+                     l_coarse=g.l_coarse, identity=identity, identity_gradient=not official, layer_masking=masking,
                      mask_scale=g.mask_scale, reg_reduction=g.reg_reduction, frame_every=g.frame_every,
                      directions=self.directions, jitter=g.jitter, progress=progress)
 

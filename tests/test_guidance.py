@@ -161,6 +161,29 @@ def test_layer_masking_holds_every_layer_over_a_run(repo_root):
     assert (masked.mask < 1).all()  # and every layer's gate did release it somewhat
 
 
+@pytest.mark.slow
+def test_coarse_hold_keeps_light_and_layout_and_the_guidance_still_pulls(repo_root):
+    """guidance.l_coarse as users set it, on the tiny profile (EmoStyle, identity and L_reg as
+    the profile has them), from 6 starts: every image's coarse layout (its block means) changes
+    less than without the hold, its loss toward the song still falls, and the term starts at 0."""
+    from emostyle.guidance import coarse_change
+    from emostyle.pipeline import Pipeline
+
+    base = Pipeline.from_config("tiny", {"guidance.steps": 30})
+    held_pipe = Pipeline.from_config(base.config.with_overrides({"guidance.l_coarse": 1.0}))
+    song = repo_root / "data/songs/happy_sunshine.wav"
+    targets = base.targets([song], [song], ["a happy sunny day"])
+    start = base.generator.sample(6, torch.Generator().manual_seed(11))
+    free, held = base.guide(start, targets, progress=False), held_pipe.guide(start, targets, progress=False)
+    free_change, held_change = coarse_change(free.images, free.start_images), coarse_change(held.images, held.start_images)
+    assert (held_change < 0.5 * free_change).all(), held_change / free_change
+    assert held.history["coarse"][0] == [0.0] * 6 and "coarse" not in free.history
+    assert all(a < b for a, b in zip(held.history["audio"][-1], held.history["audio"][0]))
+    assert held.settings["l_coarse"] == 1.0 and free.settings["l_coarse"] == 0.0
+    with pytest.raises(GuidanceError, match="non-negative"):
+        guide(ConvGenerator(), ToySpace(), _start(), _targets(), {"audio": 1.0}, l_coarse=-1.0, steps=1, progress=False)
+
+
 def test_heuristic_masking_follows_the_official_loop_on_the_first_14_layers():
     """layer_masking="heuristic" against the code's loop, transcribed from EmoStyle
     run_optimization_comprehensive.py:298-302, on 18 layers (the code's torch.ones(14) covers 14)."""
