@@ -30,6 +30,7 @@ from .guidance import METHODS, GuidanceResult
 from .parts import Generator
 from .pipeline import Pipeline
 from .registry import home
+from .retrieval import rank
 from .samples import Sample
 from .scoring import metrics
 
@@ -296,11 +297,12 @@ def retrieved_study(pipe: Pipeline, items: list[Sample], n_starts: int = 8, seed
     `n_starts` retrieval seeds (`seed * 1000 + 100 + k`, apart from the figures' `seed * 1000 + i`);
     a study per song, since no two songs start from the same images."""
     base = pipe.config.seed if seed is None else seed
+    audio = {s.name: pipe.retrieval_space.encode_audio(s.path) for s in items}  # each song encoded once
     chosen = {s.name: [] for s in items}
     for k in range(n_starts):  # each seed's candidates are read once and ranked for every song
         candidates = pipe.read_candidates(seed=base * 1000 + 100 + k, progress=False)
         for s in items:
-            chosen[s.name].append(pipe.retrieve(s.path, candidates=candidates).best_latent)
+            chosen[s.name].append(rank(candidates, pipe.retrieval_space, audio[s.name]).best_latent)
     return {s.name: start_study(pipe, [s], seed=base, method=method, run_dir=run_dir, label=label,
                                 progress=progress, latents=torch.cat(chosen[s.name])) for s in items}
 

@@ -317,8 +317,8 @@ def guide(
         latents=w.detach(), start_latents=w0, images=final.detach(), start_images=start_images.detach(),
         history=history, frames=frames, mask=mask, seconds=time.perf_counter() - begun,
         settings=dict(steps=steps, lr=lr, l_id=l_id, l_sim=l_sim, l_coarse=l_coarse, weights=active,
-                      layer_masking=layer_masking, mask_scale=mask_scale, reg_reduction=reg_reduction, identity_gradient=identity_gradient,
-                      directions=0 if basis is None else len(basis), jitter=jitter),
+                      layer_masking=layer_masking, mask_scale=mask_scale, reg_reduction=reg_reduction,
+                      identity_gradient=identity_gradient, directions=0 if basis is None else len(basis), jitter=jitter),
     )
 
 

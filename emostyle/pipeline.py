@@ -107,13 +107,10 @@ class Pipeline:
 
     # -- stage 1: retrieval --------------------------------------------------------------
     def retrieve(self, song: str | Path, n: int | None = None, seed: int | None = None,
-                 progress: bool = True, candidates: Candidates | None = None) -> Retrieval:
-        """Paper 3.1: the best of N generated images for `song`; `candidates`: rank these
-        (`read_candidates`, read once for many songs) instead of drawing N with `seed`."""
+                 progress: bool = True) -> Retrieval:
+        """Paper 3.1: the best of N generated images for `song`."""
         audio = self.retrieval_space.encode_audio(song)
-        if candidates is None:
-            candidates = self.read_candidates(n, seed, progress)
-        return rank(candidates, self.retrieval_space, audio)
+        return rank(self.read_candidates(n, seed, progress), self.retrieval_space, audio)
 
     def read_candidates(self, n: int | None = None, seed: int | None = None, progress: bool = True) -> Candidates:
         """The N generated images retrieval ranks (`retrieval.candidates`, drawn with `seed`),
