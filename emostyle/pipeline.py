@@ -55,9 +55,9 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, config: Config | str, overrides: dict | None = None) -> "Pipeline":
-        """Build (or reuse from this process's cache) the parts named by `config`."""
-        if isinstance(config, str):
-            config = load_config(config, overrides)
+        """Build (or reuse from this process's cache) the parts named by `config` (a profile's
+        name or a Config) with dotted-key `overrides`."""
+        config = load_config(config, overrides) if isinstance(config, str) else config.with_overrides(overrides)
         return build_pipeline(cls, config)
 
     # -- descriptions ---------------------------------------------------------------

@@ -41,6 +41,8 @@ def test_emostyle_weights_come_from_the_config(tiny):
     assert tiny.weights("emostyle") == {"audio": 0.6, "music": 0.2, "text": 0.2}
     other = Pipeline.from_config(tiny.config.with_overrides({"guidance.l_aud": 0.5, "guidance.l_tex": 0.3}))
     assert other.weights("emostyle") == {"audio": 0.5, "music": 0.2, "text": 0.3}
+    # a Config with overrides, as a profile's name takes them: applied, not dropped
+    assert Pipeline.from_config(tiny.config, {"guidance.l_aud": 0.5}).weights("emostyle")["audio"] == 0.5
 
 
 @pytest.fixture(scope="module")
