@@ -34,7 +34,7 @@ from .retrieval import rank
 from .samples import Sample
 from .scoring import metrics
 
-__all__ = ["Experiment", "MethodRuns", "StartStudy", "ablation_claims", "changes_figure", "random_edit", "retrieved_study", "start_study",
+__all__ = ["Experiment", "MethodRuns", "StartStudy", "UNMOVED", "ablation_claims", "changes_figure", "random_edit", "retrieved_study", "start_study",
            "stored_guidance", "study_figure"]
 
 
@@ -110,6 +110,11 @@ class MethodRuns:
         return out
 
 
+# A result whose saved image differs from its start by less than half a grey level on average
+# rounds to its start: the guidance left that face as it was (`StartStudy.unmoved`).
+UNMOVED = 0.5
+
+
 @dataclass
 class StartStudy:
     """One dataset's start study: the same `n` start images guided toward each song, as the
@@ -165,6 +170,11 @@ class StartStudy:
         shifts = self.control_shifts if control else self.shifts
         return self._count(shifts if song is None else shifts[song])
 
+    def unmoved(self, song: int | None = None) -> int:
+        """How many of `song`'s results (None: every song's) the guidance left as they were: their
+        saved image within `UNMOVED` grey levels of the start's, on average."""
+        return int((self.pixel_change(song) < UNMOVED).sum())
+
     def _count(self, shift: torch.Tensor) -> dict[str, int]:
         verdicts = self.verdicts(shift)
         c = {k: verdicts.count(k) for k in ("unread", "toward", "within", "against")}
@@ -177,7 +187,8 @@ class StartStudy:
         test counts its starts; the all-songs test counts each start once, by its mean shift over
         the songs, since one start's readings for several songs are not independent: its
         `sign_test` column says what it counted. `control_toward`, `control_against` and
-        `control_unread`: the same counts for the random edits of the same size (`control`)."""
+        `control_unread`: the same counts for the random edits of the same size (`control`).
+        `unmoved`: the results the guidance left as they were (`unmoved`), whatever their verdict."""
         from scipy.stats import binomtest
 
         def sign_test(c):
@@ -193,7 +204,7 @@ class StartStudy:
             rows.append(dict(dataset=self.label, judge=_judge_name(self.pipe), song=name,
                              polarity=self.polarities[song] if song is not None else "",
                              **c, mean_shift=round(float(shift.nanmean()), 3) if c["read"] else float("nan"),
-                             pixel_change=round(float(self.pixel_change(song).mean()), 1),
+                             pixel_change=round(float(self.pixel_change(song).mean()), 1), unmoved=self.unmoved(song),
                              sign_test=f"{tested['toward']} toward / {tested['against']} against of "
                                        f"{tested['read']} starts",
                              sign_test_p=sign_test(tested),
@@ -359,7 +370,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     dots, axes = plt.subplots(len(studies), 1, figsize=(max(6.5, 1.25 * songs + 1.4), 2.9 * len(studies) + 1.0),
                               squeeze=False)  # a dataset per row: a page wide, its text read as drawn
     for ax, (label, st) in zip(axes[:, 0], studies.items()):
-        unread = False  # a third line of counts above some song: the title moves up for it
+        extra = 0  # lines of counts above some song past the first two: the title moves up for them
         for i in range(len(st.items)):
             ax.fill_between([i - 0.38, i + 0.38], -st.resolution, st.resolution, color="0.88", zorder=0)
             for shifts, centre, spread, hollow in ((st.shifts, -0.1, 0.16, False), (st.control_shifts, 0.27, 0.06, True)):
@@ -367,17 +378,19 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                 jitter = np.random.default_rng(i).uniform(-spread, spread, shifts.shape[1])  # fixed: the figure does not change
                 ax.scatter(i + centre + jitter, shifts[i].numpy(), s=12, zorder=2, linewidths=0.9,
                            **(dict(facecolors="none", edgecolors=colour) if hollow else dict(c=colour)))
-            c, r = st.counts(i), st.counts(i, control=True)
-            unread |= bool(c["unread"] or r["unread"])
-            text = "no polarity" if st.polarities[i] == "neutral" else \
-                f"{c['toward']}/{c['within']}/{c['against']}\nrandom {r['toward']}/{r['within']}/{r['against']}" + \
-                (f"\nunread {c['unread']}, random {r['unread']}" if c["unread"] or r["unread"] else "")
-            ax.text(i, 1.01, text, ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
+            c, r, unmoved = st.counts(i), st.counts(i, control=True), st.unmoved(i)
+            lines = [f"{c['toward']}/{c['within']}/{c['against']}", f"random {r['toward']}/{r['within']}/{r['against']}"]
+            lines += [f"unmoved {unmoved}"] if unmoved else []
+            lines += [f"unread {c['unread']}, random {r['unread']}"] if c["unread"] or r["unread"] else []
+            if st.polarities[i] == "neutral":
+                lines = ["no polarity"]
+            extra = max(extra, len(lines) - 2)
+            ax.text(i, 1.01, "\n".join(lines), ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(range(len(st.items)), [f"{s.name}\n{p}" for s, p in zip(st.items, st.polarities)], fontsize=8)
         ax.set_xlim(-0.6, len(st.items) - 0.4)
         ax.set_title(fit(f"{label}: {len(st.before)} starts, resolution {st.resolution:.3f}; judge: {_judge_name(st.pipe)}",
-                         ax.get_position().width * dots.get_size_inches()[0], 9), fontsize=9, pad=41 if unread else 30)
+                         ax.get_position().width * dots.get_size_inches()[0], 9), fontsize=9, pad=30 + 11 * extra)
         ax.tick_params(axis="y", labelsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)
@@ -390,7 +403,8 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
         bbox_to_anchor=(0.5, 1 - 0.3 / height),
         title="moved beyond the judge's resolution (grey band) or within it; filled: the guidance; hollow: the\n"
               "same start moved as far in a random latent direction; above each song: toward / within / against\n"
-              "(unread: results the judge could not read, e.g. no face found)")
+              f"(unmoved: the guidance left the start as it was, within {UNMOVED} grey levels on average;\n"
+              "unread: results the judge could not read, e.g. no face found)")
     below = legend.get_window_extent(dots.canvas.get_renderer()).y0 / dots.bbox.height  # the legend's foot
     dots.tight_layout(rect=(0, note_height(dots, note), 1, below - 0.05 / height))  # the title and the legend above
     # after the layout, which would otherwise keep the title's room a second time, under the legend

@@ -131,6 +131,12 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     assert study.components and all(torch.allclose(c[2], judged[k], equal_nan=True) for k, c in study.components.items())
     again = start_study(study.pipe, songs, n_starts=3, seed=5, run_dir=experiment.run_dir / "music", progress=False)
     assert torch.equal(again.images, study.images)  # one seed: the same starts and the same guidance
+    # unmoved, as the pipeline guides: the guidance moves some faces; at a learning rate a millionth
+    # of the profile's it leaves every face as it was, and the table says so
+    assert study.unmoved() < 6
+    still = start_study(Pipeline.from_config(study.pipe.config, {"guidance.lr": study.pipe.config.guidance.lr * 1e-6}),
+                        songs, n_starts=3, seed=5, run_dir=experiment.run_dir / "music", progress=False)
+    assert still.unmoved() == 6 and still.rows()[-1]["unmoved"] == 6 and torch.equal(still.starts, study.starts)
     dots, examples = study_figure({label: study}, "note")
     assert list(examples) == [label] and len(examples[label].axes) == 2 * 6 and dots.axes[0].get_xticklabels()
     moved = changes_figure({label: study}, top=3)
@@ -162,7 +168,8 @@ def test_retrieved_study_starts_each_song_from_its_own_retrieved_images(experime
 def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     """Toward / within / against by the judge's resolution (a change equal to it is within),
     signed by each song's polarity; unread faces and songs without polarity are not counted.
-    The all-songs sign test counts each start once, by its mean shift over the songs."""
+    The all-songs sign test counts each start once, by its mean shift over the songs; results the
+    guidance left as they were are counted apart, by their pixels, whatever the judge read."""
     nan = float("nan")
     before = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0])
     # Dyadic values: exact in float32, so a change equal to the resolution is exactly that.
@@ -173,8 +180,15 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     control = torch.tensor([[0.0, 0.25, -0.25, 0.0, nan],  # positive: within, toward, against, within, unread
                             [0.25, 0.125, -0.25, 0.0, 0.0],  # negative: against, within, toward, within, within
                             [0.5, 0.5, 0.5, 0.5, 0.5]])
+    # Unmoved: a saved image within half a grey level of its start's on average (48 values of 4 x 4 RGB).
+    images = torch.zeros(3, 5, 3, 4, 4)
+    images[0, 0] = 0.5  # about 64 grey levels everywhere: moved
+    images[0, 1, 0, 0, 0] = 20 / 127.5  # one value by 20 levels: 0.42 on average, unmoved
+    images[0, 2, 0, 0, 0] = 30 / 127.5  # by 30: 0.63, moved
+    images[2] = 0.5
     study = StartStudy("faces", None, items, ["positive", "negative", "neutral"], 0.125, before, after,
-                       torch.zeros(5, 3, 4, 4), torch.zeros(3, 5, 3, 4, 4), control)
+                       torch.zeros(5, 3, 4, 4), images, control)
+    assert (study.unmoved(0), study.unmoved(1), study.unmoved(2), study.unmoved()) == (3, 5, 0, 8)
     assert study.counts(0) == dict(read=4, unread=1, toward=1, within=2, against=1)
     assert study.counts(1) == dict(read=5, unread=0, toward=3, within=1, against=1)
     assert study.counts(2)["read"] == 0 and study.counts() == dict(read=9, unread=6, toward=4, within=3, against=2)
@@ -183,6 +197,7 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     assert study.counts(1, control=True) == dict(read=5, unread=0, toward=1, within=3, against=1)
     rows = {r["song"]: r for r in study.rows()}
     assert (rows["all songs"]["control_toward"], rows["all songs"]["control_against"]) == (2, 2)
+    assert (rows["up"]["unmoved"], rows["down"]["unmoved"], rows["all songs"]["unmoved"]) == (3, 5, 8)
     assert rows["up"]["sign_test_p"] == 0.75 and math.isnan(rows["sound"]["sign_test_p"])  # P(X >= 1), X ~ B(2, 1/2)
     # Per start, the mean over the songs it was read for: 0.375, 0.219, -0.125, -0.25, 0.156 ->
     # 3 toward, 1 within, 1 against: P(X >= 3), X ~ B(4, 1/2) = 5/16.
