@@ -111,7 +111,7 @@ def build_space(name: str, config: Config, device: str, notes: list[str]) -> Emb
     """The embedding space `name`: clip, imagebind (falls back to clip, noted) or affect."""
     key = dict(name=name, random=config.random_weights, seed=config.seed, compat=config.guidance.compat,
                domain=config.domain, audio=config.affective.audio_reader, face=config.guidance.face_reader,
-               device=device)
+               face_loss=config.guidance.face_loss, device=device)
     if name == "clip":
         return _cached("space", key, lambda: _clip_space(config, device))
     if name == "imagebind":
@@ -123,7 +123,8 @@ def build_space(name: str, config: Config, device: str, notes: list[str]) -> Emb
         from .spaces.affect import AffectSpace
 
         return _cached("space", key, lambda: AffectSpace(domain=config.domain, audio=config.affective.audio_reader,
-                                                         face_reader=config.guidance.face_reader))
+                                                         face_reader=config.guidance.face_reader,
+                                                         face_loss=config.guidance.face_loss))
     raise ValueError(f"unknown embedding space {name!r}; valid: clip, imagebind, affect")
 
 

@@ -89,6 +89,10 @@ class GuidanceConfig:
     # mini-Xception's seven classes, or MediaPipe's face blendshapes through FACS's emotion
     # prototypes (emostyle.spaces.affect.EMOTION_PROTOTYPES).
     face_reader: str = _choice("fer", "blendshapes", default="fer")
+    # The affect space's loss on a face's emotion terms (emostyle.spaces.affect.FACE_LOSSES):
+    # "linear" in their probabilities, or "log", which keeps pulling a face that shows no trace
+    # of the song's emotion (where the face mesh's logistic outputs give "linear" no gradient).
+    face_loss: str = _choice("linear", "log", default="linear")
     # > 0: the guiding space reads a randomly mirrored, shifted and scaled view of each image
     # at each step (emostyle.guidance.jittered_view), so that the change is not particular to
     # the exact pixels; 0 reads the image itself, as the paper does.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from emostyle.models.fer import EMOTIONS, face_input, load_fer
-from emostyle.spaces.affect import EMOTION_PAD, AffectSpace, direction, music_cues, music_pad, scene_pad
+from emostyle.spaces.affect import EMOTION_PAD, FACE_LOSSES, AffectSpace, direction, music_cues, music_pad, scene_pad
 from emostyle import registry
 
 
@@ -202,6 +202,35 @@ def test_face_terms_are_credited_by_the_terms_that_enclose_the_target():
     sum(w * space.distance(p, targets[k]) for k, w in weights.items()).sum().backward()
     torch.testing.assert_close(p.grad, p.grad[:1].expand_as(p.grad))
     assert p.grad[0, idx["happy"]] < 0 and p.grad[0, idx["sad"]] < 0  # the weights mix both targets
+
+
+def test_the_log_face_loss_keeps_pulling_where_the_linear_one_lets_go():
+    """A face's P(happy) as a logistic output sigma(x) (the rest neutral), guided toward happy,
+    c the target's credit of happy: the linear loss pulls x by c sigma (1 - sigma), next to
+    nothing deep in the tail; the log loss by (c / 4)(1 - sigma): never harder than the linear
+    loss at its steepest (c / 4, at x = 0), and about that hard where the face shows none of it."""
+    happy = torch.tensor([EMOTION_PAD["happy"]])
+    c = float(AffectSpace("scene").term_credit(direction(happy)).max())
+
+    def face(x):
+        p = torch.zeros(len(x), len(EMOTIONS))
+        p[:, EMOTIONS.index("happy")] = x.sigmoid()
+        return p + torch.nn.functional.one_hot(torch.tensor(EMOTIONS.index("neutral")), len(EMOTIONS)) * (1 - x.sigmoid())[:, None]
+
+    x = torch.linspace(-14, 6, 201, requires_grad=True)  # x = 0 on the grid
+    pull = {loss: -torch.autograd.grad(AffectSpace("scene", face_loss=loss).distance(face(x), happy).sum(), x)[0]
+            for loss in FACE_LOSSES}
+    assert all((p > 0).all() for p in pull.values())  # both pull toward the smile, everywhere
+    assert pull["linear"].max() == pytest.approx(c / 4, rel=1e-5) and pull["log"].max() <= c / 4 * (1 + 1e-5)
+    deep = x.detach() < -10  # sigma < 4.6e-5
+    assert (pull["linear"][deep] < 1e-4 * c).all() and (pull["log"][deep] > 0.99 * c / 4).all()
+    # no loss left once the face shows the term fully; a scene's PAD loss is the same either way
+    torch.testing.assert_close(AffectSpace("scene", face_loss="log").distance(face(torch.tensor([30.0])), happy),
+                               torch.zeros(1))
+    point = torch.tensor([[0.2, -0.4, 0.1]])
+    assert AffectSpace("scene", face_loss="log").distance(point, happy) == AffectSpace("scene").distance(point, happy)
+    with pytest.raises(ValueError, match="unknown face loss 'square'; choose one of linear, log"):
+        AffectSpace("scene", face_loss="square")
 
 
 @pytest.mark.slow  # about 5 s on 2 idle cores; much longer on a loaded machine

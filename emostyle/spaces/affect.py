@@ -59,7 +59,7 @@ from emostyle.audio import load_audio
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input, load_fer
 from emostyle.parts import EmbeddingSpace
 
-__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "MIN_FACE_PRESENCE", "NEUTRAL_RADIUS", "audio_pad", "direction", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
+__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "FACE_LOSSES", "MIN_FACE_PRESENCE", "NEUTRAL_RADIUS", "audio_pad", "direction", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
 
 DOMAINS = ("face", "scene")
 
@@ -102,6 +102,10 @@ ACTION_UNITS = {
     24: ("mouthPressLeft", "mouthPressRight"), 26: ("jawOpen",),
 }
 FACE_READERS = ("fer", "blendshapes")
+# The loss on a face's emotion terms (`AffectSpace.distance`): linear in their probabilities, or
+# the log of the credited probability, as classifier guidance takes it (Dhariwal & Nichol 2021;
+# the non-saturating loss of Goodfellow et al. 2014).
+FACE_LOSSES = ("linear", "log")
 
 
 def _prototype_matrix() -> torch.Tensor:
@@ -313,6 +317,7 @@ class AffectSpace(EmbeddingSpace):
 
     face_reader: "fer" (the FER2013 mini-Xception) or "blendshapes" (MediaPipe's face mesh
     through FACS's prototypes); fer / mesh: those networks (None: loaded from the registry).
+    face_loss: how `distance` weighs a face's emotion terms, one of `FACE_LOSSES`.
     """
 
     name = "affect-pad"
@@ -323,14 +328,16 @@ class AffectSpace(EmbeddingSpace):
     logit_scale = 10.0
 
     def __init__(self, domain: str = "face", fer: MiniXception | None = None, audio: str = "musicnn+mode",
-                 face_reader: str = "fer", mesh=None):
+                 face_reader: str = "fer", mesh=None, face_loss: str = "linear"):
         if domain not in DOMAINS:
             raise ValueError(f"unknown affect domain {domain!r}; choose one of {', '.join(DOMAINS)}")
         if audio not in AUDIO_READERS:
             raise ValueError(f"unknown audio reader {audio!r}; choose one of {', '.join(AUDIO_READERS)}")
         if face_reader not in FACE_READERS:
             raise ValueError(f"unknown face reader {face_reader!r}; choose one of {', '.join(FACE_READERS)}")
-        self.domain, self.audio, self.face_reader = domain, audio, face_reader
+        if face_loss not in FACE_LOSSES:
+            raise ValueError(f"unknown face loss {face_loss!r}; choose one of {', '.join(FACE_LOSSES)}")
+        self.domain, self.audio, self.face_reader, self.face_loss = domain, audio, face_reader, face_loss
         self.fer = self.mesh = None
         if domain == "face" and face_reader == "fer":
             self.fer = fer if fer is not None else load_fer()
@@ -444,8 +451,21 @@ class AffectSpace(EmbeddingSpace):
         `guidance_reading`): 1 - sum_k p_k c_k, c = `term_credit(t_hat)`: a face comes closer to
         a song's emotion by showing it (or the term beside it that the song's direction leans
         to), not by ceasing to show the opposite one, nor by showing a term further round the
-        circle."""
+        circle.
+
+        With `face_loss` "log" a face's loss is (c / 4) log(c / s), s = sum_k p_k c_k and c the
+        largest credit (0 once the face shows that term fully). The face mesh's blendshapes are
+        logistic outputs: on a face that shows no trace of a term they sit deep in the logistic's
+        tail, and the linear loss pulls on that blendshape's logit by c p (1 - p), next to
+        nothing (README, "Not right yet"). The log pulls by about (c / 4)(1 - p): never harder
+        than the linear loss at its steepest (p = 1/2), and still where that one lets go."""
         t_hat = direction(target.to(image_emb.device))
-        if image_emb.shape[1] == len(EMOTIONS):
-            return 1 - (image_emb * self.term_credit(t_hat).T).sum(dim=1)
-        return 1 - (image_emb * t_hat).sum(dim=1)
+        if image_emb.shape[1] != len(EMOTIONS):
+            return 1 - (image_emb * t_hat).sum(dim=1)
+        credit = self.term_credit(t_hat).T
+        shown = (image_emb * credit).sum(dim=1)
+        if self.face_loss == "linear":
+            return 1 - shown
+        top = credit.max(dim=1).values
+        # A target without direction credits nothing: its loss is 0, as the linear one is constant.
+        return top / 4 * torch.log(top.clamp_min(1e-12) / shown.clamp_min(1e-12))
