@@ -216,7 +216,7 @@ def loss_curves(histories: dict[str, dict[str, list[list[float]]]], subtitle: st
         ax.set_title(fit(f"{METHODS[method].title} ({subtitle})" if subtitle else METHODS[method].title, 2.2, 9),
                      fontsize=9)
         ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=8)
+        ax.tick_params(labelsize=9)  # the log axis's exponents are set at 70 %: 6.3 pt, 6 at page width
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("loss (symlog)", fontsize=8)
