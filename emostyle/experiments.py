@@ -212,11 +212,15 @@ class StartStudy:
                              control_unread=control["unread"]))
         return rows
 
+    @functools.cached_property
+    def _changes(self) -> torch.Tensor:
+        """(songs, n) grey levels each result changed by; computed once, as `shifts`."""
+        return torch.stack([metrics.pixel_change(self.starts, images) for images in self.images])
+
     def pixel_change(self, song: int | None = None) -> torch.Tensor:
         """Grey levels (of 255) that each start image changed by for `song` ((n,)), or for every
         song ((songs * n,)): how much the guidance changed what a viewer sees."""
-        songs = range(len(self.items)) if song is None else [song]
-        return torch.cat([metrics.pixel_change(self.starts, self.images[i]) for i in songs])
+        return self._changes.flatten() if song is None else self._changes[song]
 
     def changes(self, top: int = 5) -> list[dict]:
         """What the judge saw move besides valence: per polarity of the songs, the `top`
