@@ -134,8 +134,8 @@ def build_identity(config: Config, device: str, guidance_space: EmbeddingSpace) 
     if config.guidance.l_id <= 0:
         return None
     if which == "none":
-        raise ValueError("guidance.l_id > 0 needs an identity network: set guidance.identity to arcface, fer "
-                         "or expression")
+        raise ValueError("guidance.l_id > 0 needs an identity network: set guidance.identity to arcface, dlib, "
+                         "fer or expression")
 
     def make():
         from .models.fer import FerIdentity
@@ -147,12 +147,40 @@ def build_identity(config: Config, device: str, guidance_space: EmbeddingSpace) 
             return FerIdentity(fer if fer is not None else load_fer(device=device))
         if which == "expression":
             return FerIdentity(_expression_cnn(config, device, seed=config.seed))
+        if which == "dlib":
+            from .models.dlib_resnet import DlibFaceIdentity, load_dlib_resnet, tiny_dlib_resnet
+
+            net = tiny_dlib_resnet(seed=config.seed) if config.random_weights else \
+                load_dlib_resnet(resolve_weights("dlib-face-resnet"))
+            return DlibFaceIdentity(net.to(device))
         from .models.arcface import ArcFaceIdentity, load_arcface, tiny_arcface
 
         net = tiny_arcface(seed=config.seed) if config.random_weights else load_arcface(resolve_weights("arcface-ir-se50"))
         return ArcFaceIdentity(net.to(device))
 
     return _cached("identity", dict(which=which, random=config.random_weights, device=device), make)
+
+
+def build_face_recognizer(config: Config, device: str) -> IdentityLoss | None:
+    """dlib's face-recognition network for the metrics' `face-distance`, a judge of the person that
+    no loss used: None for scenes and where guidance.identity is dlib's (it held the faces then).
+    Missing weights are a warning (the metric is then absent)."""
+    if config.domain != "face" or (config.guidance.identity == "dlib" and config.guidance.l_id > 0):
+        return None
+
+    def make():
+        from .models.dlib_resnet import DlibFaceIdentity, load_dlib_resnet, tiny_dlib_resnet
+
+        if config.random_weights:
+            return DlibFaceIdentity(tiny_dlib_resnet(seed=config.seed + 2).to(device))  # not the identity loss's
+        try:
+            return DlibFaceIdentity(load_dlib_resnet(registry.path("dlib-face-resnet"), device=device))
+        except MissingWeightError as err:
+            warnings.warn(f"face-distance skipped: {err}", stacklevel=3)
+            return None
+
+    seed = config.seed if config.random_weights else None
+    return _cached("face-recognizer", dict(random=config.random_weights, seed=seed, device=device), make)
 
 
 def _expression_cnn(config: Config, device: str, seed: int):

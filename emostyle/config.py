@@ -63,7 +63,7 @@ class GuidanceConfig:
     """Paper 3.3: direct latent optimisation with L = L_cos + l_ID L_ID + l_sim L_reg."""
 
     space: str = _choice("clip", "affect", default="clip")
-    identity: str = _choice("arcface", "fer", "expression", "none", default="none")
+    identity: str = _choice("arcface", "dlib", "fer", "expression", "none", default="none")
     steps: int = _range(300, 1)
     lr: float = _range(0.1, 0.0, 10.0, low_open=True)  # run.sh uses 0.1
     l_aud: float = _range(0.6, 0.0)

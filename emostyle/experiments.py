@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .builders import build_face_recognizer
 from .config import dataset_configs
 from .guidance import METHODS, GuidanceResult
 from .parts import Generator
@@ -646,7 +647,8 @@ class Experiment:
 
     def score(self, items: list[Sample], methods: list[str], seeds: list[int], scorers: dict):
         """Table 1's records (a score per image and scorer) and the metrics table's records
-        (alignment, identity, latent distance, and emotion by the judge and in the space)."""
+        (alignment, identity, latent distance, and emotion by the judge and in the space; for
+        faces, the person's change as a face-recognition network in no loss reads it)."""
         from .scoring import score_images
         from .scoring.emogen import load_emogen_metrics
 
@@ -658,6 +660,7 @@ class Experiment:
                         records += [dict(method=m, dataset=label, scorer=scorer, seed=seed, score=float(v))
                                     for v in values]
                 space = r.pipe.guidance_space
+                recognizer = build_face_recognizer(r.pipe.config, str(r.pipe.generator.device))
                 for m, run in r.runs.items():
                     with torch.no_grad():
                         emb = space.encode_image(run.images)
@@ -670,6 +673,8 @@ class Experiment:
                         values[f"emotion-agreement{suffix}"] = r.agreement(m, reader)
                     if r.pipe.identity is not None:
                         values["identity"] = metrics.identity_similarity(run.images, run.start_images, r.pipe.identity)
+                    if recognizer is not None:
+                        values["face-distance"] = metrics.face_distance(run.images, run.start_images, recognizer)
                     extra += [dict(method=m, dataset=label, scorer=k, seed=seed, score=float(v))
                               for k, vs in values.items() for v in torch.as_tensor(vs).flatten()
                               if not torch.isnan(v)]

@@ -97,7 +97,7 @@ def requirements(config, lyrics_given: bool = False) -> Requirements:
                     (["musicnn-msd", "warriner-vad-norms"] if config.affective.audio_reader != "cues" else [])
                 files += [n for n in wanted if n not in files]
         if config.guidance.l_id > 0:
-            name = {"arcface": "arcface-ir-se50", "fer": "fer-mini-xception",
+            name = {"arcface": "arcface-ir-se50", "dlib": "dlib-face-resnet", "fer": "fer-mini-xception",
                     "expression": "fer2013-cnn"}.get(config.guidance.identity)
             if name and name not in files:
                 files.append(name)

@@ -68,7 +68,7 @@ def test_table1_names_its_scorers_and_methods(run):
         assert method in table
     assert "FFHQ-style faces" in table and "LHQ-style scenes" in table
     metrics = (root / "figures" / "metrics.md").read_text()
-    for metric in ("align-audio", "latent-distance", "emotion-agreement", "identity"):
+    for metric in ("align-audio", "latent-distance", "emotion-agreement", "identity", "face-distance"):
         assert metric in metrics
 
 

@@ -458,7 +458,7 @@ def test_unknown_names_and_profiles():
         "dcgan-faces", "fer-mini-xception", "whisper-ct2-base", "soundfont-timgm6mb",
         *(f"audio-{n}" for n in ("drill", "explosion", "fire", "giggling", "raining", "sobbing", "thunderstorm", "wind")),
         *(f"photo-{n}" for n in ("china", "rocket", "wall", "flower", "astronaut")), "brisque-svm", "brisque-normalize",
-        "musicnn-msd", "warriner-vad-norms", "dlib-landmarks-68", "nrc-emotion-lexicon", "fer2013-cnn",
+        "musicnn-msd", "warriner-vad-norms", "dlib-landmarks-68", "dlib-face-resnet", "nrc-emotion-lexicon", "fer2013-cnn",
         "mediapipe-face-landmarker"}
 
 

@@ -66,6 +66,18 @@ def test_identity_and_latent_distance():
         latent_distance(w, w0[:, :1])
 
 
+def test_face_distance_reads_the_saved_images():
+    """The distance of the recognizer's features of the 8-bit images: a change that rounds away is
+    no change, one grey level everywhere is sqrt(pixels) levels of 127.5."""
+    recognizer = FlatCosine()  # features: the pixels themselves
+    images = torch.randint(0, 255, (2, 3, 4, 4), generator=torch.Generator().manual_seed(1)).float() / 127.5 - 1
+    torch.testing.assert_close(metrics.face_distance(images + 0.2 / 127.5, images, recognizer), torch.zeros(2))
+    torch.testing.assert_close(metrics.face_distance(images + 1 / 127.5, images, recognizer),
+                               torch.full((2,), 48 ** 0.5 / 127.5))
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.face_distance(images, images[:1], recognizer)
+
+
 def test_emotion_agreement():
     before, after = torch.tensor([0.1, 0.1, 0.5, 0.5]), torch.tensor([0.4, 0.0, 0.2, 0.5])
     torch.testing.assert_close(valence_shift(before, after, "positive"), after - before)

@@ -3,6 +3,7 @@
 - alignment: how close the result is to the audio, music or text target in the guidance space
   (CLIP space, or the offline affect space); higher is closer;
 - identity similarity between input and result (ArcFace, or any `IdentityLoss`): 1 - L_ID;
+  `face_distance`, the same question put to a face-recognition network that held nothing;
 - latent distance ||w - w0|| (how far the optimisation moved, paper Eq. 7's L_reg is its square);
 - emotion: the valence of the saved images as a *judge* reads it (`judge_valence`, a model that
   did not guide them), its shift signed by the song's polarity, and emotion agreement (did it
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from emostyle.parts import EmbeddingSpace, IdentityLoss, Judge, to_uint8
 
-__all__ = ["alignment", "identity_similarity", "latent_distance", "pixel_change", "judge_valence", "judge_resolution",
+__all__ = ["alignment", "identity_similarity", "face_distance", "latent_distance", "pixel_change", "judge_valence", "judge_resolution",
            "space_valence", "valence_shift", "emotion_agreement"]
 
 # A neutral song (a sound without lyrics) asks for no direction: its shift and agreement are NaN.
@@ -55,6 +56,20 @@ def identity_similarity(result: torch.Tensor, reference: torch.Tensor,
         if result.ndim != 2:
             raise ValueError(f"without an IdentityLoss, pass features (B, dim), not {tuple(result.shape)}")
         return F.cosine_similarity(result, reference, dim=-1)
+
+
+def face_distance(result: torch.Tensor, reference: torch.Tensor, recognizer: IdentityLoss) -> torch.Tensor:
+    """Euclidean distance (B,) between the identity features of results and inputs, images
+    (B, 3, H, W) in [-1, 1] read once saved as 8-bit images. With dlib's face-recognition network
+    (`DlibFaceIdentity`, in no loss unless guidance.identity says so): two photos of one person lie
+    within 0.6, the threshold dlib was trained to."""
+    if result.shape != reference.shape:
+        raise ValueError(f"results and references must have one shape, "
+                         f"got {tuple(result.shape)} and {tuple(reference.shape)}")
+    saved = (torch.from_numpy(to_uint8(x)).permute(0, 3, 1, 2).float() / 127.5 - 1 for x in (result, reference))
+    with torch.no_grad():
+        a, b = (recognizer.features(x.to(result.device)) for x in saved)
+    return (a - b).norm(dim=1).cpu()
 
 
 def latent_distance(w: torch.Tensor, w0: torch.Tensor) -> torch.Tensor:

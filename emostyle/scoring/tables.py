@@ -28,6 +28,8 @@ DIRECTIONS = {
     "align-music": "similarity to the generated music in the guidance space, higher is closer",
     "align-text": "similarity to the lyrics in the guidance space, higher is closer",
     "identity": "identity similarity to the retrieved input (1 - L_ID), higher keeps the identity",
+    "face-distance": "distance of dlib's face-recognition descriptors from the input's (a network in no loss; "
+                     "dlib puts two photos of one person within 0.6), lower keeps the person",
     "latent-distance": "||w - w0||, lower stays closer to the input",
     "pixel-change": "mean absolute change of the saved image from the input, in 8-bit grey levels",
     "valence-shift": "valence change read by the judge (not the guiding model), signed by the song's polarity: "
