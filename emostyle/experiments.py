@@ -141,6 +141,9 @@ class StartStudy:
     # The judge's components (`Judge.components`: a blendshape, an emotion's probability) by
     # name, each (1 + songs, n): the start images, then each song's results.
     components: dict[str, torch.Tensor] = field(default_factory=dict)
+    # (songs, n) how far dlib's face-recognition network, in no loss, sees each result's person
+    # from its start's (`metrics.face_distance`); None for scenes, or where it held the faces.
+    face_distances: torch.Tensor | None = None
 
     @functools.cached_property
     def shifts(self) -> torch.Tensor:
@@ -189,7 +192,10 @@ class StartStudy:
         the songs, since one start's readings for several songs are not independent: its
         `sign_test` column says what it counted. `control_toward`, `control_against` and
         `control_unread`: the same counts for the random edits of the same size (`control`).
-        `unmoved`: the results the guidance left as they were (`unmoved`), whatever their verdict."""
+        `unmoved`: the results the guidance left as they were (`unmoved`), whatever their verdict.
+        `face_distance`: the mean distance of the results' persons from the starts' as dlib's
+        face-recognition network reads them (a network in no loss; NaN for scenes or where it is
+        the identity loss; it puts two photos of one person within 0.6)."""
         from scipy.stats import binomtest
 
         def sign_test(c):
@@ -206,6 +212,7 @@ class StartStudy:
                              polarity=self.polarities[song] if song is not None else "",
                              **c, mean_shift=round(float(shift.nanmean()), 3) if c["read"] else float("nan"),
                              pixel_change=round(float(self.pixel_change(song).mean()), 1), unmoved=self.unmoved(song),
+                             face_distance=self._mean_face_distance(song),
                              sign_test=f"{tested['toward']} toward / {tested['against']} against of "
                                        f"{tested['read']} starts",
                              sign_test_p=sign_test(tested),
@@ -217,6 +224,10 @@ class StartStudy:
     def _changes(self) -> torch.Tensor:
         """(songs, n) grey levels each result changed by; computed once, as `shifts`."""
         return torch.stack([metrics.pixel_change(self.starts, images) for images in self.images])
+
+    def _mean_face_distance(self, song: int | None) -> float:
+        d = self.face_distances
+        return float("nan") if d is None else round(float(d.mean() if song is None else d[song].mean()), 3)
 
     def pixel_change(self, song: int | None = None) -> torch.Tensor:
         """Grey levels (of 255) that each start image changed by for `song` ((n,)), or for every
@@ -285,7 +296,8 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     if math.isnan(resolution):
         raise ValueError(f"{label or pipe.config.profile}: the judge ({pipe.judge.name}) read none of the "
                          f"{n_starts} start images; draw others (seed) or choose another scoring.judge")
-    polarities, images, control = [], [], []
+    polarities, images, control, persons = [], [], [], []
+    recognizer = build_face_recognizer(pipe.config, str(pipe.generator.device))
     directions = torch.Generator().manual_seed(base + 1)  # the control's, apart from the starts' draw
     for s in tqdm(items, desc=f"start study {label}".strip(), disable=not progress):
         music = pipe.affective_music(s.path, Path(run_dir) / s.name, lyrics=s.lyrics, label=s.label)
@@ -297,13 +309,16 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
         images.append(run.images.detach().cpu())
         edited = random_edit(pipe.generator, latents, starts, metrics.pixel_change(starts, run.images), directions)
         control.append(metrics.judge_valence(edited, pipe.judge))
+        if recognizer is not None:
+            persons.append(metrics.face_distance(run.images, starts, recognizer))
     if all(p == "neutral" for p in polarities):
         raise ValueError("no song has a polarity (sounds without lyrics ask for no direction): nothing to count; "
                          "give songs with lyrics")
     stacked = {k: torch.stack([r[k] for r in readings]) for k in readings[0]}  # (1 + songs, n) each
     after = stacked.pop("valence")[1:]
     return StartStudy(label, pipe, list(items), polarities, resolution, before, after,
-                      starts.cpu(), torch.stack(images), torch.stack(control), stacked)
+                      starts.cpu(), torch.stack(images), torch.stack(control), stacked,
+                      torch.stack(persons) if persons else None)
 
 
 def retrieved_study(pipe: Pipeline, items: list[Sample], n_starts: int = 8, seed: int | None = None,

@@ -137,6 +137,10 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     still = start_study(Pipeline.from_config(study.pipe.config, {"guidance.lr": study.pipe.config.guidance.lr * 1e-6}),
                         songs, n_starts=3, seed=5, run_dir=experiment.run_dir / "music", progress=False)
     assert still.unmoved() == 6 and still.rows()[-1]["unmoved"] == 6 and torch.equal(still.starts, study.starts)
+    # the person, as a face-recognition network in no loss reads it (the tiny profile's: narrow and
+    # random), moved further in the results the guidance moved than in those it left as they were
+    assert study.face_distances.shape == (2, 3) and (study.face_distances >= 0).all()
+    assert still.rows()[-1]["face_distance"] < study.rows()[-1]["face_distance"]
     dots, examples = study_figure({label: study}, "note")
     assert list(examples) == [label] and len(examples[label].axes) == 2 * 6 and dots.axes[0].get_xticklabels()
     moved = changes_figure({label: study}, top=3)
@@ -198,6 +202,7 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     rows = {r["song"]: r for r in study.rows()}
     assert (rows["all songs"]["control_toward"], rows["all songs"]["control_against"]) == (2, 2)
     assert (rows["up"]["unmoved"], rows["down"]["unmoved"], rows["all songs"]["unmoved"]) == (3, 5, 8)
+    assert math.isnan(rows["up"]["face_distance"])  # no face-recognition reading given
     assert rows["up"]["sign_test_p"] == 0.75 and math.isnan(rows["sound"]["sign_test_p"])  # P(X >= 1), X ~ B(2, 1/2)
     # Per start, the mean over the songs it was read for: 0.375, 0.219, -0.125, -0.25, 0.156 ->
     # 3 toward, 1 within, 1 against: P(X >= 3), X ~ B(4, 1/2) = 5/16.
