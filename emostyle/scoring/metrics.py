@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from emostyle.parts import EmbeddingSpace, IdentityLoss, Judge, to_uint8
 
-__all__ = ["alignment", "identity_similarity", "face_distance", "latent_distance", "pixel_change", "judge_valence", "judge_resolution",
-           "space_valence", "valence_shift", "emotion_agreement"]
+__all__ = ["alignment", "identity_similarity", "face_distance", "latent_distance", "pixel_change", "judge_valence",
+           "judge_resolution", "space_valence", "valence_shift", "emotion_agreement"]
 
 # A neutral song (a sound without lyrics) asks for no direction: its shift and agreement are NaN.
 POLARITIES = {"positive": 1.0, "negative": -1.0, "neutral": float("nan")}
