@@ -94,40 +94,35 @@ class _Reader:
 
 # Each layer's details after its name: (field, reader) pairs in the order dlib writes them.
 # Fields whose name starts with "_" are read past and not kept.
-def _fields(kind: str) -> list[tuple[str, str]]:
-    reals4 = [("_lr_mult", "real"), ("_wd_mult", "real"), ("_bias_lr_mult", "real"), ("_bias_wd_mult", "real")]
-    pool = [("nr", "integer"), ("nc", "integer"), ("stride_y", "integer"), ("stride_x", "integer"),
-            ("padding_y", "integer"), ("padding_x", "integer")]
-    table = {
-        "input_rgb_image_sized": [("avg_red", "real"), ("avg_green", "real"), ("avg_blue", "real"),
-                                  ("nr", "integer"), ("nc", "integer")],
-        "con_4": [("params", "tensor"), ("num_filters", "integer"), ("nr", "integer"), ("nc", "integer"),
-                  ("stride_y", "integer"), ("stride_x", "integer"), ("padding_y", "integer"),
-                  ("padding_x", "integer"), ("filters", "alias"), ("biases", "alias"), *reals4],
-        "affine_": [("params", "tensor"), ("gamma", "alias"), ("beta", "alias"), ("mode", "integer")],
-        "relu_": [],
-        "add_prev_": [],
-        "max_pool_2": pool,
-        "avg_pool_2": pool,
-        "fc_2": [("num_outputs", "integer"), ("num_inputs", "integer"), ("params", "tensor"),
-                 ("weights", "alias"), ("biases", "alias"), ("bias_mode", "integer"), *reals4],
-    }
-    table["con_5"] = table["con_4"] + [("use_bias", "boolean")]
-    table["con_6"] = table["con_5"] + [("_use_relu", "boolean")]
-    table["affine_2"] = table["affine_"] + [("disabled", "boolean")]
-    table["relu_2"] = [("disabled", "boolean")]
-    table["fc_3"] = table["fc_2"] + [("use_bias", "boolean")]
-    if kind not in table:
-        raise KeyError(kind)
-    return table[kind]
+_REALS4 = [("_lr_mult", "real"), ("_wd_mult", "real"), ("_bias_lr_mult", "real"), ("_bias_wd_mult", "real")]
+_POOL = [("nr", "integer"), ("nc", "integer"), ("stride_y", "integer"), ("stride_x", "integer"),
+         ("padding_y", "integer"), ("padding_x", "integer")]
+_FIELDS = {
+    "input_rgb_image_sized": [("avg_red", "real"), ("avg_green", "real"), ("avg_blue", "real"),
+                              ("nr", "integer"), ("nc", "integer")],
+    "con_4": [("params", "tensor"), ("num_filters", "integer"), ("nr", "integer"), ("nc", "integer"),
+              ("stride_y", "integer"), ("stride_x", "integer"), ("padding_y", "integer"),
+              ("padding_x", "integer"), ("filters", "alias"), ("biases", "alias"), *_REALS4],
+    "affine_": [("params", "tensor"), ("gamma", "alias"), ("beta", "alias"), ("mode", "integer")],
+    "relu_": [],
+    "relu_2": [("disabled", "boolean")],
+    "add_prev_": [],
+    "max_pool_2": _POOL,
+    "avg_pool_2": _POOL,
+    "fc_2": [("num_outputs", "integer"), ("num_inputs", "integer"), ("params", "tensor"),
+             ("weights", "alias"), ("biases", "alias"), ("bias_mode", "integer"), *_REALS4],
+}
+_FIELDS["con_5"] = _FIELDS["con_4"] + [("use_bias", "boolean")]
+_FIELDS["con_6"] = _FIELDS["con_5"] + [("_use_relu", "boolean")]
+_FIELDS["affine_2"] = _FIELDS["affine_"] + [("disabled", "boolean")]
+_FIELDS["fc_3"] = _FIELDS["fc_2"] + [("use_bias", "boolean")]
 
 
 def _details(reader: _Reader) -> DlibLayer:
     kind = reader.string()
-    try:
-        spec = _fields(kind)
-    except KeyError:
-        raise reader.fail(f"a layer kind this reader does not know ({kind!r})") from None
+    spec = _FIELDS.get(kind)
+    if spec is None:
+        raise reader.fail(f"a layer kind this reader does not know ({kind!r})")
     layer = DlibLayer(kind)
     for name, how in spec:
         value = reader.shape(1) if how == "alias" else getattr(reader, how)()
