@@ -35,7 +35,8 @@ def _cmd_reproduce(args) -> int:
 
     try:
         manifest = reproduce(args.profile, only=args.only, device=args.device, out=args.out, run_dir=args.run_dir,
-                             overrides=parse_overrides(args.overrides), force=args.force, jobs=args.jobs)
+                             overrides=parse_overrides(args.overrides), force=args.force, jobs=args.jobs,
+                             songs=args.songs)
     except Interrupted as stop:
         print(f"emostyle reproduce: {stop}", file=sys.stderr)
         return 130
@@ -148,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="notebooks run at once (default: one per CPU core; each gets its share of the cores)")
     p.add_argument("--force", action="store_true",
                    help="execute every notebook, even those whose inputs are unchanged since a cached run")
+    p.add_argument("--songs", default=None, metavar="DIR",
+                   help="a folder of your songs (WAV, FLAC, OGG, MP3; lyrics in a .txt beside each, or transcribed) "
+                        "for the figures and tables of songs, instead of the kit's data/songs")
     p.set_defaults(func=_cmd_reproduce)
 
     from .guidance import METHODS

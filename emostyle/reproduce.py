@@ -5,7 +5,7 @@ notebook writes its figures into the run directory (`runs/<time>-<profile>/figur
 never straight into `figures/`; when the run ends, its figures and its manifest are published
 into `figures/` together, so that folder never mixes runs. A notebook whose inputs (the
 notebook file, its parameters, the resolved config, the package's code and registry, the
-input songs, the package versions) did not change since it last succeeded is reused from the
+input songs (the kit's, or a folder of the user's: `songs`), the package versions) did not change since it last succeeded is reused from the
 cache (`runs/.cache/`) instead of executed; `force=True` executes everything. A failing
 notebook does not stop the others: the run publishes every figure it could make (also those a
 failing notebook finished before its error) and the manifest names the ones it could not, and
@@ -29,6 +29,7 @@ from pathlib import Path
 from .audio import numba_cache_dir
 from .config import load_config
 from .manifest import code_version, config_digest, environment, run_manifest, write_json
+from .samples import songs_digest
 
 __all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
            "check_parameters_cell", "inputs_key", "register_kernel", "KERNEL_ENV"]
@@ -286,14 +287,24 @@ def _plan(jobs: int | None, n: int) -> tuple[int, int]:
 def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, device: str = "auto",
               out: str | Path = "figures", run_dir: str | Path | None = None,
               overrides: dict | None = None, progress: bool = True, force: bool = False,
-              cache_dir: str | Path | None = None, jobs: int | None = None) -> dict:
+              cache_dir: str | Path | None = None, jobs: int | None = None,
+              songs: str | Path | None = None) -> dict:
     """Execute (or reuse) the selected notebooks on `profile` and publish their figures to `out`;
     returns the run manifest. `jobs` notebooks run at once (default: one per CPU core), the
-    longest first. Raises `Interrupted` on Ctrl-C (nothing published)."""
+    longest first. `songs`: a folder of songs (and their lyrics, `samples.songs`) that the
+    figures and tables of songs use instead of the kit's. Raises `Interrupted` on Ctrl-C
+    (nothing published)."""
     overrides = dict(overrides or {})
     if device != "auto":
         overrides["device"] = device
     config = load_config(profile, overrides)  # a bad profile or override fails before any notebook runs
+    inputs = {"profile": profile, "overrides": overrides}
+    if songs is not None:  # a missing or empty folder fails here, before any notebook runs
+        songs = Path(songs).expanduser().resolve()
+        try:
+            inputs["songs"] = {"folder": str(songs), "files": songs_digest(songs)}
+        except (OSError, ValueError) as error:
+            raise ReproduceError(f"--songs: {error}") from None
     selected = _select(only)
     for nb in selected:
         check_parameters_cell(notebook_dir() / f"{nb.name}.ipynb")
@@ -311,8 +322,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     entries: dict[str, dict] = {}
     pending = []
     for nb in selected:
-        key = inputs_key(notebook_dir() / f"{nb.name}.ipynb", {"profile": profile, "overrides": overrides},
-                         config.to_dict(), code, packages)
+        key = inputs_key(notebook_dir() / f"{nb.name}.ipynb", inputs, config.to_dict(), code, packages)
         entry = cache / f"{nb.name}-{key[:20]}"
         (staged / nb.name).mkdir(parents=True, exist_ok=True)
         if not force and (entry / "record.json").exists():
@@ -353,6 +363,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         say(f"{nb.name}: running" + (f" (last run: {_minutes(estimates[nb.name])})" if estimates[nb.name] else ""))
         params = {"profile": profile, "overrides": overrides,
                   "figures_dir": str(staged / nb.name), "run_dir": str(run_dir / nb.name)}
+        if songs is not None:
+            params["songs_dir"] = str(songs)
         begun = running[nb.name] = time.perf_counter()
         try:
             papermill.execute_notebook(
@@ -427,12 +439,13 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         shutil.rmtree(staged / name, ignore_errors=True)
     missing = {nb.name: [s for s in nb.outputs if not any(_made(s, f) for f in entries[nb.name]["outputs"])]
                for nb in selected}
-    # Notebooks left out by `only` keep their published figures, if that run used the same profile.
+    # Notebooks left out by `only` keep their published figures, if that run used the same profile and songs.
     previous = _previous(out)
     kept = {n: e | {"status": "kept", "made_by": e.get("made_by", previous.get("run_dir"))}
             for n, e in previous.get("notebooks", {}).items()
-            if n not in entries and e.get("status") != "failed" and previous.get("profile") == profile}
-    manifest = run_manifest(config, timings={n: e["seconds"] for n, e in entries.items()},
+            if n not in entries and e.get("status") != "failed" and previous.get("profile") == profile
+            and previous.get("songs") == inputs.get("songs")}
+    manifest = run_manifest(config, timings={n: e["seconds"] for n, e in entries.items()}, songs=inputs.get("songs"),
                             notebooks=entries | kept, run_dir=str(run_dir), figures_dir=str(out),
                             outputs=sorted({f for e in (entries | kept).values() for f in e.get("outputs", [])}),
                             failed={n: e["error"] for n, e in entries.items() if e["status"] == "failed"},

@@ -1,12 +1,16 @@
 """Every notebook runs through papermill on the offline profile (a few steps) and writes its
-figures and tables; each file is checked to be real, not an empty placeholder."""
+figures and tables; each file is checked to be real, not an empty placeholder. The run is on a
+folder of "your" songs (`reproduce --songs`), one of them without lyrics, as a user brings them."""
 
+import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from emostyle import samples
 from emostyle.reproduce import NOTEBOOKS, reproduce
 
 TABLES = {"affective_music", "table1"}
@@ -15,8 +19,15 @@ TABLES = {"affective_music", "table1"}
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
+    mine = root / "songs"
+    mine.mkdir()
+    for song in samples.songs():  # lonely_night without its lyrics: it is transcribed
+        shutil.copy(song.path, mine / f"my_{song.path.name}")
+        if song.name != "lonely_night":
+            (mine / f"my_{song.name}.txt").write_text(song.lyrics)
     overrides = {"guidance.steps": 3, "retrieval.candidates": 3, "guidance.frame_every": 1}
-    manifest = reproduce("offline", out=root / "figures", run_dir=root / "runs", overrides=overrides, progress=False)
+    manifest = reproduce("offline", out=root / "figures", run_dir=root / "runs", overrides=overrides, progress=False,
+                         songs=mine)
     return root, manifest
 
 
@@ -30,6 +41,20 @@ def test_every_notebook_ran_and_is_in_the_manifest(run):
         assert (root / "runs" / f"{nb.name}.ipynb").exists()
         results = json.loads((root / "runs" / nb.name / "results.json").read_text())
         assert results, nb.name
+
+
+@pytest.mark.slow
+def test_the_tables_of_songs_are_of_your_songs(run):
+    root, manifest = run
+    mine = [f"my_{s.name}" for s in samples.songs()]
+    assert sorted(manifest["songs"]["files"]) == sorted([f"{n}.wav" for n in mine] + [
+        f"{n}.txt" for n in mine if n != "my_lonely_night"])
+    for table in ("affective_music", "start_study"):
+        with open(root / "figures" / f"{table}.csv") as f:
+            named = {row["song"] for row in csv.DictReader(f)} - {"all songs"}
+        assert named == set(mine), table
+    quickstart = json.loads((root / "runs" / "00_quickstart" / "quickstart" / "manifest.json").read_text())
+    assert quickstart["song"].endswith(f"{mine[0]}.wav")
 
 
 @pytest.mark.slow

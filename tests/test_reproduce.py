@@ -2,6 +2,7 @@
 manifest, unchanged notebooks reused from the cache, failures named without stopping the run,
 Ctrl-C stopping the kernel at once with nothing published."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import pytest
 
 from emostyle import reproduce as runner
 from emostyle.reproduce import NOTEBOOKS, Notebook, ReproduceError, check_parameters_cell, notebook_dir
+from emostyle.samples import SONGS_DIR
 
 # Each fake notebook writes `<name>.txt` (its parameters and the kernel's OpenMP wait policy) into
 # the figures folder it is given, and beside the runs a counter of how often it really ran and
@@ -113,6 +115,42 @@ def test_unchanged_inputs_are_reused_and_a_change_reruns_only_what_depends_on_it
     assert (_count(kit, "a"), _count(kit, "b")) == (3, 4)
 
 
+def test_your_songs_reach_every_notebook_and_a_changed_song_reruns_them(kit):
+    for name in "ab":  # each fake notebook writes the songs folder it was given
+        _notebook(runner.notebook_dir() / f"{name}.ipynb",
+                  f"from pathlib import Path\nPath(figures_dir, '{name}.txt').write_text(str(globals().get('songs_dir')))")
+    mine = kit / "my songs"
+    mine.mkdir()
+    shutil.copy(SONGS_DIR / "sad_rain.wav", mine / "blue.wav")
+    first = _run(kit, "r1", songs=mine)
+    assert (kit / "figs" / "a.txt").read_text() == (kit / "figs" / "b.txt").read_text() == str(mine)
+    saved = json.loads((kit / "figs" / "manifest.json").read_text())
+    assert saved["songs"] == first["songs"] == {
+        "folder": str(mine), "files": {"blue.wav": hashlib.sha256((mine / "blue.wav").read_bytes()).hexdigest()}}
+
+    assert {e["status"] for e in _run(kit, "r2", songs=mine)["notebooks"].values()} == {"reused"}
+    (mine / "blue.txt").write_text("my lyrics\n")  # lyrics added: a song's input changed
+    assert {e["status"] for e in _run(kit, "r3", songs=mine)["notebooks"].values()} == {"ran"}
+    kits = _run(kit, "r4")  # without --songs: the kit's own songs again, not a reuse of the run on mine
+    assert {e["status"] for e in kits["notebooks"].values()} == {"ran"} and kits["songs"] is None
+    assert (kit / "figs" / "a.txt").read_text() == "None"
+    # --only on the kit's songs does not keep a figure made from other songs
+    _run(kit, "r5", songs=mine)
+    assert list(_run(kit, "r6", only="figb")["notebooks"]) == ["b"]
+    assert sorted(p.name for p in (kit / "figs").iterdir()) == ["b.txt", "manifest.json"]
+
+
+@pytest.mark.parametrize("content", [None, "notes.txt"], ids=["missing", "no audio"])
+def test_a_songs_folder_without_songs_fails_before_running(kit, content):
+    folder = kit / "mine"
+    if content:
+        folder.mkdir()
+        (folder / content).write_text("not a song")
+    with pytest.raises(ReproduceError, match=r"^--songs: no songs"):
+        _run(kit, "r1", songs=folder)
+    assert not (kit / "runs" / "count-a").exists()
+
+
 def test_a_failing_notebook_is_named_and_every_figure_that_could_be_made_is_published(kit):
     _run(kit, "r1")
     # Notebook a makes its first figure, then fails on a missing file (as Figure 3 without the network).
@@ -185,8 +223,11 @@ def test_bad_profile_or_only_fails_before_running(tmp_path):
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.name)
 def test_committed_notebooks_have_one_parameters_cell_and_no_outputs(nb):
+    import papermill
+
     path = notebook_dir() / f"{nb.name}.ipynb"
     check_parameters_cell(path)
+    assert "songs_dir" in papermill.inspect_notebook(str(path))  # `reproduce --songs` reaches it
     cells = nbformat.read(path, as_version=4).cells
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in cells if c.cell_type == "code")
 

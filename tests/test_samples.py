@@ -1,0 +1,34 @@
+"""The songs a run reads: every audio file of a folder, with its lyrics beside it."""
+
+import shutil
+
+import pytest
+
+from emostyle import samples
+
+
+def test_a_folder_of_your_songs_in_any_audio_format_with_or_without_lyrics(tmp_path):
+    shutil.copy(samples.SONGS_DIR / "sad_rain.wav", tmp_path / "b_rain.wav")
+    (tmp_path / "a_song.flac").write_bytes(b"")  # read by name here; decoding is the pipeline's
+    (tmp_path / "a_song.txt").write_text("  la la love \n")
+    (tmp_path / "cover.jpg").write_bytes(b"")
+    found = samples.songs(tmp_path)
+    assert [(s.name, s.path.name, s.lyrics) for s in found] == [("a_song", "a_song.flac", "la la love"),
+                                                                 ("b_rain", "b_rain.wav", None)]
+    assert set(samples.songs_digest(tmp_path)) == {"a_song.flac", "a_song.txt", "b_rain.wav"}
+
+
+def test_the_kit_songs_are_the_default():
+    assert [s.path.parent for s in samples.songs()] == [samples.SONGS_DIR] * len(samples.songs())
+    assert all(s.lyrics for s in samples.songs())
+
+
+def test_a_folder_without_songs_or_two_songs_of_one_name_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no songs folder at"):
+        samples.songs(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="holds no WAV, FLAC, OGG or MP3"):
+        samples.songs(tmp_path)
+    (tmp_path / "x.wav").write_bytes(b"")
+    (tmp_path / "x.MP3").write_bytes(b"")
+    with pytest.raises(ValueError, match="share a name: x"):
+        samples.songs(tmp_path)
