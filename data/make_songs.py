@@ -2,7 +2,8 @@
 
 The paper's songs are not public, so the kit makes its own: each lyric is spoken by
 espeak-ng (a livelier, higher voice for the happy ones, a slower, lower one for the sad)
-over music that the kit's affective composer writes for the lyric's mood. Needs espeak-ng
+over music that the kit's affective composer writes for the lyric's mood, and `emotions.csv`
+states each song's mood (what the studies count toward). Needs espeak-ng
 (`apt-get install espeak-ng`) only when remaking; the WAVs are committed.
 
     python data/make_songs.py [--out data/songs]
@@ -78,6 +79,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for name in SONGS:
             print("made", make_song(name, out, Path(work)))
+    # the emotion each song was made with: the studies count its results toward it (emostyle.samples)
+    rows = "".join(f"{name},{mood}\n" for name, (_, mood, _, _) in sorted(SONGS.items()))
+    (out / "emotions.csv").write_text("song,emotion\n" + rows)
 
 
 if __name__ == "__main__":

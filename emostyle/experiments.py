@@ -73,8 +73,9 @@ class MethodRuns:
 
     @property
     def emotions(self) -> list[str]:
-        """Each item's polarity as a direction: positive, negative or neutral (no lyrics)."""
-        return [m.polarity.emotion for m in self.musics]
+        """Each item's direction: its stated emotion (`Sample.emotion`), else its lyrics' polarity:
+        positive, negative or neutral (no lyrics)."""
+        return [s.direction(m.polarity.emotion) for s, m in zip(self.items, self.musics)]
 
     def shift(self, method: str, reader: str = "judge") -> torch.Tensor:
         """Valence shift (B,) of a method's results, signed by each song's polarity, as the judge
@@ -98,7 +99,7 @@ class MethodRuns:
         out = {}
         change = {m: self.pixel_change(m) for m in self.runs}  # once per method, not per item
         for i, (item, music) in enumerate(zip(self.items, self.musics)):
-            entry = {"polarity": music.polarity.emotion, "score": music.polarity.score,
+            entry = {"polarity": music.polarity.emotion, "score": music.polarity.score, "stated": item.emotion,
                      "input": {"judge": float(self.judge["input"][i]), "space": float(self.space["input"][i])}}
             for m, run in self.runs.items():
                 entry[m] = {"losses": {k: v[-1][i] for k, v in run.history.items()},
@@ -131,7 +132,9 @@ class StartStudy:
     label: str
     pipe: Pipeline
     items: list[Sample]
-    polarities: list[str]  # each song's polarity: positive, negative or neutral (no lyrics)
+    # Each song's direction, what its results are counted toward: its stated emotion
+    # (`Sample.emotion`), else its lyrics' polarity: positive, negative or neutral (no lyrics).
+    polarities: list[str]
     resolution: float
     before: torch.Tensor  # (n,) the judge's valence of the start images (NaN: unread)
     after: torch.Tensor  # (songs, n) the judge's valence after each song's guidance
@@ -144,6 +147,13 @@ class StartStudy:
     # (songs, n) how far dlib's face-recognition network, in no loss, sees each result's person
     # from its start's (`metrics.face_distance`); None for scenes, or where it held the faces.
     face_distances: torch.Tensor | None = None
+    lyrics_polarities: list[str] = field(default_factory=list)  # what the pipeline read, with its score
+
+    def song_label(self, song: int) -> str:
+        """A song's name and direction, and what the pipeline read where a stated emotion overrules it."""
+        s, direction = self.items[song], self.polarities[song]
+        read = self.lyrics_polarities[song] if self.lyrics_polarities else ""
+        return f"{s.name}\n{direction}" + (f" (stated; lyrics {read})" if s.emotion and not read.startswith(direction) else "")
 
     @functools.cached_property
     def shifts(self) -> torch.Tensor:
@@ -195,7 +205,9 @@ class StartStudy:
         `unmoved`: the results the guidance left as they were (`unmoved`), whatever their verdict.
         `face_distance`: the mean distance of the results' persons from the starts' as dlib's
         face-recognition network reads them (a network in no loss; NaN for scenes or where it is
-        the identity loss; it puts two photos of one person within 0.6)."""
+        the identity loss; it puts two photos of one person within 0.6). `polarity`: the direction
+        counted, `lyrics_polarity`: the one the pipeline read from the lyrics (they differ only
+        where `emotions.csv` states another)."""
         from scipy.stats import binomtest
 
         def sign_test(c):
@@ -210,6 +222,8 @@ class StartStudy:
             tested = c if song is not None else self._count(self.shifts.nanmean(dim=0))
             rows.append(dict(dataset=self.label, judge=_judge_name(self.pipe), song=name,
                              polarity=self.polarities[song] if song is not None else "",
+                             lyrics_polarity=self.lyrics_polarities[song] if song is not None and self.lyrics_polarities
+                             else "",
                              **c, mean_shift=round(float(shift.nanmean()), 3) if c["read"] else float("nan"),
                              pixel_change=round(float(self.pixel_change(song).mean()), 1), unmoved=self.unmoved(song),
                              face_distance=self._mean_face_distance(song),
@@ -296,7 +310,7 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     if math.isnan(resolution):
         raise ValueError(f"{label or pipe.config.profile}: the judge ({pipe.judge.name}) read none of the "
                          f"{n_starts} start images; draw others (seed) or choose another scoring.judge")
-    polarities, images, control, persons = [], [], [], []
+    polarities, read, images, control, persons = [], [], [], [], []
     recognizer = build_face_recognizer(pipe.config, str(pipe.generator.device))
     directions = torch.Generator().manual_seed(base + 1)  # the control's, apart from the starts' draw
     for s in tqdm(items, desc=f"start study {label}".strip(), disable=not progress):
@@ -304,7 +318,8 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
         targets = pipe.targets([s.path], [music.wav_path], [music.transcript.text or s.label])
         torch.manual_seed(base)
         run = pipe.guide(latents, targets, method=method, progress=False)
-        polarities.append(music.polarity.emotion)
+        polarities.append(s.direction(music.polarity.emotion))
+        read.append(music.polarity.caption())
         readings.append(metrics.judge_readings(run.images, pipe.judge))
         images.append(run.images.detach().cpu())
         edited = random_edit(pipe.generator, latents, starts, metrics.pixel_change(starts, run.images), directions)
@@ -318,7 +333,7 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     after = stacked.pop("valence")[1:]
     return StartStudy(label, pipe, list(items), polarities, resolution, before, after,
                       starts.cpu(), torch.stack(images), torch.stack(control), stacked,
-                      torch.stack(persons) if persons else None)
+                      torch.stack(persons) if persons else None, read)
 
 
 def retrieved_study(pipe: Pipeline, items: list[Sample], n_starts: int = 8, seed: int | None = None,
@@ -407,7 +422,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
             extra = max(extra, len(lines) - 2)
             ax.text(i, 1.01, "\n".join(lines), ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_xticks(range(len(st.items)), [f"{s.name}\n{p}" for s, p in zip(st.items, st.polarities)], fontsize=8)
+        ax.set_xticks(range(len(st.items)), [st.song_label(i) for i in range(len(st.items))], fontsize=8)
         ax.set_xlim(-0.6, len(st.items) - 0.4)
         ax.set_title(fit(f"{label}: {len(st.before)} starts, resolution {st.resolution:.3f}; judge: {_judge_name(st.pipe)}",
                          ax.get_position().width * dots.get_size_inches()[0], 9), fontsize=9, pad=30 + 11 * extra)
@@ -434,7 +449,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     examples = {}
     for label, st in studies.items():
         rows, labels, captions = [], [], []
-        for i, s in enumerate(st.items):
+        for i in range(len(st.items)):
             picks, verdicts = st.extremes(i), st.verdicts(st.shifts[i])
             if not picks:  # no polarity, or nothing read: no direction to rank the starts by
                 continue
@@ -442,7 +457,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
             captions.append([c for which, k in picks for c in (
                 f"judge {_signed(st.before[k])}",
                 f"judge {_signed(st.after[i, k])}\n{which}: {_signed(st.shifts[i, k])} {verdicts[k]}")])
-            labels.append(f"{s.name}\n{st.polarities[i]}")
+            labels.append(st.song_label(i))
         if rows:
             examples[label] = image_grid(
                 rows, row_labels=labels, captions=captions, cell=1.3,
@@ -451,6 +466,12 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                 title=f"{label}: each song's lowest, median and highest shift toward it, before and after "
                       f"(judge: {_judge_name(st.pipe)})")
     return dots, examples
+
+
+def _item_label(item: Sample, music) -> str:
+    """A row's song and the polarity read from its lyrics, and its stated emotion where that differs."""
+    stated = f"\nstated: {item.emotion}" if item.emotion and item.emotion != music.polarity.emotion else ""
+    return f"{item.name}\n{music.polarity.caption()}{stated}"
 
 
 def changes_figure(studies: dict[str, StartStudy], top: int = 6, note: str | None = None):
@@ -640,7 +661,7 @@ class Experiment:
             rows = [[images[i] for label in runs for images in shown[label].values()] for i in range(len(items))]
             captions = [[caption(r, name, i) for label, r in runs.items() for name in shown[label]]
                         for i in range(len(items))]
-            labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
+            labels = [_item_label(s, m) for s, m in zip(items, any_runs.musics)]
             col_labels = [column_title(name) for label in runs for name in shown[label]]
             groups = [(label, len(columns)) for label, columns in shown.items()]
         else:
@@ -648,7 +669,7 @@ class Experiment:
             captions = [[caption(r, name, i) for i in range(len(items))] for label, r in runs.items()
                         for name in shown[label]]
             labels = [f"{label}\n{column_title(name)}" for label in runs for name in shown[label]]
-            col_labels = [f"{s.name}\n{m.polarity.caption()}" for s, m in zip(items, any_runs.musics)]
+            col_labels = [_item_label(s, m) for s, m in zip(items, any_runs.musics)]
             groups = []
         note = f"{judge_note(self.judges)}\n{self.note}"
         if any(r.emogen is not None and not r.emogen_made for r in runs.values()):

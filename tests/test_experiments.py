@@ -92,7 +92,8 @@ def _runs(judge: dict, change: dict, polarities=("positive", "negative") * 3):
     runs = {m: SimpleNamespace(start_images=start, images=start + torch.tensor(c).view(n, 1, 1, 1) / 127.5)
             for m, c in change.items()}
     musics = [SimpleNamespace(polarity=SimpleNamespace(emotion=p)) for p in polarities]
-    return {"faces": MethodRuns(label="faces", pipe=None, items=[None] * n, musics=musics, runs=runs, targets={},
+    items = [Sample(f"song{i}", Path(f"song{i}.wav")) for i in range(n)]
+    return {"faces": MethodRuns(label="faces", pipe=None, items=items, musics=musics, runs=runs, targets={},
                                 judge={k: torch.tensor(v) for k, v in judge.items()}, space={})}
 
 
@@ -151,6 +152,25 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     pipe = Pipeline.from_config("tiny", {"scoring.judge": "none"})
     with pytest.raises(ValueError, match="needs a judge"):
         start_study(pipe, songs, n_starts=2)
+
+
+def test_a_stated_emotion_is_what_a_song_is_counted_toward(experiment):
+    """A song whose emotions.csv row says "negative" is counted toward negative, whatever its
+    lyrics read; the table and the figures show both, so a misread lyric is seen."""
+    import dataclasses
+
+    happy = samples.songs()[0]
+    assert happy.emotion == "positive"  # the kit's songs state the mood they were made with
+    stated = dataclasses.replace(happy, emotion="negative")
+    (label, study), = experiment.start_study([happy, stated], n_starts=2, seed=5, progress=False).items()
+    assert study.polarities == ["positive", "negative"]
+    assert study.lyrics_polarities[0] == study.lyrics_polarities[1] and study.lyrics_polarities[0].startswith("positive")
+    torch.testing.assert_close(study.shifts[1], -study.shifts[0])  # the same results, counted the other way
+    rows = study.rows()
+    read = study.lyrics_polarities[0]
+    assert [(r["polarity"], r["lyrics_polarity"]) for r in rows[:2]] == [("positive", read), ("negative", read)]
+    assert study.song_label(0) == f"{happy.name}\npositive"
+    assert study.song_label(1) == f"{happy.name}\nnegative (stated; lyrics {read})"
 
 
 def test_retrieved_study_starts_each_song_from_its_own_retrieved_images(experiment):

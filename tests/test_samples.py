@@ -18,9 +18,26 @@ def test_a_folder_of_your_songs_in_any_audio_format_with_or_without_lyrics(tmp_p
     assert set(samples.songs_digest(tmp_path)) == {"a_song.flac", "a_song.txt", "b_rain.wav"}
 
 
-def test_the_kit_songs_are_the_default():
-    assert [s.path.parent for s in samples.songs()] == [samples.SONGS_DIR] * len(samples.songs())
-    assert all(s.lyrics for s in samples.songs())
+def test_the_kit_songs_are_the_default_with_their_lyrics_and_the_mood_they_were_made_with():
+    kit = samples.songs()
+    assert [s.path.parent for s in kit] == [samples.SONGS_DIR] * len(kit) and all(s.lyrics for s in kit)
+    assert {s.name: s.emotion for s in kit} == {"happy_sunshine": "positive", "joyful_love": "positive",
+                                                "lonely_night": "negative", "sad_rain": "negative"}
+
+
+def test_emotions_csv_states_a_songs_emotion_and_a_bad_row_says_which(tmp_path):
+    for name in ("blue", "sunny"):
+        (tmp_path / f"{name}.wav").write_bytes(b"")
+    (tmp_path / "emotions.csv").write_text("song,emotion\nblue, Negative\n")
+    assert [(s.name, s.emotion, s.direction("positive")) for s in samples.songs(tmp_path)] == [
+        ("blue", "negative", "negative"), ("sunny", None, "positive")]  # unstated: the lyrics' polarity
+    assert "emotions.csv" in samples.songs_digest(tmp_path)
+    for text, error in (("song,emotion\ngreen,positive\n", r"emotions.csv:2: no song 'green'"),
+                        ("song,emotion\nblue,melancholy\n", r"emotion 'melancholy' of blue is not positive or negative"),
+                        ("name,mood\nblue,positive\n", "needs the columns song,emotion")):
+        (tmp_path / "emotions.csv").write_text(text)
+        with pytest.raises(ValueError, match=error):
+            samples.songs(tmp_path)
 
 
 def test_a_folder_without_songs_or_two_songs_of_one_name_is_refused(tmp_path):
