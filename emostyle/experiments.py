@@ -153,7 +153,8 @@ class StartStudy:
         """A song's name and direction, and what the pipeline read where a stated emotion overrules it."""
         s, direction = self.items[song], self.polarities[song]
         read = self.lyrics_polarities[song] if self.lyrics_polarities else ""
-        return f"{s.name}\n{direction}" + (f" (stated; lyrics {read})" if s.emotion and not read.startswith(direction) else "")
+        overruled = s.emotion and not read.startswith(direction)
+        return f"{s.name}\n{direction}" + (f" (stated; lyrics {read})" if overruled else "")
 
     @functools.cached_property
     def shifts(self) -> torch.Tensor:

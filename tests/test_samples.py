@@ -33,7 +33,7 @@ def test_emotions_csv_states_a_songs_emotion_and_a_bad_row_says_which(tmp_path):
         ("blue", "negative", "negative"), ("sunny", None, "positive")]  # unstated: the lyrics' polarity
     assert "emotions.csv" in samples.songs_digest(tmp_path)
     for text, error in (("song,emotion\ngreen,positive\n", r"emotions.csv:2: no song 'green'"),
-                        ("song,emotion\nblue,melancholy\n", r"emotion 'melancholy' of blue is not positive or negative"),
+                        ("song,emotion\nblue,melancholy\n", r"'melancholy' of blue is not positive or negative"),
                         ("name,mood\nblue,positive\n", "needs the columns song,emotion")):
         (tmp_path / "emotions.csv").write_text(text)
         with pytest.raises(ValueError, match=error):
