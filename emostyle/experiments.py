@@ -154,7 +154,7 @@ class StartStudy:
         s, direction = self.items[song], self.polarities[song]
         read = self.lyrics_polarities[song] if self.lyrics_polarities else ""
         overruled = s.emotion and not read.startswith(direction)
-        return f"{s.name}\n{direction}" + (f" (stated; lyrics {read})" if overruled else "")
+        return f"{s.name}\n{direction}" + (f" (stated)\nlyrics read\n{read}" if overruled else "")
 
     @functools.cached_property
     def shifts(self) -> torch.Tensor:

@@ -170,7 +170,7 @@ def test_a_stated_emotion_is_what_a_song_is_counted_toward(experiment):
     read = study.lyrics_polarities[0]
     assert [(r["polarity"], r["lyrics_polarity"]) for r in rows[:2]] == [("positive", read), ("negative", read)]
     assert study.song_label(0) == f"{happy.name}\npositive"
-    assert study.song_label(1) == f"{happy.name}\nnegative (stated; lyrics {read})"
+    assert study.song_label(1) == f"{happy.name}\nnegative (stated)\nlyrics read\n{read}"
 
 
 def test_retrieved_study_starts_each_song_from_its_own_retrieved_images(experiment):
