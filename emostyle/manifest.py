@@ -73,9 +73,9 @@ def code_version() -> str:
 def config_digest(config: dict) -> bytes:
     """sha256 of a configuration (as JSON) and of the content of every file a run with it reads
     besides registry entries: the kit's songs and any path in the configuration."""
-    from .samples import SONGS_DIR
+    from .samples import SONGS_DIR, songs_digest
 
-    files = sorted(SONGS_DIR.glob("*")) if SONGS_DIR.is_dir() else []
+    files = []
 
     def walk(value):
         if isinstance(value, dict):
@@ -85,9 +85,10 @@ def config_digest(config: dict) -> bytes:
             files.append(Path(value).expanduser())
 
     walk(config)
+    digests = songs_digest() if SONGS_DIR.is_dir() else {}
+    digests |= {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    for path in files:
-        h.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
+    h.update(json.dumps(digests, sort_keys=True).encode())
     return h.digest()
 
 
