@@ -117,8 +117,15 @@ def valence_note(manifest: dict) -> str | None:
     optimised = v["in_guidance_space"]["after"] - v["in_guidance_space"]["before"]
     resolution = v.get("resolution") or 0.0
     if abs(judged) <= resolution or judged * optimised < 0:
+        from .scoring.metrics import POLARITIES  # neutral's NaN sign: never "already the song's emotion"
+
+        sign = POLARITIES.get(v.get("polarity"), float("nan"))
+        already = (f"; the judge already read the input as the song's emotion ({v['before']:+.2f}), and likely "
+                   "reads a change of such an image partly as a return toward no emotion (README, \"Not right yet\")"
+                   if sign * v["before"] > resolution else "")
         return (f"the judge does not see the change the guidance space reports (it reads the input moved by one "
-                f"pixel {resolution:.2f} apart): look at the images before trusting the guidance space's number")
+                f"pixel {resolution:.2f} apart){already}: look at the images before trusting the guidance space's "
+                "number")
     return None
 
 

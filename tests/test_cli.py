@@ -148,6 +148,17 @@ def test_the_valence_note_tells_saturated_guidance_from_an_unseen_change():
     assert valence_note(_manifest((0.10, 0.25), (0.20, 1.50), 1.8, 0.6, resolution=0.1)) is None
     # ... or the judge moved the other way.
     assert "does not see" in valence_note(_manifest((0.10, -0.30), (0.20, 1.50), 1.8, 0.6))
+    # An input the judge already read as the song's emotion, beyond its resolution: the note says so
+    # (a sad song's input read at -0.40; one read at -0.05, within 0.1, or a happy song's, is not that case).
+    sad = _manifest((-0.40, -0.30), (-0.20, -1.50), 1.8, 0.6)
+    assert "already read the input as the song's emotion (-0.40)" not in valence_note(sad)
+    sad["valence"]["polarity"] = "negative"
+    assert "already read the input as the song's emotion (-0.40)" in valence_note(sad)
+    sad["valence"].update(before=-0.05, after=-0.10)
+    assert "does not see" in valence_note(sad) and "already read the input" not in valence_note(sad)
+    happy = _manifest((-0.40, -0.45), (0.20, 1.50), 1.8, 0.6)
+    happy["valence"]["polarity"] = "positive"
+    assert "does not see" in valence_note(happy) and "already read the input" not in valence_note(happy)
     # Both moved the same way: nothing to say; no judge reading: nothing to compare.
     assert valence_note(_manifest((0.10, 0.60), (0.20, 1.50), 1.8, 0.6)) is None
     assert valence_note(_manifest((None, None), (0.20, 1.50), 1.8, 0.6)) is None
