@@ -35,8 +35,8 @@ from .retrieval import rank
 from .samples import Sample
 from .scoring import metrics
 
-__all__ = ["Experiment", "MethodRuns", "StartStudy", "UNMOVED", "ablation_claims", "changes_figure", "random_edit", "retrieved_study", "start_study",
-           "stored_guidance", "study_figure"]
+__all__ = ["Experiment", "MethodRuns", "START_SIDES", "StartStudy", "UNMOVED", "ablation_claims", "changes_figure",
+           "random_edit", "retrieved_study", "start_side_figure", "start_study", "stored_guidance", "study_figure"]
 
 
 @dataclass
@@ -115,6 +115,13 @@ class MethodRuns:
 # A result whose saved image differs from its start by less than half a grey level on average
 # rounds to its start: the guidance left that face as it was (`StartStudy.unmoved`).
 UNMOVED = 0.5
+# Where a start already lay before the guidance, as the judge read it (`StartStudy.by_start`):
+# the name of each side, and the verdict that the study's one rule gives its signed reading.
+START_SIDES = {"the song's way": "toward", "neither way": "within", "the other way": "against"}
+VERDICT_COLOURS = {"toward": "tab:green", "within": "0.45", "against": "tab:red"}  # the study's figures
+# The songs of a polarity in `start_side_figure`: matplotlib's marker, and the character that names it in a title.
+SONG_MARKERS = (("o", "\u25cf"), ("s", "\u25a0"), ("^", "\u25b2"), ("D", "\u25c6"), ("v", "\u25bc"), ("<", "\u25c0"),
+                (">", "\u25b6"), ("*", "\u2605"), ("p", "\u2b1f"), ("h", "\u2b22"))
 
 
 @dataclass
@@ -166,6 +173,14 @@ class StartStudy:
     def control_shifts(self) -> torch.Tensor:
         """(songs, n) as `shifts`, for the random edits of the same size (`control`)."""
         return self._shifts(self.control)
+
+    @functools.cached_property
+    def start_readings(self) -> torch.Tensor:
+        """(songs, n) the judge's valence of each start signed toward each song (NaN: unread or no
+        polarity): where the start already lay, the song's way (> 0) or the other, from the
+        judge's no emotion (0)."""
+        return torch.stack([metrics.valence_shift(torch.zeros_like(self.before), self.before, p)
+                            for p in self.polarities])
 
     def _shifts(self, after: torch.Tensor) -> torch.Tensor:
         return torch.stack([metrics.valence_shift(self.before, a, p) for a, p in zip(after, self.polarities)])
@@ -225,7 +240,7 @@ class StartStudy:
                              polarity=self.polarities[song] if song is not None else "",
                              lyrics_polarity=self.lyrics_polarities[song] if song is not None and self.lyrics_polarities
                              else "",
-                             **c, mean_shift=round(float(shift.nanmean()), 3) if c["read"] else float("nan"),
+                             **c, mean_shift=_mean(shift),
                              pixel_change=round(float(self.pixel_change(song).mean()), 1), unmoved=self.unmoved(song),
                              face_distance=self._mean_face_distance(song),
                              sign_test=f"{tested['toward']} toward / {tested['against']} against of "
@@ -233,6 +248,31 @@ class StartStudy:
                              sign_test_p=sign_test(tested),
                              control_toward=control["toward"], control_against=control["against"],
                              control_unread=control["unread"]))
+        return rows
+
+    def by_start(self) -> list[dict]:
+        """The counts by where each start already lay (`START_SIDES`): per polarity of the songs,
+        the results whose start the judge read the song's way beyond its resolution, within it,
+        or the other way, counted as `counts` does, for the guidance and for the random edits of
+        the same size (`control_*`). A judge likely reads a change of a face it already reads as
+        the song's emotion partly as a return toward no emotion, whatever the change (README, "Not
+        right yet"); these rows say where the guidance's counts come from, and whether it beats a
+        random change there."""
+        rows = []
+        for polarity in ("positive", "negative"):
+            songs = [i for i, p in enumerate(self.polarities) if p == polarity]
+            if not songs:
+                continue
+            sides = np.array(self.verdicts(self.start_readings[songs]))
+            shifts, control = self.shifts[songs].flatten(), self.control_shifts[songs].flatten()
+            for side, verdict in START_SIDES.items():
+                chosen = torch.from_numpy(sides == verdict)
+                c, r = self._count(shifts[chosen]), self._count(control[chosen])
+                rows.append(dict(dataset=self.label, judge=_judge_name(self.pipe), polarity=polarity, start=side,
+                                 results=c["read"], toward=c["toward"], within=c["within"], against=c["against"],
+                                 mean_shift=_mean(shifts[chosen]), control_toward=r["toward"],
+                                 control_within=r["within"], control_against=r["against"],
+                                 control_mean_shift=_mean(control[chosen])))
         return rows
 
     @functools.cached_property
@@ -397,11 +437,9 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     returns (the first, {dataset: its figure}). `note`: the first's; where given, each dataset's
     figure carries its own pipeline's note instead."""
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
     from .figures import fit, image_grid, note_height, stamp
 
-    colours = {"toward": "tab:green", "within": "0.45", "against": "tab:red"}
     songs = max(len(st.items) for st in studies.values())
     dots, axes = plt.subplots(len(studies), 1, figsize=(max(6.5, 1.25 * songs + 1.4), 2.9 * len(studies) + 1.0),
                               squeeze=False)  # a dataset per row: a page wide, its text read as drawn
@@ -410,7 +448,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
         for i in range(len(st.items)):
             ax.fill_between([i - 0.38, i + 0.38], -st.resolution, st.resolution, color="0.88", zorder=0)
             for shifts, centre, spread, hollow in ((st.shifts, -0.1, 0.16, False), (st.control_shifts, 0.27, 0.06, True)):
-                colour = [colours.get(v, "none") for v in st.verdicts(shifts[i])]  # unread: not drawn
+                colour = [VERDICT_COLOURS.get(v, "none") for v in st.verdicts(shifts[i])]  # unread: not drawn
                 jitter = np.random.default_rng(i).uniform(-spread, spread, shifts.shape[1])  # fixed: the figure does not change
                 ax.scatter(i + centre + jitter, shifts[i].numpy(), s=12, zorder=2, linewidths=0.9,
                            **(dict(facecolors="none", edgecolors=colour) if hollow else dict(c=colour)))
@@ -430,12 +468,9 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
         ax.tick_params(axis="y", labelsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)
-    handles = [Line2D([], [], ls="", marker="o", color=c, label=v) for v, c in colours.items()]
-    handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="none", color="0.45",
-                          label="random latent edit, as large"))
     height = dots.get_size_inches()[1]
     legend = dots.legend(
-        handles=handles, loc="upper center", fontsize=8, ncol=4, frameon=False, title_fontsize=8,
+        handles=_verdict_handles(), loc="upper center", fontsize=8, ncol=4, frameon=False, title_fontsize=8,
         bbox_to_anchor=(0.5, 1 - 0.3 / height),
         title="moved beyond the judge's resolution (grey band) or within it; filled: the guidance; hollow: the\n"
               "same start moved as far in a random latent direction; above each song: toward / within / against\n"
@@ -467,6 +502,85 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                 title=f"{label}: each song's lowest, median and highest shift toward it, before and after "
                       f"(judge: {_judge_name(st.pipe)})")
     return dots, examples
+
+
+def start_side_figure(studies: dict[str, StartStudy], note: str | None = None):
+    """A row per dataset, a column per polarity: each result's shift toward its song (y) over
+    its start's own reading signed toward the song (x), both as the judge reads them; filled
+    marks the guidance's, hollow the random edits of the same size, a marker per song (`SONG_MARKERS`,
+    named in the panel's title; a song's marks sit a little apart from the others' so that equal
+    results stay visible); the grey bands are the judge's resolution. Above each band of start
+    readings (`StartStudy.by_start`): the counts toward / within / against, of the guidance and
+    of the random edits."""
+    import matplotlib.pyplot as plt
+
+    from .figures import fit, note_height, stamp
+
+    polarities = [p for p in ("positive", "negative") if any(p in st.polarities for st in studies.values())]
+    fig, axes = plt.subplots(len(studies), max(1, len(polarities)), figsize=(7.0, 3.3 * len(studies) + 1.5),
+                             squeeze=False)
+    for row, (label, st) in zip(axes, studies.items()):
+        counts = {(r["polarity"], r["start"]): r for r in st.by_start()}
+        for ax, polarity in zip(row, polarities):
+            songs = [i for i, p in enumerate(st.polarities) if p == polarity]
+            res = st.resolution
+            ax.axhspan(-res, res, color="0.88", zorder=0)
+            ax.axvspan(-res, res, color="0.93", zorder=0)
+            ax.axhline(0, color="k", lw=0.6)
+            if not songs:
+                ax.set_title(fit(f"{label}: no {polarity} song", 3.2, 8), fontsize=8)
+                continue
+            read = st.start_readings[songs].abs()
+            read = read[~read.isnan()]
+            # Symmetric about the judge's no emotion, so that each band of start readings is in sight.
+            reach = max(2 * res, 1.08 * float(read.max()) if len(read) else 0.0)
+            for k, song in enumerate(songs):
+                x = st.start_readings[song] + (k - (len(songs) - 1) / 2) * 0.02 * reach
+                marker = SONG_MARKERS[k % len(SONG_MARKERS)][0]
+                for shifts, hollow in ((st.shifts[song], False), (st.control_shifts[song], True)):
+                    colour = [VERDICT_COLOURS.get(v, "none") for v in st.verdicts(shifts)]  # unread: not drawn
+                    ax.scatter(x.numpy(), shifts.numpy(), s=14, marker=marker, zorder=2 if hollow else 3,
+                               linewidths=0.9,
+                               **(dict(facecolors="none", edgecolors=colour) if hollow else dict(c=colour)))
+            ax.set_xlim(-reach, reach)
+            # Each band's counts over the middle of its band; the outer two at least 0.6 reach out, so that
+            # a narrow middle band's counts do not run into theirs (0.6 reach lies past the band: reach >= 2 res).
+            side = max((reach + res) / 2, 0.6 * reach)
+            for band, where in zip(START_SIDES, (side, 0.0, -side)):
+                c = counts[(polarity, band)]
+                ax.text(where, 1.01, f"{band}\n{c['toward']}/{c['within']}/{c['against']}\n"
+                        f"random {c['control_toward']}/{c['control_within']}/{c['control_against']}",
+                        ha="center", va="bottom", fontsize=6.5, transform=ax.get_xaxis_transform())
+            names = ", ".join(f"{SONG_MARKERS[k % len(SONG_MARKERS)][1]}\u00a0{st.items[i].name}"  # kept together
+                              for k, i in enumerate(songs))
+            title = f"{label}, {polarity} songs\n" + fit(f"{len(st.before)} starts each: {names}",
+                                                           ax.get_position().width * fig.get_size_inches()[0], 8)
+            ax.set_title(title, fontsize=8, pad=34)
+            ax.set_xlabel("the start's valence signed toward the song (judge)\n"
+                          "> 0: it already read as the song's emotion", fontsize=8)
+            ax.tick_params(labelsize=7)
+        row[0].set_ylabel("valence shift toward the song\n(the judge, on the saved images)", fontsize=8)
+    height = fig.get_size_inches()[1]
+    legend = fig.legend(handles=_verdict_handles(), loc="upper center", fontsize=7, ncol=4, frameon=False,
+                        title_fontsize=7, bbox_to_anchor=(0.5, 1 - 0.3 / height),
+                        title="each result at its start's own reading (x) and its shift toward the song (y), a "
+                              "marker per song; grey bands:\nthe judge's resolution; above each band of start "
+                              "readings: toward / within / against, of the guidance and of the random edits")
+    below = legend.get_window_extent(fig.canvas.get_renderer()).y0 / fig.bbox.height
+    fig.tight_layout(rect=(0, note_height(fig, note), 1, below - 0.05 / height))
+    fig.suptitle("Start study by where each start lay: each result's shift toward its song over its start's reading",
+                 fontsize=9, y=1 - 0.05 / height, va="top")
+    stamp(fig, note)
+    return fig
+
+
+def _verdict_handles() -> list:
+    """The start study's legend: a filled dot per verdict, and the hollow dot of the random edits."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=c, label=v) for v, c in VERDICT_COLOURS.items()]
+    return handles + [Line2D([], [], ls="", marker="o", markerfacecolor="none", color="0.45",
+                             label="random latent edit, as large")]
 
 
 def _item_label(item: Sample, music) -> str:
@@ -798,6 +912,12 @@ def _emogen_column(pipe: Pipeline, musics: list, seed: int) -> tuple[torch.Tenso
     captions = ["not run\n(see the note)" if c.startswith(UNAVAILABLE) else
                 f"EmoGen: {m.categories.caption}" for (_, c), m in zip(made, musics)]
     return images, captions, not any(c.startswith(UNAVAILABLE) for _, c in made)
+
+
+def _mean(values: torch.Tensor) -> float:
+    """The mean of the values read, to 3 decimals (NaN where none was)."""
+    values = values[~values.isnan()]
+    return round(float(values.mean()), 3) if len(values) else float("nan")
 
 
 def _judge_name(pipe: Pipeline | None) -> str:

@@ -62,7 +62,8 @@ NOTEBOOKS = (
              166),
     Notebook("04_ablations", ("fig4",), ("fig4_ablations",), 75),
     Notebook("05_vila_scoring", ("table1",), ("table1",), 106),
-    Notebook("07_start_study", ("study",), ("start_study", "start_study_examples_*", "start_study_changes"), 169),
+    Notebook("07_start_study", ("study",), ("start_study", "start_study_examples_*", "start_study_by_start",
+                                            "start_study_changes"), 169),
 )
 
 

@@ -8,7 +8,7 @@ import torch
 
 from emostyle import samples
 from emostyle.experiments import (Experiment, StartStudy, ablation_claims, changes_figure, random_edit, retrieved_study,
-                                  start_study, study_figure)
+                                  start_side_figure, start_study, study_figure)
 from emostyle.pipeline import Pipeline
 from emostyle.samples import Sample
 from emostyle.scoring import available_scorers, metrics
@@ -144,6 +144,11 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     assert still.rows()[-1]["face_distance"] < study.rows()[-1]["face_distance"]
     dots, examples = study_figure({label: study}, "note")
     assert list(examples) == [label] and len(examples[label].axes) == 2 * 6 and dots.axes[0].get_xticklabels()
+    by_start = start_side_figure({label: study}, "note")
+    drawn = {p for p in study.polarities if p != "neutral"}
+    assert [next(p for p in ("positive", "negative") if f"{p} songs" in ax.get_title()) for ax in by_start.axes] == \
+        [p for p in ("positive", "negative") if p in drawn]
+    assert all(any(s.name in ax.get_title() for s in songs) for ax in by_start.axes)  # the songs each marker is
     moved = changes_figure({label: study}, top=3)
     assert [ax.get_title().split(": ")[1].split(" songs")[0] for ax in moved.axes] == \
         sorted({p for p in study.polarities if p != "neutral"}, reverse=True)
@@ -230,6 +235,39 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     assert rows["all songs"]["sign_test"] == "3 toward / 1 against of 5 starts"  # what the test counted
     assert rows["up"]["sign_test"] == "1 toward / 1 against of 4 starts"
     assert study.extremes(0) == [("lowest", 2), ("median", 1), ("highest", 0)] and study.extremes(2) == []
+
+
+def test_start_study_counts_by_where_each_start_lay():
+    """`by_start`: each result counted by its start's own reading signed toward its song (the
+    song's way beyond the resolution, neither way, the other way), for the guidance and the
+    random edits; one start lies on opposite sides for songs of opposite emotions; an unread
+    start and a song without polarity are not counted."""
+    nan = float("nan")
+    before = torch.tensor([0.5, 0.25, 0.0, -0.125, -0.5, nan])  # dyadic: exact in float32
+    after = torch.tensor([[0.25, 0.5, 0.5, 0.0, -0.25, 0.0],  # up: against, toward, toward, within, toward, unread
+                          [0.75, 0.0, -0.5, -0.5, -0.25, 0.0],  # down: against, toward, toward, toward, against, unread
+                          [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # sound: no polarity
+    control = before.expand(3, -1).clone()  # the random edits moved nothing, but for one start
+    control[1, 2] = 0.25  # down's start 2 (neither way): against
+    items = [Sample(name, Path(f"{name}.wav")) for name in ("up", "down", "sound")]
+    study = StartStudy("faces", None, items, ["positive", "negative", "neutral"], 0.125, before, after,
+                       torch.zeros(6, 3, 4, 4), torch.zeros(3, 6, 3, 4, 4), control)
+    # up (positive): starts 0, 1 the song's way; 2, 3 (0.125: at the resolution) neither; 4 the other way
+    # down (negative): 4 the song's way; 2, 3 neither; 0, 1 the other way
+    table = {(r["polarity"], r["start"]): r for r in study.by_start()}
+    assert list(table) == [(p, side) for p in ("positive", "negative") for side in
+                           ("the song's way", "neither way", "the other way")]
+    counts = {k: (r["results"], r["toward"], r["within"], r["against"]) for k, r in table.items()}
+    assert counts == {("positive", "the song's way"): (2, 1, 0, 1), ("positive", "neither way"): (2, 1, 1, 0),
+                      ("positive", "the other way"): (1, 1, 0, 0),
+                      ("negative", "the song's way"): (1, 0, 0, 1), ("negative", "neither way"): (2, 2, 0, 0),
+                      ("negative", "the other way"): (2, 1, 0, 1)}
+    assert table[("positive", "the song's way")]["mean_shift"] == 0.0  # -0.25 and +0.25
+    assert table[("negative", "neither way")]["mean_shift"] == 0.438  # 0.5 and 0.375
+    controls = {k: (r["control_toward"], r["control_within"], r["control_against"]) for k, r in table.items()}
+    assert controls[("negative", "neither way")] == (0, 1, 1) and controls[("positive", "neither way")] == (0, 2, 0)
+    assert table[("negative", "neither way")]["control_mean_shift"] == -0.125
+    assert sum(r["results"] for r in table.values()) == study.counts()["read"]  # every result read, once
 
 
 def test_start_study_lists_the_components_that_moved_most_per_polarity():
