@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from emostyle.affective.lyrics import word_errors
 from emostyle.config import load_config
 from emostyle.pipeline import Pipeline, manipulate
 
@@ -108,7 +109,10 @@ def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root):
     assert set(saved["valence"]) == {"judge", "before", "after", "resolution", "polarity", "in_guidance_space"}
     assert saved["valence"]["polarity"] == "positive" and set(saved["valence"]["in_guidance_space"]) == {"before", "after"}
     assert saved["profile"] == "offline" and saved["config"]["seed"] == 3
-    assert saved["polarity"]["label"] == "positive" and "sunshine" in saved["lyrics"]["text"].lower()
+    # The transcript is the song's (its exact slips depend on the decoder's rounding, e.g. the CPU's
+    # instruction set: "Sunshine" or "Some shine"): most of its words, and the polarity of its lyrics.
+    known = (repo_root / SONG).with_suffix(".txt").read_text()
+    assert saved["polarity"]["label"] == "positive" and word_errors(known, saved["lyrics"]["text"])[0] < 0.3
     assert len(saved["retrieval"]["scores"]) == 4 and saved["music"]["wav"].endswith(".wav")
     assert set(saved["timings_s"]) == {"build", "affective_music", "retrieval", "guidance"}
     again = manipulate(repo_root / SONG, profile="offline", out=tmp_path / "again", seed=3,

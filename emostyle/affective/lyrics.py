@@ -269,11 +269,7 @@ def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None
     dropped = quality.get("dropped", [])
     loops = [d for d in dropped if d["reason"].startswith("repetition loop")]
     if loops and not found.text:
-        worst = max(loops, key=lambda d: len(d["text"]))
-        raise ValueError(
-            f"the speech recognised in {name} is a {worst['reason']}, e.g. {worst['text'][:60]!r}, not "
-            f"lyrics: the singing is probably not {'in a language the model reads' if quality.get('multilingual') else 'English (the model reads English only)'} "
-            "or not clear; give the lyrics with --lyrics TEXT (lyrics=... in Python)")
+        raise ValueError(_not_lyrics(name, loops, quality))
     if dropped:
         notes.append(f"{len(dropped)} of the segments recognised in {name} were dropped: "
                      + "; ".join(sorted({d['reason'].split(' (')[0] for d in dropped})))
@@ -290,10 +286,23 @@ def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None
         return Transcript(text, [], found.tags, "en", found.backend, "tags", quality)
     if label:
         return Transcript(label.replace("_", " "), [], [], "en", found.backend, "label", quality)
+    if dropped:  # speech was heard, but none of it surely enough to be read as lyrics
+        raise ValueError(_not_lyrics(name, dropped, quality))
     raise ValueError(
         f"no speech recognised in {name} and the {found.backend} backend gives no audio tags: give the "
         "lyrics with --lyrics TEXT (lyrics=... or label=... in Python)"
     )
+
+
+def _not_lyrics(name: str, dropped: list[dict], quality: dict) -> str:
+    """The one-line error for a file whose recognised speech was all dropped: the longest
+    segment and why it was dropped (which reason fires for unclear or foreign singing depends on
+    the decoder's rounding, e.g. the CPU's instruction set), and what to do."""
+    worst = max(dropped, key=lambda d: len(d["text"]))
+    language = "in a language the model reads" if quality.get("multilingual") else "English (the model reads English only)"
+    return (f"the speech recognised in {name} is not lyrics: every segment was dropped (the longest, "
+            f"{worst['text'][:60]!r}: {worst['reason']}); the singing is probably not {language} or not clear; "
+            "give the lyrics with --lyrics TEXT (lyrics=... in Python)")
 
 
 def word_errors(known: str, heard: str) -> tuple[float, list[tuple[str, str]]]:
