@@ -52,12 +52,29 @@ def environment(device: str | None = None) -> dict[str, Any]:
 
     info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
                             "packages": versions, "git_commit": git_commit(),
-                            "torch_threads": torch.get_num_threads()}  # float sums, and so results, depend on it
+                            "torch_threads": torch.get_num_threads(),  # float sums, and so results, depend on it
+                            # So do the kernels chosen for the CPU's instruction set (torch's, and
+                            # CTranslate2's for Whisper, forced with CT2_FORCE_CPU_ISA): README, "One
+                            # image's reading is one draw".
+                            "cpu": _cpu_model(), "cpu_kernels": {
+                                "torch": torch.backends.cpu.get_cpu_capability(),
+                                "ctranslate2": os.environ.get("CT2_FORCE_CPU_ISA", "chosen for the CPU")}}
     if device is not None:
         info["device"] = device
         if device.startswith("cuda"):
             info["device_name"] = torch.cuda.get_device_name(0)
     return info
+
+
+def _cpu_model() -> str:
+    """The processor's name (Linux's /proc/cpuinfo; elsewhere what `platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def code_version() -> str:

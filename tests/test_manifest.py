@@ -1,6 +1,9 @@
 """Manifests: as readable as the outputs beside them, and every warning of a run recorded once."""
 
+import json
 import os
+import subprocess
+import sys
 import warnings
 
 from emostyle.manifest import collected_warnings, write_json
@@ -46,3 +49,17 @@ def test_environment_records_torchs_thread_count():
         assert environment()["torch_threads"] == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_environment_records_the_cpu_kernels_that_ran():
+    """Kernels chosen for the CPU's instruction set round differently (README): the manifest names
+    the CPU and the kernels torch and CTranslate2 run, as forced by their environment variables."""
+    code = "import json; from emostyle.manifest import environment; e = environment(); print(json.dumps([e['cpu'], e['cpu_kernels']]))"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "CT2_FORCE_CPU_ISA": "GENERIC"}
+    cpu, kernels = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                             check=True).stdout)
+    assert kernels == {"torch": "DEFAULT", "ctranslate2": "GENERIC"} and cpu
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "CT2_FORCE_CPU_ISA")}
+    _, kernels = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                           check=True).stdout)
+    assert kernels["ctranslate2"] == "chosen for the CPU" and kernels["torch"] != ""
