@@ -438,7 +438,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     figure carries its own pipeline's note instead."""
     import matplotlib.pyplot as plt
 
-    from .figures import fit, image_grid, note_height, stamp
+    from .figures import fit, image_grid
 
     songs = max(len(st.items) for st in studies.values())
     dots, axes = plt.subplots(len(studies), 1, figsize=(max(6.5, 1.25 * songs + 1.4), 2.9 * len(studies) + 1.0),
@@ -468,20 +468,11 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
         ax.tick_params(axis="y", labelsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)
-    height = dots.get_size_inches()[1]
-    legend = dots.legend(
-        handles=_verdict_handles(), loc="upper center", fontsize=8, ncol=4, frameon=False, title_fontsize=8,
-        bbox_to_anchor=(0.5, 1 - 0.3 / height),
-        title="moved beyond the judge's resolution (grey band) or within it; filled: the guidance; hollow: the\n"
-              "same start moved as far in a random latent direction; above each song: toward / within / against\n"
-              f"(unmoved: the guidance left the start as it was, within {UNMOVED} grey levels on average;\n"
-              "unread: results the judge could not read, e.g. no face found)")
-    below = legend.get_window_extent(dots.canvas.get_renderer()).y0 / dots.bbox.height  # the legend's foot
-    dots.tight_layout(rect=(0, note_height(dots, note), 1, below - 0.05 / height))  # the title and the legend above
-    # after the layout, which would otherwise keep the title's room a second time, under the legend
-    dots.suptitle("Start study: every start image's valence shift toward each song, read by the judge",
-                  fontsize=11, y=1 - 0.05 / height, va="top")
-    stamp(dots, note)
+    _verdicts_on_top(dots, "Start study: every start image's valence shift toward each song, read by the judge",
+                     "moved beyond the judge's resolution (grey band) or within it; filled: the guidance; hollow: "
+                     "the\nsame start moved as far in a random latent direction; above each song: toward / within / "
+                     f"against\n(unmoved: the guidance left the start as it was, within {UNMOVED} grey levels on "
+                     "average;\nunread: results the judge could not read, e.g. no face found)", note, 8, 11)
     examples = {}
     for label, st in studies.items():
         rows, labels, captions = [], [], []
@@ -514,7 +505,7 @@ def start_side_figure(studies: dict[str, StartStudy], note: str | None = None):
     of the random edits."""
     import matplotlib.pyplot as plt
 
-    from .figures import fit, note_height, stamp
+    from .figures import fit
 
     polarities = [p for p in ("positive", "negative") if any(p in st.polarities for st in studies.values())]
     fig, axes = plt.subplots(len(studies), max(1, len(polarities)), figsize=(7.0, 3.3 * len(studies) + 1.5),
@@ -560,27 +551,32 @@ def start_side_figure(studies: dict[str, StartStudy], note: str | None = None):
                           "> 0: it already read as the song's emotion", fontsize=8)
             ax.tick_params(labelsize=7)
         row[0].set_ylabel("valence shift toward the song\n(the judge, on the saved images)", fontsize=8)
-    height = fig.get_size_inches()[1]
-    legend = fig.legend(handles=_verdict_handles(), loc="upper center", fontsize=7, ncol=4, frameon=False,
-                        title_fontsize=7, bbox_to_anchor=(0.5, 1 - 0.3 / height),
-                        title="each result at its start's own reading (x) and its shift toward the song (y), a "
-                              "marker per song; grey bands:\nthe judge's resolution; above each band of start "
-                              "readings: toward / within / against, of the guidance and of the random edits")
-    below = legend.get_window_extent(fig.canvas.get_renderer()).y0 / fig.bbox.height
-    fig.tight_layout(rect=(0, note_height(fig, note), 1, below - 0.05 / height))
-    fig.suptitle("Start study by where each start lay: each result's shift toward its song over its start's reading",
-                 fontsize=9, y=1 - 0.05 / height, va="top")
-    stamp(fig, note)
+    _verdicts_on_top(fig, "Start study by where each start lay: each result's shift toward its song over its "
+                     "start's reading", "each result at its start's own reading (x) and its shift toward the song "
+                     "(y), a marker per song; grey bands:\nthe judge's resolution; above each band of start readings: "
+                     "toward / within / against, of the guidance and of the random edits", note, 7, 9)
     return fig
 
 
-def _verdict_handles() -> list:
-    """The start study's legend: a filled dot per verdict, and the hollow dot of the random edits."""
+def _verdicts_on_top(fig, title: str, legend_title: str, note: str | None, size: float, title_size: float) -> None:
+    """The start study's figures' head and foot: the title, under it the legend of the verdicts (a
+    filled dot each, and the hollow dot of the random edits), the panels laid out below the
+    legend, and the note at the foot. `size`: the legend's points."""
     from matplotlib.lines import Line2D
 
+    from .figures import note_height, stamp
+
     handles = [Line2D([], [], ls="", marker="o", color=c, label=v) for v, c in VERDICT_COLOURS.items()]
-    return handles + [Line2D([], [], ls="", marker="o", markerfacecolor="none", color="0.45",
-                             label="random latent edit, as large")]
+    handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="none", color="0.45",
+                          label="random latent edit, as large"))
+    height = fig.get_size_inches()[1]
+    legend = fig.legend(handles=handles, loc="upper center", fontsize=size, ncol=4, frameon=False,
+                        title_fontsize=size, bbox_to_anchor=(0.5, 1 - 0.3 / height), title=legend_title)
+    below = legend.get_window_extent(fig.canvas.get_renderer()).y0 / fig.bbox.height  # the legend's foot
+    fig.tight_layout(rect=(0, note_height(fig, note), 1, below - 0.05 / height))  # the title and the legend above
+    # after the layout, which would otherwise keep the title's room a second time, under the legend
+    fig.suptitle(title, fontsize=title_size, y=1 - 0.05 / height, va="top")
+    stamp(fig, note)
 
 
 def _item_label(item: Sample, music) -> str:
