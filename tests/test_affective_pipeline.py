@@ -48,6 +48,18 @@ def test_happy_and_sad_songs_end_to_end(song, tmp_path):
     assert happy.key_signature_changes[0].key_number < 12 <= sad.key_signature_changes[0].key_number
 
 
+def test_lyrics_in_any_script_reach_the_midi_file(song, tmp_path):
+    """The MIDI file keeps the sung syllables of lyrics that Latin-1 cannot hold, in UTF-8."""
+    from emostyle.affective.composer import syllables
+    from emostyle.affective.music import MIDI_CHARSET
+
+    text = "今日はいい天気 ça va très bien"
+    with pytest.warns(UserWarning, match="English only"):  # VADER reads English: the polarity is unsure
+        r = affective_music(song, lyrics_backend=FakeLyrics(text, language="ja"), renderer="additive", out_dir=tmp_path)
+    sung = [lyric.text for lyric in pretty_midi.PrettyMIDI(str(r.midi_path), charset=MIDI_CHARSET).lyrics]
+    assert sung == [s for s, _, _ in syllables(text)] and "今" in sung and "très" in sung
+
+
 def test_cache_hit_on_second_call(song, tmp_path):
     lyrics = FakeLyrics("I love this sunny day")
     kwargs = dict(lyrics_backend=lyrics, renderer="additive", out_dir=tmp_path / "out", cache_dir=tmp_path / "cache")

@@ -27,7 +27,7 @@ import re
 import numpy as np
 import pretty_midi
 
-from emostyle.affective.music import MusicBackend, Polarity
+from emostyle.affective.music import MIDI_CHARSET, MusicBackend, Polarity
 
 __all__ = ["AffectiveComposer", "syllables"]
 
@@ -107,7 +107,7 @@ class AffectiveComposer(MusicBackend):
         velocity = (85 + 30 * i) if positive else (60 - 20 * i)
         beat = 60.0 / tempo
 
-        pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+        pm = pretty_midi.PrettyMIDI(initial_tempo=tempo, charset=MIDI_CHARSET)
         pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
         pm.key_signature_changes.append(pretty_midi.KeySignature(tonic + (0 if positive else 12), 0.0))
         melody = pretty_midi.Instrument(_PROGRAM[polarity.label], name="melody")

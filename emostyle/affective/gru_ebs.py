@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from emostyle.affective.music import MusicBackend, Polarity
+from emostyle.affective.music import MIDI_CHARSET, MusicBackend, Polarity
 from emostyle.models.gru_ebs import GruEbsGenerator, load_generator
 from emostyle.models.gru_ebs_classifier import CLASSES, EmotionClassifier, load_classifier
 
@@ -294,7 +294,7 @@ def melody_to_midi(notes: list[str], syllables: list[str] | None = None, tempo: 
     if syllables is not None and len(syllables) != len(notes):
         raise ValueError(f"{len(syllables)} syllables for {len(notes)} notes; expected one note per syllable")
     beat = 60.0 / tempo
-    midi = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    midi = pretty_midi.PrettyMIDI(initial_tempo=tempo, charset=MIDI_CHARSET)
     voice = pretty_midi.Instrument(program=program)
     time = 0.0
     for i, token in enumerate(notes):

@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pretty_midi
 
-__all__ = ["Polarity", "MusicBackend"]
+__all__ = ["Polarity", "MusicBackend", "MIDI_CHARSET"]
 
 
 NEUTRAL_SCORE = 0.05  # VADER's neutral band on the compound score
+# The text encoding of a piece's lyric events (`pretty_midi.PrettyMIDI(charset=...)`). mido's
+# default, Latin-1, cannot hold most of the world's lyrics (a Japanese lyric failed to save);
+# Standard MIDI Files leave the encoding open, and UTF-8 is what current readers expect.
+MIDI_CHARSET = "utf-8"
 
 
 @dataclass(frozen=True)
@@ -55,4 +59,5 @@ class MusicBackend(abc.ABC):
 
     @abc.abstractmethod
     def compose(self, lyrics: str, polarity: Polarity, seed: int) -> "pretty_midi.PrettyMIDI":
-        """A piece for `lyrics` whose emotion follows `polarity`, drawn only from `seed`."""
+        """A piece for `lyrics` whose emotion follows `polarity`, drawn only from `seed`; made
+        with `charset=MIDI_CHARSET`, so that it saves lyrics in any script."""
