@@ -51,8 +51,9 @@ def _cmd_reproduce(args) -> int:
         made = ", ".join(sorted({f.rsplit(".", 1)[0] for f in entry.get("outputs", [])}))
         print(f"  {name}: {how}" + (f" -> {made}" if made else ""))
     for name, reason in manifest["failed"].items():
-        print(f"not made by {name}: {', '.join(manifest['not_made'].get(name, [])) or 'its tables'}; {reason}",
-              file=sys.stderr)
+        missing = manifest["not_made"].get(name)
+        print(f"not made by {name}: {', '.join(missing)}; {reason}" if missing else
+              f"{name} failed after its figures and tables were made; {reason}", file=sys.stderr)
     return 1 if manifest["failed"] else 0
 
 

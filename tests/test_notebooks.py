@@ -58,6 +58,22 @@ def test_the_tables_of_songs_are_of_your_songs(run):
 
 
 @pytest.mark.slow
+def test_songs_that_all_read_one_way_still_run_the_try_this(tmp_path):
+    """Notebook 02 swaps in the words of a song of the other polarity; a folder without one (here a
+    single happy song) gets a line of the other feeling instead of a failed cell."""
+    mine = tmp_path / "songs"
+    mine.mkdir()
+    happy = next(s for s in samples.songs() if s.emotion == "positive")
+    shutil.copy(happy.path, mine / happy.path.name)
+    (mine / f"{happy.name}.txt").write_text(happy.lyrics)
+    manifest = reproduce("offline", only="music", out=tmp_path / "figures", run_dir=tmp_path / "runs",
+                         progress=False, songs=mine)
+    assert not manifest["failed"]
+    results = json.loads((tmp_path / "runs" / "02_affective_music" / "results.json").read_text())
+    assert results["try_swapped_lyrics"]["polarity"] == "negative"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.name)
 def test_executed_notebooks_keep_their_figures_as_outputs(run, nb):
     """The notebooks papermill executed show their figures (inline PNGs), not only files on disk."""
