@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["AudioError", "read_audio", "load_audio", "numba_cache_dir", "MIN_SECONDS", "MAX_SECONDS"]
+__all__ = ["AudioError", "read_audio", "load_audio", "at_rate", "numba_cache_dir", "MIN_SECONDS", "MAX_SECONDS"]
 
 MIN_SECONDS = 0.5
 # Longer files are analysed on their first MAX_SECONDS (a warning says so): a song's
@@ -78,7 +78,13 @@ def read_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS) -> tup
 
 
 def load_audio(path: str | Path, sr: int | None, mono: bool = True) -> np.ndarray:
-    """`librosa.load(path, sr=sr, mono=mono)` after `read_audio`'s checks.
+    """`librosa.load(path, sr=sr, mono=mono)` after `read_audio`'s checks (see `at_rate`)."""
+    return at_rate(*read_audio(path), sr, mono)
+
+
+def at_rate(data: np.ndarray, native_sr: int, sr: int | None, mono: bool = True) -> np.ndarray:
+    """`read_audio`'s samples (channels, samples) as librosa.load gives them at `sr` (None: the
+    file's own rate).
 
     Same arithmetic as librosa.load (channel mean, soxr_hq resampling), so encoders that
     the reference feeds through librosa.load see identical samples. Returns (samples,)
@@ -86,7 +92,6 @@ def load_audio(path: str | Path, sr: int | None, mono: bool = True) -> np.ndarra
     """
     import librosa
 
-    data, native_sr = read_audio(path)
     y = librosa.to_mono(data) if mono else data
     if mono and y.ndim > 1:
         y = y[0]

@@ -179,11 +179,29 @@ def test_float_file_far_beyond_full_scale_is_scaled_warned_and_recorded(whisper,
     assert "ask not what your country can do for you" in re.sub(r"[^a-z ]", "", t.text.lower())
     from emostyle.audio import load_audio
 
-    # what Whisper hears is the 16 kHz mono mix: linear in the samples, so 1000x its peak (float32 rounding)
-    peak = 1000 * float(np.abs(load_audio(shared_data / "audio/speech/jfk.flac", sr=16000)).max())
-    assert t.quality["input_peak"] == pytest.approx(peak, rel=1e-5)
-    assert t.quality["scaled_by"] == pytest.approx(1 / t.quality["input_peak"])
+    # the peak is the file's own; what Whisper hears, the 16 kHz mono mix, is scaled by its own peak:
+    # linear in the samples, so 1000x that of the quiet file (float32 rounding)
+    assert t.quality["input_peak"] == pytest.approx(1000 * float(np.abs(speech).max()), rel=1e-5)
+    heard = 1000 * float(np.abs(load_audio(shared_data / "audio/speech/jfk.flac", sr=16000)).max())
+    assert t.quality["scaled_by"] == pytest.approx(1 / heard, rel=1e-5)
     assert t.quality["warnings"] and t.quality["dropped"] == []
+
+
+def test_a_clipped_file_is_called_clipped_not_a_float_file(tmp_path):
+    """Resampling a hard-clipped 16-bit file overshoots full scale; the level is read on the file's own
+    samples, so it is reported as clipped, and what the recogniser hears is brought back to full scale."""
+    from emostyle.affective.lyrics import WHISPER_SR, _level
+    from emostyle.audio import at_rate, read_audio
+
+    t = np.arange(3 * 44100) / 44100
+    sf.write(tmp_path / "loud.wav", np.clip(5 * np.sin(2 * np.pi * 220 * t), -1, 1), 44100, subtype="PCM_16")
+    data, sr = read_audio(tmp_path / "loud.wav")
+    resampled = at_rate(data, sr, WHISPER_SR)
+    assert np.abs(resampled).max() > 1.01  # the overshoot that once read as a float file's gain error
+    audio, quality, notes = _level(data, resampled, "loud.wav")
+    assert quality["input_peak"] <= 1 and quality["clipped_share"] > 0.5
+    assert len(notes) == 1 and "is clipped" in notes[0] and "full scale (samples far" not in notes[0]
+    assert np.abs(audio).max() == pytest.approx(1.0) and quality["scaled_by"] < 1
 
 
 def _rows(texts, ratio=1.2, logprob=-0.3):

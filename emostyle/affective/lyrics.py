@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emostyle.audio import load_audio
+from emostyle.audio import at_rate, read_audio
 
 __all__ = ["Transcript", "LyricsBackend", "FasterWhisperLyrics", "WhisperATLyrics", "transcribe", "word_errors"]
 
@@ -238,18 +238,22 @@ def _best_tags(windows: list[dict], top_k: int) -> list[tuple[str, float]]:
     return sorted(best.items(), key=lambda kv: -kv[1])[:top_k]
 
 
-def _level(audio: np.ndarray, name: str) -> tuple[np.ndarray, dict, list[str]]:
-    """Audio at most at full scale for recognition, and its input peak and clipping."""
-    peak = float(np.abs(audio).max())
-    clipped = float(np.mean(np.abs(audio) >= _CLIP_LEVEL))
+def _level(data: np.ndarray, audio: np.ndarray, name: str) -> tuple[np.ndarray, dict, list[str]]:
+    """`audio` (the file at the recogniser's rate) at most at full scale, and the peak and clipping
+    of the file's own samples `data`: resampling a clipped file overshoots full scale (a hard-clipped
+    16-bit song peaked at 1.75 at 16 kHz), which is not the gain error of a float file."""
+    peak = float(np.abs(data).max())
+    clipped = float(np.mean(np.abs(data) >= _CLIP_LEVEL))
     quality, notes = {"input_peak": peak, "clipped_share": clipped, "scaled_by": 1.0}, []
     if peak > 1.0 + 1e-3:  # only float files go beyond full scale: a gain error, not loud singing
-        quality["scaled_by"] = 1.0 / peak
-        audio = audio / peak
         notes.append(f"{name} peaks at {peak:.3g} x full scale (samples far outside [-1, 1]: a float file "
                      "written without normalisation?); scaled to full scale for speech recognition")
     elif clipped > _CLIPPED_SHARE:
         notes.append(f"{name} is clipped ({100 * clipped:.1f}% of samples at full scale); lyrics may be misheard")
+    resampled_peak = float(np.abs(audio).max())
+    if resampled_peak > 1.0 + 1e-3:
+        quality["scaled_by"] = 1.0 / resampled_peak
+        audio = audio / resampled_peak
     return audio, quality, notes
 
 
@@ -263,7 +267,8 @@ def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None
     in `quality["warnings"]`.
     """
     name = Path(audio_path).name
-    audio, level, notes = _level(load_audio(audio_path, sr=WHISPER_SR), name)
+    data, native_sr = read_audio(audio_path)
+    audio, level, notes = _level(data, at_rate(data, native_sr, WHISPER_SR), name)
     found = backend.recognise(audio)
     quality = {**found.quality, **level}
     dropped = quality.get("dropped", [])
