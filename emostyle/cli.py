@@ -96,7 +96,8 @@ def _cmd_manipulate(args) -> int:
 
 def valence_note(manifest: dict) -> str | None:
     """What a reader of a manipulation's valences should know, if anything: that the guidance
-    had nothing to pull, or that the judge does not see the change the guidance space reports."""
+    had nothing to pull, or that the judge does not see the change the guidance space reports, or
+    reads it the other way."""
     import numpy as np
 
     v, g = manifest["valence"], manifest["guidance"]
@@ -124,9 +125,11 @@ def valence_note(manifest: dict) -> str | None:
         already = (f"; the judge already read the input as the song's emotion ({v['before']:+.2f}), and likely "
                    "reads a change of such an image partly as a return toward no emotion (README, \"Not right yet\")"
                    if sign * v["before"] > resolution else "")
-        return (f"the judge does not see the change the guidance space reports (it reads the input moved by one "
-                f"pixel {resolution:.2f} apart){already}: look at the images before trusting the guidance space's "
-                "number")
+        seen = (f"the judge does not see the change the guidance space reports (it reads the input moved by one "
+                f"pixel {resolution:.2f} apart)" if abs(judged) <= resolution else
+                f"the judge reads the change the other way from the guidance space ({judged:+.2f} against "
+                f"{optimised:+.2f} in the space, beyond its one-pixel resolution {resolution:.2f})")
+        return f"{seen}{already}: look at the images before trusting the guidance space's number"
     return None
 
 
