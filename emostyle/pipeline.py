@@ -280,6 +280,8 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     both = torch.cat([result.start_images, result.images])
     subject = "face" if config.domain == "face" else "landscape"
     space_before, space_after = space_valence(both, pipe.guidance_space, subject).tolist()
+    with torch.no_grad():  # how surely the guiding model saw the input's subject (the face mesh's presence)
+        seen = float(pipe.guidance_space.read_image(result.start_images[:1])[1][0])
     judged = judge_valence(both, pipe.judge).tolist() if pipe.judge is not None else [float("nan")] * 2
     before, after = (None if v != v else v for v in judged)  # NaN: no face found, or no judge
     resolution = judge_resolution(result.start_images, pipe.judge, base=judged[:1]) if pipe.judge is not None \
@@ -326,10 +328,12 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         # saved images by the judge, a model that did not guide them; "in_guidance_space" by the
         # space that was optimised ("a happy ..." minus "a sad ..."), which can report changes
         # nobody sees. "resolution": the largest change the judge reads when the input moves by
-        # one pixel; a smaller change is within its error.
+        # one pixel; a smaller change is within its error. "confidence": how surely the guiding
+        # model saw the input's subject; under "min_confidence" it read no emotion there to pull.
         valence={"judge": pipe.judge.name if pipe.judge else None, "before": before, "after": after,
                  "resolution": None if resolution != resolution else resolution,
                  "polarity": music.polarity.emotion,
-                 "in_guidance_space": {"before": space_before, "after": space_after}},
+                 "in_guidance_space": {"before": space_before, "after": space_after, "confidence": seen,
+                                       "min_confidence": pipe.guidance_space.min_confidence}},
     )
     write_json(out / "manifest.json", {**manifest, "warnings": caught})

@@ -160,6 +160,13 @@ def test_the_valence_note_tells_saturated_guidance_from_an_unseen_change():
     happy = _manifest((-0.40, -0.45), (0.20, 1.50), 1.8, 0.6)
     happy["valence"]["polarity"] = "positive"
     assert "does not see" in valence_note(happy) and "already read the input" not in valence_note(happy)
+    # The guiding model did not see the input's subject (a face mesh's presence under its threshold):
+    # that, not "already the song's emotion", is why nothing was pulled.
+    unseen = _manifest((0.96, 0.96), (0.00, 0.00), 0.50, 0.50)
+    unseen["valence"]["in_guidance_space"].update(confidence=0.02, min_confidence=0.5)
+    assert "barely sees a subject" in valence_note(unseen) and "already" not in valence_note(unseen)
+    unseen["valence"]["in_guidance_space"]["confidence"] = 0.97
+    assert "already read the image as the song's" in valence_note(unseen)
     # Both moved the same way: nothing to say; no judge reading: nothing to compare.
     assert valence_note(_manifest((0.10, 0.60), (0.20, 1.50), 1.8, 0.6)) is None
     assert valence_note(_manifest((None, None), (0.20, 1.50), 1.8, 0.6)) is None

@@ -107,7 +107,10 @@ def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root):
     saved = json.loads((out / "manifest.json").read_text())
     assert manifest["polarity"] == saved["polarity"]  # what it returns is what it wrote
     assert set(saved["valence"]) == {"judge", "before", "after", "resolution", "polarity", "in_guidance_space"}
-    assert saved["valence"]["polarity"] == "positive" and set(saved["valence"]["in_guidance_space"]) == {"before", "after"}
+    space = saved["valence"]["in_guidance_space"]
+    assert saved["valence"]["polarity"] == "positive" and set(space) == {"before", "after", "confidence", "min_confidence"}
+    # retrieval chooses a face the guiding face mesh sees (its presence over MediaPipe's threshold)
+    assert space["min_confidence"] == 0.5 and space["min_confidence"] <= space["confidence"] <= 1
     assert saved["profile"] == "offline" and saved["config"]["seed"] == 3
     # The transcript is the song's (its exact slips depend on the decoder's rounding, e.g. the CPU's
     # instruction set: "Sunshine" or "Some shine"): most of its words, and the polarity of its lyrics.
