@@ -24,13 +24,14 @@ import signal
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio import numba_cache_dir
+from .audio import numba_cache_dir, read_audio
 from .config import load_config
 from .manifest import code_version, config_digest, environment, run_manifest, write_json
-from .samples import songs_digest
+from .samples import songs as sample_songs, songs_digest
 
 __all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
            "check_parameters_cell", "inputs_key", "register_kernel", "KERNEL_ENV"]
@@ -305,6 +306,10 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         songs = Path(songs).expanduser().resolve()
         try:
             inputs["songs"] = {"folder": str(songs), "files": songs_digest(songs)}
+            with warnings.catch_warnings():  # a long song's truncation is the notebooks' to report
+                warnings.simplefilter("ignore")
+                for song in sample_songs(songs):  # a file that does not decode fails now, not in a notebook
+                    read_audio(song.path)
         except (OSError, ValueError) as error:
             raise ReproduceError(f"--songs: {error}") from None
     selected = _select(only)

@@ -151,6 +151,16 @@ def test_a_songs_folder_without_songs_fails_before_running(kit, content):
     assert not (kit / "runs" / "count-a").exists()
 
 
+def test_a_song_that_does_not_decode_fails_before_running(kit, repo_root):
+    folder = kit / "mine"
+    folder.mkdir()
+    shutil.copy(repo_root / "data/songs/sad_rain.wav", folder / "sad_rain.wav")
+    (folder / "notes.wav").write_text("not a song")
+    with pytest.raises(ReproduceError, match=r"^--songs: cannot decode audio file .*notes\.wav.*use WAV, FLAC, OGG or MP3"):
+        _run(kit, "r1", songs=folder)
+    assert not (kit / "runs" / "count-a").exists() and not (kit / "figs").exists()
+
+
 def test_a_failing_notebook_is_named_and_every_figure_that_could_be_made_is_published(kit):
     _run(kit, "r1")
     # Notebook a makes its first figure, then fails on a missing file (as Figure 3 without the network).

@@ -50,6 +50,9 @@ _MAX_COMPRESSION_RATIO = 2.4
 # A phrase of up to _LOOP_WORDS words repeated back to back _LOOP_TIMES times or more,
 # covering over half the words, is a decoding loop ("No, no, no, ..."), not a chorus.
 _LOOP_WORDS, _LOOP_TIMES = 6, 8
+# What to do where the song's lyrics cannot be heard, for each command that reads songs.
+_GIVE_LYRICS = ("give the lyrics with --lyrics TEXT (manipulate), or in a .txt of the song's name beside it "
+                "(reproduce --songs)")
 # Samples at or beyond this level count as clipped; more than _CLIPPED_SHARE of them is reported.
 _CLIP_LEVEL, _CLIPPED_SHARE = 0.999, 1e-3
 _AT_TIME_RES = 10  # seconds per Whisper-AT tagging window, as in the official code
@@ -293,10 +296,8 @@ def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None
         return Transcript(label.replace("_", " "), [], [], "en", found.backend, "label", quality)
     if dropped:  # speech was heard, but none of it surely enough to be read as lyrics
         raise ValueError(_not_lyrics(name, dropped, quality))
-    raise ValueError(
-        f"no speech recognised in {name} and the {found.backend} backend gives no audio tags: give the "
-        "lyrics with --lyrics TEXT (lyrics=... or label=... in Python)"
-    )
+    raise ValueError(f"no speech recognised in {name} and the {found.backend} backend gives no audio tags: "
+                     f"{_GIVE_LYRICS} (lyrics=... or label=... in Python)")
 
 
 def _not_lyrics(name: str, dropped: list[dict], quality: dict) -> str:
@@ -307,7 +308,7 @@ def _not_lyrics(name: str, dropped: list[dict], quality: dict) -> str:
     language = "in a language the model reads" if quality.get("multilingual") else "English (the model reads English only)"
     return (f"the speech recognised in {name} is not lyrics: every segment was dropped (the longest, "
             f"{worst['text'][:60]!r}: {worst['reason']}); the singing is probably not {language} or not clear; "
-            "give the lyrics with --lyrics TEXT (lyrics=... in Python)")
+            f"{_GIVE_LYRICS} (lyrics=... in Python)")
 
 
 def word_errors(known: str, heard: str) -> tuple[float, list[tuple[str, str]]]:
