@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from . import __version__
 from .config import PROFILES, ConfigError, load_config, parse_overrides
@@ -193,7 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as a user of the command reads it: its message, not the kit's file and line."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _warning_line
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -202,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         text = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"emostyle {args.command}: error: {text}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: every command writes beside its output and renames it into place
+        print(f"emostyle {args.command}: interrupted; nothing half-done was put in place", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

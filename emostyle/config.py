@@ -232,7 +232,7 @@ def _check_value(f: dataclasses.Field, kind: type, value: Any, where: str) -> An
             raise ConfigError(f"{where} must be an integer, got {value!r}")
     elif kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
         value = float(value)
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(f"{where} must be finite, got {value!r}")

@@ -170,3 +170,27 @@ def test_the_valence_note_tells_saturated_guidance_from_an_unseen_change():
     # Both moved the same way: nothing to say; no judge reading: nothing to compare.
     assert valence_note(_manifest((0.10, 0.60), (0.20, 1.50), 1.8, 0.6)) is None
     assert valence_note(_manifest((None, None), (0.20, 1.50), 1.8, 0.6)) is None
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_manipulate_is_one_line_and_leaves_nothing(tmp_path, repo_root):
+    """Ctrl-C while the guidance runs: exit status 130, one line instead of a traceback, and neither
+    the output folder nor its staging folder left behind."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "o"
+    run = subprocess.Popen([sys.executable, "-m", "emostyle", "manipulate", str(repo_root / "data/songs/sad_rain.wav"),
+                            "--profile", "tiny", "--out", str(out), "--set", "guidance.steps=100000"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    deadline = time.time() + 300
+    while not list(tmp_path.glob(".o.partial-*")) and time.time() < deadline and run.poll() is None:
+        time.sleep(0.2)
+    assert run.poll() is None, run.communicate()[1]  # still working: its staging folder exists
+    time.sleep(1.0)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "emostyle manipulate: interrupted; nothing half-done was put in place"
+    assert not out.exists() and not list(tmp_path.glob(".o.partial-*"))
