@@ -241,6 +241,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         if image is not None:
             raise ValueError("EmoGen generates a new image from the song; it cannot edit a photo: "
                              "drop --image or choose another method")
+        check(config, lyrics_given=lyrics is not None, command="manipulate --method emogen", method="emogen")
         manifest = emogen_manipulate(song, config, out, lyrics=lyrics, label=label)
         write_json(out / "manifest.json", {**manifest, "warnings": caught})
         return

@@ -35,6 +35,7 @@ PACKAGES = {
     "dask": ("sweeps (emostyle sweep)", "sweep"),
     "gdown": ("Google Drive weights (StyleGAN2 FFHQ, ArcFace)", "gdrive"),
     "jupyterlab": ("exploring the notebooks", "lab"),
+    "diffusers": ("Stable Diffusion for EmoGen (--method emogen)", "emogen"),
 }
 _CLIP_FILES = ("clip-vit-b-32", "clip-bpe-vocab", "soundclip-resnet18")
 
@@ -75,12 +76,22 @@ def fetch_command(names: list[str], profile: str | None = None) -> str:
     return f"bash kit.sh emostyle weights fetch {' '.join(names)}"
 
 
-def requirements(config, lyrics_given: bool = False) -> Requirements:
+def requirements(config, lyrics_given: bool = False, method: str | None = None) -> Requirements:
     """What a run of `config` (an emostyle.config.Config) reads; `lyrics_given`: the lyrics
-    come from the user, so no speech recogniser is needed."""
+    come from the user, so no speech recogniser is needed; `method` "emogen": EmoGen's
+    generator instead of the profile's guidance."""
     need = Requirements()
     files, modules = need.files, need.modules
-    if not config.random_weights:
+    if method == "emogen":
+        modules.append("diffusers")
+        if not config.random_weights:
+            e = config.emogen
+            files += [n for n in (e.weights, e.mapper) if not Path(n).expanduser().exists()]
+            if not e.space:  # the released emotion space, from the registry
+                from .models.emogen import EMOTIONS
+
+                files += [f"emogen-space-{emotion}-{kind}" for emotion in EMOTIONS for kind in ("mean", "std")]
+    elif not config.random_weights:
         g = config.generator
         if g.kind == "grader":
             from .models.photo_grader import PHOTOS
@@ -128,10 +139,10 @@ def _state(name: str, verify: bool) -> str:
     return "ok"
 
 
-def missing(config, lyrics_given: bool = False, verify: bool = True) -> list[str]:
+def missing(config, lyrics_given: bool = False, verify: bool = True, method: str | None = None) -> list[str]:
     """One line per group of missing things, each with the command that fixes the group.
     `verify=False` trusts the ledger of earlier checks instead of hashing (for listings)."""
-    need = requirements(config, lyrics_given)
+    need = requirements(config, lyrics_given, method)
     absent, damaged, manual = [], [], []
     for name in need.files:
         state = _state(name, verify)
@@ -159,9 +170,9 @@ def missing(config, lyrics_given: bool = False, verify: bool = True) -> list[str
     return lines
 
 
-def check(config, lyrics_given: bool = False, command: str = "this run") -> None:
+def check(config, lyrics_given: bool = False, command: str = "this run", method: str | None = None) -> None:
     """Raise MissingRequirementsError listing everything `config` needs and lacks (one line)."""
-    lines = missing(config, lyrics_given)
+    lines = missing(config, lyrics_given, method=method)
     if lines:
         raise MissingRequirementsError(f"{command} (profile {config.profile}) cannot start; missing: "
                                        + "; ".join(lines))

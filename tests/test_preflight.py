@@ -28,3 +28,25 @@ def test_requirements_follow_the_configuration():
     cues = requirements(load_config("offline", {"affective.audio_reader": "cues"}))
     assert "musicnn-msd" not in cues.files and "musicnn-msd" in requirements(load_config("offline")).files
     assert "arcface-ir-se50" not in requirements(load_config("paper-lhq", {"guidance.l_id": 0.0})).files
+
+
+def test_emogen_as_a_method_is_checked_for_all_it_reads(monkeypatch, tmp_path):
+    """`manipulate --method emogen` lists Stable Diffusion, the unpublished mapper and the emotion space
+    together, before a 4 GB download could find the next file missing."""
+    from emostyle.models.emogen import EMOTIONS
+    from emostyle.preflight import MissingRequirementsError, check
+
+    offline = load_config("offline")
+    need = requirements(offline, method="emogen")
+    space = {f"emogen-space-{e}-{k}" for e in EMOTIONS for k in ("mean", "std")}
+    assert {"stable-diffusion-v1-5", "emogen-mapper"} | space <= set(need.files) and "diffusers" in need.modules
+    assert "dcgan-faces" in requirements(offline).files and "dcgan-faces" not in need.files and "whisper-ct2-base" in need.files  # no guidance; the lyrics still
+    mapper = tmp_path / "mapper.pth"
+    mapper.touch()
+    chosen = requirements(load_config("offline", {"emogen.mapper": str(mapper), "emogen.space": str(tmp_path)}),
+                          method="emogen")
+    assert "emogen-mapper" not in chosen.files and not space & set(chosen.files)  # files the user named
+    assert requirements(load_config("tiny"), method="emogen").files == ["whisper-ct2-base"]
+    monkeypatch.setattr(registry, "path", lambda name: (_ for _ in ()).throw(registry.MissingWeightError(name)))
+    with pytest.raises(MissingRequirementsError, match=r"stable-diffusion-v1-5.*emogen-mapper that no public source"):
+        check(offline, command="manipulate --method emogen", method="emogen")

@@ -634,3 +634,10 @@ def test_files_used_by_other_processes_of_a_run_reach_its_manifest(shared_data, 
     jfk = registry.entry("audio-jfk")
     assert {"name": "audio-jfk", "path": str(shared_data / jfk.mirror), "sha256": jfk.sha256, "size": jfk.size,
             "pinned": True} in registry.used()
+
+
+def test_how_to_get_names_a_folder_as_a_folder():
+    from emostyle.weights.table import how_to_get
+
+    assert "put the folder at" in how_to_get(registry.entry("stable-diffusion-v1-5"))
+    assert "put the file at" in how_to_get(registry.entry("dcgan-faces"))

@@ -150,5 +150,6 @@ def how_to_get(e: Entry) -> str:
     """The command that fetches `e`, and the manual way."""
     if e.source["kind"] == "manual":
         return by_hand(e)
-    return (f"Run `emostyle weights fetch {e.name}` (or put the file at {folder(e) / e.filename}). "
+    return (f"Run `emostyle weights fetch {e.name}` (or put the {'folder' if e.directory else 'file'} at "
+            f"{folder(e) / e.filename}). "
             + by_hand(e))
