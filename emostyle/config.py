@@ -198,10 +198,15 @@ class Config:
         return _build(Config, data, "")
 
     def resolve_device(self) -> str:
-        if self.device != "auto":
-            return self.device
+        """The torch device of the run: "auto" takes the GPU where torch sees one; "cuda" where it
+        sees none is a ConfigError, raised before any work starts."""
         import torch
 
+        if self.device == "cuda" and not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "torch sees no CUDA GPU"
+            raise ConfigError(f"device cuda: {why} here; use --device cpu (or auto, which takes a GPU where there is one)")
+        if self.device != "auto":
+            return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
 
 

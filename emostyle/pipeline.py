@@ -231,6 +231,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     if seed is not None:
         overrides["seed"] = seed
     config = profile.with_overrides(overrides) if isinstance(profile, Config) else load_config(profile, overrides)
+    config.resolve_device()  # a device this machine lacks fails before anything loads
     song = Path(song)
     read_audio(song)  # a missing, corrupt, silent or too short song fails before any model loads
     inverted = image if isinstance(image, Inversion) else None

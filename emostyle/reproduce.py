@@ -301,6 +301,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     if device != "auto":
         overrides["device"] = device
     config = load_config(profile, overrides)  # a bad profile or override fails before any notebook runs
+    config.resolve_device()  # and so does a device this machine lacks
     inputs = {"profile": profile, "overrides": overrides}
     if songs is not None:  # a missing or empty folder fails here, before any notebook runs
         songs = Path(songs).expanduser().resolve()

@@ -194,3 +194,17 @@ def test_ctrl_c_during_manipulate_is_one_line_and_leaves_nothing(tmp_path, repo_
     assert run.returncode == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == "emostyle manipulate: interrupted; nothing half-done was put in place"
     assert not out.exists() and not list(tmp_path.glob(".o.partial-*"))
+
+
+def test_a_device_the_machine_lacks_is_a_one_line_error_before_any_work(capsys, tmp_path, repo_root):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    song = str(repo_root / "data/songs/sad_rain.wav")
+    assert main(["manipulate", song, "--profile", "tiny", "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "device cuda:" in err and "--device cpu" in err and not (tmp_path / "o").exists()
+    assert main(["reproduce", "--only", "retrieval", "--device", "cuda", "--out", str(tmp_path / "f"),
+                 "--run-dir", str(tmp_path / "runs")]) == 2
+    assert "device cuda:" in capsys.readouterr().err and not (tmp_path / "runs").exists()
