@@ -712,12 +712,12 @@ class Experiment:
         methods = [m for m in methods if m != "emogen"]
         bar = tqdm(total=len(self.datasets) * len(methods), desc="methods", disable=not progress)
         for label, pipe in self.datasets.items():
-            musics = [pipe.affective_music(s.path, self.run_dir / s.name, label=s.label)
+            musics = [pipe.affective_music(s.path, self.run_dir / s.name, label=s.stand_in)
                       for s in items]
             base = pipe.config.seed if seed is None else seed
             starts = torch.cat([pipe.retrieve(s.path, seed=base * 1000 + i, progress=False).best_latent
                                 for i, s in enumerate(items)])
-            texts = [m.transcript.text or s.label for s, m in zip(items, musics)]
+            texts = [m.transcript.text or s.stand_in for s, m in zip(items, musics)]
             targets = pipe.targets([s.path for s in items], [m.wav_path for m in musics], texts)
             runs = {}
             for m in methods:

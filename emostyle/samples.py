@@ -38,6 +38,13 @@ class Sample:
     label: str | None = None  # a text label for sounds without lyrics (paper 4.3.2)
     emotion: str | None = None  # positive or negative as a person states it (emotions.csv); None: not stated
 
+    @property
+    def stand_in(self) -> str | None:
+        """What stands in for the transcript where no speech is heard: a sound's label, else a song's
+        known lyrics (its .txt). The figures transcribe a song, as the paper does; an instrumental
+        with a .txt is read by its .txt."""
+        return self.label or self.lyrics
+
     def direction(self, polarity: str) -> str:
         """The emotion the song's results are counted toward: the stated one, else `polarity`
         (the one the pipeline read from the lyrics)."""

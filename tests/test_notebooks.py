@@ -58,19 +58,29 @@ def test_the_tables_of_songs_are_of_your_songs(run):
 
 
 @pytest.mark.slow
-def test_songs_that_all_read_one_way_still_run_the_try_this(tmp_path):
-    """Notebook 02 swaps in the words of a song of the other polarity; a folder without one (here a
-    single happy song) gets a line of the other feeling instead of a failed cell."""
+def test_an_instrumental_read_by_its_txt_and_songs_that_all_read_one_way(tmp_path):
+    """An instrumental is read by the .txt beside it (no speech to transcribe) in the quickstart and the
+    music table; and notebook 02's try-this, which swaps in the words of a song of the other polarity,
+    gets a line of the other feeling where every song reads one way (here two happy ones)."""
+    import soundfile as sf
+
     mine = tmp_path / "songs"
     mine.mkdir()
+    t = np.arange(4 * 22050) / 22050
+    chords = sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)) / 3
+    sf.write(mine / "a_tune.wav", (0.3 * chords).astype(np.float32), 22050)
+    (mine / "a_tune.txt").write_text("What a happy sunny day, I love you so!")
     happy = next(s for s in samples.songs() if s.emotion == "positive")
     shutil.copy(happy.path, mine / happy.path.name)
     (mine / f"{happy.name}.txt").write_text(happy.lyrics)
-    manifest = reproduce("offline", only="music", out=tmp_path / "figures", run_dir=tmp_path / "runs",
-                         progress=False, songs=mine)
+    manifest = reproduce("offline", only="music,quickstart", out=tmp_path / "figures", run_dir=tmp_path / "runs",
+                         progress=False, songs=mine, overrides={"guidance.steps": 3, "retrieval.candidates": 3})
     assert not manifest["failed"]
-    results = json.loads((tmp_path / "runs" / "02_affective_music" / "results.json").read_text())
-    assert results["try_swapped_lyrics"]["polarity"] == "negative"
+    music = json.loads((tmp_path / "runs" / "02_affective_music" / "results.json").read_text())
+    assert music["a_tune"]["lyrics"] == "What a happy sunny day, I love you so!"
+    assert music["try_swapped_lyrics"]["polarity"] == "negative"
+    quickstart = json.loads((tmp_path / "runs" / "00_quickstart" / "quickstart" / "manifest.json").read_text())
+    assert quickstart["song"].endswith("a_tune.wav") and quickstart["lyrics"]["source"] == "label"
 
 
 @pytest.mark.slow
