@@ -32,7 +32,7 @@ def _refuse(out: Path, force: bool) -> None:
                          "give another folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file() and not force:
         raise ValueError(f"--out {out} exists and holds other files than a previous result; give a new "
-                         "folder, or pass --force to replace it")
+                         "folder, or pass --force (force=True in Python) to replace it")
     if out.is_dir() and Path.cwd().resolve().is_relative_to(out.resolve()):
         raise ValueError(f"--out {out} holds the current folder; it cannot be replaced: give a new folder")
 

@@ -84,6 +84,8 @@ def test_grid_errors(tmp_path):
         expand_grid({"songs": ["a.wav"], "seeds": [0], "methods": ["lee"], "seed": 1}, tmp_path, "tiny")
     with pytest.raises(ValueError, match="distinct file names"):
         expand_grid({"songs": ["x/a.wav", "y/a.wav"], "seeds": [0], "methods": ["lee"]}, tmp_path, "tiny")
+    with pytest.raises(ValueError, match=r"unknown methods \['emostile'\] in the grid; valid: emostyle"):
+        expand_grid({"songs": ["a.wav"], "seeds": [0], "methods": ["emostile"]}, tmp_path, "tiny")
     specs = expand_grid({"songs": ["a.wav"], "seeds": [3], "methods": ["lee"], "profiles": ["paper-lhq"],
                          "datasets": {"paper-lhq": "LHQ"}}, tmp_path)
     assert [(s.dataset, s.seed, s.key) for s in specs] == [("LHQ", 3, "paper-lhq/lee/a/seed-3")]
