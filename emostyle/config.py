@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["Config", "ConfigError", "PROFILES", "load_config", "parse_overrides", "dataset_configs"]
+__all__ = ["Config", "ConfigError", "PROFILES", "load_config", "overrides_mapping", "parse_overrides", "dataset_configs"]
 
 PROFILES = ("paper-lhq", "paper-ffhq", "offline", "tiny")
 
@@ -293,8 +293,24 @@ def _profile_data(profile: str) -> dict:
     return data
 
 
-def load_config(profile: str = "offline", overrides: Mapping[str, Any] | None = None) -> Config:
-    """The checked configuration of `profile` with dotted-key `overrides` applied."""
+def overrides_mapping(overrides: Mapping[str, Any] | str | None) -> Mapping[str, Any]:
+    """Dotted-key overrides as a mapping: as given, or read from their JSON or YAML text, as
+    `papermill -p overrides '{"guidance.steps": 20}'` passes them."""
+    if not isinstance(overrides, str):
+        return overrides or {}
+    try:
+        parsed = yaml.safe_load(overrides) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"overrides {overrides!r} are not JSON or YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(parsed, Mapping):
+        raise ConfigError(f"overrides must be a mapping of dotted keys to values, e.g. "
+                          f"{{\"guidance.steps\": 20}}; got {overrides!r}")
+    return parsed
+
+
+def load_config(profile: str = "offline", overrides: Mapping[str, Any] | str | None = None) -> Config:
+    """The checked configuration of `profile` with dotted-key `overrides` (`overrides_mapping`) applied."""
+    overrides = overrides_mapping(overrides)
     config = _with_official(_build(Config, _profile_data(profile), ""), overrides)
     dataset_configs(config, overrides)  # a bad dataset entry fails now, not in the middle of a notebook
     return config
@@ -314,6 +330,7 @@ def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) 
 
     Every dataset gets this run's seed and device, its own overrides from the profile, then
     this run's `overrides` (those given to `load_config`)."""
+    overrides = overrides_mapping(overrides)
     if not config.datasets:
         return {config.profile: config}
     result = {}

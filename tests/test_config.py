@@ -72,3 +72,16 @@ def test_a_bad_dataset_entry_is_refused_at_load():
         load_config("tiny", {"datasets": {"x": {"profile": "nope"}}})
     with pytest.raises(ConfigError, match="unknown config key 'guidance.nope'"):
         load_config("tiny", {"datasets": {"x": {"overrides": {"guidance.nope": 1}}}})
+
+
+def test_overrides_as_text_as_papermill_passes_them():
+    from emostyle.config import ConfigError, dataset_configs, load_config
+
+    assert load_config("tiny", '{"guidance.steps": 7, "seed": 3}').guidance.steps == 7  # papermill -p: JSON text
+    assert load_config("tiny", "guidance.steps: 7").guidance.steps == 7  # or YAML
+    offline = load_config("offline")
+    assert {c.guidance.steps for c in dataset_configs(offline, '{"guidance.steps": 9}').values()} == {9}
+    with pytest.raises(ConfigError, match="must be a mapping of dotted keys"):
+        load_config("tiny", "[1, 2]")
+    with pytest.raises(ConfigError, match="are not JSON or YAML"):
+        load_config("tiny", "{a: [}")
