@@ -75,8 +75,8 @@ class ReproduceError(RuntimeError):
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run: nothing was published; `run_dir` holds the partial run."""
 
-    def __init__(self, run_dir: Path, done: list[str]):
-        super().__init__(f"interrupted: nothing published to figures/; partial run in {run_dir} "
+    def __init__(self, run_dir: Path, done: list[str], out: Path = Path("figures")):
+        super().__init__(f"interrupted: nothing published to {out}; partial run in {run_dir} "
                          f"(finished: {', '.join(done) or 'none'})")
         self.run_dir, self.done = run_dir, done
 
@@ -300,6 +300,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     overrides = dict(overrides or {})
     if device != "auto":
         overrides["device"] = device
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs must be 1 or more notebooks at once, got {jobs}")
     config = load_config(profile, overrides)  # a bad profile or override fails before any notebook runs
     config.resolve_device()  # and so does a device this machine lacks
     inputs = {"profile": profile, "overrides": overrides}
@@ -336,7 +338,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         if not force and (entry / "record.json").exists():
             record = _restore(entry, run_dir, nb.name)
             entries[nb.name] = {"status": "reused", "key": key, "seconds": 0.0,
-                                "made_by": record["run_dir"], "made_in_s": record["seconds"]}
+                                "made_by": record["run_dir"], "made_in_s": record["seconds"],
+                                "torch_threads": record.get("torch_threads")}
             say(f"{nb.name}: reused (inputs unchanged since {record['run_dir']})")
         else:
             pending.append((nb, key, entry))
@@ -398,8 +401,10 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
             return
         seconds = round(time.perf_counter() - begun, 2)
         running.pop(nb.name, None)
-        entries[nb.name] = {"status": "ran", "key": key, "seconds": seconds}
-        _store(entry, run_dir, nb.name, {"key": key, "run_dir": str(run_dir), "seconds": seconds})
+        # the kernel's thread count, not this process's: float sums, and so results, depend on it
+        entries[nb.name] = {"status": "ran", "key": key, "seconds": seconds, "torch_threads": threads}
+        _store(entry, run_dir, nb.name, {"key": key, "run_dir": str(run_dir), "seconds": seconds,
+                                         "torch_threads": threads})
         done = sum(e["status"] != "reused" for e in entries.values())
         say(f"{nb.name}: done in {_minutes(seconds)} ({done}/{len(pending)} run, "
             f"{_minutes(time.perf_counter() - begun_all)} so far)")
@@ -436,7 +441,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
             if nb.name not in entries:
                 _mark_unrun_cells(run_dir / f"{nb.name}.ipynb")
         write_json(run_dir / "interrupted.json", {"finished": sorted(entries)})
-        raise Interrupted(run_dir, sorted(n for n, e in entries.items() if e["status"] != "failed"))
+        raise Interrupted(run_dir, sorted(n for n, e in entries.items() if e["status"] != "failed"), out)
 
     entries = {nb.name: entries[nb.name] for nb in selected}  # the notebooks' order, not the finishing one
     for name in entries:
@@ -458,6 +463,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
                             outputs=sorted({f for e in (entries | kept).values() for f in e.get("outputs", [])}),
                             failed={n: e["error"] for n, e in entries.items() if e["status"] == "failed"},
                             not_made={n: m for n, m in missing.items() if m})
+    # Each notebook's kernel ran with its own thread count (notebooks.<name>.torch_threads), not this process's.
+    manifest["environment"].pop("torch_threads", None)
     write_json(run_dir / "manifest.json", manifest)
     _publish(staged, out, manifest, previous)
     return manifest

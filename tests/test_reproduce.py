@@ -82,6 +82,12 @@ def test_runs_notebooks_with_injected_parameters_and_publishes_with_the_manifest
     assert all(os.path.dirname(d) == str(kit / "runs" / ".cache" / "numba") for d in numba.values()), numba
 
 
+def test_jobs_must_be_one_or_more(kit):
+    with pytest.raises(ValueError, match="--jobs must be 1 or more notebooks at once, got 0"):
+        _run(kit, "r1", jobs=0)
+    assert not (kit / "runs" / "r1").exists()
+
+
 def test_a_first_run_starts_the_longest_notebook_first(kit, monkeypatch):
     """With no timings in the cache yet, a notebook's `seconds` orders the run (the longest
     first, so that the short ones fill the cores at the end)."""
@@ -89,6 +95,13 @@ def test_a_first_run_starts_the_longest_notebook_first(kit, monkeypatch):
     manifest = _run(kit, "r1", jobs=1)
     assert (kit / "runs" / "order").read_text() == "ba"
     assert list(manifest["notebooks"]) == ["a", "b"]  # the manifest keeps the kit's order
+    # one notebook at a time: each kernel had every core; the manifest says so, not this process's count
+    cores = len(os.sched_getaffinity(0))
+    assert {e["torch_threads"] for e in manifest["notebooks"].values()} == {cores}
+    assert "torch_threads" not in manifest["environment"]
+    again = _run(kit, "r2", jobs=2)  # reused notebooks keep the count they were made with
+    assert {e["status"] for e in again["notebooks"].values()} == {"reused"}
+    assert {e["torch_threads"] for e in again["notebooks"].values()} == {cores}
 
 
 @pytest.mark.slow
@@ -210,7 +223,8 @@ def test_ctrl_c_stops_the_kernel_at_once_and_publishes_nothing(kit):
     assert time.time() - sent < 15  # 1 s for nbclient to notice the dead kernel, the rest start-up noise
     assert proc.returncode == 130
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines[-1].startswith("emostyle reproduce: interrupted: nothing published") and "runs/r1" in lines[-1]
+    assert lines[-1].startswith(f"emostyle reproduce: interrupted: nothing published to {kit / 'figs'};")
+    assert "runs/r1" in lines[-1]
     assert not any("Traceback" in line for line in lines), err
     assert not (kit / "figs").exists()
     marked = nbformat.read(busy, as_version=4)
