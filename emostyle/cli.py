@@ -97,8 +97,8 @@ def _cmd_manipulate(args) -> int:
 
 def valence_note(manifest: dict) -> str | None:
     """What a reader of a manipulation's valences should know, if anything: that the guiding model
-    did not see the input's subject, that the guidance had nothing to pull, or that the judge does not see the change the guidance space reports, or
-    reads it the other way."""
+    did not see the input's subject, that the guidance had nothing to pull, or that the judge does
+    not see the change the guidance space reports, or reads it the other way."""
     import numpy as np
 
     v, g = manifest["valence"], manifest["guidance"]
