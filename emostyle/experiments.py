@@ -626,8 +626,8 @@ def _change_bars(ax, title: str, rows: list[dict], n: int) -> None:
     ax.axvline(0, color="k", lw=0.6)
     ax.set_title(f"{title}, {rows[0]['readings']} readings", fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
-    ax.set_xlabel(textwrap.fill(f"mean change of each reading (in its own units: a probability, a blendshape) "
-                                f"by {rows[0]['judge']} on the saved images", 55), fontsize=8)
+    ax.set_xlabel(textwrap.fill(f"mean change of each reading, in its own units, by {rows[0]['judge']} "
+                                "on the saved images", 55), fontsize=8)
 
 
 def stored_guidance(pipe: Pipeline, starts: torch.Tensor, targets: dict, method: str,
