@@ -29,7 +29,7 @@ def report() -> list[str]:
     if sys.version_info < (3, 11):
         lines.append("-- Python is older than 3.11, which the kit needs: use Python 3.11 or later")
     for profile in PROFILES:
-        lacking = missing(load_config(profile), verify=False)
+        lacking = missing(load_config(profile), verify=False, datasets=True)  # what `reproduce` reads
         lines.append(f"ok {profile} profile: every file and package present" if not lacking else
                      f"-- {profile} profile lacks " + "\n     ".join(lacking))
     groups: dict[str, list[str]] = {}

@@ -76,10 +76,12 @@ def fetch_command(names: list[str], profile: str | None = None) -> str:
     return f"bash kit.sh emostyle weights fetch {' '.join(names)}"
 
 
-def requirements(config, lyrics_given: bool = False, method: str | None = None) -> Requirements:
+def requirements(config, lyrics_given: bool = False, method: str | None = None,
+                 datasets: bool = False) -> Requirements:
     """What a run of `config` (an emostyle.config.Config) reads; `lyrics_given`: the lyrics
     come from the user, so no speech recogniser is needed; `method` "emogen": EmoGen's
-    generator instead of the profile's guidance."""
+    generator instead of the profile's guidance; `datasets`: every dataset of the profile, as
+    `reproduce` runs them (a scene dataset's photos beside the faces), not only its first."""
     need = Requirements()
     files, modules = need.files, need.modules
     if method == "emogen":
@@ -91,27 +93,11 @@ def requirements(config, lyrics_given: bool = False, method: str | None = None) 
                 from .models.emogen import EMOTIONS
 
                 files += [f"emogen-space-{emotion}-{kind}" for emotion in EMOTIONS for kind in ("mean", "std")]
-    elif not config.random_weights:
-        g = config.generator
-        if g.kind == "grader":
-            from .models.photo_grader import PHOTOS
+    else:
+        from .config import dataset_configs
 
-            files += [name for name, *_ in PHOTOS]
-        elif not Path(g.weights).expanduser().exists():  # a registry name, not a file the user named
-            files.append(g.weights)
-        for space in (config.guidance.space, config.retrieval.space):
-            if space in ("clip", "imagebind"):  # without imagebind-huge, retrieval falls back to the CLIP space
-                files += [n for n in _CLIP_FILES if n not in files]
-            if space == "affect":  # faces through FER or MediaPipe, songs through musicnn's mood tags on the VAD norms
-                face = {"fer": "fer-mini-xception", "blendshapes": "mediapipe-face-landmarker"}[config.guidance.face_reader]
-                wanted = ([face] if config.domain == "face" else []) + \
-                    (["musicnn-msd", "warriner-vad-norms"] if config.affective.audio_reader != "cues" else [])
-                files += [n for n in wanted if n not in files]
-        if config.guidance.l_id > 0:
-            name = {"arcface": "arcface-ir-se50", "dlib": "dlib-face-resnet", "fer": "fer-mini-xception",
-                    "expression": "fer2013-cnn"}.get(config.guidance.identity)
-            if name and name not in files:
-                files.append(name)
+        for part in (dataset_configs(config).values() if datasets else [config]):
+            _guidance_files(part, files)
     a = config.affective
     if not lyrics_given:
         files += {"faster-whisper": ["whisper-ct2-base"],
@@ -127,6 +113,33 @@ def requirements(config, lyrics_given: bool = False, method: str | None = None) 
     return need
 
 
+def _guidance_files(config, files: list[str]) -> None:
+    """Add to `files` the registry entries that guiding with `config` reads: the generator (or the
+    photo grader's photos), the spaces' networks and the identity network."""
+    if config.random_weights:
+        return
+    g = config.generator
+    if g.kind == "grader":
+        from .models.photo_grader import PHOTOS
+
+        files += [name for name, *_ in PHOTOS if name not in files]
+    elif not Path(g.weights).expanduser().exists() and g.weights not in files:  # a registry name, not a user's file
+        files.append(g.weights)
+    for space in (config.guidance.space, config.retrieval.space):
+        if space in ("clip", "imagebind"):  # without imagebind-huge, retrieval falls back to the CLIP space
+            files += [n for n in _CLIP_FILES if n not in files]
+        if space == "affect":  # faces through FER or MediaPipe, songs through musicnn's mood tags on the VAD norms
+            face = {"fer": "fer-mini-xception", "blendshapes": "mediapipe-face-landmarker"}[config.guidance.face_reader]
+            wanted = ([face] if config.domain == "face" else []) + \
+                (["musicnn-msd", "warriner-vad-norms"] if config.affective.audio_reader != "cues" else [])
+            files += [n for n in wanted if n not in files]
+    if config.guidance.l_id > 0:
+        name = {"arcface": "arcface-ir-se50", "dlib": "dlib-face-resnet", "fer": "fer-mini-xception",
+                "expression": "fer2013-cnn"}.get(config.guidance.identity)
+        if name and name not in files:
+            files.append(name)
+
+
 def _state(name: str, verify: bool) -> str:
     if not verify:
         return {"yes": "ok", "mirror": "ok", "BAD": "damaged"}.get(registry.presence(name), "missing")
@@ -139,10 +152,11 @@ def _state(name: str, verify: bool) -> str:
     return "ok"
 
 
-def missing(config, lyrics_given: bool = False, verify: bool = True, method: str | None = None) -> list[str]:
+def missing(config, lyrics_given: bool = False, verify: bool = True, method: str | None = None,
+            datasets: bool = False) -> list[str]:
     """One line per group of missing things, each with the command that fixes the group.
     `verify=False` trusts the ledger of earlier checks instead of hashing (for listings)."""
-    need = requirements(config, lyrics_given, method)
+    need = requirements(config, lyrics_given, method, datasets)
     absent, damaged, manual = [], [], []
     for name in need.files:
         state = _state(name, verify)

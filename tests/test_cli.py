@@ -46,7 +46,8 @@ def test_doctor_is_short_grouped_and_its_commands_work_from_the_repository_root(
         block = out.split(f"-- {profile} profile lacks ")[1].split("\n--")[0]  # its line and continuation lines
         assert "`bash kit.sh emostyle weights fetch " in block
     assert "bash kit.sh emostyle weights fetch --profile offline" in out
-    assert out.count("stylegan2-ffhq-1024") == 1
+    # once for each profile whose reproduce guides FFHQ faces (paper-lhq's datasets hold both), never twice in one
+    assert out.count("stylegan2-ffhq-1024") == 2
     (gdown,) = [ln for ln in out.splitlines() if ln.startswith("-- optional gdown")]
     assert "-m pip install -e '.[gdrive]'`" in gdown
     # pip through this interpreter: works without an activated virtual environment

@@ -50,3 +50,15 @@ def test_emogen_as_a_method_is_checked_for_all_it_reads(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "path", lambda name: (_ for _ in ()).throw(registry.MissingWeightError(name)))
     with pytest.raises(MissingRequirementsError, match=r"stable-diffusion-v1-5.*emogen-mapper that no public source"):
         check(offline, command="manipulate --method emogen", method="emogen")
+
+
+def test_doctor_reads_every_dataset_of_a_profile():
+    """`reproduce` guides the offline profile's scenes beside its faces: what they read (the photo
+    grader's photos) is part of what the profile needs, though `manipulate` on faces does not read it."""
+    from emostyle.models.photo_grader import PHOTOS
+
+    offline = load_config("offline")
+    photos = {name for name, *_ in PHOTOS}
+    assert photos <= set(requirements(offline, datasets=True).files)
+    assert not photos & set(requirements(offline).files)
+    assert set(requirements(offline).files) <= set(requirements(offline, datasets=True).files)
