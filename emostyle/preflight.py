@@ -110,6 +110,7 @@ def requirements(config, lyrics_given: bool = False, method: str | None = None,
         files += [f"gru-ebs-{part}" for part in ("generator", "classifier", "syllable-skipgram", "word-skipgram",
                                                   "music-vocabulary", "syllable-vocabulary")]
         modules.append("pyphen")
+    files[:] = dict.fromkeys(files)  # each once, in the order first named (datasets and spaces share files)
     return need
 
 
@@ -122,21 +123,21 @@ def _guidance_files(config, files: list[str]) -> None:
     if g.kind == "grader":
         from .models.photo_grader import PHOTOS
 
-        files += [name for name, *_ in PHOTOS if name not in files]
-    elif not Path(g.weights).expanduser().exists() and g.weights not in files:  # a registry name, not a user's file
+        files += [name for name, *_ in PHOTOS]
+    elif not Path(g.weights).expanduser().exists():  # a registry name, not a file the user named
         files.append(g.weights)
     for space in (config.guidance.space, config.retrieval.space):
         if space in ("clip", "imagebind"):  # without imagebind-huge, retrieval falls back to the CLIP space
-            files += [n for n in _CLIP_FILES if n not in files]
+            files += _CLIP_FILES
         if space == "affect":  # faces through FER or MediaPipe, songs through musicnn's mood tags on the VAD norms
             face = {"fer": "fer-mini-xception", "blendshapes": "mediapipe-face-landmarker"}[config.guidance.face_reader]
             wanted = ([face] if config.domain == "face" else []) + \
                 (["musicnn-msd", "warriner-vad-norms"] if config.affective.audio_reader != "cues" else [])
-            files += [n for n in wanted if n not in files]
+            files += wanted
     if config.guidance.l_id > 0:
         name = {"arcface": "arcface-ir-se50", "dlib": "dlib-face-resnet", "fer": "fer-mini-xception",
                 "expression": "fer2013-cnn"}.get(config.guidance.identity)
-        if name and name not in files:
+        if name:
             files.append(name)
 
 
