@@ -10,8 +10,8 @@ images, audio and text in Mehrabian's three-dimensional PAD space, each axis in 
   FER2013 mini-Xception's (`face_reader="fer"`), or ("blendshapes") MediaPipe's face
   blendshapes read as action units and scored against FACS's emotion prototypes
   (`EMOTION_PROTOTYPES`, `prototype_probabilities`): the FER's "sad" is a raised chin and a
-  pout on the DCGAN's faces, the prototype's is raised inner brows, lowered brows and lip
-  corners pulled down;
+  pout on the DCGAN's faces, the prototype's is raised inner brows, lowered brows, lip
+  corners pulled down and a raised chin;
 - scene images: Valdez & Mehrabian (1994) colour-emotion equations on brightness and
   saturation (`scene_pad`); differentiable;
 - audio and music (files): by default musicnn's mood tags (a network trained on the Million
@@ -82,13 +82,16 @@ EMOTION_PAD = {
 # Ekman & Friesen's EMFACS as tabulated in FACS's literature (happiness 6+12, sadness 1+4+15,
 # surprise 1+2+5+26, fear 1+2+4+5+20+26, anger 4+5+7+23, disgust 9+15+16), with anger's lip
 # tightener (AU23), which no blendshape moves, replaced by the lip pressor (AU24) that FACS's
-# Table 11-1 gives for anger (4+5+7+24). "neutral" has none: it is what no prototype shows.
+# Table 11-1 gives for anger (4+5+7+24). Sadness is that table's major variant 1+4+15+17, with the
+# chin raiser (AU17) that pushes the lower lip up into a pout: without it the guidance drew the
+# brows and turned the lip corners down but took the pout away, which the judge read as less sad
+# (README, "What the offline profile shows"). "neutral" has none: it is what no prototype shows.
 EMOTION_PROTOTYPES = {
     "angry": (4, 5, 7, 24),
     "disgust": (9, 15, 16),
     "fear": (1, 2, 4, 5, 20, 26),
     "happy": (6, 12),
-    "sad": (1, 4, 15),
+    "sad": (1, 4, 15, 17),
     "surprise": (1, 2, 5, 26),
 }
 # The ARKit-style blendshapes (MediaPipe's names) that move each action unit; a unit's
@@ -98,7 +101,8 @@ ACTION_UNITS = {
     5: ("eyeWideLeft", "eyeWideRight"), 6: ("cheekSquintLeft", "cheekSquintRight"),
     7: ("eyeSquintLeft", "eyeSquintRight"), 9: ("noseSneerLeft", "noseSneerRight"),
     12: ("mouthSmileLeft", "mouthSmileRight"), 15: ("mouthFrownLeft", "mouthFrownRight"),
-    16: ("mouthLowerDownLeft", "mouthLowerDownRight"), 20: ("mouthStretchLeft", "mouthStretchRight"),
+    16: ("mouthLowerDownLeft", "mouthLowerDownRight"), 17: ("mouthShrugLower",),
+    20: ("mouthStretchLeft", "mouthStretchRight"),
     24: ("mouthPressLeft", "mouthPressRight"), 26: ("jawOpen",),
 }
 FACE_READERS = ("fer", "blendshapes")
