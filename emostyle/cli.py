@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 from . import __version__
 from .config import PROFILES, ConfigError, load_config, parse_overrides
@@ -65,7 +66,7 @@ def _cmd_manipulate(args) -> int:
     if args.device != "auto":
         overrides["device"] = args.device
     result = manipulate(args.song, profile=args.profile, method=args.method, seed=args.seed, out=args.out,
-                        overrides=overrides, lyrics=args.lyrics, force=args.force, image=args.image)
+                        overrides=overrides, lyrics=_lyrics_argument(args.lyrics), force=args.force, image=args.image)
     images = "after.png (EmoGen)" if args.method == "emogen" else "before.png, after.png, frames.png, loss.png"
     print(f"wrote {args.out}: {images}, music, manifest.json")
     if result.get("inversion"):
@@ -73,7 +74,9 @@ def _cmd_manipulate(args) -> int:
         print(f"  your photo: photo.png, reconstruction.png, comparison.png; reconstruction error "
               f"{inv['error']['mae_levels']:.1f} levels (PSNR {inv['error']['psnr_db']:.1f} dB) after {inv['steps']} steps")
     print(f"  lyrics: {result['lyrics']['text']!r}")
-    print(f"  polarity: {result['polarity']['label']} ({result['polarity']['backend']}, score {result['polarity']['score']:+.2f})")
+    polarity = result["polarity"]
+    composed = "" if polarity["emotion"] == polarity["label"] else f"; the music is composed {polarity['label']}"
+    print(f"  polarity: {polarity['emotion']} ({polarity['backend']}, score {polarity['score']:+.2f}{composed})")
     if result.get("categories"):
         print(f"  emotion category: {result['categories']['top']} ({result['categories']['backend']})")
     if "valence" not in result:  # EmoGen generates one image: no before and after
@@ -89,10 +92,46 @@ def _cmd_manipulate(args) -> int:
     space = v["in_guidance_space"]
     print(f"  valence in the guidance space (what was optimised; its own scale): "
           f"{shown(space['before'])} -> {shown(space['after'])}")
-    note = valence_note(result)
-    if note:
-        print(f"  note: {note}")
+    pulls = {k: x for k, x in space.get("targets", {}).items() if x is not None}
+    if pulls:
+        print("  the song's targets in the guidance space (> 0 pulls toward happy): "
+              + " · ".join(f"{k} {x:+.2f}" for k, x in pulls.items()))
+    for note in (targets_note(result), valence_note(result)):
+        if note:
+            print(f"  note: {note}")
     return 0
+
+
+def _lyrics_argument(lyrics: str | None) -> str | None:
+    """--lyrics: the lyrics themselves, or a .txt file that holds them (as beside a song for
+    `reproduce --songs`): a path read as lyrics would be a silent wrong result."""
+    if lyrics is None or not lyrics.strip().lower().endswith(".txt"):
+        return lyrics
+    path = Path(lyrics.strip()).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"--lyrics names a .txt file that does not exist: {path}")
+    text = path.read_text(encoding="utf-8").strip()
+    if not text:
+        raise ValueError(f"--lyrics names an empty file: {path}; write the song's lyrics in it")
+    return text
+
+
+def targets_note(manifest: dict) -> str | None:
+    """Which of the song's targets pull against its polarity, and how much of the method's weight
+    they carry: a happy song whose audio reads sad leads the image toward sadness by as much."""
+    v = manifest["valence"]
+    sign = {"positive": 1, "negative": -1}.get(v.get("polarity"))
+    weights = manifest["guidance"]["settings"]["weights"]
+    pulls = v["in_guidance_space"].get("targets") or {}
+    against = [k for k, x in pulls.items()
+               if x is not None and sign is not None and x * sign < 0 and weights.get(k, 0) > 0]
+    if not against:
+        return None
+    share = sum(weights[k] for k in against) / sum(weights.values())
+    return (f"the song's {' and '.join(against)} {'pulls' if len(against) == 1 else 'pull'} the other way from its "
+            f"{v['polarity']} polarity ({', '.join(f'{pulls[k]:+.2f}' for k in against)} in the guidance space) with "
+            f"{share:.0%} of the method's weight: the image follows the weighted mix, so it may move less, or "
+            "the other way")
 
 
 def valence_note(manifest: dict) -> str | None:
@@ -180,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a weighting of the guidance loss, or emogen (an image generated from the song's category)")
     p.add_argument("--seed", type=int, default=None, help="overrides the profile's seed")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--lyrics", default=None, help="use these lyrics instead of transcribing the song")
+    p.add_argument("--lyrics", default=None,
+                   help="use these lyrics instead of transcribing the song (text, or a .txt file holding them)")
     p.add_argument("--out", default="out", help="output folder, published only when complete; a previous "
                    "result there is replaced (default: out)")
     p.add_argument("--force", action="store_true", help="replace --out even when it holds other files")

@@ -155,13 +155,25 @@ class StartStudy:
     # from its start's (`metrics.face_distance`); None for scenes, or where it held the faces.
     face_distances: torch.Tensor | None = None
     lyrics_polarities: list[str] = field(default_factory=list)  # what the pipeline read, with its score
+    # Each song's targets (audio, music, text) read in the guidance space, > 0 toward happy
+    # (`metrics.target_valences`): a target that pulls against the song's direction shows here.
+    target_valences: list[dict[str, float | None]] = field(default_factory=list)
 
     def song_label(self, song: int) -> str:
-        """A song's name and direction, and what the pipeline read where a stated emotion overrules it."""
+        """A song's name and direction, what the pipeline read where a stated emotion overrules it,
+        and where the song's audio pulls the other way."""
         s, direction = self.items[song], self.polarities[song]
         read = self.lyrics_polarities[song] if self.lyrics_polarities else ""
         overruled = s.emotion and not read.startswith(direction)
-        return f"{s.name}\n{direction}" + (f" (stated)\nlyrics read\n{read}" if overruled else "")
+        audio = self.audio_valence(song)
+        opposed = audio * {"positive": 1, "negative": -1}.get(direction, 0) < 0
+        return (f"{s.name}\n{direction}" + (f" (stated)\nlyrics read\n{read}" if overruled else "")
+                + (f"\naudio pulls\nthe other way ({audio:+.2f})" if opposed else ""))
+
+    def audio_valence(self, song: int) -> float:
+        """Which way the song's audio target pulls in the guidance space (NaN: not read)."""
+        pulls = self.target_valences[song] if self.target_valences else {}
+        return float("nan") if pulls.get("audio") is None else pulls["audio"]
 
     @functools.cached_property
     def shifts(self) -> torch.Tensor:
@@ -223,7 +235,8 @@ class StartStudy:
         face-recognition network reads them (a network in no loss; NaN for scenes or where it is
         the identity loss; it puts two photos of one person within 0.6). `polarity`: the direction
         counted, `lyrics_polarity`: the one the pipeline read from the lyrics (they differ only
-        where `emotions.csv` states another)."""
+        where `emotions.csv` states another), `audio_valence`: which way the song's audio target
+        pulls in the guidance space (> 0 toward happy; EmoStyle gives it most of its weight)."""
         from scipy.stats import binomtest
 
         def sign_test(c):
@@ -240,6 +253,7 @@ class StartStudy:
                              polarity=self.polarities[song] if song is not None else "",
                              lyrics_polarity=self.lyrics_polarities[song] if song is not None and self.lyrics_polarities
                              else "",
+                             audio_valence=round(self.audio_valence(song), 2) if song is not None else float("nan"),
                              **c, mean_shift=_mean(shift),
                              pixel_change=round(float(self.pixel_change(song).mean()), 1), unmoved=self.unmoved(song),
                              face_distance=self._mean_face_distance(song),
@@ -351,7 +365,7 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     if math.isnan(resolution):
         raise ValueError(f"{label or pipe.config.profile}: the judge ({pipe.judge.name}) read none of the "
                          f"{n_starts} start images; draw others (seed) or choose another scoring.judge")
-    polarities, read, images, control, persons = [], [], [], [], []
+    polarities, read, pulls, images, control, persons = [], [], [], [], [], []
     recognizer = build_face_recognizer(pipe.config, str(pipe.generator.device))
     directions = torch.Generator().manual_seed(base + 1)  # the control's, apart from the starts' draw
     for s in tqdm(items, desc=f"start study {label}".strip(), disable=not progress):
@@ -361,6 +375,7 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
         run = pipe.guide(latents, targets, method=method, progress=False)
         polarities.append(s.direction(music.polarity.emotion))
         read.append(music.polarity.caption())
+        pulls.append(metrics.target_valences(targets, pipe.guidance_space, pipe.subject))
         readings.append(metrics.judge_readings(run.images, pipe.judge))
         images.append(run.images.detach().cpu())
         edited = random_edit(pipe.generator, latents, starts, metrics.pixel_change(starts, run.images), directions)
@@ -374,7 +389,7 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     after = stacked.pop("valence")[1:]
     return StartStudy(label, pipe, list(items), polarities, resolution, before, after,
                       starts.cpu(), torch.stack(images), torch.stack(control), stacked,
-                      torch.stack(persons) if persons else None, read)
+                      torch.stack(persons) if persons else None, read, pulls)
 
 
 def retrieved_study(pipe: Pipeline, items: list[Sample], n_starts: int = 8, seed: int | None = None,
@@ -728,10 +743,9 @@ class Experiment:
             result = MethodRuns(label, pipe, list(items), musics, runs, targets, {}, {})
             if with_emogen:
                 result.emogen, result.emogen_captions, result.emogen_made = _emogen_column(pipe, musics, base)
-            subject = "face" if pipe.config.domain == "face" else "landscape"
             nothing = torch.full((len(items),), float("nan"))
             for name, images in result.columns.items():
-                result.space[name] = metrics.space_valence(images, pipe.guidance_space, subject)
+                result.space[name] = metrics.space_valence(images, pipe.guidance_space, pipe.subject)
                 result.judge[name] = (metrics.judge_valence(images, pipe.judge) if pipe.judge is not None
                                       else nothing)
             if pipe.judge is not None:

@@ -154,6 +154,11 @@ class Pipeline:
         return result
 
     # -- stage 3: guidance -----------------------------------------------------------------
+    @property
+    def subject(self) -> str:
+        """What the images show, in the words the guidance space reads ("a happy <subject>")."""
+        return "face" if self.config.domain == "face" else "landscape"
+
     def targets(self, songs: list[str | Path], music: list[str | Path | None],
                 texts: list[str | None]) -> dict[str, torch.Tensor | None]:
         """Target embeddings (B, D) of audio, music and text in the guidance space, computed once."""
@@ -277,11 +282,11 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     result = pipe.guide(start, targets, method=method, progress=progress)
     timings["guidance"] = time.perf_counter() - begun
 
-    from .scoring.metrics import judge_resolution, judge_valence, space_valence
+    from .scoring.metrics import judge_resolution, judge_valence, space_valence, target_valences
 
     both = torch.cat([result.start_images, result.images])
-    subject = "face" if config.domain == "face" else "landscape"
-    space_before, space_after = space_valence(both, pipe.guidance_space, subject).tolist()
+    space_before, space_after = space_valence(both, pipe.guidance_space, pipe.subject).tolist()
+    pulls = target_valences(targets, pipe.guidance_space, pipe.subject)
     with torch.no_grad():  # how surely the guiding model saw the input's subject (the face mesh's presence)
         seen = float(pipe.guidance_space.read_image(result.start_images[:1])[1][0])
     judged = judge_valence(both, pipe.judge).tolist() if pipe.judge is not None else [float("nan")] * 2
@@ -311,8 +316,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         parts=pipe.describe(), notes=pipe.notes,
         lyrics={"text": music.transcript.text, "source": music.transcript.source, "backend": music.transcript.backend,
                 "quality": music.transcript.quality},
-        polarity={"label": music.polarity.label, "score": music.polarity.score, "backend": music.polarity.backend,
-                  "fallback": music.polarity.fallback},
+        polarity=music.polarity.to_json(),
         music={"midi": str(music.midi_path), "wav": str(music.wav_path), "renderer": music.renderer},
         categories=music.categories.to_json() if music.categories else None,  # EmoGen's eight categories
         retrieval=None if found is None else {"space": found.space, "scores": found.scores.tolist(),
@@ -332,10 +336,12 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         # nobody sees. "resolution": the largest change the judge reads when the input moves by
         # one pixel; a smaller change is within its error. "confidence": how surely the guiding
         # model saw the input's subject; under "min_confidence" it read no emotion there to pull.
+        # "targets": which way each of the song's targets pulls, read as the images are (None: absent).
         valence={"judge": pipe.judge.name if pipe.judge else None, "before": before, "after": after,
                  "resolution": None if resolution != resolution else resolution,
                  "polarity": music.polarity.emotion,
                  "in_guidance_space": {"before": space_before, "after": space_after, "confidence": seen,
-                                       "min_confidence": pipe.guidance_space.min_confidence}},
+                                       "min_confidence": pipe.guidance_space.min_confidence,
+                                       "targets": pulls}},
     )
     write_json(out / "manifest.json", {**manifest, "warnings": caught})

@@ -26,6 +26,23 @@ def test_manipulate_refuses_a_missing_song(capsys, tmp_path):
     assert "audio file not found" in capsys.readouterr().err
 
 
+def test_lyrics_may_be_given_as_a_txt_file_and_a_bad_one_is_refused(capsys, tmp_path, repo_root):
+    """`--lyrics song.txt` reads the file (its path is not the lyrics); a missing or empty .txt is
+    refused in one line before any work; plain text is passed through."""
+    from emostyle.cli import _lyrics_argument
+
+    known = repo_root / "data" / "songs" / "happy_sunshine.txt"
+    assert _lyrics_argument(str(known)) == known.read_text(encoding="utf-8").strip()
+    assert _lyrics_argument("we laugh and sing") == "we laugh and sing" and _lyrics_argument(None) is None
+    song = str(repo_root / "data" / "songs" / "happy_sunshine.wav")
+    (tmp_path / "empty.txt").write_text("\n")
+    for given, message in ((tmp_path / "nope.txt", "does not exist"), (tmp_path / "empty.txt", "an empty file")):
+        assert main(["manipulate", song, "--profile", "tiny", "--lyrics", str(given), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
 def test_manipulate_refuses_a_silent_song(capsys, tmp_path):
     import numpy as np
     import soundfile as sf
@@ -130,6 +147,28 @@ def _manifest(judge, space, initial, final, resolution=0.1):
             "guidance": {"settings": {"weights": {"audio": 0.6, "music": 0.4}},
                          "initial_losses": {"audio": [initial], "music": [initial]},
                          "final_losses": {"audio": [final], "music": [final]}}}
+
+
+def test_the_targets_note_names_a_target_that_pulls_against_the_song():
+    """A happy song whose audio reads sad: the note names the audio and its share of the weight;
+    none where every weighted target agrees, for a song without polarity, or for a target the
+    method does not weigh (Lee et al. reads the audio alone)."""
+    from emostyle.cli import targets_note
+
+    manifest = _manifest((0.1, 0.2), (0.2, 0.5), 1.8, 0.6)
+    manifest["valence"]["polarity"] = "positive"
+    manifest["valence"]["in_guidance_space"]["targets"] = {"audio": -1.34, "music": 1.2, "text": None}
+    note = targets_note(manifest)
+    assert "audio pulls the other way" in note and "-1.34" in note and "60%" in note and "music" not in note
+    manifest["valence"]["in_guidance_space"]["targets"]["audio"] = 0.4
+    assert targets_note(manifest) is None
+    manifest["valence"]["in_guidance_space"]["targets"].update(audio=-0.4, music=-0.3)
+    assert "audio and music pull" in targets_note(manifest) and "100%" in targets_note(manifest)
+    manifest["valence"]["polarity"] = "neutral"
+    assert targets_note(manifest) is None
+    manifest["valence"]["polarity"] = "negative"
+    manifest["valence"]["in_guidance_space"]["targets"] = {"audio": -0.5, "text": 0.9}  # text not weighed
+    assert targets_note(manifest) is None
 
 
 def test_the_valence_note_tells_saturated_guidance_from_an_unseen_change():

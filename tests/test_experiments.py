@@ -161,7 +161,9 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
 
 def test_a_stated_emotion_is_what_a_song_is_counted_toward(experiment):
     """A song whose emotions.csv row says "negative" is counted toward negative, whatever its
-    lyrics read; the table and the figures show both, so a misread lyric is seen."""
+    lyrics read; the table and the figures show both, so a misread lyric is seen, and which way
+    its audio pulls where that is against the direction counted (here one song, counted both ways:
+    exactly one of its labels says so; the tiny profile's audio reading is random)."""
     import dataclasses
 
     happy = samples.songs()[0]
@@ -174,8 +176,11 @@ def test_a_stated_emotion_is_what_a_song_is_counted_toward(experiment):
     rows = study.rows()
     read = study.lyrics_polarities[0]
     assert [(r["polarity"], r["lyrics_polarity"]) for r in rows[:2]] == [("positive", read), ("negative", read)]
-    assert study.song_label(0) == f"{happy.name}\npositive"
-    assert study.song_label(1) == f"{happy.name}\nnegative (stated)\nlyrics read\n{read}"
+    audio = study.audio_valence(0)
+    assert audio == study.audio_valence(1) and audio != 0 and [r["audio_valence"] for r in rows[:2]] == [round(audio, 2)] * 2
+    pulls = f"\naudio pulls\nthe other way ({audio:+.2f})"
+    assert study.song_label(0) == f"{happy.name}\npositive" + (pulls if audio < 0 else "")
+    assert study.song_label(1) == f"{happy.name}\nnegative (stated)\nlyrics read\n{read}" + (pulls if audio > 0 else "")
 
 
 def test_retrieved_study_starts_each_song_from_its_own_retrieved_images(experiment):

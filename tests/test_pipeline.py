@@ -108,14 +108,18 @@ def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root):
     assert manifest["polarity"] == saved["polarity"]  # what it returns is what it wrote
     assert set(saved["valence"]) == {"judge", "before", "after", "resolution", "polarity", "in_guidance_space"}
     space = saved["valence"]["in_guidance_space"]
-    assert saved["valence"]["polarity"] == "positive" and set(space) == {"before", "after", "confidence", "min_confidence"}
+    assert saved["valence"]["polarity"] == "positive"
+    assert set(space) == {"before", "after", "confidence", "min_confidence", "targets"}
+    # The kit's happy song: its audio, its composed music and its lyrics each pull toward happy.
+    assert set(space["targets"]) == {"audio", "music", "text"} and min(space["targets"].values()) > 0, space
     # retrieval chooses a face the guiding face mesh sees (its presence over MediaPipe's threshold)
     assert space["min_confidence"] == 0.5 and space["min_confidence"] <= space["confidence"] <= 1
     assert saved["profile"] == "offline" and saved["config"]["seed"] == 3
     # The transcript is the song's (its exact slips depend on the decoder's rounding, e.g. the CPU's
     # instruction set: "Sunshine" or "Some shine"): most of its words, and the polarity of its lyrics.
     known = (repo_root / SONG).with_suffix(".txt").read_text()
-    assert saved["polarity"]["label"] == "positive" and word_errors(known, saved["lyrics"]["text"])[0] < 0.3
+    assert saved["polarity"]["label"] == saved["polarity"]["emotion"] == "positive"
+    assert word_errors(known, saved["lyrics"]["text"])[0] < 0.3
     assert len(saved["retrieval"]["scores"]) == 4 and saved["music"]["wav"].endswith(".wav")
     assert set(saved["timings_s"]) == {"build", "affective_music", "retrieval", "guidance"}
     again = manipulate(repo_root / SONG, profile="offline", out=tmp_path / "again", seed=3,

@@ -115,6 +115,20 @@ def test_space_valence_reads_happy_above_sad_faces_in_the_affect_space():
     assert v.shape == (16,) and v[happiest] > v[saddest]
 
 
+def test_target_valences_say_which_way_each_of_a_songs_targets_pulls():
+    """Read as images are (happy minus sad in the guidance space): lyrics of either feeling, a
+    target the song lacks (None) stays None, and a target within the neutral radius pulls nowhere."""
+    from emostyle.scoring.metrics import target_valences
+    from emostyle.spaces.affect import AffectSpace
+
+    space = AffectSpace("scene")  # the text and the PAD targets need no face network
+    happy, sad = (space.encode_text(t) for t in ("we laugh and dance in the sun", "I cry alone, my heart is broken"))
+    pulls = target_valences({"audio": torch.tensor([[-0.2, -0.1, 0.0]]), "music": None, "text": happy}, space)
+    assert pulls["audio"] < 0 < pulls["text"] and pulls["music"] is None
+    assert target_valences({"text": sad, "audio": torch.tensor([[0.001, 0.0, 0.0]])}, space)["text"] < 0
+    assert abs(target_valences({"audio": torch.tensor([[0.001, 0.0, 0.0]])}, space)["audio"]) < 0.05
+
+
 class _FirstColumn:
     """A judge whose valence is the mean grey level of the image's first column, over 255."""
 

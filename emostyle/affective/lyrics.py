@@ -51,8 +51,8 @@ _MAX_COMPRESSION_RATIO = 2.4
 # covering over half the words, is a decoding loop ("No, no, no, ..."), not a chorus.
 _LOOP_WORDS, _LOOP_TIMES = 6, 8
 # What to do where the song's lyrics cannot be heard, for each command that reads songs.
-_GIVE_LYRICS = ("give the lyrics with --lyrics TEXT (manipulate), or in a .txt of the song's name beside it "
-                "(reproduce --songs)")
+_GIVE_LYRICS = ("give the lyrics with --lyrics TEXT or FILE.txt (manipulate), or in a .txt of the song's name "
+                "beside it (reproduce --songs)")
 # Samples at or beyond this level count as clipped; more than _CLIPPED_SHARE of them is reported.
 _CLIP_LEVEL, _CLIPPED_SHARE = 0.999, 1e-3
 _AT_TIME_RES = 10  # seconds per Whisper-AT tagging window, as in the official code

@@ -45,6 +45,11 @@ class Polarity:
         """e.g. "negative (-0.62)" or "neutral (+0.00)", for figures and tables."""
         return f"{self.emotion} ({self.score:+.2f})"
 
+    def to_json(self) -> dict:
+        """For a run's manifest: the emotion read, and the label the music was composed with."""
+        return {"label": self.label, "emotion": self.emotion, "score": self.score, "backend": self.backend,
+                "fallback": self.fallback}
+
     def __post_init__(self):
         if self.label not in ("positive", "negative"):
             raise ValueError(f"polarity label {self.label!r}; expected 'positive' or 'negative'")

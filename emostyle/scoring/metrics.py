@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from emostyle.parts import EmbeddingSpace, IdentityLoss, Judge, to_uint8
 
 __all__ = ["alignment", "identity_similarity", "face_distance", "latent_distance", "pixel_change", "judge_valence",
-           "judge_resolution", "space_valence", "valence_shift", "emotion_agreement"]
+           "judge_resolution", "space_valence", "embedding_valence", "target_valences", "valence_shift",
+           "emotion_agreement"]
 
 # A neutral song (a sound without lyrics) asks for no direction: its shift and agreement are NaN.
 POLARITIES = {"positive": 1.0, "negative": -1.0, "neutral": float("nan")}
@@ -140,9 +141,23 @@ def space_valence(images: torch.Tensor, space: EmbeddingSpace, subject: str = "f
     similarity to "a sad <subject>" (CLIP, the affect space and any space with a text encoder).
     Not an independent measure when `space` guided the images: see `judge_valence`."""
     with torch.no_grad():
-        emb = space.encode_image(images)
+        return embedding_valence(space.encode_image(images), space, subject)
+
+
+def embedding_valence(emb: torch.Tensor, space: EmbeddingSpace, subject: str = "face") -> torch.Tensor:
+    """`space_valence` of embeddings (B, D) of `space`: an image's, or a target's (a song's audio,
+    its music, its lyrics), so that a reader sees which way each target pulls."""
+    with torch.no_grad():
         happy, sad = (space.encode_text(f"a {mood} {subject}").to(emb.device) for mood in ("happy", "sad"))
         return (space.similarity(emb, happy) - space.similarity(emb, sad))[:, 0].float().cpu()
+
+
+def target_valences(targets: Mapping[str, torch.Tensor | None], space: EmbeddingSpace,
+                    subject: str = "face") -> dict[str, float | None]:
+    """{target: its `embedding_valence`} of one song's targets (`Pipeline.targets`, each (1, D)
+    or None where the song has none, e.g. no lyrics): > 0 pulls toward "a happy <subject>"."""
+    return {k: None if t is None else float(embedding_valence(t.float(), space, subject)[0])
+            for k, t in targets.items()}
 
 
 def emotion_agreement(before, after, polarity: str | Sequence[str], resolution: float = 0.0) -> torch.Tensor:
