@@ -66,7 +66,7 @@ def test_tags_stand_in_before_the_label(tmp_path):
     tags = [("Rain", 3.1), ("Raindrop", 2.5)]
     t = transcribe(path, FakeLyrics(tags=tags, language="ja"), label="raining")
     assert (t.text, t.source, t.tags, t.language) == ("Rain, Raindrop", "tags", tags, "en")
-    with pytest.raises(ValueError, match=r"no speech recognised.*--lyrics TEXT \(manipulate\), or in a \.txt "
+    with pytest.raises(ValueError, match=r"no speech recognised.*--lyrics TEXT or FILE\.txt \(manipulate\), or in a \.txt "
                                          r"of the song's name beside it \(reproduce --songs\)"):
         transcribe(path, FakeLyrics())
 
