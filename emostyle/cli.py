@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -96,86 +97,30 @@ def _cmd_manipulate(args) -> int:
     if pulls:
         print("  the song's targets in the guidance space (> 0 pulls toward happy): "
               + " · ".join(f"{k} {x:+.2f}" for k, x in pulls.items()))
-    for note in (targets_note(result), valence_note(result)):
-        if note:
-            print(f"  note: {note}")
+    for note in v.get("notes", []):
+        print(f"  note: {note}")
     return 0
 
 
 def _lyrics_argument(lyrics: str | None) -> str | None:
-    """--lyrics: the lyrics themselves, or a .txt file that holds them (as beside a song for
-    `reproduce --songs`): a path read as lyrics would be a silent wrong result."""
-    if lyrics is None or not lyrics.strip().lower().endswith(".txt"):
-        return lyrics
+    """--lyrics: the lyrics themselves, or a text file that holds them (a .txt as beside a song for
+    `reproduce --songs`, or any existing file): a path read as lyrics would be a silent wrong result."""
+    if lyrics is None:
+        return None
     path = Path(lyrics.strip()).expanduser()
-    if not path.is_file():
+    # os.path.isfile, not Path.is_file: long lyrics make no valid path, and that is no error
+    named = path.suffix.lower() == ".txt" or "\n" not in lyrics and os.path.isfile(path)
+    if not named:
+        return lyrics
+    if not os.path.isfile(path):
         raise FileNotFoundError(f"--lyrics names a .txt file that does not exist: {path}")
-    text = path.read_text(encoding="utf-8").strip()
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"--lyrics names {path}, which is not UTF-8 text; give the lyrics as text or a .txt") from None
     if not text:
         raise ValueError(f"--lyrics names an empty file: {path}; write the song's lyrics in it")
     return text
-
-
-def targets_note(manifest: dict) -> str | None:
-    """Which of the song's targets pull against its polarity, and how much of the method's weight
-    they carry: a happy song whose audio reads sad leads the image toward sadness by as much."""
-    v = manifest["valence"]
-    sign = {"positive": 1, "negative": -1}.get(v.get("polarity"))
-    weights = manifest["guidance"]["settings"]["weights"]
-    pulls = v["in_guidance_space"].get("targets") or {}
-    against = [k for k, x in pulls.items()
-               if x is not None and sign is not None and x * sign < 0 and weights.get(k, 0) > 0]
-    if not against:
-        return None
-    share = sum(weights[k] for k in against) / sum(weights.values())
-    return (f"the song's {' and '.join(against)} {'pulls' if len(against) == 1 else 'pull'} the other way from its "
-            f"{v['polarity']} polarity ({', '.join(f'{pulls[k]:+.2f}' for k in against)} in the guidance space) with "
-            f"{share:.0%} of the method's weight: the image follows the weighted mix, so it may move less, or "
-            "the other way")
-
-
-def valence_note(manifest: dict) -> str | None:
-    """What a reader of a manipulation's valences should know, if anything: that the guiding model
-    did not see the input's subject, that the guidance had nothing to pull, or that the judge does
-    not see the change the guidance space reports, or reads it the other way."""
-    import numpy as np
-
-    v, g = manifest["valence"], manifest["guidance"]
-    space = v["in_guidance_space"]
-    if space.get("confidence", 1.0) < space.get("min_confidence", 0.0):
-        return (f"the guiding model barely sees a subject in the input (its confidence {space['confidence']:.2f}, "
-                f"under {space['min_confidence']:.2f}): it reads no emotion there, so the guidance had nothing to "
-                "pull; give an image with a clear, frontal face")
-    if None in (v["before"], v["after"]):
-        return None
-    pulled = [sum(w * float(np.mean(g[when][k])) for k, w in g["settings"]["weights"].items())
-              for when in ("initial_losses", "final_losses")]
-    if pulled[0] - pulled[1] < 0.05 * abs(pulled[0]):  # the guidance terms fell by under a twentieth
-        # A distance of 1 - cos over weights summing to w: below w, the start already leans the song's way.
-        if pulled[0] < sum(g["settings"]["weights"].values()):
-            return ("the guidance terms barely fell: the guiding model already read the image as the song's "
-                    "emotion, so it had little to pull")
-        kept = g["settings"].get("directions")
-        return ("the guidance terms barely fell, though the guiding model reads the image against the song: it is "
-                "sure of its reading (saturated), so its gradient is small and the identity loss holds the image"
-                + (f"; along the {kept} emotion directions it could not move it (try --set guidance.directions=free)"
-                   if kept else ""))
-    judged = v["after"] - v["before"]
-    optimised = v["in_guidance_space"]["after"] - v["in_guidance_space"]["before"]
-    resolution = v.get("resolution") or 0.0
-    if abs(judged) <= resolution or judged * optimised < 0:
-        from .scoring.metrics import POLARITIES  # neutral's NaN sign: never "already the song's emotion"
-
-        sign = POLARITIES.get(v.get("polarity"), float("nan"))
-        already = (f"; the judge already read the input as the song's emotion ({v['before']:+.2f}), and likely "
-                   "reads a change of such an image partly as a return toward no emotion (README, \"Not right yet\")"
-                   if sign * v["before"] > resolution else "")
-        seen = (f"the judge does not see the change the guidance space reports (it reads the input moved by one "
-                f"pixel {resolution:.2f} apart)" if abs(judged) <= resolution else
-                f"the judge reads the change the other way from the guidance space ({judged:+.2f} against "
-                f"{optimised:+.2f} in the space, beyond its one-pixel resolution {resolution:.2f})")
-        return f"{seen}{already}: look at the images before trusting the guidance space's number"
-    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="overrides the profile's seed")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--lyrics", default=None,
-                   help="use these lyrics instead of transcribing the song (text, or a .txt file holding them)")
+                   help="use these lyrics instead of transcribing the song (text, or a text file holding them)")
     p.add_argument("--out", default="out", help="output folder, published only when complete; a previous "
                    "result there is replaced (default: out)")
     p.add_argument("--force", action="store_true", help="replace --out even when it holds other files")

@@ -166,7 +166,7 @@ class StartStudy:
         read = self.lyrics_polarities[song] if self.lyrics_polarities else ""
         overruled = s.emotion and not read.startswith(direction)
         audio = self.audio_valence(song)
-        opposed = audio * {"positive": 1, "negative": -1}.get(direction, 0) < 0
+        opposed = audio * metrics.POLARITIES.get(direction, float("nan")) < 0
         return (f"{s.name}\n{direction}" + (f" (stated)\nlyrics read\n{read}" if overruled else "")
                 + (f"\naudio pulls\nthe other way ({audio:+.2f})" if opposed else ""))
 

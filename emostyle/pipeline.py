@@ -77,7 +77,7 @@ class Pipeline:
         """The phrases of `note`, in order (figures of two datasets print the shared ones once)."""
         d = self.describe()
         return [f"profile {d['profile']}", f"generator {d['generator']}", f"retrieval in {d['retrieval space']}",
-                f"guidance in {d['guidance space']} (audio read by {d['audio read by']})", f"lyrics {d['lyrics']}",
+                f"guidance in {d['guidance space']} (audio read by {d['audio read by']})", f"lyrics by {d['lyrics']} unless given",
                 f"polarity {d['polarity']}", f"music {d['music']}", *self.notes]
 
     @property
@@ -282,6 +282,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     result = pipe.guide(start, targets, method=method, progress=progress)
     timings["guidance"] = time.perf_counter() - begun
 
+    from .notes import manipulation_notes
     from .scoring.metrics import judge_resolution, judge_valence, space_valence, target_valences
 
     both = torch.cat([result.start_images, result.images])
@@ -344,4 +345,5 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
                                        "min_confidence": pipe.guidance_space.min_confidence,
                                        "targets": pulls}},
     )
+    manifest["valence"]["notes"] = manipulation_notes(manifest)  # what the numbers above mean, if anything
     write_json(out / "manifest.json", {**manifest, "warnings": caught})

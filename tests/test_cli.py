@@ -27,16 +27,22 @@ def test_manipulate_refuses_a_missing_song(capsys, tmp_path):
 
 
 def test_lyrics_may_be_given_as_a_txt_file_and_a_bad_one_is_refused(capsys, tmp_path, repo_root):
-    """`--lyrics song.txt` reads the file (its path is not the lyrics); a missing or empty .txt is
-    refused in one line before any work; plain text is passed through."""
+    """`--lyrics song.txt` (or any existing file) reads the file (its path is not the lyrics); a
+    missing or empty .txt, or a file that is not text, is refused in one line before any work;
+    plain text is passed through."""
     from emostyle.cli import _lyrics_argument
 
     known = repo_root / "data" / "songs" / "happy_sunshine.txt"
     assert _lyrics_argument(str(known)) == known.read_text(encoding="utf-8").strip()
     assert _lyrics_argument("we laugh and sing") == "we laugh and sing" and _lyrics_argument(None) is None
+    assert _lyrics_argument("la " * 200) == "la " * 200  # longer than any file name: lyrics, not a path
+    (tmp_path / "words.md").write_text("we laugh and sing\n")  # any existing file is read, not taken as lyrics
+    assert _lyrics_argument(str(tmp_path / "words.md")) == "we laugh and sing"
     song = str(repo_root / "data" / "songs" / "happy_sunshine.wav")
     (tmp_path / "empty.txt").write_text("\n")
-    for given, message in ((tmp_path / "nope.txt", "does not exist"), (tmp_path / "empty.txt", "an empty file")):
+    (tmp_path / "song.mp3").write_bytes(b"\xff\xfb\x90\x00" * 64)
+    for given, message in ((tmp_path / "nope.txt", "does not exist"), (tmp_path / "empty.txt", "an empty file"),
+                           (tmp_path / "song.mp3", "not UTF-8 text")):
         assert main(["manipulate", song, "--profile", "tiny", "--lyrics", str(given), "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -138,78 +144,6 @@ def test_unreadable_songs_give_only_the_real_error(tmp_path, capsys, content):
 def test_every_command_has_help(command):
     run = subprocess.run([sys.executable, "-m", "emostyle", command, "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "usage: emostyle" in run.stdout
-
-
-def _manifest(judge, space, initial, final, resolution=0.1):
-    """The parts of a manipulation's manifest that valence_note reads (two guidance terms)."""
-    return {"valence": {"before": judge[0], "after": judge[1], "resolution": resolution,
-                        "in_guidance_space": {"before": space[0], "after": space[1]}},
-            "guidance": {"settings": {"weights": {"audio": 0.6, "music": 0.4}},
-                         "initial_losses": {"audio": [initial], "music": [initial]},
-                         "final_losses": {"audio": [final], "music": [final]}}}
-
-
-def test_the_targets_note_names_a_target_that_pulls_against_the_song():
-    """A happy song whose audio reads sad: the note names the audio and its share of the weight;
-    none where every weighted target agrees, for a song without polarity, or for a target the
-    method does not weigh (Lee et al. reads the audio alone)."""
-    from emostyle.cli import targets_note
-
-    manifest = _manifest((0.1, 0.2), (0.2, 0.5), 1.8, 0.6)
-    manifest["valence"]["polarity"] = "positive"
-    manifest["valence"]["in_guidance_space"]["targets"] = {"audio": -1.34, "music": 1.2, "text": None}
-    note = targets_note(manifest)
-    assert "audio pulls the other way" in note and "-1.34" in note and "60%" in note and "music" not in note
-    manifest["valence"]["in_guidance_space"]["targets"]["audio"] = 0.4
-    assert targets_note(manifest) is None
-    manifest["valence"]["in_guidance_space"]["targets"].update(audio=-0.4, music=-0.3)
-    assert "audio and music pull" in targets_note(manifest) and "100%" in targets_note(manifest)
-    manifest["valence"]["polarity"] = "neutral"
-    assert targets_note(manifest) is None
-    manifest["valence"]["polarity"] = "negative"
-    manifest["valence"]["in_guidance_space"]["targets"] = {"audio": -0.5, "text": 0.9}  # text not weighed
-    assert targets_note(manifest) is None
-
-
-def test_the_valence_note_tells_saturated_guidance_from_an_unseen_change():
-    from emostyle.cli import valence_note
-
-    # Guidance terms flat (the guiding model already agreed with the song: distances under 1): not "unseen".
-    assert "already read the image as the song's" in valence_note(_manifest((0.96, 0.96), (1.99, 1.99), 0.182, 0.181))
-    # Flat though the model reads the image against the song (distances near 2): saturated, held by the
-    # identity loss; kept to emotion directions, the note names the setting that frees the latent.
-    stuck = _manifest((0.96, 0.96), (1.99, 1.99), 1.948, 1.947)
-    assert "against the song" in valence_note(stuck) and "directions" not in valence_note(stuck)
-    stuck["guidance"]["settings"]["directions"] = 7
-    assert "guidance.directions=free" in valence_note(stuck)
-    # The terms fell and the space moved, the judge did not beyond its one-pixel resolution: unseen.
-    assert "does not see" in valence_note(_manifest((0.10, 0.11), (0.20, 1.50), 1.8, 0.6))
-    assert "does not see" in valence_note(_manifest((0.10, 0.25), (0.20, 1.50), 1.8, 0.6, resolution=0.2))
-    assert valence_note(_manifest((0.10, 0.25), (0.20, 1.50), 1.8, 0.6, resolution=0.1)) is None
-    # ... or the judge moved the other way.
-    other_way = valence_note(_manifest((0.10, -0.30), (0.20, 1.50), 1.8, 0.6))
-    assert "does not see" not in other_way and "the other way" in other_way and "-0.40 against +1.30" in other_way
-    # An input the judge already read as the song's emotion, beyond its resolution: the note says so
-    # (a sad song's input read at -0.40; one read at -0.05, within 0.1, or a happy song's, is not that case).
-    sad = _manifest((-0.40, -0.30), (-0.20, -1.50), 1.8, 0.6)
-    assert "already read the input as the song's emotion (-0.40)" not in valence_note(sad)
-    sad["valence"]["polarity"] = "negative"
-    assert "already read the input as the song's emotion (-0.40)" in valence_note(sad)
-    sad["valence"].update(before=-0.05, after=-0.10)
-    assert "does not see" in valence_note(sad) and "already read the input" not in valence_note(sad)
-    happy = _manifest((-0.40, -0.45), (0.20, 1.50), 1.8, 0.6)
-    happy["valence"]["polarity"] = "positive"
-    assert "does not see" in valence_note(happy) and "already read the input" not in valence_note(happy)
-    # The guiding model did not see the input's subject (a face mesh's presence under its threshold):
-    # that, not "already the song's emotion", is why nothing was pulled.
-    unseen = _manifest((0.96, 0.96), (0.00, 0.00), 0.50, 0.50)
-    unseen["valence"]["in_guidance_space"].update(confidence=0.02, min_confidence=0.5)
-    assert "barely sees a subject" in valence_note(unseen) and "already" not in valence_note(unseen)
-    unseen["valence"]["in_guidance_space"]["confidence"] = 0.97
-    assert "already read the image as the song's" in valence_note(unseen)
-    # Both moved the same way: nothing to say; no judge reading: nothing to compare.
-    assert valence_note(_manifest((0.10, 0.60), (0.20, 1.50), 1.8, 0.6)) is None
-    assert valence_note(_manifest((None, None), (0.20, 1.50), 1.8, 0.6)) is None
 
 
 def test_ctrl_c_during_a_command_is_one_line_and_leaves_nothing(capsys, tmp_path, repo_root, monkeypatch):

@@ -106,7 +106,9 @@ def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root):
         assert (out / name).stat().st_size > 1000, name
     saved = json.loads((out / "manifest.json").read_text())
     assert manifest["polarity"] == saved["polarity"]  # what it returns is what it wrote
-    assert set(saved["valence"]) == {"judge", "before", "after", "resolution", "polarity", "in_guidance_space"}
+    assert set(saved["valence"]) == {"judge", "before", "after", "resolution", "polarity", "in_guidance_space", "notes"}
+    from emostyle.notes import manipulation_notes
+    assert saved["valence"]["notes"] == manipulation_notes(saved)  # what the command prints, kept with the run
     space = saved["valence"]["in_guidance_space"]
     assert saved["valence"]["polarity"] == "positive"
     assert set(space) == {"before", "after", "confidence", "min_confidence", "targets"}

@@ -1,0 +1,78 @@
+"""What a reader of a manipulation's valences should know: notes drawn from its manifest.
+
+`manipulate` keeps them in its manifest (`valence.notes`) and prints them, so a reader working
+from the files sees the same diagnosis as one at the terminal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .scoring.metrics import POLARITIES
+
+__all__ = ["manipulation_notes", "targets_note", "valence_note"]
+
+
+def manipulation_notes(manifest: dict) -> list[str]:
+    """Every note that applies to a manipulation's manifest, the song's targets first."""
+    return [note for note in (targets_note(manifest), valence_note(manifest)) if note]
+
+
+def targets_note(manifest: dict) -> str | None:
+    """Which of the song's targets pull against its polarity, and how much of the method's weight
+    they carry: a happy song whose audio reads sad leads the image toward sadness by as much."""
+    v = manifest["valence"]
+    sign = POLARITIES.get(v.get("polarity"), float("nan"))  # neutral: NaN, no direction to pull against
+    weights = manifest["guidance"]["settings"]["weights"]
+    pulls = v["in_guidance_space"].get("targets") or {}
+    against = [k for k, x in pulls.items()
+               if x is not None and x * sign < 0 and weights.get(k, 0) > 0]
+    if not against:
+        return None
+    share = sum(weights[k] for k in against) / sum(weights.values())
+    return (f"the song's {' and '.join(against)} {'pulls' if len(against) == 1 else 'pull'} the other way from its "
+            f"{v['polarity']} polarity ({', '.join(f'{pulls[k]:+.2f}' for k in against)} in the guidance space) with "
+            f"{share:.0%} of the method's weight: the image follows the weighted mix, so it may move less, or "
+            "the other way")
+
+
+def valence_note(manifest: dict) -> str | None:
+    """What a reader of a manipulation's valences should know, if anything: that the guiding model
+    did not see the input's subject, that the guidance had nothing to pull, or that the judge does
+    not see the change the guidance space reports, or reads it the other way."""
+    v, g = manifest["valence"], manifest["guidance"]
+    space = v["in_guidance_space"]
+    if space.get("confidence", 1.0) < space.get("min_confidence", 0.0):
+        return (f"the guiding model barely sees a subject in the input (its confidence {space['confidence']:.2f}, "
+                f"under {space['min_confidence']:.2f}): it reads no emotion there, so the guidance had nothing to "
+                "pull; give an image with a clear, frontal face")
+    if None in (v["before"], v["after"]):
+        return None
+    pulled = [sum(w * float(np.mean(g[when][k])) for k, w in g["settings"]["weights"].items())
+              for when in ("initial_losses", "final_losses")]
+    if pulled[0] - pulled[1] < 0.05 * abs(pulled[0]):  # the guidance terms fell by under a twentieth
+        # A distance of 1 - cos over weights summing to w: below w, the start already leans the song's way.
+        if pulled[0] < sum(g["settings"]["weights"].values()):
+            return ("the guidance terms barely fell: the guiding model already read the image as the song's "
+                    "emotion, so it had little to pull")
+        kept = g["settings"].get("directions")
+        return ("the guidance terms barely fell, though the guiding model reads the image against the song: it is "
+                "sure of its reading (saturated), so its gradient is small and the identity loss holds the image"
+                + (f"; along the {kept} emotion directions it could not move it (try --set guidance.directions=free)"
+                   if kept else ""))
+    judged = v["after"] - v["before"]
+    optimised = v["in_guidance_space"]["after"] - v["in_guidance_space"]["before"]
+    resolution = v.get("resolution") or 0.0
+    if abs(judged) <= resolution or judged * optimised < 0:
+        sign = POLARITIES.get(v.get("polarity"), float("nan"))  # neutral: never "already the song's emotion"
+        already = (f"; the judge already read the input as the song's emotion ({v['before']:+.2f}), and likely "
+                   "reads a change of such an image partly as a return toward no emotion (README, \"Not right yet\")"
+                   if sign * v["before"] > resolution else "")
+        seen = (f"the judge does not see the change the guidance space reports (it reads the input moved by one "
+                f"pixel {resolution:.2f} apart)" + (f"; the guidance space reports it against the song's {v['polarity']} "
+                                                  f"polarity ({optimised:+.2f})" if sign * optimised < 0 else "")
+                if abs(judged) <= resolution else
+                f"the judge reads the change the other way from the guidance space ({judged:+.2f} against "
+                f"{optimised:+.2f} in the space, beyond its one-pixel resolution {resolution:.2f})")
+        return f"{seen}{already}: look at the images before trusting the guidance space's number"
+    return None
