@@ -307,7 +307,7 @@ class StartStudy:
         """What the judge saw move besides valence: per polarity of the songs, the `top`
         components whose mean change over that polarity's songs and starts is largest, each with
         its t statistic (mean over standard error; |t| > 2: the same sign on most starts) and the
-        number of readings. A valence weighs some of the judge's readings in one number; the
+        number of results it was read on (`results`: songs times starts, less the unread). A valence weighs some of the judge's readings in one number; the
         others (which expression rose, which fell; a scene's arousal) say what changed."""
         rows = []
         for polarity in ("positive", "negative"):
@@ -323,7 +323,7 @@ class StartStudy:
                 mean, error = float(change.mean()), float(change.std() / math.sqrt(len(change)))
                 moved.append(dict(dataset=self.label, judge=_judge_name(self.pipe), polarity=polarity, reading=name,
                                   mean_change=round(mean, 3),
-                                  t=round(mean / error, 1) if error > 0 else float("nan"), readings=len(change)))
+                                  t=round(mean / error, 1) if error > 0 else float("nan"), results=len(change)))
             rows += sorted(moved, key=lambda r: -abs(r["mean_change"]))[:top]
         return rows
 
@@ -639,7 +639,7 @@ def _change_bars(ax, title: str, rows: list[dict], n: int) -> None:
     ax.set_ylim(-0.5, n - 0.5)
     ax.set_yticks(y, [f"{r['reading']}  (t {r['t']:+.1f})" for r in rows], fontsize=8)
     ax.axvline(0, color="k", lw=0.6)
-    ax.set_title(f"{title}, {rows[0]['readings']} readings", fontsize=9)
+    ax.set_title(f"{title}, {rows[0]['results']} results", fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
     ax.set_xlabel(textwrap.fill(f"mean change of each reading, in its own units, by {rows[0]['judge']} "
                                 "on the saved images", 55), fontsize=8)

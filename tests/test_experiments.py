@@ -294,7 +294,7 @@ def test_start_study_lists_the_components_that_moved_most_per_polarity():
                                                             ("negative", "gaze_down"), ("negative", "smile")]
     up_smile, up_gaze, down_gaze, down_smile = rows
     # smile for "up": changes 0.5, 0.25, 0.5 (one unread): mean 5/12, sd sqrt(1/48), t = (5/12) / (sd / sqrt 3) = 5
-    assert up_smile["mean_change"] == 0.417 and up_smile["t"] == 5.0 and up_smile["readings"] == 3
+    assert up_smile["mean_change"] == 0.417 and up_smile["t"] == 5.0 and up_smile["results"] == 3
     assert math.isnan(up_gaze["t"]) and up_gaze["mean_change"] == 0  # no change at all: no t
     # gaze for "down": 0.25, 0.5, 0.25, 0.5: mean 0.375, sd sqrt(1/48), t = 0.375 / (sd / 2) = 5.2
     assert down_gaze["mean_change"] == 0.375 and down_gaze["t"] == 5.2 and down_smile["t"] == -1.0
