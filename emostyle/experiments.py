@@ -253,7 +253,7 @@ class StartStudy:
                              polarity=self.polarities[song] if song is not None else "",
                              lyrics_polarity=self.lyrics_polarities[song] if song is not None and self.lyrics_polarities
                              else "",
-                             audio_valence=round(self.audio_valence(song), 2) if song is not None else float("nan"),
+                             audio_valence=round(self.audio_valence(song), 2) if song is not None else "",
                              **c, mean_shift=_mean(shift),
                              pixel_change=round(float(self.pixel_change(song).mean()), 1), unmoved=self.unmoved(song),
                              face_distance=self._mean_face_distance(song),
