@@ -307,8 +307,9 @@ class StartStudy:
         """What the judge saw move besides valence: per polarity of the songs, the `top`
         components whose mean change over that polarity's songs and starts is largest, each with
         its t statistic (mean over standard error; |t| > 2: the same sign on most starts) and the
-        number of results it was read on (`results`: songs times starts, less the unread). A valence weighs some of the judge's readings in one number; the
-        others (which expression rose, which fell; a scene's arousal) say what changed."""
+        number of results it was read on (`results`: songs times starts, less the unread). A
+        valence weighs some of the judge's readings in one number; the others (which expression
+        rose, which fell; a scene's arousal) say what changed."""
         rows = []
         for polarity in ("positive", "negative"):
             songs = [i for i, p in enumerate(self.polarities) if p == polarity]
