@@ -155,12 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "for the figures and tables of songs, instead of the kit's data/songs")
     p.set_defaults(func=_cmd_reproduce)
 
-    from .guidance import METHODS
+    from .guidance import MANIPULATE_METHODS
 
     p = sub.add_parser("manipulate", help="the whole pipeline for one song: music, retrieval, guidance")
     p.add_argument("song", help="an audio file (WAV, FLAC, OGG, MP3)")
     _add_profile(p)
-    p.add_argument("--method", default="emostyle", choices=[*METHODS, "emogen"],
+    p.add_argument("--method", default="emostyle", choices=MANIPULATE_METHODS,
                    help="a weighting of the guidance loss, or emogen (an image generated from the song's category)")
     p.add_argument("--seed", type=int, default=None, help="overrides the profile's seed")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

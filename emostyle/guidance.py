@@ -59,7 +59,7 @@ from tqdm.auto import tqdm
 
 from .parts import EmbeddingSpace, Generator, IdentityLoss
 
-__all__ = ["COARSE_GRID", "Method", "METHODS", "GuidanceError", "GuidanceResult", "coarse_change", "emotion_directions",
+__all__ = ["COARSE_GRID", "Method", "METHODS", "MANIPULATE_METHODS", "GuidanceError", "GuidanceResult", "coarse_change", "emotion_directions",
            "guide", "jittered_view", "lr_at", "method", "method_targets", "MASKINGS", "REDUCTIONS"]
 
 TERMS = ("audio", "music", "text")
@@ -111,6 +111,9 @@ METHODS = {
                "run_optimization_wo_text.py:334 -> soundclip_loss.py:76-78"),
     )
 }
+# What `manipulate --method` (and a sweep's grid) takes: a weighting above, or EmoGen, which
+# generates from the song's emotion category instead of guiding (emostyle.emogen).
+MANIPULATE_METHODS = (*METHODS, "emogen")
 
 
 def method(name: str) -> Method:

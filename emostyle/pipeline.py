@@ -20,7 +20,7 @@ import torch
 from .audio import read_audio
 from .builders import build_pipeline, resolve_weights
 from .config import Config, load_config
-from .guidance import METHODS, GuidanceResult, guide, method as get_method, method_targets
+from .guidance import MANIPULATE_METHODS, GuidanceResult, guide, method as get_method, method_targets
 from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
 from .retrieval import Candidates, Retrieval, rank, read_candidates
 
@@ -230,8 +230,8 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     from .photos import read_photo
     from .preflight import check
 
-    if method not in METHODS and method != "emogen":
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}, emogen")
+    if method not in MANIPULATE_METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(MANIPULATE_METHODS)}")
     overrides = dict(overrides or {})
     if seed is not None:
         overrides["seed"] = seed

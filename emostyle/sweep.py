@@ -91,11 +91,11 @@ def expand_grid(grid: dict, out: str | Path, profile: str | None = None) -> list
     missing = [k for k in ("songs", "seeds", "methods") if not grid.get(k) and grid.get(k) != 0]
     if missing:
         raise ValueError(f"the grid needs non-empty {', '.join(missing)}")
-    from .guidance import METHODS
+    from .guidance import MANIPULATE_METHODS
 
-    wrong = [m for m in grid["methods"] if m not in METHODS and m != "emogen"]
+    wrong = [m for m in grid["methods"] if m not in MANIPULATE_METHODS]
     if wrong:  # before any task starts, not once per task
-        raise ValueError(f"unknown methods {wrong} in the grid; valid: {', '.join(METHODS)}, emogen")
+        raise ValueError(f"unknown methods {wrong} in the grid; valid: {', '.join(MANIPULATE_METHODS)}")
     seeds = list(range(grid["seeds"])) if isinstance(grid["seeds"], int) else [int(s) for s in grid["seeds"]]
     profiles = grid.get("profiles") or [grid.get("profile") or profile]
     if profiles == [None]:
