@@ -209,7 +209,8 @@ def music_cues(path: str | Path) -> dict[str, float]:
     """The audio file's measurements and cues in [-1, 1] (see `MUSIC_CUES`).
 
     tempo (bpm, librosa's onset-autocorrelation estimate), mode (Krumhansl-Schmuckler: best
-    correlation of the mean CQT chroma with the 12 major minus the 12 minor KK profiles),
+    correlation of the tuned chroma, `tuned_chroma`, with the 12 major minus the 12 minor KK
+    profiles),
     loudness (mean RMS power in dBFS) and spectral centroid (Hz, mean over frames).
     """
     import librosa
@@ -232,12 +233,40 @@ def music_cues(path: str | Path) -> dict[str, float]:
     }
 
 
-def _key_correlations(y: np.ndarray) -> list[float]:
-    """Best correlation of the mean CQT chroma of `y` (at `_SAMPLE_RATE`) with the 12 major
-    and with the 12 minor Krumhansl-Kessler profiles (Krumhansl-Schmuckler key finding)."""
+# The tuned chroma's constant-Q analysis: three bins per semitone over seven octaves from C1
+# (33 Hz to 4.2 kHz: the fundamentals and low partials of bass to melody).
+_BINS_PER_SEMITONE = 3
+_OCTAVES = 7
+
+
+def tuned_chroma(y: np.ndarray) -> np.ndarray:
+    """Chroma (12,) of `y` (at `_SAMPLE_RATE`) from the energy that lies on the equal-tempered
+    grid only, averaged over time.
+
+    A constant-Q spectrum at three bins per semitone, centred on the recording's own tuning
+    (`librosa.estimate_tuning`); each semitone keeps what its centre bin holds beyond the larger
+    of its two side bins. Tuned instruments (and a sung melody) put their notes on the semitones'
+    centres; a speaking voice glides through pitch, so its partials fall between the semitones as
+    much as on them and fill the side bins too. With the plain chroma (`chroma_cqt`) lyrics
+    spoken over quiet chords read nearly modeless: the voice's chroma drowned the chords' (README,
+    "A voice over quiet chords")."""
     import librosa
 
-    chroma = librosa.feature.chroma_cqt(y=y, sr=_SAMPLE_RATE).mean(axis=1)
+    tuning = librosa.estimate_tuning(y=y, sr=_SAMPLE_RATE)  # in semitones, [-0.5, 0.5)
+    fmin = librosa.note_to_hz("C1") * 2 ** ((tuning - 1 / _BINS_PER_SEMITONE) / 12)  # a side bin below C1
+    spectrum = np.abs(librosa.cqt(y, sr=_SAMPLE_RATE, fmin=fmin, n_bins=12 * _BINS_PER_SEMITONE * _OCTAVES,
+                                  bins_per_octave=12 * _BINS_PER_SEMITONE))
+    below, centre, above = spectrum.reshape(_OCTAVES, 12, _BINS_PER_SEMITONE, -1).transpose(2, 0, 1, 3)
+    return np.maximum(centre - np.maximum(below, above), 0).sum(axis=0).mean(axis=-1)
+
+
+def _key_correlations(y: np.ndarray) -> list[float]:
+    """Best correlation of the tuned chroma of `y` (`tuned_chroma`) with the 12 major and with
+    the 12 minor Krumhansl-Kessler profiles (Krumhansl-Schmuckler key finding); 0 for both
+    where no energy lies on the grid (silence, noise: no key)."""
+    chroma = tuned_chroma(y)
+    if not chroma.std() > 0:
+        return [0.0, 0.0]
     return [max(np.corrcoef(chroma, np.roll(profile, k))[0, 1] for k in range(12))
             for profile in (_KK_MAJOR, _KK_MINOR)]
 
@@ -259,8 +288,9 @@ AUDIO_READERS = ("musicnn+mode", "musicnn", "cues")
 
 
 def audio_pad(path: str | Path, reader: str = "musicnn+mode") -> np.ndarray:
-    """PAD (3,) of an audio file by `reader`, computed once per file content and reader, and
-    kept beside the affective stage's cache in the kit's home.
+    """PAD (3,) of an audio file by `reader`, computed once per file content, reader and version
+    of the kit's code (a reading made by older code is not reused), and kept beside the affective
+    stage's cache in the kit's home.
 
     - "musicnn": musicnn's mood tags through the norms of the tag words;
     - "musicnn+mode": the same, with its pleasure averaged (unit weights) with the mode cue.
@@ -268,18 +298,21 @@ def audio_pad(path: str | Path, reader: str = "musicnn+mode") -> np.ndarray:
       happiness against sadness in music (Eerola, Friberg & Bresin 2013; Gabrielsson &
       Lindstroem 2010): measured here, musicnn read lyrics spoken over plain major chords as
       mildly sad (pleasure -0.05, -0.07) though less sad than over minor chords (-0.09, -0.08),
-      while the mode cue alone put every such song on its side. Arousal and dominance stay
-      musicnn's (mode bears on pleasure only, `MUSIC_CUES`);
+      while the mode cue alone put every such song on its side. The mode is read from the
+      notes on the equal-tempered grid (`tuned_chroma`), where a speaking voice weighs little.
+      Arousal and dominance stay musicnn's (mode bears on pleasure only, `MUSIC_CUES`);
     - "cues": the hand-set musical cues (`music_cues`, `music_pad`).
     """
     import json
 
     from emostyle import registry
+    from emostyle.manifest import code_version
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
-    record = registry.home() / "cache" / "audio-pad" / f"{reader}-{registry.file_sha256(path)[:32]}.json"
+    key = f"{reader}-{code_version()[:16]}-{registry.file_sha256(path)[:32]}"
+    record = registry.home() / "cache" / "audio-pad" / f"{key}.json"
     if record.is_file():
         return np.array(json.loads(record.read_text())["pad"])
     if reader == "cues":
