@@ -454,7 +454,7 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     figure carries its own pipeline's note instead."""
     import matplotlib.pyplot as plt
 
-    from .figures import fit, image_grid
+    from .figures import fit, image_grid, signed
 
     songs = max(len(st.items) for st in studies.values())
     dots, axes = plt.subplots(len(studies), 1, figsize=(max(6.5, 1.25 * songs + 1.4), 2.9 * len(studies) + 1.0),
@@ -498,8 +498,8 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
                 continue
             rows.append([x for _, k in picks for x in (st.starts[k], st.images[i, k])])
             captions.append([c for which, k in picks for c in (
-                f"judge {_signed(st.before[k])}",
-                f"judge {_signed(st.after[i, k])}\n{which}: {_signed(st.shifts[i, k])} {verdicts[k]}")])
+                f"judge {signed(st.before[k])}",
+                f"judge {signed(st.after[i, k])}\n{which}: {signed(st.shifts[i, k])} {verdicts[k]}")])
             labels.append(st.song_label(i))
         if rows:
             examples[label] = image_grid(
@@ -774,14 +774,14 @@ class Experiment:
         """Figures 2-4: a row per item and a column per (dataset, method), the input first
         (`by_item`), or a row per (dataset, method) and a column per item. Under each image the
         judge's valence and, after it, the guidance space's. Returns the figure and the runs."""
-        from .figures import image_grid, judge_note
+        from .figures import image_grid, judge_note, signed
 
         runs = self.run_methods(items, methods, seed=seed)
         any_runs = next(iter(runs.values()))
         shown = {label: r.columns for label, r in runs.items()}  # EmoGen without its weights: the note says so
 
         def caption(r, name, i):
-            text = f"judge {_signed(r.judge[name][i])}\nspace {_signed(r.space[name][i])}"
+            text = f"judge {signed(r.judge[name][i])}\nspace {signed(r.space[name][i])}"
             return f"{r.emogen_captions[i]}\n{text}" if name == "emogen" else text
 
         if by_item:  # the datasets side by side, so that a song's row reads across both
@@ -941,8 +941,3 @@ def _judge_name(pipe: Pipeline | None) -> str:
 def column_title(column: str) -> str:
     """The name a figure gives a column: "input", "EmoGen" or the method's title."""
     return {"input": "input", "emogen": "EmoGen"}.get(column) or METHODS[column].title
-
-
-def _signed(value) -> str:
-    value = float(value)
-    return "n/a" if np.isnan(value) else f"{round(value, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"

@@ -23,7 +23,7 @@ from .parts import to_uint8
 
 __all__ = ["file_stem", "to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
            "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp", "note_height", "fit",
-           "page_points", "judge_note", "PAGE_WIDTH"]
+           "page_points", "judge_note", "signed", "PAGE_WIDTH"]
 
 
 def to_image(image: torch.Tensor) -> np.ndarray:
@@ -69,10 +69,18 @@ def fit(text: str, width_in: float, points: float, least: int = 1) -> str:
     return "\n".join(textwrap.fill(part, chars, break_long_words=False) for part in text.split("\n"))
 
 
-def judge_note(judges: str) -> str:
-    """The line under figures whose captions read "judge" and "space": what each number is."""
-    return (f"judge = valence read on the saved PNG by a model that did not guide it ({judges}; n/a: it found "
-            "no face); space = valence in the guidance space (what was optimised)")
+def signed(value) -> str:
+    """A valence for a caption, "+0.27"; "n/a" where the reader could not read the image (None, NaN)."""
+    if value is None or np.isnan(float(value)):
+        return "n/a"
+    return f"{round(float(value), 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
+
+
+def judge_note(judges: str, space: bool = True) -> str:
+    """The line under figures whose captions read "judge" (and "space", unless `space` is False):
+    what each number is."""
+    note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}; n/a: it found no face)"
+    return note + ("; space = valence in the guidance space (what was optimised)" if space else "")
 
 
 def _note(fig: plt.Figure, note: str) -> tuple[str, float]:

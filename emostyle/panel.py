@@ -23,10 +23,7 @@ __all__ = ["before_after_figure", "show_run", "Panel"]
 def _valence(v: dict, which: str) -> str:
     """An image's valence as the judge reads it (a model that did not guide it), then as the
     guidance space reads it (what was optimised)."""
-    def shown(x):
-        return "n/a" if x is None else f"{x:+.2f}"
-
-    return f"valence: judge {shown(v[which])} · space {shown(v['in_guidance_space'][which])}"
+    return f"valence: judge {figures.signed(v[which])} · space {figures.signed(v['in_guidance_space'][which])}"
 
 
 def before_after_figure(manifest: dict, out: str | Path, note: str | None = None) -> plt.Figure:
@@ -42,7 +39,8 @@ def before_after_figure(manifest: dict, out: str | Path, note: str | None = None
               f"{METHODS[manifest['method']].title} (after)\n{_valence(v, 'after')}")
     for ax, name, title in zip(axes, ("before.png", "after.png"), titles):
         ax.imshow(Image.open(out / name)), ax.set_title(title, fontsize=8.5), ax.axis("off")
-    fig.suptitle(f"song: {Path(manifest['song']).stem} · lyrics {p['label']} ({p['score']:+.2f})", fontsize=11)
+    fig.suptitle(f"song: {Path(manifest['song']).stem} · lyrics {p.get('emotion', p['label'])} ({p['score']:+.2f})",
+                 fontsize=11)
     note = figures.judge_note(v["judge"] or "none") + (f"\n{note}" if note else "")
     fig.tight_layout(rect=(0, figures.note_height(fig, note), 1, 0.93))  # room for the song's line on top
     figures.stamp(fig, note)
