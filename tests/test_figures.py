@@ -95,3 +95,25 @@ def test_a_grid_with_a_long_title_and_a_claims_table_stays_within_its_width():
         assert box.x0 - 1e-6 <= text.x0 and text.x1 <= box.x1 + 1e-6, (cell.get_text().get_text(), text, box)
     assert table.get_celld()[0, 0].get_text().get_fontsize() * PAGE_WIDTH / wide.get_size_inches()[0] >= 6 - 1e-9
     plt.close(wide), plt.close(long)
+
+
+def test_before_after_titles_name_the_lyrics_emotion_and_unread_valences(tmp_path):
+    """A lyric inside VADER's neutral band is titled "neutral", not by the composer's binary label,
+    and a valence the judge could not read (no face found) is "n/a", never a number."""
+    import numpy as np
+    from PIL import Image
+
+    from emostyle.panel import before_after_figure
+
+    for name in ("before.png", "after.png"):
+        Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / name)
+    manifest = {"song": "s/quiet.wav", "method": "emostyle", "inversion": None,
+                "polarity": {"label": "positive", "emotion": "neutral", "score": 0.01},
+                "valence": {"judge": "a judge", "before": None, "after": 0.3,
+                            "in_guidance_space": {"before": -0.004, "after": 1.2}}}
+    fig = before_after_figure(manifest, tmp_path)
+    texts = [fig._suptitle.get_text()] + [ax.get_title() for ax in fig.axes]
+    plt.close(fig)
+    assert "lyrics neutral (+0.01)" in texts[0]
+    assert "judge n/a · space -0.00" not in texts[1] and "judge n/a · space +0.00" in texts[1], texts
+    assert "judge +0.30 · space +1.20" in texts[2], texts
