@@ -59,7 +59,7 @@ from emostyle.audio import load_audio
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input, load_fer
 from emostyle.parts import EmbeddingSpace
 
-__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "FACE_LOSSES", "MIN_FACE_PRESENCE", "NEUTRAL_RADIUS", "audio_pad", "direction", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad"]
+__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "FACE_LOSSES", "MIN_FACE_PRESENCE", "NEUTRAL_RADIUS", "audio_pad", "direction", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad", "tuned_chroma"]
 
 DOMAINS = ("face", "scene")
 
@@ -248,9 +248,9 @@ def tuned_chroma(y: np.ndarray) -> np.ndarray:
     of its two side bins. Tuned instruments (and a sung melody) put their notes on the semitones'
     centres; a speaking voice glides through pitch, so its partials fall between the semitones as
     much as on them and fill the side bins too (pYIN's pitch of espeak-ng's voice and of JFK's
-    recording lies 0.24 and 0.26 semitone off the grid on average; a uniform spread gives 0.25). With the plain chroma (`chroma_cqt`) lyrics
-    spoken over quiet chords read nearly modeless: the voice's chroma drowned the chords' (README,
-    "A voice over quiet chords")."""
+    recording lies 0.24 and 0.26 semitone off the grid on average; a uniform spread gives 0.25).
+    With the plain chroma (`chroma_cqt`) lyrics spoken over quiet chords read nearly modeless: the
+    voice's chroma drowned the chords' (README, "A voice over quiet chords")."""
     import librosa
 
     tuning = librosa.estimate_tuning(y=y, sr=_SAMPLE_RATE)  # in semitones, [-0.5, 0.5)
@@ -264,7 +264,7 @@ def tuned_chroma(y: np.ndarray) -> np.ndarray:
 def _key_correlations(y: np.ndarray) -> list[float]:
     """Best correlation of the tuned chroma of `y` (`tuned_chroma`) with the 12 major and with
     the 12 minor Krumhansl-Kessler profiles (Krumhansl-Schmuckler key finding); 0 for both
-    where no energy lies on the grid (silence, noise: no key)."""
+    where the grid holds no pattern (silence: no key)."""
     chroma = tuned_chroma(y)
     if not chroma.std() > 0:
         return [0.0, 0.0]
