@@ -107,10 +107,13 @@ class Pipeline:
 
     # -- stage 1: retrieval --------------------------------------------------------------
     def retrieve(self, song: str | Path, n: int | None = None, seed: int | None = None,
-                 progress: bool = True) -> Retrieval:
-        """Paper 3.1: the best of N generated images for `song`."""
+                 progress: bool = True, candidates: Candidates | None = None) -> Retrieval:
+        """Paper 3.1: the best of N generated images for `song`. `candidates`: ones already read
+        (`read_candidates`), to rank several songs against one set without drawing it again."""
         audio = self.retrieval_space.encode_audio(song)
-        return rank(self.read_candidates(n, seed, progress), self.retrieval_space, audio)
+        if candidates is None:
+            candidates = self.read_candidates(n, seed, progress)
+        return rank(candidates, self.retrieval_space, audio)
 
     def read_candidates(self, n: int | None = None, seed: int | None = None, progress: bool = True) -> Candidates:
         """The N generated images retrieval ranks (`retrieval.candidates`, drawn with `seed`),
