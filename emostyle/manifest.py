@@ -175,6 +175,8 @@ def collected_warnings() -> Iterator[list[str]]:
     seen: list[str] = []
     with warnings.catch_warnings():  # restores the filters and the display function on exit
         warnings.simplefilter("always")
+        # Python hides these by default: they tell of an object the collector met, not of the run
+        warnings.simplefilter("ignore", ResourceWarning)
         show = warnings.showwarning
 
         def once(message, category, filename, lineno, file=None, line=None):

@@ -378,11 +378,16 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
             params["songs_dir"] = str(songs)
         begun = running[nb.name] = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(notebook_dir() / f"{nb.name}.ipynb"), str(run_dir / f"{nb.name}.ipynb"), parameters=params,
-                kernel_name=_KERNEL, cwd=str(notebook_dir()),
-                kernel_manager_class=_local_kernel_manager({"NUMBA_CACHE_DIR": numba_cache_dir(cache / "numba", nb.name)}),
-                progress_bar=False)
+            try:
+                papermill.execute_notebook(
+                    str(notebook_dir() / f"{nb.name}.ipynb"), str(run_dir / f"{nb.name}.ipynb"), parameters=params,
+                    kernel_name=_KERNEL, cwd=str(notebook_dir()),
+                    kernel_manager_class=_local_kernel_manager(
+                        {"NUMBA_CACHE_DIR": numba_cache_dir(cache / "numba", nb.name)}),
+                    progress_bar=False)
+            finally:  # nbclient leaves this thread's event loop open, for the garbage collector to warn of
+                from jupyter_core.utils import ensure_event_loop
+                ensure_event_loop().close()
         except Exception as error:
             if stop:  # the kernel died of our Ctrl-C
                 return

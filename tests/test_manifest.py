@@ -30,6 +30,7 @@ def test_each_warning_is_shown_once_and_recorded_as_it_comes(recwarn):
         read_song()
         read_song()
         warnings.warn("VADER reads English only", RuntimeWarning)
+        warnings.warn("unclosed file <_io.BufferedReader>", ResourceWarning)  # the collector's, not the run's
     assert caught == ["UserWarning: song.wav lasts 412 s; only its first 300 s are used",
                       "RuntimeWarning: VADER reads English only"]
     assert [str(w.message) for w in recwarn] == ["song.wav lasts 412 s; only its first 300 s are used",

@@ -82,6 +82,19 @@ def test_runs_notebooks_with_injected_parameters_and_publishes_with_the_manifest
     assert all(os.path.dirname(d) == str(kit / "runs" / ".cache" / "numba") for d in numba.values()), numba
 
 
+def test_a_run_leaves_no_event_loop_for_the_garbage_collector(kit):
+    """nbclient left each worker thread's loop open; collected later, its ResourceWarning landed in
+    whatever ran then (a manifest's warnings, another test's)."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        _run(kit, "r1", jobs=2)
+        gc.collect()
+    assert [str(w.message)[:40] for w in caught if w.category is ResourceWarning] == []
+
+
 def test_jobs_must_be_one_or_more(kit):
     with pytest.raises(ValueError, match="--jobs must be 1 or more notebooks at once, got 0"):
         _run(kit, "r1", jobs=0)
