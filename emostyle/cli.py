@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -184,18 +187,38 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Ctrl-C takes effect when the block ends. torch's C code imports numpy and clears whatever
+    error that raises, a KeyboardInterrupt too: a Ctrl-C then was lost, or left numpy half
+    imported for the command to fail on later ("module 'numpy' has no attribute ...")."""
+    held = []
+    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum)) if ours else None
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _warning_line
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    command = "emostyle"
     try:
+        with _ctrl_c_held():
+            parser = build_parser()  # imports torch, and numpy with it: a second after the command starts
+        args = parser.parse_args(argv)
+        command = f"emostyle {args.command}"
         return args.func(args) or 0
     except (ConfigError, ValueError, OSError, RuntimeError, KeyError) as error:
         text = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"emostyle {args.command}: error: {text}", file=sys.stderr)
+        print(f"{command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: every command writes beside its output and renames it into place
-        print(f"emostyle {args.command}: interrupted; nothing half-done was put in place", file=sys.stderr)
+        print(f"{command}: interrupted; nothing half-done was put in place", file=sys.stderr)
         return 130
 
 

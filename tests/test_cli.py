@@ -165,6 +165,27 @@ def test_ctrl_c_during_a_command_is_one_line_and_leaves_nothing(capsys, tmp_path
     assert not out.exists() and not list(tmp_path.glob(".o.partial-*"))
 
 
+def test_ctrl_c_while_the_command_starts_waits_for_torchs_imports_and_is_one_line(capsys, monkeypatch):
+    """Building the parser imports torch, whose C code imports numpy and clears any error raised
+    meanwhile: a Ctrl-C there was lost or left numpy half imported. It now takes effect once the
+    imports are done, as one line."""
+    import signal
+
+    import emostyle.cli as cli
+
+    build_parser, finished = cli.build_parser, []
+
+    def importing_torch():
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C (a handler runs before raise_signal returns)
+        finished.append("imports")  # ... and the imports go on to their end
+        return build_parser()
+
+    monkeypatch.setattr(cli, "build_parser", importing_torch)
+    assert main(["manipulate", "song.wav"]) == 130
+    assert finished == ["imports"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert capsys.readouterr().err == "emostyle: interrupted; nothing half-done was put in place\n"
+
+
 def test_a_device_the_machine_lacks_is_a_one_line_error_before_any_work(capsys, tmp_path, repo_root):
     import torch
 
