@@ -193,7 +193,8 @@ def _ctrl_c_held():
     error that raises, a KeyboardInterrupt too: a Ctrl-C then was lost, or left numpy half
     imported for the command to fail on later ("module 'numpy' has no attribute ...")."""
     held = []
-    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    ours = (threading.current_thread() is threading.main_thread()  # only it may set handlers
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)  # a background job ignores Ctrl-C
     previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum)) if ours else None
     try:
         yield
