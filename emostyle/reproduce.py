@@ -287,6 +287,20 @@ def _plan(jobs: int | None, n: int) -> tuple[int, int]:
     return jobs, max(1, cores // jobs)
 
 
+def _hear(config, songs: list, say) -> None:
+    """Songs without a .txt must hold speech that the lyrics backend reads: each is read now by
+    the affective stage the notebooks run, whose result is cached by the file's content (they
+    reuse it), so that a song with neither fails here, not in six notebooks."""
+    if not songs:
+        return
+    from .affective import affective_music
+
+    say(f"reading the lyrics of {len(songs)} song(s) without a .txt before any notebook runs")
+    with tempfile.TemporaryDirectory() as music:
+        for song in songs:
+            affective_music(song.path, config, out_dir=music)
+
+
 def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, device: str = "auto",
               out: str | Path = "figures", run_dir: str | Path | None = None,
               overrides: dict | None = None, progress: bool = True, force: bool = False,
@@ -305,6 +319,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     config = load_config(profile, overrides)  # a bad profile or override fails before any notebook runs
     config.resolve_device()  # and so does a device this machine lacks
     inputs = {"profile": profile, "overrides": overrides}
+    # one write per line: notebooks finishing at once must not interleave their lines
+    say = (lambda text: (sys.stderr.write(text + "\n"), sys.stderr.flush())) if progress else (lambda text: None)
     if songs is not None:  # a missing or empty folder fails here, before any notebook runs
         songs = Path(songs).expanduser().resolve()
         try:
@@ -313,6 +329,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
                 warnings.simplefilter("ignore")
                 for song in sample_songs(songs):  # a file that does not decode fails now, not in a notebook
                     read_audio(song.path)
+            _hear(config, [song for song in sample_songs(songs) if song.stand_in is None], say)
         except (OSError, ValueError) as error:
             raise ReproduceError(f"--songs: {error}") from None
     selected = _select(only)
@@ -325,8 +342,6 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     staged.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     code, packages = code_version(), environment()["packages"]
-    # one write per line: notebooks finishing at once must not interleave their lines
-    say = (lambda text: (sys.stderr.write(text + "\n"), sys.stderr.flush())) if progress else (lambda text: None)
 
     # Reuse what the cache holds; the rest runs, longest first (by the last run's timings).
     entries: dict[str, dict] = {}

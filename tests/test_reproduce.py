@@ -187,6 +187,25 @@ def test_a_song_that_does_not_decode_fails_before_running(kit, repo_root):
     assert not (kit / "runs" / "count-a").exists() and not (kit / "figs").exists()
 
 
+def test_a_song_without_speech_or_lyrics_fails_before_running_and_keeps_the_published_figures(kit, repo_root):
+    """An instrumental without a .txt failed in six notebooks, and the run published only what the
+    others made; it is now read before any notebook runs, and the lyrics it needs are asked for."""
+    import numpy as np
+    import soundfile as sf
+
+    _run(kit, "r1")
+    published = {p.name: p.read_bytes() for p in (kit / "figs").iterdir()}
+    folder = kit / "mine"
+    folder.mkdir()
+    shutil.copy(repo_root / "data/songs/sad_rain.wav", folder / "sad_rain.wav")  # heard: no .txt needed
+    t = np.arange(4 * 16000) / 16000
+    sf.write(folder / "hum.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
+    with pytest.raises(ReproduceError, match=r"^--songs: no speech recognised in hum\.wav.*\.txt of the song's name"):
+        _run(kit, "r2", songs=folder)
+    assert _count(kit, "a") == 1 and not (kit / "runs" / "r2").exists()
+    assert {p.name: p.read_bytes() for p in (kit / "figs").iterdir()} == published
+
+
 def test_a_failing_notebook_is_named_and_every_figure_that_could_be_made_is_published(kit):
     _run(kit, "r1")
     # Notebook a makes its first figure, then fails on a missing file (as Figure 3 without the network).
