@@ -194,7 +194,7 @@ def loss_figure(history: dict[str, list[list[float]]], title: str = "guidance lo
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=3)
     ax.grid(alpha=0.3)
-    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
+    fig.tight_layout(rect=(0, note_height(fig, note), 1, 1))
     stamp(fig, note)
     return fig
 
@@ -321,7 +321,7 @@ def piano_roll(midi, title: str = "generated music", note: str | None = None, fs
     ax.set_xlabel("time (s)")
     ax.set_ylabel("MIDI pitch")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
+    fig.tight_layout(rect=(0, note_height(fig, note), 1, 1))
     stamp(fig, note)
     return fig
 
@@ -332,6 +332,10 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
     music side by side; both feed the guidance, which outputs the manipulated image."""
     by_title = {s["title"]: s for s in stages}
     fig, ax = plt.subplots(figsize=(8.5, 6.2 * 8.5 / 13))  # drawn in units of a 13 x 6.2 board, shown a page wide
+    width, height = fig.get_size_inches()
+    below = note_height(fig, note) * height  # the note's inches, added under the board, which keeps its size
+    fig.set_size_inches(width, height + below)
+    fig.subplots_adjust(bottom=(0.05 * height + below) / (height + below), top=1 - 0.12 * height / (height + below))
     ax.set_xlim(0, 13)
     ax.set_ylim(0, 6.2)
     ax.axis("off")

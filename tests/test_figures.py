@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from emostyle import figures  # noqa: E402
 from emostyle.figures import GRID_WIDTH, PAGE_HEIGHT, PAGE_WIDTH, file_stem, image_grid  # noqa: E402
 
 
@@ -117,3 +118,42 @@ def test_before_after_titles_name_the_lyrics_emotion_and_unread_valences(tmp_pat
     assert "lyrics neutral (+0.01)" in texts[0]
     assert "judge n/a · space -0.00" not in texts[1] and "judge n/a · space +0.00" in texts[1], texts
     assert "judge +0.30 · space +1.20" in texts[2], texts
+
+
+_NOTE = ("profile offline · generator dcgan-faces (64 px) · retrieval in affect-pad (face blendshapes) · guidance in "
+         "affect-pad (face blendshapes) (audio read by musicnn+mode) · lyrics by faster-whisper unless given · polarity "
+         "vader · music composer")
+
+
+def _stages():
+    parts = ["generator: dcgan-faces (64 px)", "joint space: affect-pad (face blendshapes)", "softmax over N candidates"]
+    return [dict(title=t, section="3.1", equation="Eq. 1-2", module="emostyle.retrieval", parts=parts)
+            for t in ("Retrieval", "Affective music", "Guidance")]
+
+
+def _roll():
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes.append(pretty_midi.Note(90, 60, 0.0, 1.0))
+    midi.instruments.append(piano)
+    return midi
+
+
+@pytest.mark.parametrize("draw", [
+    lambda: figures.loss_figure({"audio": [[1.0]] * 60, "reg": [[0.1 * i] for i in range(60)]}, "loss terms", note=_NOTE),
+    lambda: figures.piano_roll(_roll(), note=_NOTE),
+    lambda: figures.architecture_figure(_stages(), note=_NOTE),
+], ids=["loss", "piano roll", "architecture"])
+def test_the_profile_note_sits_below_everything_else(draw):
+    """The profile note under a figure (three lines at page width) covered the loss figure's axis
+    label and Figure 1's "A (audio guidance)" (a new user's trial): space for it was a fixed share."""
+    fig = draw()
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    note = next(t for t in fig.texts if t.get_text().startswith("profile offline"))
+    assert note.get_text().count("\n") >= 1  # wrapped: the case that overlapped
+    top_of_note = note.get_window_extent(renderer).y1
+    assert all(ax.get_tightbbox(renderer).y0 >= top_of_note for ax in fig.axes)
+    plt.close(fig)
