@@ -65,12 +65,14 @@ def valence_note(manifest: dict) -> str | None:
     resolution = v.get("resolution") or 0.0
     if abs(judged) <= resolution or judged * optimised < 0:
         sign = POLARITIES.get(v.get("polarity"), float("nan"))  # neutral: never "already the song's emotion"
+        # what explains a judge's move back toward no emotion, not one further the song's way
         already = (f"; the judge already read the input as the song's emotion ({v['before']:+.2f}), and likely "
                    "reads a change of such an image partly as a return toward no emotion (README, \"Not right yet\")"
-                   if sign * v["before"] > resolution else "")
-        seen = (f"the judge does not see the change the guidance space reports (it reads the input moved by one "
-                f"pixel {resolution:.2f} apart)" + (f"; the guidance space reports it against the song's {v['polarity']} "
-                                                  f"polarity ({optimised:+.2f})" if sign * optimised < 0 else "")
+                   if sign * v["before"] > resolution and sign * judged < 0 else "")
+        seen = (f"the judge does not see the change the guidance space reports (its reading moved {judged:+.2f}, "
+                f"within its one-pixel resolution {resolution:.2f}, the most a one-pixel shift of the input moves it)"
+                + (f"; the guidance space reports it against the song's {v['polarity']} polarity ({optimised:+.2f})"
+                   if sign * optimised < 0 else "")
                 if abs(judged) <= resolution else
                 f"the judge reads the change the other way from the guidance space ({judged:+.2f} against "
                 f"{optimised:+.2f} in the space, beyond its one-pixel resolution {resolution:.2f})")

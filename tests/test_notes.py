@@ -55,6 +55,9 @@ def test_the_valence_note_tells_saturated_guidance_from_an_unseen_change():
     assert "already read the input as the song's emotion (-0.40)" not in valence_note(sad)
     sad["valence"]["polarity"] = "negative"
     assert "already read the input as the song's emotion (-0.40)" in valence_note(sad)
+    sad["valence"]["after"] = -0.45  # unseen, but further the song's way: no return toward no emotion to explain
+    assert "does not see" in valence_note(sad) and "already read the input" not in valence_note(sad)
+    assert "its reading moved -0.05, within its one-pixel resolution 0.10" in valence_note(sad)
     sad["valence"].update(before=-0.05, after=-0.10)
     assert "does not see" in valence_note(sad) and "already read the input" not in valence_note(sad)
     happy = _manifest((-0.40, -0.45), (0.20, 1.50), 1.8, 0.6)
