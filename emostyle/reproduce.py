@@ -208,22 +208,31 @@ def _mark_unrun_cells(path: Path) -> None:
 
 
 # -- the cache -----------------------------------------------------------------------------
+def _link(src: str | Path, dst: str | Path) -> None:
+    """`dst` as a hard link to `src` (a run's files and the cache's are the same bytes: an
+    unchanged run took 78 MB again as copies), a copy where no link can be made (another disk)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _restore(entry: Path, run_dir: Path, name: str) -> dict:
-    shutil.copytree(entry / "figures", run_dir / "figures" / name, dirs_exist_ok=True)
-    shutil.copytree(entry / "work", run_dir / name, dirs_exist_ok=True)
-    shutil.copy2(entry / "notebook.ipynb", run_dir / f"{name}.ipynb")
+    shutil.copytree(entry / "figures", run_dir / "figures" / name, dirs_exist_ok=True, copy_function=_link)
+    shutil.copytree(entry / "work", run_dir / name, dirs_exist_ok=True, copy_function=_link)
+    _link(entry / "notebook.ipynb", run_dir / f"{name}.ipynb")
     return json.loads((entry / "record.json").read_text())
 
 
 def _store(entry: Path, run_dir: Path, name: str, record: dict) -> None:
-    """Copy a successful notebook's outputs into the cache; the record goes last, so a half
+    """Link a successful notebook's outputs into the cache; the record goes last, so a half
     copy (a killed run) is never taken for a cache entry."""
     partial = entry.with_name(entry.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(run_dir / "figures" / name, partial / "figures")
+    shutil.copytree(run_dir / "figures" / name, partial / "figures", copy_function=_link)
     (run_dir / name).mkdir(exist_ok=True)
-    shutil.copytree(run_dir / name, partial / "work")
-    shutil.copy2(run_dir / f"{name}.ipynb", partial / "notebook.ipynb")
+    shutil.copytree(run_dir / name, partial / "work", copy_function=_link)
+    _link(run_dir / f"{name}.ipynb", partial / "notebook.ipynb")
     write_json(partial / "record.json", record)
     shutil.rmtree(entry, ignore_errors=True)
     os.replace(partial, entry)

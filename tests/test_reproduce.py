@@ -125,6 +125,12 @@ def test_unchanged_inputs_are_reused_and_a_change_reruns_only_what_depends_on_it
     assert second["notebooks"]["a"]["made_by"] == str(kit / "runs" / "r1")
     assert (_count(kit, "a"), _count(kit, "b")) == (1, 1)
     assert (kit / "runs" / "r2" / "a.ipynb").exists() and (kit / "figs" / "b.txt").exists()
+    # A reused notebook's files are the first run's bytes, linked, not copies (78 MB a run for the kit's);
+    # the published figures are copies, which a user may change without touching the cache.
+    assert (kit / "runs" / "r2" / "a.ipynb").stat().st_ino == (kit / "runs" / "r1" / "a.ipynb").stat().st_ino
+    cached, = (kit / "runs" / ".cache").glob("a-*/figures/a.txt")
+    assert (kit / "figs" / "a.txt").read_text() == cached.read_text()
+    assert (kit / "figs" / "a.txt").stat().st_ino != cached.stat().st_ino
 
     path = runner.notebook_dir() / "b.ipynb"  # editing one notebook reruns that one only
     nb = nbformat.read(path, as_version=4)
