@@ -71,11 +71,11 @@ def _cmd_manipulate(args) -> int:
         overrides["device"] = args.device
     result = manipulate(args.song, profile=args.profile, method=args.method, seed=args.seed, out=args.out,
                         overrides=overrides, lyrics=_lyrics_argument(args.lyrics), force=args.force, image=args.image)
-    images = "after.png (EmoGen)" if args.method == "emogen" else "before.png, after.png, frames.png, loss.png"
-    print(f"wrote {args.out}: {images}, music, manifest.json")
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(args.out).iterdir())
+    print(f"wrote {args.out}: {', '.join(written)}")
     if result.get("inversion"):
         inv = result["inversion"]
-        print(f"  your photo: photo.png, reconstruction.png, comparison.png; reconstruction error "
+        print(f"  your photo: reconstruction error "
               f"{inv['error']['mae_levels']:.1f} levels (PSNR {inv['error']['psnr_db']:.1f} dB) after {inv['steps']} steps")
     print(f"  lyrics: {result['lyrics']['text']!r}")
     polarity = result["polarity"]

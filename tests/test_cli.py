@@ -146,6 +146,17 @@ def test_every_command_has_help(command):
     assert run.returncode == 0 and "usage: emostyle" in run.stdout
 
 
+def test_manipulate_names_every_file_it_wrote(capsys, tmp_path, repo_root):
+    """The summary's first line listed four images of a hand-kept list, not the PDFs and latents
+    the folder also holds (a new user's trial)."""
+    out = tmp_path / "o"
+    assert main(["manipulate", str(repo_root / "data/songs/sad_rain.wav"), "--profile", "tiny", "--out", str(out),
+                 "--set", "guidance.steps=2"]) == 0
+    wrote = capsys.readouterr().out.splitlines()[0]
+    assert wrote == f"wrote {out}: " + ", ".join(sorted(p.name + "/" * p.is_dir() for p in out.iterdir()))
+    assert all(name in wrote for name in ("before.png", "after.png", "loss.pdf", "latents.pt", "music/"))
+
+
 def test_ctrl_c_during_a_command_is_one_line_and_leaves_nothing(capsys, tmp_path, repo_root, monkeypatch):
     """Ctrl-C while `manipulate` guides: exit status 130, one line instead of a traceback, and neither
     the output folder nor its staging folder left behind. The interrupt is raised where a signal would
