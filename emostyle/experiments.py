@@ -368,7 +368,6 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
                          f"{n_starts} start images; draw others (seed) or choose another scoring.judge")
     polarities, read, pulls, images, control, persons = [], [], [], [], [], []
     recognizer = build_face_recognizer(pipe.config, str(pipe.generator.device))
-    directions = torch.Generator().manual_seed(base + 1)  # the control's, apart from the starts' draw
     for s in tqdm(items, desc=f"start study {label}".strip(), disable=not progress):
         music = pipe.affective_music(s.path, Path(run_dir) / s.name, lyrics=s.lyrics, label=s.label)
         targets = pipe.targets([s.path], [music.wav_path], [music.transcript.text or s.label])
@@ -379,7 +378,8 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
         pulls.append(metrics.target_valences(targets, pipe.guidance_space, pipe.subject))
         readings.append(metrics.judge_readings(run.images, pipe.judge))
         images.append(run.images.detach().cpu())
-        edited = random_edit(pipe.generator, latents, starts, metrics.pixel_change(starts, run.images), directions)
+        edited = random_edit(pipe.generator, latents, starts, metrics.pixel_change(starts, run.images),
+                             _control_draw(base, s.path))
         control.append(metrics.judge_valence(edited, pipe.judge))
         if recognizer is not None:
             persons.append(metrics.face_distance(run.images, starts, recognizer))
@@ -391,6 +391,16 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     return StartStudy(label, pipe, list(items), polarities, resolution, before, after,
                       starts.cpu(), torch.stack(images), torch.stack(control), stacked,
                       torch.stack(persons) if persons else None, read, pulls)
+
+
+def _control_draw(seed: int, song: Path) -> torch.Generator:
+    """The random directions of a song's control, drawn from the seed and the song's content: the
+    same whichever songs are studied beside it, and in whatever order (one draw shared by the
+    songs in turn gave a song other directions when another was added before it)."""
+    from .weights.integrity import file_sha256
+
+    digest = hashlib.sha256(f"{seed}:{file_sha256(song)}".encode()).hexdigest()
+    return torch.Generator().manual_seed(int(digest[:15], 16))
 
 
 def retrieved_study(pipe: Pipeline, items: list[Sample], n_starts: int = 8, seed: int | None = None,

@@ -96,11 +96,13 @@ def test_faces_move_toward_the_songs_emotion_from_every_start(faces, songs, tmp_
     (0.15 on these starts, over its six views), so the sign test reads signs: under no effect of the song a
     start's mean shift is as likely down as up. A second FER2013 network reads the songs' way on average.
 
-    Measured on this start set: 27 toward / 36 within / 1 against (random edits: 5 / 51 / 8); 14 of the
-    16 starts' mean shifts the songs' way (p = 0.002); by sign 13, 12, 12 and 10 of the 16 results of the
-    four songs (AMD EPYC, the mode read from the tuned chroma; with the plain chroma 29 / 34 / 1, 14 of 16;
-    before sadness's prototype took the chin raiser, on an AVX-512 machine: 27 / 37 / 0, 15 of 16 starts). On 3 other sets of 8 starts (seeds 11-13, the kit's songs), by sign 85 % of the happy
-    songs' results and 58 % of the sad songs'; 0 and 10 of 48 against beyond the resolution."""
+    Measured on this start set: 27 toward / 36 within / 1 against (random edits, each song's drawn from
+    its content: 4 / 56 / 4); 14 of the 16 starts' mean shifts the songs' way (p = 0.002); by sign 13, 12,
+    12 and 10 of the 16 results of the four songs (AMD EPYC, the mode read from the tuned chroma; with the
+    plain chroma 29 / 34 / 1, 14 of 16; before sadness's prototype took the chin raiser, on an AVX-512
+    machine: 27 / 37 / 0, 15 of 16 starts). On 3 other sets of 8 starts (seeds 11-13, the kit's songs), by
+    sign 85 % of the happy songs' results and 58 % of the sad songs'; 0 and 10 of 48 against beyond the
+    resolution."""
     study = _study(faces, songs, N_FACES, 2024, tmp_path)
     for i, (song, _) in enumerate(songs):
         moved = study.counts(i)

@@ -132,6 +132,9 @@ def test_start_study_runs_every_song_from_the_same_starts_and_draws_both_figures
     assert study.components and all(torch.allclose(c[2], judged[k], equal_nan=True) for k, c in study.components.items())
     again = start_study(study.pipe, songs, n_starts=3, seed=5, run_dir=experiment.run_dir / "music", progress=False)
     assert torch.equal(again.images, study.images)  # one seed: the same starts and the same guidance
+    # a song's control is its own, whichever songs are studied beside it and in whatever order
+    alone = start_study(study.pipe, songs[1:], n_starts=3, seed=5, run_dir=experiment.run_dir / "music", progress=False)
+    assert torch.equal(alone.control[0], study.control[1]) and not torch.equal(study.control[0], study.control[1])
     # unmoved, as the pipeline guides: the guidance moves some faces; at a learning rate a millionth
     # of the profile's it leaves every face as it was, and the table says so
     assert study.unmoved() < 6
