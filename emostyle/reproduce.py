@@ -297,17 +297,19 @@ def _plan(jobs: int | None, n: int) -> tuple[int, int]:
 
 
 def _hear(config, songs: list, say) -> None:
-    """Songs without a .txt must hold speech that the lyrics backend reads: each is read now by
-    the affective stage the notebooks run, whose result is cached by the file's content (they
-    reuse it), so that a song with neither fails here, not in six notebooks."""
+    """Songs without a .txt must hold speech that the profile's lyrics backend reads: each is
+    transcribed now, so that a song with neither fails here, not in six notebooks. Only the
+    recogniser is loaded (not the profile's polarity model, an LLM on the paper profiles), and
+    it is let go before the notebooks start."""
     if not songs:
         return
-    from .affective import affective_music
+    from .affective import LYRICS_BACKENDS
+    from .affective.lyrics import transcribe
 
-    say(f"reading the lyrics of {len(songs)} song(s) without a .txt before any notebook runs")
-    with tempfile.TemporaryDirectory() as music:
-        for song in songs:
-            affective_music(song.path, config, out_dir=music)
+    say(f"listening for the lyrics of {len(songs)} song(s) without a .txt before any notebook runs")
+    recogniser = LYRICS_BACKENDS[config.affective.lyrics]()
+    for song in songs:
+        transcribe(song.path, recogniser)
 
 
 def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, device: str = "auto",
