@@ -25,13 +25,14 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import numba_cache_dir, read_audio
-from .config import load_config
+from .config import Config, load_config
 from .manifest import code_version, config_digest, environment, run_manifest, write_json
-from .samples import songs as sample_songs, songs_digest
+from .samples import Sample, songs as sample_songs, songs_digest
 
 __all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
            "check_parameters_cell", "inputs_key", "register_kernel", "KERNEL_ENV"]
@@ -296,7 +297,7 @@ def _plan(jobs: int | None, n: int) -> tuple[int, int]:
     return jobs, max(1, cores // jobs)
 
 
-def _hear(config, songs: list, say) -> None:
+def _hear(config: Config, songs: list[Sample], say: Callable[[str], object]) -> None:
     """Songs without a .txt must hold speech that the profile's lyrics backend reads: each is
     transcribed now, so that a song with neither fails here, not in six notebooks. Only the
     recogniser is loaded (not the profile's polarity model, an LLM on the paper profiles), and
@@ -338,9 +339,10 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
             inputs["songs"] = {"folder": str(songs), "files": songs_digest(songs)}
             with warnings.catch_warnings():  # a long song's truncation is the notebooks' to report
                 warnings.simplefilter("ignore")
-                for song in sample_songs(songs):  # a file that does not decode fails now, not in a notebook
+                listed = sample_songs(songs)
+                for song in listed:  # a file that does not decode fails now, not in a notebook
                     read_audio(song.path)
-            _hear(config, [song for song in sample_songs(songs) if song.stand_in is None], say)
+            _hear(config, [song for song in listed if song.stand_in is None], say)
         except (OSError, ValueError) as error:
             raise ReproduceError(f"--songs: {error}") from None
     selected = _select(only)
