@@ -76,6 +76,14 @@ def test_cache_hit_on_second_call(song, tmp_path):
     assert not affective_music(song, **kwargs).cached and lyrics.calls == 3
 
 
+def test_a_reading_made_by_other_code_is_not_reused(song, tmp_path, monkeypatch):
+    lyrics = FakeLyrics("I love this sunny day")
+    kwargs = dict(lyrics_backend=lyrics, renderer="additive", out_dir=tmp_path / "out", cache_dir=tmp_path / "cache")
+    affective_music(song, **kwargs)
+    monkeypatch.setattr("emostyle.manifest.code_version", lambda: "0" * 64)  # an older (or newer) kit
+    assert not affective_music(song, **kwargs).cached and lyrics.calls == 2
+
+
 def test_non_english_lyrics_warn_with_vader(song, tmp_path):
     with pytest.warns(UserWarning, match="English only"):
         r = affective_music(song, lyrics_backend=FakeLyrics("Ich bin so traurig", language="de"),

@@ -116,7 +116,12 @@ class AffectiveResult:
 
 
 def _key(audio_path: Path, settings: dict) -> str:
-    blob = json.dumps({"audio": file_sha256(audio_path), **settings}, sort_keys=True)
+    """The cache key of a song's reading: its content, the settings and the kit's code (a reading
+    made by older code is not served after an upgrade: its transcript fed every figure that
+    composes music, and the README's numbers were once an older kit's reading)."""
+    from emostyle.manifest import code_version
+
+    blob = json.dumps({"audio": file_sha256(audio_path), "code": code_version(), **settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
