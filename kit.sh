@@ -45,7 +45,11 @@ setup() {
   fi
   # Without a network some files cannot come (the sounds of Figure 3 are on GitHub):
   # reproduce still makes every figure it can and names the ones it could not.
-  "$VENV/bin/emostyle" weights fetch --profile offline >/dev/null ||
+  local fetched=0
+  "$VENV/bin/emostyle" weights fetch --profile offline >/dev/null || fetched=$?
+  # Ctrl-C (status 130): stop here; the command after the fetch must not run as if it had failed
+  [ "$fetched" = 130 ] && exit 130
+  [ "$fetched" = 0 ] ||
     echo "[kit] some files of the offline profile could not be fetched (above); the figures that need them will be missing" >&2
 }
 
