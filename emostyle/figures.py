@@ -64,9 +64,13 @@ def fit(text: str, width_in: float, points: float, least: int = 1) -> str:
     import textwrap
 
     chars = max(least, int(width_in * 72 / (points * _CHAR_EM)))
-    # A line never starts with a phrase separator, nor splits a number from its unit (no-break spaces).
-    text = re.sub(r"(\d) (px|in|pt|s|min)\b", "\\1\u00a0\\2", text.replace(" · ", "\u00a0· "))
-    return "\n".join(textwrap.fill(part, chars, break_long_words=False) for part in text.split("\n"))
+    return "\n".join(textwrap.fill(part, chars, break_long_words=False) for part in _unbroken(text).split("\n"))
+
+
+def _unbroken(text: str) -> str:
+    """`text` with no-break spaces where a wrapped line must not break: before a phrase separator,
+    and between a number and its unit."""
+    return re.sub(r"(\d) (px|in|pt|s|min)\b", "\\1\u00a0\\2", text.replace(" · ", "\u00a0· "))
 
 
 def signed(value) -> str:
@@ -339,6 +343,7 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
     ax.set_xlim(0, 13)
     ax.set_ylim(0, 6.2)
     ax.axis("off")
+    unit_pt = height * (1 - 0.12 - 0.05) * 72 / 6.2  # points per board unit, upright
 
     def box(x, y, w, h, colour, stage=None, text=None):
         ax.add_patch(matplotlib.patches.FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.06", fc=colour, ec="0.3"))
@@ -348,10 +353,13 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
         ax.text(x + w / 2, y + h - 0.2, stage["title"], ha="center", va="top", fontsize=12, weight="bold")
         ax.text(x + w / 2, y + h - 0.58, f"paper {stage['section']} · {stage['equation']}\n{stage['module']}",
                 ha="center", va="top", fontsize=7.5, color="0.3")
-        # wrapped to the box (about 10 characters of 8 pt text per board unit at this size)
-        lines = [textwrap.fill(p, width=int((w - 0.3) * 10), initial_indent="• ", subsequent_indent="   ")
+        # wrapped to the box (about 9 characters of 8 pt text per board unit at this size), and
+        # smaller where a profile's long part names take more lines than the box holds at 8 pt
+        lines = [textwrap.fill(_unbroken(p), width=int((w - 0.3) * 9), initial_indent="• ", subsequent_indent="   ")
                  for p in stage["parts"]]
-        ax.text(x + 0.15, y + h - 1.05, "\n".join(lines), ha="left", va="top", fontsize=8)
+        rows = sum(line.count("\n") + 1 for line in lines)
+        ax.text(x + 0.15, y + h - 1.05, "\n".join(lines), ha="left", va="top",
+                fontsize=min(8.0, (h - 1.15) * unit_pt / (rows * 1.2)))  # 1.2: matplotlib's line spacing
 
     def arrow(a, b, label="", offset=(0.0, 0.0)):  # the label beside the arrow's middle, off its line
         ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="-|>", lw=1.6, color="0.2"))
@@ -362,17 +370,17 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
     box(0.2, 2.6, 1.5, 1.0, "#f2f2f2", text="song A")
     box(2.6, 3.5, 4.2, 2.2, "#dbe9f6", by_title["Retrieval"])
     box(2.6, 0.5, 4.2, 2.2, "#fde3cf", by_title["Affective music"])
-    box(7.9, 1.5, 3.6, 3.0, "#dff2df", by_title["Guidance"])
-    box(11.85, 2.6, 1.05, 1.0, "#f2f2f2", text="G(w_a)")
+    box(7.9, 1.5, 3.3, 3.0, "#dff2df", by_title["Guidance"])
+    box(11.9, 2.6, 1.0, 1.0, "#f2f2f2", text="G(w_a)")
     arrow((1.7, 3.3), (2.55, 4.5), "A", (-0.2, 0.1))
     arrow((1.7, 2.9), (2.55, 1.7), "A", (-0.2, -0.35))
     arrow((6.85, 4.5), (7.85, 3.7), "w*", (0.15, 0.15))
-    arrow((6.85, 1.6), (7.85, 2.5), "L, P, M", (-0.45, 0.05))
+    arrow((6.85, 1.6), (7.85, 2.5), "L, P, M", (0.1, -0.9))  # under the arrow, between the boxes
     ax.plot([1.1, 1.1], [2.55, 0.25], lw=1.2, color="0.45")
     ax.annotate("", xy=(9.5, 1.45), xytext=(1.1, 0.25),
                 arrowprops=dict(arrowstyle="-|>", lw=1.2, color="0.45", connectionstyle="angle,angleA=0,angleB=90"))
     ax.text(5.2, 0.18, "A (audio guidance)", fontsize=8.5, color="0.3", style="italic", va="top")  # under its line
-    arrow((11.55, 3.1), (11.8, 3.1))
+    arrow((11.28, 3.1), (11.85, 3.1))
     ax.set_title(title, fontsize=13)
     stamp(fig, note)
     return fig

@@ -157,3 +157,34 @@ def test_the_profile_note_sits_below_everything_else(draw):
     top_of_note = note.get_window_extent(renderer).y1
     assert all(ax.get_tightbbox(renderer).y0 >= top_of_note for ax in fig.axes)
     plt.close(fig)
+
+
+def test_figure_1_keeps_each_text_in_its_box_and_the_arrow_labels_out_of_them():
+    """Figure 1 with the longest parts a profile gives: its "L, P, M" straddled a box's edge and a
+    part's line ran past its box (a new user's trial); the output arrow had no shaft."""
+    parts = [["generator: stylegan2-ffhq (1024 px)", "joint space: imagebind-huge (vision, audio, text)",
+              "softmax over N candidates"],
+             ["lyrics: whisper-at", "polarity: chatglm", "music: gru-ebs", "MIDI -> WAV renderer"],
+             ["space: clip-vit-b-32 + soundclip-resnet18", "identity: arcface-ir-se50 (FFHQ faces)",
+              "Adam, 7 emotion directions", "adaptive layer masking g"]]
+    stages = [dict(title=t, section="3.1", equation="Eq. 1-2", module="emostyle.retrieval", parts=p)
+              for t, p in zip(("Retrieval", "Affective music", "Guidance"), parts)]
+    fig = figures.architecture_figure(stages, note=_NOTE)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = [p.get_window_extent(renderer) for p in ax.patches]
+    for text in ax.texts:
+        if not text.get_text():  # an arrow (an annotation without text)
+            continue
+        extent = text.get_window_extent(renderer)
+        if text.get_style() == "italic":  # an arrow's label
+            assert not any(extent.overlaps(b) for b in boxes), text.get_text()
+        else:
+            x, y = ax.transData.transform(text.get_position())
+            box, = [b for b in boxes if b.contains(x, y)]
+            assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0, text.get_text()
+    arrows = [t.arrow_patch.get_window_extent(renderer) for t in ax.texts if getattr(t, "arrow_patch", None)]
+    assert len(arrows) == 6 and all(max(a.width, a.height) >= 2.5 * min(a.width, a.height) for a in arrows
+                                    if min(a.width, a.height) < 10)  # a level arrow: longer than its head is wide
+    plt.close(fig)
