@@ -21,11 +21,13 @@ def test_the_targets_note_names_a_target_that_pulls_against_the_song():
     manifest["valence"]["polarity"] = "positive"
     manifest["valence"]["in_guidance_space"]["targets"] = {"audio": -1.34, "music": 1.2, "text": None}
     note = targets_note(manifest)
-    assert "audio pulls the other way" in note and "-1.34" in note and "60%" in note and "music" not in note
+    assert "audio pulls the other way" in note and "-1.34" in note and "60%" in note and "audio and music" not in note
+    assert note.endswith("--method wo-audio guides by the composed music and the lyrics")  # what to do about it
     manifest["valence"]["in_guidance_space"]["targets"]["audio"] = 0.4
     assert targets_note(manifest) is None
     manifest["valence"]["in_guidance_space"]["targets"].update(audio=-0.4, music=-0.3)
     assert "audio and music pull" in targets_note(manifest) and "100%" in targets_note(manifest)
+    assert "wo-audio" not in targets_note(manifest)  # leaving the audio out would not help
     manifest["valence"]["polarity"] = "neutral"
     assert targets_note(manifest) is None
     manifest["valence"]["polarity"] = "negative"
