@@ -309,8 +309,15 @@ def _hear(config: Config, songs: list[Sample], say: Callable[[str], object]) -> 
 
     say(f"listening for the lyrics of {len(songs)} song(s) without a .txt before any notebook runs")
     recogniser = LYRICS_BACKENDS[config.affective.lyrics]()
-    for song in songs:
-        transcribe(song.path, recogniser)
+    unheard = []
+    for song in songs:  # every song is listened to, so that one error names them all
+        try:
+            transcribe(song.path, recogniser)
+        except ValueError as error:  # no speech, or none clear enough: the first clause says which
+            unheard.append(f"{song.path.name} ({str(error).split(':')[0].replace(f' in {song.path.name}', '')})")
+    if unheard:
+        raise ValueError(f"no lyrics could be read from {', '.join(unheard)}: put each song's lyrics in a .txt of "
+                         "its name beside it")
 
 
 def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, device: str = "auto",

@@ -206,7 +206,7 @@ def test_a_song_without_speech_or_lyrics_fails_before_running_and_keeps_the_publ
     shutil.copy(repo_root / "data/songs/sad_rain.wav", folder / "sad_rain.wav")  # heard: no .txt needed
     t = np.arange(4 * 16000) / 16000
     sf.write(folder / "hum.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
-    with pytest.raises(ReproduceError, match=r"^--songs: .*hum\.wav.*\.txt of the song's name"):
+    with pytest.raises(ReproduceError, match=r"^--songs: no lyrics could be read from hum\.wav \(.*\): put each song's lyrics in a \.txt"):
         _run(kit, "r2", songs=folder)
     assert _count(kit, "a") == 1 and not (kit / "runs" / "r2").exists()
     assert {p.name: p.read_bytes() for p in (kit / "figs").iterdir()} == published
