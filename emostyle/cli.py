@@ -15,7 +15,7 @@ from pathlib import Path
 from . import __version__
 from .config import PROFILES, ConfigError, load_config, parse_overrides
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "run", "build_parser"]
 
 
 def _add_profile(parser: argparse.ArgumentParser) -> None:
@@ -223,5 +223,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The `emostyle` command: `main`, and after a Ctrl-C it handled, the process ends by SIGINT
+    itself, so that a shell script or loop calling it stops too (a shell goes on after a child
+    that exits with 130; it stops after one that a Ctrl-C ended). The shell's status is 130 either way."""
+    status = main()
+    if status == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -197,6 +197,36 @@ def test_ctrl_c_while_the_command_starts_waits_for_torchs_imports_and_is_one_lin
     assert capsys.readouterr().err == "emostyle: interrupted; nothing half-done was put in place\n"
 
 
+def test_ctrl_c_stops_a_shell_loop_that_runs_the_command(tmp_path, repo_root):
+    """A terminal's Ctrl-C reaches the shell and the command; a shell goes on after a child that
+    handled it and exited with 130, so `for song in *.wav; do emostyle manipulate ...; done` went on
+    to the next song. The command now ends by SIGINT itself after its one line, and the loop stops."""
+    import os
+    import signal
+    import time
+
+    command = (f"{sys.executable} -m emostyle manipulate {repo_root / 'data/songs/sad_rain.wav'} --profile tiny "
+               f"--set guidance.steps=100000 --out {tmp_path / 'o'}")
+    loop = subprocess.Popen(["bash", "-c", f"for song in 1 2; do {command}; echo next-song; done"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    heard, deadline = b"", time.time() + 180
+    while b"guidance" not in heard and time.time() < deadline:  # the first song is being guided
+        chunk = os.read(loop.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        heard += chunk
+    os.killpg(loop.pid, signal.SIGINT)  # as a terminal sends it: to the shell and the command
+    try:
+        out, err = loop.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(loop.pid, signal.SIGKILL)
+        pytest.fail("the loop went on to the next song after Ctrl-C")
+    assert b"next-song" not in out and loop.returncode in (-signal.SIGINT, 130), (out, loop.returncode)
+    lines = [line for line in (heard + err).decode().replace("\r", "\n").splitlines() if "interrupted" in line]
+    assert lines == ["emostyle manipulate: interrupted; nothing half-done was put in place"]
+    assert "Traceback" not in err.decode() and not (tmp_path / "o").exists()
+
+
 def test_a_device_the_machine_lacks_is_a_one_line_error_before_any_work(capsys, tmp_path, repo_root):
     import torch
 
