@@ -30,7 +30,7 @@ from .config import dataset_configs
 from .guidance import METHODS, GuidanceResult
 from .parts import Generator
 from .pipeline import Pipeline
-from .registry import home
+from .registry import file_sha256, home
 from .retrieval import rank
 from .samples import Sample
 from .scoring import metrics
@@ -397,8 +397,6 @@ def _control_draw(seed: int, song: Path) -> torch.Generator:
     """The random directions of a song's control, drawn from the seed and the song's content: the
     same whichever songs are studied beside it, and in whatever order (one draw shared by the
     songs in turn gave a song other directions when another was added before it)."""
-    from .weights.integrity import file_sha256
-
     digest = hashlib.sha256(f"{seed}:{file_sha256(song)}".encode()).hexdigest()
     return torch.Generator().manual_seed(int(digest[:15], 16))
 

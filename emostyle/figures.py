@@ -343,7 +343,7 @@ def architecture_figure(stages: Sequence[dict], title: str = "EmoStyle: the pipe
     ax.set_xlim(0, 13)
     ax.set_ylim(0, 6.2)
     ax.axis("off")
-    unit_pt = height * (1 - 0.12 - 0.05) * 72 / 6.2  # points per board unit, upright
+    unit_pt = ax.get_position().height * (height + below) * 72 / 6.2  # points per board unit, upright
 
     def box(x, y, w, h, colour, stage=None, text=None):
         ax.add_patch(matplotlib.patches.FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.06", fc=colour, ec="0.3"))
