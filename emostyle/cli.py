@@ -77,7 +77,9 @@ def _cmd_manipulate(args) -> int:
         inv = result["inversion"]
         print(f"  your photo: reconstruction error "
               f"{inv['error']['mae_levels']:.1f} levels (PSNR {inv['error']['psnr_db']:.1f} dB) after {inv['steps']} steps")
-    print(f"  lyrics: {result['lyrics']['text']!r}")
+    beside = Path(args.song).with_suffix(".txt").name
+    read = f" (none read from the song: from {beside})" if result["lyrics"]["source"] == "label" else ""
+    print(f"  lyrics{read}: {result['lyrics']['text']!r}")
     polarity = result["polarity"]
     composed = "" if polarity["emotion"] == polarity["label"] else f"; the music is composed {polarity['label']}"
     print(f"  polarity: {polarity['emotion']} ({polarity['backend']}, score {polarity['score']:+.2f}{composed})")
@@ -161,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .guidance import MANIPULATE_METHODS
 
     p = sub.add_parser("manipulate", help="the whole pipeline for one song: music, retrieval, guidance")
-    p.add_argument("song", help="an audio file (WAV, FLAC, OGG, MP3)")
+    p.add_argument("song", help="an audio file (WAV, FLAC, OGG, MP3); a .txt of its name beside it stands in for "
+                   "its lyrics where none are heard")
     _add_profile(p)
     p.add_argument("--method", default="emostyle", choices=MANIPULATE_METHODS,
                    help="a weighting of the guidance loss, or emogen (an image generated from the song's category)")

@@ -208,6 +208,10 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     """The whole pipeline for one song; writes before/after images, frames, loss curve,
     music and manifest.json into `out`, and returns the manifest.
 
+    The song is transcribed unless `lyrics` are given; `label` stands in where no lyrics are read
+    from it (a sound's label), by default the .txt of the song's name beside it, as `reproduce
+    --songs` reads a song (`samples.known_lyrics`).
+
     `out` appears only complete (`emostyle.outputs.staged_output`): it replaces a previous
     result there; a folder holding other files is refused unless `force`. Warnings are shown
     once each and recorded in the manifest.
@@ -232,6 +236,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     from .manifest import run_manifest, write_json
     from .photos import read_photo
     from .preflight import check
+    from .samples import known_lyrics
 
     if method not in MANIPULATE_METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(MANIPULATE_METHODS)}")
@@ -242,6 +247,8 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     config.resolve_device()  # a device this machine lacks fails before anything loads
     song = Path(song)
     read_audio(song)  # a missing, corrupt, silent or too short song fails before any model loads
+    if lyrics is None and label is None:
+        label = known_lyrics(song)
     inverted = image if isinstance(image, Inversion) else None
     photo = read_photo(image) if image is not None and inverted is None else None  # and so does a bad photo
     if method == "emogen":  # not a weighting of the guidance loss: EmoGen generates from the song's category

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import registry
 
-__all__ = ["Sample", "SOUNDS", "songs", "songs_digest", "sounds", "SONGS_DIR", "AUDIO_SUFFIXES", "EMOTIONS_FILE"]
+__all__ = ["Sample", "SOUNDS", "songs", "known_lyrics", "songs_digest", "sounds", "SONGS_DIR", "AUDIO_SUFFIXES", "EMOTIONS_FILE"]
 
 SOUNDS = ("drill", "explosion", "fire", "giggling", "raining", "sobbing", "thunderstorm", "wind")
 SONGS_DIR = Path(__file__).resolve().parents[1] / "data" / "songs"
@@ -66,8 +66,23 @@ def songs(folder: str | Path | None = None) -> list[Sample]:
     if twice:  # a song's name keys its figures' rows and its cached music
         raise ValueError(f"songs in {folder} share a name: {', '.join(twice)} (e.g. a.wav and a.mp3); keep one of each")
     stated = _stated_emotions(folder / EMOTIONS_FILE, names)
-    lyrics = {p.stem: p.with_suffix(".txt").read_text().strip() for p in paths if p.with_suffix(".txt").exists()}
-    return [Sample(p.stem, p, lyrics.get(p.stem), emotion=stated.get(p.stem)) for p in paths]
+    return [Sample(p.stem, p, known_lyrics(p), emotion=stated.get(p.stem)) for p in paths]
+
+
+def known_lyrics(song: str | Path) -> str | None:
+    """The lyrics in the .txt of the song's name beside it (None: no such file). A .txt that is
+    empty or not UTF-8 text is an error that says so, not lyrics of nothing or of mojibake."""
+    path = Path(song).expanduser().with_suffix(".txt")
+    if not path.is_file():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"the lyrics beside the song, {path}, are not UTF-8 text; save them as UTF-8") from None
+    if not text:
+        raise ValueError(f"the lyrics beside the song, {path}, are empty: write the song's lyrics in it, or remove it "
+                         "to have the song transcribed")
+    return text
 
 
 def _stated_emotions(path: Path, names: list[str]) -> dict[str, str]:

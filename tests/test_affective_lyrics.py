@@ -239,6 +239,11 @@ def test_dropped_segments_are_warned_and_recorded(tmp_path):
     path = _tone(tmp_path / "t.wav", seconds=1.0)
     with pytest.raises(ValueError, match="--lyrics"):
         transcribe(path, Looping())
+    # A song heard only as loops, with its known lyrics beside it: they stand in (they were refused with an
+    # error that asked for what had been given).
+    with pytest.warns(UserWarning, match="repetition loop"):
+        t = transcribe(path, Looping(), label="come with me, my love")
+    assert (t.text, t.source) == ("come with me, my love", "label")
 
     class Partly(FakeLyrics):
         def recognise(self, audio):

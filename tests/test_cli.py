@@ -239,3 +239,22 @@ def test_a_device_the_machine_lacks_is_a_one_line_error_before_any_work(capsys, 
     assert main(["reproduce", "--only", "retrieval", "--device", "cuda", "--out", str(tmp_path / "f"),
                  "--run-dir", str(tmp_path / "runs")]) == 2
     assert "device cuda:" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_manipulate_reads_the_lyrics_beside_the_song_where_none_are_heard(capsys, tmp_path):
+    """As `reproduce --songs` does: the song is transcribed, and the .txt of its name stands in where
+    no lyrics are read from it (manipulate refused such a song, asking for lyrics it had beside it)."""
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(3 * 16000) / 16000
+    sf.write(tmp_path / "hum.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    args = ["manipulate", str(tmp_path / "hum.wav"), "--profile", "tiny", "--set", "guidance.steps=2"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 2  # no lyrics heard, none beside it
+    assert "--lyrics" in capsys.readouterr().err
+    (tmp_path / "hum.txt").write_text("we laugh and sing in the sun\n")
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "  lyrics (none read from the song: from hum.txt): 'we laugh and sing in the sun'" in out.splitlines()
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["lyrics"]["source"] == "label" and manifest["polarity"]["label"] == "positive"

@@ -49,3 +49,18 @@ def test_a_folder_without_songs_or_two_songs_of_one_name_is_refused(tmp_path):
     (tmp_path / "x.MP3").write_bytes(b"")
     with pytest.raises(ValueError, match="share a name: x"):
         samples.songs(tmp_path)
+
+
+def test_lyrics_beside_a_song_that_are_empty_or_not_text_are_refused_with_the_file_named(tmp_path):
+    """An empty .txt read as lyrics of nothing (VADER's neutral 0, counted as a positive song), and
+    a Latin-1 one raised a decoding traceback from deep inside pathlib."""
+    (tmp_path / "blue.wav").write_bytes(b"")
+    assert samples.known_lyrics(tmp_path / "blue.wav") is None
+    (tmp_path / "blue.txt").write_bytes("caf\xe9 tears".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"blue\.txt, are not UTF-8 text"):
+        samples.songs(tmp_path)
+    (tmp_path / "blue.txt").write_text(" \n")
+    with pytest.raises(ValueError, match=r"blue\.txt, are empty: write the song's lyrics in it, or remove it"):
+        samples.songs(tmp_path)
+    (tmp_path / "blue.txt").write_text("café tears\n")
+    assert samples.known_lyrics(tmp_path / "blue.wav") == "café tears" == samples.songs(tmp_path)[0].lyrics

@@ -264,10 +264,12 @@ def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None
     """Lyrics of `audio_path`, or a text stand-in when it holds no speech.
 
     No speech: the backend's audio tags ("Rain, Raindrop, Water"; source "tags"), else
-    `label` (source "label"). Raises ValueError when there is neither or when everything
-    recognised is a loop, and `read_audio`'s errors for a missing, corrupt, silent or too
-    short file. Warnings (dropped segments, level, uncertain language) are also recorded
-    in `quality["warnings"]`.
+    `label` (source "label"); speech heard but none of it read as lyrics (every segment dropped)
+    counts as none. A file recognised only as loops is singing the recogniser cannot follow:
+    `label` (a song's known lyrics, its .txt) stands in, else it is refused. Raises ValueError
+    where nothing stands in, and `read_audio`'s errors for a missing, corrupt, silent or too
+    short file. Warnings (dropped segments, level, uncertain language) are also
+    recorded in `quality["warnings"]`.
     """
     name = Path(audio_path).name
     data, native_sr = read_audio(audio_path)
@@ -276,7 +278,7 @@ def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None
     quality = {**found.quality, **level}
     dropped = quality.get("dropped", [])
     loops = [d for d in dropped if d["reason"].startswith("repetition loop")]
-    if loops and not found.text:
+    if loops and not found.text and not label:
         raise ValueError(_not_lyrics(name, loops, quality))
     if dropped:
         notes.append(f"{len(dropped)} of the segments recognised in {name} were dropped: "
@@ -289,7 +291,7 @@ def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None
     quality["warnings"] = notes
     if found.text:
         return Transcript(found.text, found.segments, found.tags, found.language, found.backend, "speech", quality)
-    if found.tags:
+    if found.tags and not loops:
         text = ", ".join(tag for tag, _ in found.tags)  # AudioSet names are English
         return Transcript(text, [], found.tags, "en", found.backend, "tags", quality)
     if label:
