@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import textwrap
 import threading
 import warnings
 from pathlib import Path
@@ -79,7 +80,10 @@ def _cmd_manipulate(args) -> int:
               f"{inv['error']['mae_levels']:.1f} levels (PSNR {inv['error']['psnr_db']:.1f} dB) after {inv['steps']} steps")
     beside = Path(args.song).with_suffix(".txt").name
     read = f" (none read from the song: from {beside})" if result["lyrics"]["source"] == "label" else ""
-    print(f"  lyrics{read}: {result['lyrics']['text']!r}")
+    text = result["lyrics"]["text"]
+    shown = textwrap.shorten(text, 200, placeholder=" ...")  # a whole song's lyrics would bury the summary
+    more = f" ({len(text.split())} words, all in manifest.json)" if shown != " ".join(text.split()) else ""
+    print(f"  lyrics{read}: {shown!r}{more}")
     polarity = result["polarity"]
     composed = "" if polarity["emotion"] == polarity["label"] else f"; the music is composed {polarity['label']}"
     print(f"  polarity: {polarity['emotion']} ({polarity['backend']}, score {polarity['score']:+.2f}{composed})")

@@ -258,3 +258,18 @@ def test_manipulate_reads_the_lyrics_beside_the_song_where_none_are_heard(capsys
     assert "  lyrics (none read from the song: from hum.txt): 'we laugh and sing in the sun'" in out.splitlines()
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["lyrics"]["source"] == "label" and manifest["polarity"]["label"] == "positive"
+
+
+def test_manipulate_summary_shortens_a_whole_songs_lyrics(capsys, tmp_path):
+    """A 3.5-minute song printed its 240 words of lyrics into the summary's second line."""
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(3 * 16000) / 16000
+    sf.write(tmp_path / "hum.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    verse = "there is an empty chair beside the window where you used to sit and smile"
+    assert main(["manipulate", str(tmp_path / "hum.wav"), "--profile", "tiny", "--set", "guidance.steps=2",
+                 "--lyrics", " ".join([verse] * 12), "--out", str(tmp_path / "o")]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  lyrics")]
+    assert line.startswith(f"  lyrics: '{verse} ") and line.endswith(" ...' (180 words, all in manifest.json)")
+    assert len(line) < 260

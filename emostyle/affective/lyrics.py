@@ -32,6 +32,7 @@ import pickle
 import re
 import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,10 @@ WHISPER_SR = 16000
 # Whisper's own confidence rule (the `logprob_threshold` of its decoding fallback): a
 # segment decoded below it on non-speech is almost always a hallucination ("Thank you.").
 _MIN_AVG_LOGPROB = -1.0
-# Whisper's `compression_ratio_threshold`: text that gzip shrinks more than this is a loop.
+# Whisper's `compression_ratio_threshold`: text that gzip shrinks more than this is a loop. Whisper
+# measures its 30 s window, whose every segment reports that one ratio; a song that sings a verse
+# twice within a window reached it (2.41) with each segment's own text at 1.0, so each segment's
+# own text is measured (a loop within a segment still shows: 16.9 on a "tah, tah, ..." segment).
 _MAX_COMPRESSION_RATIO = 2.4
 # A phrase of up to _LOOP_WORDS words repeated back to back _LOOP_TIMES times or more,
 # covering over half the words, is a decoding loop ("No, no, no, ..."), not a chorus.
@@ -133,8 +137,7 @@ class FasterWhisperLyrics(LyricsBackend):
             audio, beam_size=self.beam_size, vad_filter=True, temperature=0.0,
             condition_on_previous_text=False,
         )
-        kept, quality = _screen([(s.start, s.end, s.text, s.avg_logprob, s.compression_ratio, s.no_speech_prob)
-                                 for s in segments])
+        kept, quality = _screen([(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob) for s in segments])
         multilingual = bool(self.model.model.is_multilingual)
         quality.update(multilingual=multilingual,  # an English-only model reports "en" with probability 1
                        language_probability=float(info.language_probability) if multilingual else None)
@@ -176,8 +179,8 @@ class WhisperATLyrics(LyricsBackend):
         import whisper_at
 
         result = self.model.transcribe(audio, at_time_res=_AT_TIME_RES, **self.transcribe_kwargs)
-        segments, quality = _screen([(s["start"], s["end"], s["text"], s["avg_logprob"], s["compression_ratio"],
-                                      s["no_speech_prob"]) for s in result["segments"]])
+        segments, quality = _screen([(s["start"], s["end"], s["text"], s["avg_logprob"], s["no_speech_prob"])
+                                     for s in result["segments"]])
         quality.update(multilingual=True, language_probability=None)  # whisper's transcribe does not return it
         windows = whisper_at.parse_at_label(result, language="en", top_k=self.top_k)
         return Transcript(" ".join(t for _, _, t in segments), segments, _best_tags(windows, self.top_k),
@@ -198,21 +201,30 @@ def _loop(text: str) -> str | None:
     return None
 
 
+def _compression_ratio(text: str) -> float:
+    """Whisper's measure of a loop: the UTF-8 bytes of `text` over their zlib-compressed bytes."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data))
+
+
 def _screen(raw: list[tuple]) -> tuple[list[tuple[float, float, str]], dict]:
-    """Segments worth keeping from (start, end, text, avg_logprob, compression_ratio, no_speech_prob)
-    rows, and what was found: low confidence and loops are dropped with their reason."""
-    kept, dropped = [], []
-    for start, end, text, logprob, ratio, no_speech in raw:
+    """Segments worth keeping from (start, end, text, avg_logprob, no_speech_prob) rows, and what
+    was found: low confidence and loops (`_compression_ratio` of the segment's text) are dropped
+    with their reason."""
+    kept, dropped, ratios = [], [], []
+    for start, end, text, logprob, no_speech in raw:
         text = text.strip()
         if not text:
             continue
+        ratio = _compression_ratio(text)
+        ratios.append(ratio)
         reason = (f"low confidence (mean log-probability {logprob:.2f} < {_MIN_AVG_LOGPROB})"
                   if logprob < _MIN_AVG_LOGPROB else
                   f"repetition loop (compression ratio {ratio:.1f} > {_MAX_COMPRESSION_RATIO})"
                   if ratio > _MAX_COMPRESSION_RATIO else None)
         (dropped if reason else kept).append((float(start), float(end), text, reason))
-    quality = {"compression_ratio_max": max((float(r[4]) for r in raw), default=None),
-               "no_speech_prob_max": max((float(r[5]) for r in raw), default=None)}
+    quality = {"compression_ratio_max": max(ratios, default=None),
+               "no_speech_prob_max": max((float(r[4]) for r in raw), default=None)}
     phrase = _loop(" ".join(t for *_, t, _ in kept))
     if phrase:  # a loop spread over many short segments, each too short for the ratio to show it
         dropped += [(*k[:3], f"repetition loop ({phrase!r} over and over)") for k in kept]
