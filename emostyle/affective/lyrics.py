@@ -280,8 +280,8 @@ def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None
     counts as none. A file recognised only as loops is singing the recogniser cannot follow:
     `label` (a song's known lyrics, its .txt) stands in, else it is refused. Raises ValueError
     where nothing stands in, and `read_audio`'s errors for a missing, corrupt, silent or too
-    short file. Warnings (dropped segments, level, uncertain language) are also
-    recorded in `quality["warnings"]`.
+    short file. Warnings (dropped segments, level, uncertain language) are also recorded in
+    `quality["warnings"]`.
     """
     name = Path(audio_path).name
     data, native_sr = read_audio(audio_path)
