@@ -314,17 +314,20 @@ def frames_figure(frames: list[tuple[int, torch.Tensor]], item: int = 0, note: s
     return image_grid([[f[item] for _, f in frames]], col_labels=labels, note=note)
 
 
-def piano_roll(midi, title: str = "generated music", note: str | None = None, fs: int = 50) -> plt.Figure:
-    """Piano roll of a pretty_midi.PrettyMIDI (all instruments), pitch against time."""
-    roll = midi.get_piano_roll(fs=fs)
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    pitched = np.nonzero(roll.sum(axis=1))[0]
+def piano_roll(rolls: Sequence[tuple], note: str | None = None, fs: int = 50) -> plt.Figure:
+    """Piano rolls, pitch against time, one row per (pretty_midi.PrettyMIDI, title) in `rolls`
+    (all of a MIDI's instruments), over one pitch range, so that rows compare (a happy song's
+    melody above a sad one's)."""
+    grids = [midi.get_piano_roll(fs=fs) for midi, _ in rolls]
+    pitched = np.nonzero(sum(g.sum(axis=1) for g in grids))[0]
     low, high = (pitched.min() - 2, pitched.max() + 3) if len(pitched) else (48, 84)
-    ax.imshow(roll[low:high], aspect="auto", origin="lower", cmap="magma",
-              extent=(0, roll.shape[1] / fs, low, high), interpolation="nearest")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("MIDI pitch")
-    ax.set_title(title, fontsize=10)
+    fig, axes = plt.subplots(len(rolls), 1, figsize=(8, 0.8 + 2.0 * len(rolls)), squeeze=False)
+    for ax, grid, (_, title) in zip(axes[:, 0], grids, rolls):
+        ax.imshow(grid[low:high], aspect="auto", origin="lower", cmap="magma",
+                  extent=(0, max(grid.shape[1], 1) / fs, low, high), interpolation="nearest")
+        ax.set_ylabel("MIDI pitch")
+        ax.set_title(title, fontsize=10)
+    axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout(rect=(0, note_height(fig, note), 1, 1))
     stamp(fig, note)
     return fig

@@ -143,12 +143,14 @@ def _roll():
 
 @pytest.mark.parametrize("draw", [
     lambda: figures.loss_figure({"audio": [[1.0]] * 60, "reg": [[0.1 * i] for i in range(60)]}, "loss terms", note=_NOTE),
-    lambda: figures.piano_roll(_roll(), note=_NOTE),
+    lambda: figures.piano_roll([(_roll(), "happy_sunshine: positive (+0.93), 160 bpm")], note=_NOTE),
+    lambda: figures.piano_roll([(_roll(), "a song"), (_roll(), "another")], note=_NOTE),
     lambda: figures.architecture_figure(_stages(), note=_NOTE),
-], ids=["loss", "piano roll", "architecture"])
+], ids=["loss", "piano roll", "two piano rolls", "architecture"])
 def test_the_profile_note_sits_below_everything_else(draw):
     """The profile note under a figure (three lines at page width) covered the loss figure's axis
-    label and Figure 1's "A (audio guidance)" (a new user's trial): space for it was a fixed share."""
+    label and Figure 1's "A (audio guidance)" (a new user's trial): space for it was a fixed share.
+    So it did under the piano rolls of two songs, which notebook 02 drew itself."""
     fig = draw()
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
