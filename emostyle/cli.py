@@ -223,11 +223,23 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except (ConfigError, ValueError, OSError, RuntimeError, KeyError) as error:
         text = error.args[0] if isinstance(error, KeyError) and error.args else error
+        _close_progress_bars()
         print(f"{command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: every command writes beside its output and renames it into place
+        _close_progress_bars()
         print(f"{command}: interrupted; nothing half-done was put in place", file=sys.stderr)
         return 130
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars an error or Ctrl-C left open, which clears their line, so that the one
+    line after them starts a line of its own: a bar is closed when its loop's generator ends, and a
+    Ctrl-C that lands before the loop takes its first step leaves it open until the process exits."""
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):
+        bar.close()
 
 
 def run() -> None:

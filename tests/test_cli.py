@@ -176,6 +176,29 @@ def test_ctrl_c_during_a_command_is_one_line_and_leaves_nothing(capsys, tmp_path
     assert not out.exists() and not list(tmp_path.glob(".o.partial-*"))
 
 
+def test_ctrl_c_before_a_loop_steps_clears_its_progress_bar_before_the_one_line(capsys, tmp_path, repo_root,
+                                                                               monkeypatch):
+    """A Ctrl-C that lands after the guidance's bar is drawn and before its loop steps leaves the bar
+    open: the one line was printed on the bar's line ("guidance:   0%| ... emostyle manipulate:
+    interrupted"), which the shell-loop test below met on a loaded machine."""
+    from tqdm.auto import tqdm
+
+    import emostyle.pipeline as pipeline
+
+    left_open = []
+
+    def interrupted(*args, **kwargs):
+        left_open.append(tqdm(range(60), desc="guidance", leave=False))  # drawn, and held as a traceback holds it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline.Pipeline, "guide", interrupted)
+    song = str(repo_root / "data/songs/sad_rain.wav")
+    assert main(["manipulate", song, "--profile", "tiny", "--out", str(tmp_path / "o")]) == 130
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert "emostyle manipulate: interrupted; nothing half-done was put in place" in lines
+    assert left_open and left_open[0].disable is True  # closed (a closed bar is disabled)
+
+
 def test_ctrl_c_while_the_command_starts_waits_for_torchs_imports_and_is_one_line(capsys, monkeypatch):
     """Building the parser imports torch, whose C code imports numpy and clears any error raised
     meanwhile: a Ctrl-C there was lost or left numpy half imported. It now takes effect once the
