@@ -78,8 +78,10 @@ def _cmd_manipulate(args) -> int:
         inv = result["inversion"]
         print(f"  your photo: reconstruction error "
               f"{inv['error']['mae_levels']:.1f} levels (PSNR {inv['error']['psnr_db']:.1f} dB) after {inv['steps']} steps")
-    beside = Path(args.song).with_suffix(".txt").name
-    read = f" (none read from the song: from {beside})" if result["lyrics"]["source"] == "label" else ""
+    beside, source = Path(args.song).with_suffix(".txt"), result["lyrics"]["source"]
+    read = (f" (from {beside.name}: none were read from the song)" if source == "label" else
+            f" (heard by {result['lyrics']['backend']}, as the paper transcribes; --lyrics {beside.name} reads the "
+            f".txt beside the song instead)" if source == "speech" and beside.is_file() and args.lyrics is None else "")
     text = result["lyrics"]["text"]
     shown = textwrap.shorten(text, 200, placeholder=" ...")  # a whole song's lyrics would bury the summary
     more = f" ({len(text.split())} words, all in manifest.json)" if shown != " ".join(text.split()) else ""

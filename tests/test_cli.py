@@ -278,9 +278,22 @@ def test_manipulate_reads_the_lyrics_beside_the_song_where_none_are_heard(capsys
     (tmp_path / "hum.txt").write_text("we laugh and sing in the sun\n")
     assert main(args + ["--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
-    assert "  lyrics (none read from the song: from hum.txt): 'we laugh and sing in the sun'" in out.splitlines()
+    assert "  lyrics (from hum.txt: none were read from the song): 'we laugh and sing in the sun'" in out.splitlines()
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["lyrics"]["source"] == "label" and manifest["polarity"]["label"] == "positive"
+
+
+def test_manipulate_says_it_transcribed_a_song_that_has_a_txt_beside_it(capsys, tmp_path, repo_root):
+    """A new user's .txt beside a song that Whisper heard was not read, and nothing said so."""
+    import shutil
+
+    shutil.copy(repo_root / "data/songs/sad_rain.wav", tmp_path / "rain.wav")
+    (tmp_path / "rain.txt").write_text("Cold rain is falling and I cry alone\n")
+    assert main(["manipulate", str(tmp_path / "rain.wav"), "--profile", "tiny", "--set", "guidance.steps=2",
+                 "--out", str(tmp_path / "o")]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  lyrics")]
+    assert line.startswith("  lyrics (heard by faster-whisper, as the paper transcribes; --lyrics rain.txt reads "
+                           "the .txt beside the song instead): 'Cold rain")
 
 
 def test_manipulate_summary_shortens_a_whole_songs_lyrics(capsys, tmp_path):

@@ -310,8 +310,7 @@ def transcribe(audio_path: str | Path, backend: LyricsBackend, label: str | None
         return Transcript(label.replace("_", " "), [], [], "en", found.backend, "label", quality)
     if dropped:  # speech was heard, but none of it surely enough to be read as lyrics
         raise ValueError(_not_lyrics(name, dropped, quality))
-    raise ValueError(f"no speech recognised in {name} and the {found.backend} backend gives no audio tags: "
-                     f"{_GIVE_LYRICS} (lyrics=... or label=... in Python)")
+    raise ValueError(f"no speech recognised in {name}: {_GIVE_LYRICS} (lyrics=... or label=... in Python)")
 
 
 def _not_lyrics(name: str, dropped: list[dict], quality: dict) -> str:
