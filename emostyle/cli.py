@@ -81,7 +81,7 @@ def _cmd_manipulate(args) -> int:
     beside, source = Path(args.song).with_suffix(".txt"), result["lyrics"]["source"]
     read = (f" (from {beside.name}: none were read from the song)" if source == "label" else
             f" (heard by {result['lyrics']['backend']}, as the paper transcribes; --lyrics {beside.name} reads the "
-            f".txt beside the song instead)" if source == "speech" and beside.is_file() and args.lyrics is None else "")
+            f".txt beside the song instead)" if source == "speech" and beside.is_file() else "")
     text = result["lyrics"]["text"]
     shown = textwrap.shorten(text, 200, placeholder=" ...")  # a whole song's lyrics would bury the summary
     more = f" ({len(text.split())} words, all in manifest.json)" if shown != " ".join(text.split()) else ""
