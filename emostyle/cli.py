@@ -216,6 +216,8 @@ def _ctrl_c_held():
 
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _warning_line
+    if not sys.stderr.isatty():  # a log, not a terminal: each redraw of a bar would be a line of it
+        os.environ.setdefault("TQDM_MININTERVAL", "10")  # read when tqdm is imported (with the parser)
     command = "emostyle"
     try:
         with _ctrl_c_held():
@@ -235,13 +237,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _close_progress_bars() -> None:
-    """Close the progress bars an error or Ctrl-C left open, which clears their line, so that the one
-    line after them starts a line of its own: a bar is closed when its loop's generator ends, and a
-    Ctrl-C that lands before the loop takes its first step leaves it open until the process exits."""
+    """Close the progress bars an error or Ctrl-C left open (which clears their line), so that the one
+    line after them starts a line of its own. A Ctrl-C often lands in a bar's __init__ right after it
+    first drew itself, before tqdm recorded what it drew: such a bar can be neither closed nor cleared,
+    so its line is ended instead."""
     from tqdm import tqdm
 
     for bar in list(tqdm._instances):
+        unfinished = hasattr(bar, "sp") and not hasattr(bar, "last_print_t")
         bar.close()
+        if unfinished:
+            bar.fp.write("\n")
 
 
 def run() -> None:

@@ -308,7 +308,7 @@ def guide(
         optimizer.step()
         if step % frame_every == 0:
             frames.append((step, images.detach().cpu()))
-        bar.set_postfix(loss=f"{total.mean().item():.4f}")
+        bar.set_postfix(loss=f"{total.mean().item():.4f}", refresh=False)  # shown at the bar's next redraw
 
     with torch.no_grad():
         w = edited(free)
