@@ -66,6 +66,7 @@ def _cmd_reproduce(args) -> int:
 
 def _cmd_manipulate(args) -> int:
     from .pipeline import manipulate
+    from .samples import lyrics_file
 
     overrides = parse_overrides(args.overrides)
     if args.device != "auto":
@@ -78,7 +79,7 @@ def _cmd_manipulate(args) -> int:
         inv = result["inversion"]
         print(f"  your photo: reconstruction error "
               f"{inv['error']['mae_levels']:.1f} levels (PSNR {inv['error']['psnr_db']:.1f} dB) after {inv['steps']} steps")
-    beside, source = Path(args.song).with_suffix(".txt"), result["lyrics"]["source"]
+    beside, source = lyrics_file(args.song), result["lyrics"]["source"]
     read = (f" (from {beside.name}: none were read from the song)" if source == "label" else
             f" (heard by {result['lyrics']['backend']}, as the paper transcribes; --lyrics {beside.name} reads the "
             f".txt beside the song instead)" if source == "speech" and beside.is_file() else "")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from . import registry
 
-__all__ = ["Sample", "SOUNDS", "songs", "known_lyrics", "songs_digest", "sounds", "SONGS_DIR", "AUDIO_SUFFIXES",
-           "EMOTIONS_FILE"]
+__all__ = ["Sample", "SOUNDS", "songs", "known_lyrics", "lyrics_file", "songs_digest", "sounds", "SONGS_DIR",
+           "AUDIO_SUFFIXES", "EMOTIONS_FILE"]
 
 SOUNDS = ("drill", "explosion", "fire", "giggling", "raining", "sobbing", "thunderstorm", "wind")
 SONGS_DIR = Path(__file__).resolve().parents[1] / "data" / "songs"
@@ -70,10 +70,15 @@ def songs(folder: str | Path | None = None) -> list[Sample]:
     return [Sample(p.stem, p, known_lyrics(p), emotion=stated.get(p.stem)) for p in paths]
 
 
+def lyrics_file(song: str | Path) -> Path:
+    """Where a song's known lyrics are kept: the .txt of its name beside it."""
+    return Path(song).expanduser().with_suffix(".txt")
+
+
 def known_lyrics(song: str | Path) -> str | None:
-    """The lyrics in the .txt of the song's name beside it (None: no such file). A .txt that is
-    empty or not UTF-8 text is an error that says so, not lyrics of nothing or of mojibake."""
-    path = Path(song).expanduser().with_suffix(".txt")
+    """The lyrics in the song's `lyrics_file` (None: no such file). A .txt that is empty or not
+    UTF-8 text is an error that says so, not lyrics of nothing or of mojibake."""
+    path = lyrics_file(song)
     if not path.is_file():
         return None
     try:
@@ -112,7 +117,7 @@ def songs_digest(folder: str | Path | None = None) -> dict[str, str]:
     found = songs(folder)
     files = [p for p in [found[0].path.parent / EMOTIONS_FILE] if p.exists()]
     for s in found:
-        files += [s.path] + [p for p in [s.path.with_suffix(".txt")] if p.exists()]
+        files += [s.path] + [p for p in [lyrics_file(s.path)] if p.exists()]
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 

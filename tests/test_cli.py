@@ -267,14 +267,19 @@ def test_a_device_the_machine_lacks_is_a_one_line_error_before_any_work(capsys, 
     assert "device cuda:" in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
-def test_manipulate_reads_the_lyrics_beside_the_song_where_none_are_heard(capsys, tmp_path):
-    """As `reproduce --songs` does: the song is transcribed, and the .txt of its name stands in where
-    no lyrics are read from it (manipulate refused such a song, asking for lyrics it had beside it)."""
+def _hum(path):
+    """A 3 s, 220 Hz tone: a song in which no lyrics are heard."""
     import numpy as np
     import soundfile as sf
 
     t = np.arange(3 * 16000) / 16000
-    sf.write(tmp_path / "hum.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+
+
+def test_manipulate_reads_the_lyrics_beside_the_song_where_none_are_heard(capsys, tmp_path):
+    """As `reproduce --songs` does: the song is transcribed, and the .txt of its name stands in where
+    no lyrics are read from it (manipulate refused such a song, asking for lyrics it had beside it)."""
+    _hum(tmp_path / "hum.wav")
     args = ["manipulate", str(tmp_path / "hum.wav"), "--profile", "tiny", "--set", "guidance.steps=2"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 2  # no lyrics heard, none beside it
     assert "--lyrics" in capsys.readouterr().err
@@ -301,11 +306,7 @@ def test_manipulate_says_it_transcribed_a_song_that_has_a_txt_beside_it(capsys, 
 
 def test_manipulate_summary_shortens_a_whole_songs_lyrics(capsys, tmp_path):
     """A 3.5-minute song printed its 240 words of lyrics into the summary's second line."""
-    import numpy as np
-    import soundfile as sf
-
-    t = np.arange(3 * 16000) / 16000
-    sf.write(tmp_path / "hum.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    _hum(tmp_path / "hum.wav")
     verse = "there is an empty chair beside the window where you used to sit and smile"
     assert main(["manipulate", str(tmp_path / "hum.wav"), "--profile", "tiny", "--set", "guidance.steps=2",
                  "--lyrics", " ".join([verse] * 12), "--out", str(tmp_path / "o")]) == 0
