@@ -88,7 +88,8 @@ def _cmd_manipulate(args) -> int:
     more = f" ({len(text.split())} words, all in manifest.json)" if shown != " ".join(text.split()) else ""
     print(f"  lyrics{read}: {shown!r}{more}")
     polarity = result["polarity"]
-    composed = "" if polarity["emotion"] == polarity["label"] else f"; the music is composed {polarity['label']}"
+    composed = ("" if polarity["emotion"] == polarity["label"] else
+                f"; the music is composed {polarity['label']}, a tie-break that does not guide")
     print(f"  polarity: {polarity['emotion']} ({polarity['backend']}, score {polarity['score']:+.2f}{composed})")
     if result.get("categories"):
         print(f"  emotion category: {result['categories']['top']} ({result['categories']['backend']})")

@@ -370,7 +370,7 @@ def start_study(pipe: Pipeline, items: list[Sample], n_starts: int = 16, seed: i
     recognizer = build_face_recognizer(pipe.config, str(pipe.generator.device))
     for s in tqdm(items, desc=f"start study {label}".strip(), disable=not progress):
         music = pipe.affective_music(s.path, Path(run_dir) / s.name, lyrics=s.lyrics, label=s.label)
-        targets = pipe.targets([s.path], [music.wav_path], [music.transcript.text or s.label])
+        targets = pipe.targets([s.path], [music.guiding_wav], [music.transcript.text or s.label])
         torch.manual_seed(base)
         run = pipe.guide(latents, targets, method=method, progress=False)
         polarities.append(s.direction(music.polarity.emotion))
@@ -743,7 +743,7 @@ class Experiment:
             starts = torch.cat([pipe.retrieve(s.path, seed=base * 1000 + i, progress=False).best_latent
                                 for i, s in enumerate(items)])
             texts = [m.transcript.text or s.stand_in for s, m in zip(items, musics)]
-            targets = pipe.targets([s.path for s in items], [m.wav_path for m in musics], texts)
+            targets = pipe.targets([s.path for s in items], [m.guiding_wav for m in musics], texts)
             runs = {}
             for m in methods:
                 bar.set_postfix_str(f"{label}: {METHODS[m].title}")

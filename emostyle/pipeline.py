@@ -164,7 +164,11 @@ class Pipeline:
 
     def targets(self, songs: list[str | Path], music: list[str | Path | None],
                 texts: list[str | None]) -> dict[str, torch.Tensor | None]:
-        """Target embeddings (B, D) of audio, music and text in the guidance space, computed once."""
+        """Target embeddings (B, D) of audio, music and text in the guidance space, computed once.
+
+        A piece in `music` may be None: one composed for lyrics of no polarity
+        (`AffectiveResult.guiding_wav`). Its target is the origin, which has no direction and so
+        no pull, as a neutral text's (VADER 0) has none."""
         space = self.guidance_space
 
         def stack(items, encode):
@@ -172,7 +176,11 @@ class Pipeline:
                 return None
             return torch.cat([encode(x) for x in items]).to(self.generator.device)
 
-        return {"audio": stack(songs, space.encode_audio), "music": stack(music, space.encode_audio),
+        def piece(path):
+            return space.encode_audio(path) if path is not None else torch.zeros(1, space.dim)
+
+        return {"audio": stack(songs, space.encode_audio),
+                "music": torch.cat([piece(m).to(self.generator.device) for m in music]),
                 "text": stack([t if t else None for t in texts], space.encode_text)}
 
     def weights(self, method: str) -> dict[str, float]:
@@ -288,7 +296,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
 
     begun = time.perf_counter()
     text = music.transcript.text or None
-    targets = pipe.targets([song], [music.wav_path], [text])
+    targets = pipe.targets([song], [music.guiding_wav], [text])
     result = pipe.guide(start, targets, method=method, progress=progress)
     timings["guidance"] = time.perf_counter() - begun
 

@@ -140,7 +140,7 @@ def test_the_log_face_loss_moves_faces_the_linear_one_leaves_as_they_were(faces,
     song = songs[0][0]
     assert song.name == "happy_sunshine"
     music = faces.affective_music(song.path, tmp_path / song.name, lyrics=song.lyrics, label=song.label)
-    targets = faces.targets([song.path], [music.wav_path], [music.transcript.text or song.label])
+    targets = faces.targets([song.path], [music.guiding_wav], [music.transcript.text or song.label])
     latents = faces.generator.sample(8, torch.Generator().manual_seed(11))
     log = Pipeline.from_config("offline", {"guidance.face_loss": "log"})
     runs = {"linear": faces.guide(latents, targets, progress=False), "log": log.guide(latents, targets, progress=False)}
@@ -155,6 +155,32 @@ def test_the_log_face_loss_moves_faces_the_linear_one_leaves_as_they_were(faces,
     assert (mesh[1] > mesh[0]).all(), mesh
     judged = [metrics.judge_valence(x[still], faces.judge) for x in (runs["log"].start_images, runs["log"].images)]
     assert (judged[1] - judged[0]).mean() > 0, judged
+
+
+def test_lyrics_of_no_polarity_give_the_composed_music_no_pull(faces, songs, tmp_path):
+    """Sad songs whose lyrics read neutral (a transcript misheard, a .txt of facts): the composer
+    needs one of its two labels and composes "positive", a tie-break, not the song's mood. Its
+    piece must not pull: from 8 start faces, EmoStyle as the profile weighs it guides exactly as
+    with no music term at all, and `manipulate` reports the music's pull as 0. The composed piece
+    did pull toward happy (+1.4 in the guidance space, against the song's audio): on a misheard
+    sad song 4 of 10 faces moved toward happy by the judge."""
+    from emostyle.pipeline import manipulate
+
+    neutral = "The train leaves at nine from platform two, and the bus comes after it."
+    without_music = Pipeline.from_config("offline", {"guidance.l_mus": 0.0})
+    latents = faces.generator.sample(8, torch.Generator().manual_seed(5))
+    for song, polarity in songs:
+        if polarity != "negative":
+            continue
+        music = faces.affective_music(song.path, tmp_path / song.name, lyrics=neutral)
+        assert music.polarity.emotion == "neutral" and music.polarity.label == "positive"
+        targets = faces.targets([song.path], [music.guiding_wav], [music.transcript.text])
+        runs = [pipe.guide(latents, targets, progress=False) for pipe in (faces, without_music)]
+        assert torch.equal(runs[0].latents, runs[1].latents), f"{song.name}: the neutral piece pulled"
+    manifest = manipulate(songs[1][0].path, seed=3, out=tmp_path / "run", lyrics=neutral, progress=False)
+    assert manifest["polarity"]["emotion"] == "neutral"
+    pulls = manifest["valence"]["in_guidance_space"]["targets"]
+    assert pulls["music"] == 0 and pulls["audio"] < 0, pulls
 
 
 def test_a_happy_song_retrieves_a_happier_face_than_a_sad_one(faces, songs):

@@ -98,6 +98,14 @@ class AffectiveResult:
     cached: bool = False
     categories: Categories | None = None
 
+    @property
+    def guiding_wav(self) -> Path | None:
+        """The piece whose emotion the music term pulls toward, or None where the lyrics have no
+        polarity (VADER's neutral band): the composer still needs one of its two labels and
+        takes "positive", but that mood is its tie-break, not the song's, and it pulled sad songs
+        whose lyrics were misheard as neutral toward happy (`Pipeline.targets`)."""
+        return None if self.polarity.emotion == "neutral" else self.wav_path
+
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d.update(midi_path=str(self.midi_path), wav_path=str(self.wav_path),
