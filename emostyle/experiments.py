@@ -36,7 +36,7 @@ from .samples import Sample
 from .scoring import metrics
 
 __all__ = ["Experiment", "MethodRuns", "START_SIDES", "StartStudy", "UNMOVED", "ablation_claims", "changes_figure",
-           "random_edit", "retrieved_study", "start_side_figure", "start_study", "stored_guidance", "study_figure"]
+           "RetrievalSets", "random_edit", "retrieval_sets", "retrieval_sets_figure", "retrieved_study", "start_side_figure", "start_study", "stored_guidance", "study_figure"]
 
 
 @dataclass
@@ -416,6 +416,129 @@ def retrieved_study(pipe: Pipeline, items: list[Sample], n_starts: int = 8, seed
             chosen[s.name].append(rank(candidates, pipe.retrieval_space, audio[s.name]).best_latent)
     return {s.name: start_study(pipe, [s], seed=base, method=method, run_dir=run_dir, label=label,
                                 progress=progress, latents=torch.cat(chosen[s.name])) for s in items}
+
+
+@dataclass
+class RetrievalSets:
+    """Each song's retrieved image over several candidate sets, read by the judge, which did not
+    rank them: does a happy song retrieve a happier face than a sad one, set after set, and not
+    only on the one set a figure shows?"""
+
+    songs: list[str]
+    emotions: list[str]  # what each song's choice is counted toward: its stated emotion, else its lyrics' polarity
+    seeds: list[int]  # the candidate sets' seeds; the first is the retrieval figure's
+    chosen: torch.Tensor  # (sets, songs) the index of each song's choice in its set
+    valence: torch.Tensor  # (sets, songs) the judge's valence of each song's choice; NaN: unread
+    judge: str
+    images: torch.Tensor  # (sets, songs, 3, H, W) each song's choice, in [-1, 1]
+
+    def sides(self, k: int) -> tuple[float, float]:
+        """Set k's mean judge valence of the happy songs' choices and of the sad songs' (NaN: none)."""
+        def mean(emotion):
+            values = self.valence[k, [i for i, e in enumerate(self.emotions) if e == emotion]]
+            values = values[~values.isnan()]
+            return float(values.mean()) if len(values) else float("nan")
+
+        return mean("positive"), mean("negative")
+
+    def happier(self) -> tuple[int, int]:
+        """(sets where the happy songs' choices read happier than the sad songs', sets with both read)."""
+        pairs = [self.sides(k) for k in range(len(self.seeds))]
+        compared = [(h, s) for h, s in pairs if h == h and s == s]
+        return sum(h > s for h, s in compared), len(compared)
+
+    def rows(self) -> list[dict]:
+        """A row per set and song, for `write_rows`."""
+        return [{"set": k, "seed": seed, "song": song, "emotion": emotion, "chosen": int(self.chosen[k, i]),
+                 "judge": self.judge, "judge_valence": None if v != v else round(v, 3)}
+                for k, seed in enumerate(self.seeds)
+                for i, (song, emotion) in enumerate(zip(self.songs, self.emotions))
+                for v in [float(self.valence[k, i])]]
+
+
+def retrieval_sets(pipe: Pipeline, items: list[Sample], n_sets: int = 8, seed: int | None = None,
+                   run_dir: str | Path = "runs/manual", progress: bool = True) -> RetrievalSets:
+    """Rank `n_sets` candidate sets (seeds `seed` to `seed + n_sets - 1`; the first is the
+    retrieval figure's) against every song, and read each song's choice by the pipeline's judge.
+    A song counts toward its stated emotion, else toward its lyrics' polarity (the affective
+    stage's, as Figures 2-4 read it; its files in `run_dir`)."""
+    from tqdm.auto import tqdm
+
+    if pipe.judge is None:
+        raise ValueError(f"the {pipe.config.profile} profile has no judge to read the retrieved images (scoring.judge)")
+    if n_sets < 1:
+        raise ValueError(f"n_sets must be at least 1, got {n_sets}")
+    emotions = [s.emotion or pipe.affective_music(s.path, Path(run_dir) / s.name, label=s.stand_in).polarity.emotion
+                for s in items]
+    base = pipe.config.seed if seed is None else seed
+    audio = [pipe.retrieval_space.encode_audio(s.path) for s in items]  # each song encoded once
+    seeds, chosen, valence, images = list(range(base, base + n_sets)), [], [], []
+    for k in tqdm(seeds, desc="retrieval sets", disable=not progress):
+        candidates = pipe.read_candidates(seed=k, progress=False)
+        judged = metrics.judge_valence(candidates.images, pipe.judge)
+        best = torch.tensor([rank(candidates, pipe.retrieval_space, a).best for a in audio])
+        chosen.append(best)
+        valence.append(judged[best])
+        images.append(candidates.images[best])
+    return RetrievalSets([s.name for s in items], emotions, seeds, torch.stack(chosen), torch.stack(valence),
+                         pipe.judge.name, torch.stack(images))
+
+
+def retrieval_sets_figure(result: RetrievalSets, note: str | None = None):
+    """Two figures: the judge's valence of each song's choice, a column per candidate set (happy
+    songs' choices left, sad songs' right, their means as bars; the title counts the sets where
+    the happy songs' choices read happier), and the faces themselves, a column per set: the face
+    most of the happy songs chose above the one most of the sad songs chose."""
+    import matplotlib.pyplot as plt
+
+    from .figures import fit, image_grid, note_height, signed, stamp
+
+    n = len(result.seeds)
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.75 * n + 1.6), 3.6))
+    for k in range(n):
+        for (emotion, colour, marker, dx), mean in zip(_RETRIEVAL_SIDES, result.sides(k)):
+            values = result.valence[k, [i for i, e in enumerate(result.emotions) if e == emotion]].numpy()
+            jitter = np.random.default_rng(k).uniform(-0.06, 0.06, len(values))  # fixed: the figure does not change
+            ax.scatter(k + dx + jitter, values, c=colour, marker=marker, s=22, zorder=2,
+                       label=f"{emotion} songs' choices ({len(values)})" if k == 0 else None)
+            if mean == mean:
+                ax.plot([k + dx - 0.14, k + dx + 0.14], [mean, mean], color=colour, lw=2.2, zorder=3)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xticks(range(n), [f"{s}\n(figure's)" if k == 0 else str(s) for k, s in enumerate(result.seeds)], fontsize=8)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xlabel("candidate set (seed)", fontsize=9)
+    ax.set_ylabel("judge's valence of the\nchosen face (saved image)", fontsize=9)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    won, compared = result.happier()
+    title = (f"Retrieval over {n} candidate sets: the happy songs' choice reads happier than the sad songs' "
+             f"in {won} of {compared} sets (bars: means; judge: {result.judge})")
+    ax.set_title(fit(title, fig.get_size_inches()[0] * 0.75, 10), fontsize=10)
+    fig.tight_layout(rect=(0, note_height(fig, note), 1, 1))
+    stamp(fig, note)
+    rows, captions, labels = [], [], []
+    for emotion, *_ in _RETRIEVAL_SIDES:
+        songs = [i for i, e in enumerate(result.emotions) if e == emotion]
+        if not songs:
+            continue
+        row, caption = [], []
+        for k in range(n):
+            picks = result.chosen[k, songs].tolist()
+            face = max(picks, key=picks.count)  # the face most of this side's songs chose (the first, if tied)
+            i = songs[picks.index(face)]
+            row.append(result.images[k, i])
+            caption.append(f"judge {signed(result.valence[k, i])}\n{picks.count(face)} of {len(songs)} songs")
+        rows.append(row), captions.append(caption), labels.append(f"{emotion} songs' choice")
+    faces = None
+    if rows:
+        faces = image_grid(rows, row_labels=labels, captions=captions, note=note, cell=1.3,
+                           col_labels=[f"set {s}" + (" (figure's)" if k == 0 else "") for k, s in enumerate(result.seeds)],
+                           title=f"Retrieval over {n} candidate sets: the face most of each side's songs chose "
+                                 f"(judge: {result.judge})")
+    return fig, faces
+
+
+_RETRIEVAL_SIDES = (("positive", "tab:orange", "^", -0.17), ("negative", "tab:blue", "v", 0.17))
 
 
 def random_edit(generator: Generator, latents: torch.Tensor, starts: torch.Tensor, grey_levels: torch.Tensor,

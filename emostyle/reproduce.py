@@ -58,7 +58,7 @@ class Notebook:
 
 NOTEBOOKS = (
     Notebook("00_quickstart", ("fig1", "quickstart"), ("fig1_architecture", "quickstart"), 22),
-    Notebook("01_retrieval", ("retrieval",), ("retrieval",), 10),
+    Notebook("01_retrieval", ("retrieval",), ("retrieval", "retrieval_sets", "retrieval_sets_faces"), 18),
     Notebook("02_affective_music", ("music",), ("affective_music",), 7),
     Notebook("03_guidance", ("fig2", "fig3"), ("fig2_lyrics", "fig3_sounds_a", "fig3_sounds_b", "guidance_losses"),
              166),

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from emostyle import samples
-from emostyle.experiments import (Experiment, StartStudy, ablation_claims, changes_figure, random_edit, retrieved_study,
-                                  start_side_figure, start_study, study_figure)
+from emostyle.experiments import (Experiment, StartStudy, ablation_claims, changes_figure, random_edit, retrieval_sets,
+                                  retrieval_sets_figure, retrieved_study, start_side_figure, start_study, study_figure)
 from emostyle.pipeline import Pipeline
 from emostyle.samples import Sample
 from emostyle.scoring import available_scorers, metrics
@@ -200,6 +200,46 @@ def test_retrieved_study_starts_each_song_from_its_own_retrieved_images(experime
         assert study.items == [s] and study.images.shape[:2] == (1, 3) and study.rows()[0]["song"] == s.name
     with pytest.raises(ValueError, match="n_starts must be at least 2"):
         retrieved_study(pipe, songs, n_starts=1)
+
+
+def test_retrieval_sets_read_each_songs_choice_as_the_retrieval_figure_makes_it(experiment, tmp_path):
+    """The first set is the retrieval figure's (the config's seed), each later one its own draw;
+    each song's choice is the one `Pipeline.retrieve` makes from that set, read by the judge; a
+    song counts toward its stated emotion, else its lyrics' polarity; sets where one side has no
+    song, or no reading, are not compared."""
+    import dataclasses
+
+    kit = samples.songs()[:2]
+    songs = [dataclasses.replace(kit[0], emotion="negative"), dataclasses.replace(kit[1], emotion=None)]
+    pipe = experiment.pipe
+    sets = retrieval_sets(pipe, songs, n_sets=3, run_dir=tmp_path, progress=False)
+    assert sets.seeds == [pipe.config.seed + k for k in range(3)] and sets.judge == pipe.judge.name
+    read = pipe.affective_music(songs[1].path, tmp_path / songs[1].name, label=songs[1].stand_in).polarity.emotion
+    assert sets.emotions == ["negative", read]
+    for k, seed in enumerate(sets.seeds):
+        candidates = pipe.read_candidates(seed=seed, progress=False)
+        judged = metrics.judge_valence(candidates.images, pipe.judge)
+        for i, s in enumerate(songs):
+            best = pipe.retrieve(s.path, candidates=candidates).best
+            assert sets.chosen[k, i] == best
+            torch.testing.assert_close(sets.valence[k, i], judged[best])
+    assert [r["song"] for r in sets.rows()] == [s.name for s in songs] * 3
+    spread, faces = retrieval_sets_figure(sets, "profile tiny")
+    assert "sets" in spread.axes[0].get_title() and len(faces.axes) == 3 * 2  # a column per set, a row per side
+    torch.testing.assert_close(sets.images[:, 0], torch.stack([
+        pipe.read_candidates(seed=seed, progress=False).images[sets.chosen[k, 0]] for k, seed in enumerate(sets.seeds)]))
+    # The count, on readings made here: sets 0 and 3 happier, set 1 not, set 2 not compared (a side unread);
+    # with no happy song, no set is compared.
+    nan = float("nan")
+    made = dataclasses.replace(sets, emotions=["positive", "negative"], seeds=[0, 1, 2, 3],
+                               valence=torch.tensor([[0.3, -0.1], [-0.2, 0.1], [nan, 0.2], [0.5, 0.1]]))
+    assert made.sides(0) == pytest.approx((0.3, -0.1)) and made.happier() == (2, 3)
+    made = dataclasses.replace(made, emotions=["neutral", "negative"])
+    assert made.happier() == (0, 0)
+    with pytest.raises(ValueError, match="n_sets must be at least 1"):
+        retrieval_sets(pipe, songs, n_sets=0)
+    with pytest.raises(ValueError, match="no judge"):
+        retrieval_sets(dataclasses.replace(pipe, judge=None), songs)
 
 
 def test_start_study_counts_only_moves_beyond_the_judges_resolution():
