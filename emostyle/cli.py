@@ -82,7 +82,8 @@ def _cmd_manipulate(args) -> int:
     beside, source = lyrics_file(args.song), result["lyrics"]["source"]
     read = (f" (from {beside.name}: none were read from the song)" if source == "label" else
             f" (heard by {result['lyrics']['backend']}, as the paper transcribes; --lyrics {beside.name} reads the "
-            f".txt beside the song instead)" if source == "speech" and beside.is_file() else "")
+            f".txt beside the song instead)" if source == "speech" and beside.is_file() else
+            " (given with --lyrics)" if source == "given" else "")
     text = result["lyrics"]["text"]
     shown = textwrap.shorten(text, 200, placeholder=" ...")  # a whole song's lyrics would bury the summary
     more = f" ({len(text.split())} words, all in manifest.json)" if shown != " ".join(text.split()) else ""
@@ -100,7 +101,7 @@ def _cmd_manipulate(args) -> int:
     def shown(x):
         return "n/a" if x is None else f"{x:+.2f}"
 
-    within = f" (one-pixel resolution {v['resolution']:.2g})" if v.get("resolution") is not None else ""
+    within = f" (one-pixel resolution {v['resolution']:.2f})" if v.get("resolution") is not None else ""
     print(f"  valence by the judge ({v['judge'] or 'none'}), on the saved images: "
           f"{shown(v['before'])} -> {shown(v['after'])}{within}")
     space = v["in_guidance_space"]

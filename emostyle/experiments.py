@@ -496,15 +496,18 @@ def retrieval_sets_figure(result: RetrievalSets, note: str | None = None):
     n = len(result.seeds)
     fig, ax = plt.subplots(figsize=(max(6.5, 0.75 * n + 1.6), 3.6))
     for k in range(n):
-        for (emotion, colour, marker, dx), mean in zip(_RETRIEVAL_SIDES, result.sides(k)):
-            values = result.valence[k, [i for i, e in enumerate(result.emotions) if e == emotion]].numpy()
+        for (emotion, side, colour, marker, dx), mean in zip(_RETRIEVAL_SIDES, result.sides(k)):
+            songs = [i for i, e in enumerate(result.emotions) if e == emotion]
+            values = result.valence[k, songs].numpy()
             jitter = np.random.default_rng(k).uniform(-0.06, 0.06, len(values))  # fixed: the figure does not change
+            names = ", ".join(result.songs[i] for i in songs)  # whose songs: a user's figure names them
             ax.scatter(k + dx + jitter, values, c=colour, marker=marker, s=22, zorder=2,
-                       label=f"{emotion} songs' choices ({len(values)})" if k == 0 else None)
+                       label=fit(f"{side} songs' choices ({emotion}): {names}", 2.4, 8) if k == 0 else None)
             if mean == mean:
                 ax.plot([k + dx - 0.14, k + dx + 0.14], [mean, mean], color=colour, lw=2.2, zorder=3)
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_xticks(range(n), [f"{s}\n(figure's)" if k == 0 else str(s) for k, s in enumerate(result.seeds)], fontsize=8)
+    ax.set_xticks(range(n), [f"{s}\n(retrieval\nfigure's)" if k == 0 else str(s) for k, s in enumerate(result.seeds)],
+                  fontsize=8)
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_xlabel("candidate set (seed)", fontsize=9)
     ax.set_ylabel("judge's valence of the\nchosen face (saved image)", fontsize=9)
@@ -512,12 +515,12 @@ def retrieval_sets_figure(result: RetrievalSets, note: str | None = None):
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     won, compared = result.happier()
     title = (f"Retrieval over {n} candidate sets: the happy songs' choice reads happier than the sad songs' "
-             f"in {won} of {compared} sets (bars: means; judge: {result.judge})")
+             f"in {won} of {compared} sets (bars: each side's mean; judge: {result.judge})")
     ax.set_title(fit(title, fig.get_size_inches()[0] * 0.75, 10), fontsize=10)
     fig.tight_layout(rect=(0, note_height(fig, note), 1, 1))
     stamp(fig, note)
     rows, captions, labels = [], [], []
-    for emotion, *_ in _RETRIEVAL_SIDES:
+    for emotion, side, *_ in _RETRIEVAL_SIDES:
         songs = [i for i, e in enumerate(result.emotions) if e == emotion]
         if not songs:
             continue
@@ -528,17 +531,18 @@ def retrieval_sets_figure(result: RetrievalSets, note: str | None = None):
             i = songs[picks.index(face)]
             row.append(result.images[k, i])
             caption.append(f"judge {signed(result.valence[k, i])}\n{picks.count(face)} of {len(songs)} songs")
-        rows.append(row), captions.append(caption), labels.append(f"{emotion} songs' choice")
+        rows.append(row), captions.append(caption), labels.append(f"{side} songs' choice")
     faces = None
     if rows:
         faces = image_grid(rows, row_labels=labels, captions=captions, note=note, cell=1.3,
-                           col_labels=[f"set {s}" + (" (figure's)" if k == 0 else "") for k, s in enumerate(result.seeds)],
+                           col_labels=[f"set {s}" + (" (retrieval figure's)" if k == 0 else "")
+                                       for k, s in enumerate(result.seeds)],
                            title=f"Retrieval over {n} candidate sets: the face most of each side's songs chose "
                                  f"(judge: {result.judge})")
     return fig, faces
 
 
-_RETRIEVAL_SIDES = (("positive", "tab:orange", "^", -0.17), ("negative", "tab:blue", "v", 0.17))
+_RETRIEVAL_SIDES = (("positive", "happy", "tab:orange", "^", -0.17), ("negative", "sad", "tab:blue", "v", 0.17))
 
 
 def random_edit(generator: Generator, latents: torch.Tensor, starts: torch.Tensor, grey_levels: torch.Tensor,

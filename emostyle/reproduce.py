@@ -95,15 +95,22 @@ def check_parameters_cell(path: str | Path) -> None:
         raise ReproduceError(f"{path} must have exactly one cell tagged 'parameters' (found {len(tagged)})")
 
 
+def _selects(nb: Notebook, key: str) -> bool:
+    """`key` names the notebook, one of its keys, or one of its outputs ("stem_*": any stem so begun)."""
+    return key in (nb.name, *nb.keys) or any(key == o or (o.endswith("*") and key.startswith(o[:-1]))
+                                             for o in nb.outputs)
+
+
 def _select(only: str | list[str] | None) -> list[Notebook]:
     if not only:
         return list(NOTEBOOKS)
     keys = [k.strip() for k in (only.split(",") if isinstance(only, str) else only) if k.strip()]
-    valid = sorted({k for nb in NOTEBOOKS for k in nb.keys} | {nb.name for nb in NOTEBOOKS})
-    unknown = [k for k in keys if k not in valid]
+    unknown = [k for k in keys if not any(_selects(nb, k) for nb in NOTEBOOKS)]
     if unknown:
-        raise ValueError(f"unknown --only entries {unknown}; valid: {', '.join(valid)}")
-    return [nb for nb in NOTEBOOKS if nb.name in keys or set(nb.keys) & set(keys)]
+        valid = sorted({k for nb in NOTEBOOKS for k in nb.keys} | {nb.name for nb in NOTEBOOKS})
+        raise ValueError(f"unknown --only entries {unknown}; valid: {', '.join(valid)}, or a figure's or table's "
+                         f"name (the table \"The figures and tables\" in the README)")
+    return [nb for nb in NOTEBOOKS if any(_selects(nb, k) for k in keys)]
 
 
 # -- what a notebook's result depends on ---------------------------------------------------

@@ -311,8 +311,9 @@ def test_manipulate_summary_shortens_a_whole_songs_lyrics(capsys, tmp_path):
     assert main(["manipulate", str(tmp_path / "hum.wav"), "--profile", "tiny", "--set", "guidance.steps=2",
                  "--lyrics", " ".join([verse] * 12), "--out", str(tmp_path / "o")]) == 0
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  lyrics")]
-    assert line.startswith(f"  lyrics: '{verse} ") and line.endswith(" ...' (180 words, all in manifest.json)")
-    assert len(line) < 260
+    assert line.startswith(f"  lyrics (given with --lyrics): '{verse} ")
+    assert line.endswith(" ...' (180 words, all in manifest.json)")
+    assert len(line) <= len("  lyrics (given with --lyrics): ''") + 200 + len(" (180 words, all in manifest.json)")
 
 
 def test_progress_bars_in_a_log_are_redrawn_seldom(tmp_path, repo_root):

@@ -276,6 +276,16 @@ def test_a_notebook_without_parameters_cell_is_refused(tmp_path):
         check_parameters_cell(tmp_path / "n.ipynb")
 
 
+def test_only_takes_any_output_of_a_notebook():
+    """A figure's or table's name, as the README's table of them lists it, runs the notebook that makes it."""
+    assert [nb.name for nb in runner._select("retrieval_sets")] == ["01_retrieval"]
+    assert [nb.name for nb in runner._select("fig2,start_study_examples_ffhq-style_faces")] == ["03_guidance",
+                                                                                             "07_start_study"]
+    assert [nb.name for nb in runner._select("04_ablations")] == ["04_ablations"]
+    with pytest.raises(ValueError, match=r"unknown --only entries \['start_studies'\]"):
+        runner._select("study,start_studies")
+
+
 def test_bad_profile_or_only_fails_before_running(tmp_path):
     with pytest.raises(ValueError, match="valid: "):
         runner.reproduce("tiny", only="fig9", out=tmp_path, run_dir=tmp_path / "r", progress=False)
