@@ -133,11 +133,19 @@ class FasterWhisperLyrics(LyricsBackend):
         self.beam_size = beam_size
 
     def recognise(self, audio: np.ndarray) -> Transcript:
-        segments, info = self.model.transcribe(
-            audio, beam_size=self.beam_size, vad_filter=True, temperature=0.0,
-            condition_on_previous_text=False,
-        )
-        kept, quality = _screen([(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob) for s in segments])
+        from threadpoolctl import threadpool_limits
+
+        # The log-mel features go through numpy's BLAS, whose sums round by its thread count, and the
+        # beam search turns a rounding into another word: kit.sh's kernels (one thread) heard
+        # happy_sunshine as "Sunshine ... we left and sing", a test or a shell (two threads) as "Some
+        # shine ... we laugh and sing", and whichever came first was cached for both. One BLAS thread
+        # hears the same in every process. `segments` is lazy: the decoding runs in the loop.
+        with threadpool_limits(limits=1, user_api="blas"):
+            segments, info = self.model.transcribe(
+                audio, beam_size=self.beam_size, vad_filter=True, temperature=0.0,
+                condition_on_previous_text=False,
+            )
+            kept, quality = _screen([(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob) for s in segments])
         multilingual = bool(self.model.model.is_multilingual)
         quality.update(multilingual=multilingual,  # an English-only model reports "en" with probability 1
                        language_probability=float(info.language_probability) if multilingual else None)
