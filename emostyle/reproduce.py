@@ -62,8 +62,8 @@ NOTEBOOKS = (
     Notebook("02_affective_music", ("music",), ("affective_music",), 7),
     Notebook("03_guidance", ("fig2", "fig3"), ("fig2_lyrics", "fig3_sounds_a", "fig3_sounds_b", "guidance_losses"),
              166),
-    Notebook("04_ablations", ("fig4",), ("fig4_ablations", "fig4_claims"), 75),
-    Notebook("05_vila_scoring", ("table1",), ("table1", "metrics"), 106),
+    Notebook("04_ablations", ("fig4",), ("fig4_ablations",), 75),
+    Notebook("05_vila_scoring", ("table1",), ("table1",), 106),
     Notebook("07_start_study", ("study",), ("start_study", "start_study_examples_*", "start_study_by_start",
                                             "start_study_changes"), 169),
 )
