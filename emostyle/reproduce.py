@@ -96,7 +96,7 @@ def check_parameters_cell(path: str | Path) -> None:
 
 
 def _selects(nb: Notebook, key: str) -> bool:
-    """`key` names the notebook, one of its keys, or one of its outputs ("stem_*": any stem so begun)."""
+    """`key` names the notebook, one of its keys, or one of its figures ("stem_*": any stem so begun)."""
     return key in (nb.name, *nb.keys) or any(key == o or (o.endswith("*") and key.startswith(o[:-1]))
                                              for o in nb.outputs)
 
@@ -108,8 +108,8 @@ def _select(only: str | list[str] | None) -> list[Notebook]:
     unknown = [k for k in keys if not any(_selects(nb, k) for nb in NOTEBOOKS)]
     if unknown:
         valid = sorted({k for nb in NOTEBOOKS for k in nb.keys} | {nb.name for nb in NOTEBOOKS})
-        raise ValueError(f"unknown --only entries {unknown}; valid: {', '.join(valid)}, or a figure's or table's "
-                         f"name (the table \"The figures and tables\" in the README)")
+        raise ValueError(f"unknown --only entries {unknown}; valid: {', '.join(valid)}, or a figure's file name "
+                         f"(the table \"The figures and tables\" in the README)")
     return [nb for nb in NOTEBOOKS if any(_selects(nb, k) for k in keys)]
 
 

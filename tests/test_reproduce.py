@@ -277,7 +277,7 @@ def test_a_notebook_without_parameters_cell_is_refused(tmp_path):
 
 
 def test_only_takes_any_output_of_a_notebook():
-    """A figure's or table's name, as the README's table of them lists it, runs the notebook that makes it."""
+    """A figure's file name, as the README's table of them lists it, runs the notebook that makes it."""
     assert [nb.name for nb in runner._select("retrieval_sets")] == ["01_retrieval"]
     assert [nb.name for nb in runner._select("fig2,start_study_examples_ffhq-style_faces")] == ["03_guidance",
                                                                                              "07_start_study"]
