@@ -432,10 +432,14 @@ class RetrievalSets:
     judge: str
     images: torch.Tensor  # (sets, songs, 3, H, W) each song's choice, in [-1, 1]
 
+    def side(self, emotion: str) -> list[int]:
+        """The indices of the songs counted toward `emotion`."""
+        return [i for i, e in enumerate(self.emotions) if e == emotion]
+
     def sides(self, k: int) -> tuple[float, float]:
         """Set k's mean judge valence of the happy songs' choices and of the sad songs' (NaN: none)."""
         def mean(emotion):
-            values = self.valence[k, [i for i, e in enumerate(self.emotions) if e == emotion]]
+            values = self.valence[k, self.side(emotion)]
             values = values[~values.isnan()]
             return float(values.mean()) if len(values) else float("nan")
 
@@ -475,10 +479,10 @@ def retrieval_sets(pipe: Pipeline, items: list[Sample], n_sets: int = 8, seed: i
     seeds, chosen, valence, images = list(range(base, base + n_sets)), [], [], []
     for k in tqdm(seeds, desc="retrieval sets", disable=not progress):
         candidates = pipe.read_candidates(seed=k, progress=False)
-        judged = metrics.judge_valence(candidates.images, pipe.judge)
         best = torch.tensor([rank(candidates, pipe.retrieval_space, a).best for a in audio])
+        faces, which = best.unique(return_inverse=True)  # the judge reads each chosen face once
         chosen.append(best)
-        valence.append(judged[best])
+        valence.append(metrics.judge_valence(candidates.images[faces], pipe.judge)[which])
         images.append(candidates.images[best])
     return RetrievalSets([s.name for s in items], emotions, seeds, torch.stack(chosen), torch.stack(valence),
                          pipe.judge.name, torch.stack(images))
@@ -497,7 +501,7 @@ def retrieval_sets_figure(result: RetrievalSets, note: str | None = None):
     fig, ax = plt.subplots(figsize=(max(6.5, 0.75 * n + 1.6), 3.6))
     for k in range(n):
         for (emotion, side, colour, marker, dx), mean in zip(_RETRIEVAL_SIDES, result.sides(k)):
-            songs = [i for i, e in enumerate(result.emotions) if e == emotion]
+            songs = result.side(emotion)
             values = result.valence[k, songs].numpy()
             jitter = np.random.default_rng(k).uniform(-0.06, 0.06, len(values))  # fixed: the figure does not change
             names = ", ".join(result.songs[i] for i in songs)  # whose songs: a user's figure names them
@@ -521,7 +525,7 @@ def retrieval_sets_figure(result: RetrievalSets, note: str | None = None):
     stamp(fig, note)
     rows, captions, labels = [], [], []
     for emotion, side, *_ in _RETRIEVAL_SIDES:
-        songs = [i for i, e in enumerate(result.emotions) if e == emotion]
+        songs = result.side(emotion)
         if not songs:
             continue
         row, caption = [], []
