@@ -5,7 +5,8 @@
     L_reg = ||w - w0||^2 (Eq. 7), or (1/L) sum_i g_i ||w_i - w0_i||^2 (Eq. 8)
 
 The methods of the paper (EmoStyle, StyleCLIP, Lee et al., the ablations) are weightings
-of the same terms on this one loop (`METHODS`, each from the authors' scripts). Target
+of the same terms on this one loop (`METHODS`, each from the authors' scripts); the space adds
+them (`EmbeddingSpace.guidance_loss`: as the cosine does, a face in the affect space too). Target
 embeddings are computed once, before the loop; each step renders and encodes the image
 once; the identity network runs only when l_ID > 0; a batch of B manipulations runs at
 once, each with its own losses.
@@ -286,8 +287,9 @@ def guide(
         w = edited(free)
         images = generator.render(w)
         reading = space.guidance_reading(jittered_view(images, jitter) if jitter > 0 else images)
-        terms = {k: space.distance(reading, targets[k]) for k in active}
-        total = sum(active[k] * terms[k] for k in active)
+        total = space.guidance_loss(reading, [(active[k], targets[k]) for k in active])
+        with torch.no_grad():  # each term's own loss, for the record; the total above is what guides
+            terms = {k: space.distance(reading, targets[k]) for k in active}
         if l_id > 0:
             terms["id"] = identity(images if identity_gradient else images.detach(), reference)
             total = total + l_id * terms["id"]

@@ -112,6 +112,12 @@ class EmbeddingSpace(abc.ABC):
         """Per-item guidance loss (B,) between images' `guidance_reading` (B, ...; by default
         their embeddings) and targets (B or 1, dim)."""
 
+    def guidance_loss(self, reading: torch.Tensor, weighted: list[tuple[float, torch.Tensor]]) -> torch.Tensor:
+        """The emotion part of the guidance loss (B,): sum_k l_k `distance`(reading, t_k) over
+        (l_k, target t_k) pairs, the paper's weighted L_cos terms. A space whose distance is not
+        linear in the target's direction may add them as the cosine does (`AffectSpace`)."""
+        return sum(weight * self.distance(reading, target) for weight, target in weighted)
+
     def emotion_readings(self, images: torch.Tensor) -> torch.Tensor:
         """Differentiable readings (B, terms) of the space's emotion terms in images, for edits
         kept to emotion directions (`emostyle.guidance.emotion_directions`); a space without

@@ -269,13 +269,50 @@ def test_face_terms_are_credited_by_the_terms_that_enclose_the_target():
     jumps = (credit - credit.roll(1, dims=1)).abs().max()
     assert jumps <= float(pad[:, :2].norm(dim=1).max()) * (1 / narrowest + 1) * step * 1.01
     # linear in the terms: the same gradient (pull) from any face, so no fixed point
-    targets = {"audio": torch.tensor([[0.3, 0.2, 0.1]]), "music": torch.tensor([[-0.5, -0.4, 0.0]]),
-               "text": torch.tensor([[0.8, 0.5, 0.45]])}
-    weights = {"audio": 0.6, "music": 0.2, "text": 0.2}
+    weighted = [(0.6, torch.tensor([[0.3, 0.2, 0.1]])), (0.2, torch.tensor([[0.3, 0.6, 0.0]])),
+                (0.2, torch.tensor([[0.8, 0.5, 0.45]]))]
     p = torch.rand(5, len(EMOTIONS), generator=torch.Generator().manual_seed(0)).softmax(1).requires_grad_(True)
-    sum(w * space.distance(p, targets[k]) for k, w in weights.items()).sum().backward()
+    space.guidance_loss(p, weighted).sum().backward()
     torch.testing.assert_close(p.grad, p.grad[:1].expand_as(p.grad))
-    assert p.grad[0, idx["happy"]] < 0 and p.grad[0, idx["sad"]] < 0  # the weights mix both targets
+    assert p.grad[0, idx["happy"]] < 0 and p.grad[0, idx["surprise"]] < 0  # the weights mix both directions
+
+
+def test_a_songs_readings_pull_a_face_as_the_papers_cosine_terms_add():
+    """sum_k l_k (1 - cos(e, t_k)) is one pull along R = sum_k l_k t_hat_k: readings of a song in
+    opposite directions cancel, and the weightier one sets the way. A face is guided so too: a
+    sad song (audio, 0.6) whose lyrics and composed music read happy (0.2 + 0.2) pulls toward
+    sad, by |R| (about 0.2), and credits no happy term; the terms added one by one credited the
+    smile as well (the guidance drew whichever the face showed most readily). Readings that
+    agree pull as their sum did; a PAD point's loss is the sum, already linear in t_hat."""
+    space = AffectSpace("scene")
+    happy, sad = torch.tensor([EMOTION_PAD["happy"]]), torch.tensor([EMOTION_PAD["sad"]])
+    idx = {e: EMOTIONS.index(e) for e in EMOTIONS}
+    p = torch.rand(6, len(EMOTIONS), generator=torch.Generator().manual_seed(1)).softmax(1)
+
+    def pull(weighted, reading=p):
+        x = reading.clone().requires_grad_(True)
+        space.guidance_loss(x, weighted).sum().backward()
+        return -x.grad
+
+    def summed(weighted, reading=p):
+        x = reading.clone().requires_grad_(True)
+        sum(w * space.distance(x, t) for w, t in weighted).sum().backward()
+        return -x.grad
+
+    misread = [(0.6, sad), (0.2, happy), (0.2, 0.5 * happy)]
+    assert (pull(misread)[:, idx["sad"]] > 0).all() and (pull(misread)[:, idx["happy"]] <= 0).all()
+    assert (summed(misread)[:, idx["happy"]] > 0).all()  # what the guidance did before
+    # ... by |R| (0.21: happy and sad lie 171 degrees apart) at most, of a lone sad reading's pull
+    ratio = pull(misread)[:, idx["sad"]] / pull([(1.0, sad)])[:, idx["sad"]]
+    assert (ratio <= (0.6 * direction(sad) + 0.4 * direction(happy)).norm() * (1 + 1e-6)).all() and (ratio > 0.1).all()
+    # exactly opposite readings of equal weight: no pull at all
+    torch.testing.assert_close(pull([(0.5, happy), (0.5, -happy)]), torch.zeros_like(p))
+    # readings that agree pull as their sum, a PAD point's loss is the sum
+    agree = [(0.6, sad), (0.2, 2 * sad), (0.2, 0.7 * sad)]
+    torch.testing.assert_close(pull(agree), summed(agree))
+    torch.testing.assert_close(space.guidance_loss(p, agree), sum(w * space.distance(p, t) for w, t in agree))
+    points = torch.rand(6, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    torch.testing.assert_close(space.guidance_loss(points, misread), sum(w * space.distance(points, t) for w, t in misread))
 
 
 def test_the_log_face_loss_keeps_pulling_where_the_linear_one_lets_go():

@@ -43,7 +43,10 @@ times its share of the angle between them (linear interpolation around the circl
 other term: credited for ceasing to show the opposite emotion, the guidance blanked faces
 instead of making them show the song's; crediting every term of the target's side by its
 projection (a sad song: disgust 0.43 and fear 0.37 beside sad's 0.69), it opened mouths that
-a judge reads as smiling (README, "What the offline profile shows").
+a judge reads as smiling (README, "What the offline profile shows"). Because credits are not
+linear in the direction, a face's targets are not added term by term but, as the cosine's
+terms add, into one pull along their weighted resultant (`guidance_loss`): a song whose lyrics
+read against its audio weakens the pull instead of crediting both emotions.
 """
 
 from __future__ import annotations
@@ -480,6 +483,21 @@ class AffectSpace(EmbeddingSpace):
         weight[terms[below], columns] = 1 - share
         weight[terms[above], columns] = share
         return weight * (pad @ t_hat.T).clamp_min(0)
+
+    def guidance_loss(self, reading: torch.Tensor, weighted: list[tuple[float, torch.Tensor]]) -> torch.Tensor:
+        """sum_k l_k (1 - <e, t_hat_k>) as the paper's cosine terms add: for a unit image embedding
+        e they are sum_k l_k - <e, R>, one pull along the resultant R = sum_k l_k t_hat_k, so that
+        targets in opposite directions cancel. A PAD point's `distance` is linear in t_hat and
+        adds so already. A face's credits are not (`term_credit`): added target by target, a song
+        whose audio reads sad and whose lyrics read happy credited the sad terms and the happy
+        ones both, and the guidance drew whichever the face showed most readily (a smile),
+        against the song's weightier reading. So a face is guided along R: sum_k l_k - |R| +
+        |R| `distance`(e, R), which is the sum when the targets share a direction."""
+        if reading.shape[1] != len(EMOTIONS):
+            return super().guidance_loss(reading, weighted)
+        resultant = sum(weight * direction(target.to(reading.device)) for weight, target in weighted)
+        strength = resultant.norm(dim=1)
+        return sum(weight for weight, _ in weighted) - strength + strength * self.distance(reading, resultant)
 
     def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Guidance loss (B,) to targets (B or 1, 3), linear along the target's direction t_hat
