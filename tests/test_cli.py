@@ -219,8 +219,13 @@ def test_ctrl_c_while_the_command_starts_waits_for_torchs_imports_and_is_one_lin
         return build_parser()
 
     monkeypatch.setattr(cli, "build_parser", importing_torch)
-    assert main(["manipulate", "song.wav"]) == 130
-    assert finished == ["imports"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # As in a terminal: a shell's background job (`pytest &`) starts with Ctrl-C ignored, and the command leaves it so.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(["manipulate", "song.wav"]) == 130
+        assert finished == ["imports"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert capsys.readouterr().err == "emostyle: interrupted; nothing half-done was put in place\n"
 
 
@@ -234,7 +239,9 @@ def test_ctrl_c_stops_a_shell_loop_that_runs_the_command(tmp_path, repo_root):
     command = (f"{sys.executable} -m emostyle manipulate {repo_root / 'data/songs/sad_rain.wav'} --profile tiny "
                f"--set guidance.steps=100000 --out {tmp_path / 'o'}")
     loop = subprocess.Popen(["bash", "-c", f"for song in 1 2; do {command}; echo next-song; done"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            # the shell of a terminal hears Ctrl-C, even where pytest runs as a background job
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     heard, deadline = b"", time.time() + 180
     while b"guidance" not in heard and time.time() < deadline:  # the first song is being guided
         chunk = os.read(loop.stderr.fileno(), 4096)
