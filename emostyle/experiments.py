@@ -269,7 +269,7 @@ class StartStudy:
         the results whose start the judge read the song's way beyond its resolution, within it,
         or the other way, counted as `counts` does, for the guidance and for the random edits of
         the same size (`control_*`). A judge likely reads a change of a face it already reads as
-        the song's emotion partly as a return toward no emotion, whatever the change (README, "Not
+        the song's emotion partly as a return toward no emotion, whatever the change (FINDINGS.md, "Not
         right yet"); these rows say where the guidance's counts come from, and whether it beats a
         random change there."""
         rows = []

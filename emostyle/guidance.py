@@ -37,7 +37,7 @@ guiding network's gradient at one image holds, besides the emotion, changes part
 image that the network alone reads as emotion. The edit can be kept to the span of the mean
 gradients of the network's emotion terms over many sampled images, where those cancel: the
 image is rendered from w0 + P (w - w0), P the projection on that span, and the result is that
-latent. Measured on the 64 px DCGAN faces (README, start study): faces moved against the song,
+latent. Measured on the 64 px DCGAN faces (FINDINGS.md, start study): faces moved against the song,
 as an independent judge reads them, 2.7 % of the time freely and never beyond 0.175 within the
 directions, which also moved more faces toward it (45 % against 37 %).
 
@@ -337,7 +337,7 @@ def coarse_change(images: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     channel, images in [-1, 1]) from its start's. Light and pose move the block means of the
     whole face; an expression moves a few pixels of the mouth and brows, which a block's mean
     barely sees. Where the guiding mesh read an offline face the song's way and the judge read it
-    against the song, the face had often darkened or turned (README, "Not right yet")."""
+    against the song, the face had often darkened or turned (FINDINGS.md, "Not right yet")."""
     def coarse(x):
         return F.adaptive_avg_pool2d(x, COARSE_GRID)
     return (coarse(images) - coarse(start)).square().mean(dim=(1, 2, 3))

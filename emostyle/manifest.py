@@ -54,7 +54,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
                             "packages": versions, "git_commit": git_commit(),
                             "torch_threads": torch.get_num_threads(),  # float sums, and so results, depend on it
                             # So do the kernels chosen for the CPU's instruction set (torch's, and
-                            # CTranslate2's for Whisper, forced with CT2_FORCE_CPU_ISA): README, "One
+                            # CTranslate2's for Whisper, forced with CT2_FORCE_CPU_ISA): FINDINGS.md, "One
                             # image's reading is one draw".
                             "cpu": _cpu_model(), "cpu_kernels": {
                                 "torch": torch.backends.cpu.get_cpu_capability(),

@@ -70,7 +70,7 @@ def valence_note(manifest: dict) -> str | None:
         sign = POLARITIES.get(v.get("polarity"), float("nan"))  # neutral: never "already the song's emotion"
         # what explains a judge's move back toward no emotion, not one further the song's way
         already = (f"; the judge already read the input as the song's emotion ({v['before']:+.2f}), and likely "
-                   "reads a change of such an image partly as a return toward no emotion (README, \"Not right yet\")"
+                   "reads a change of such an image partly as a return toward no emotion (FINDINGS.md, \"Not right yet\")"
                    if sign * v["before"] > resolution and sign * judged < 0 else "")
         seen = (f"the judge does not see the change the guidance space reports (its reading moved {judged:+.2f}, "
                 f"within its one-pixel resolution {resolution:.2f}, the most a one-pixel shift of the input moves it)"

@@ -186,7 +186,7 @@ def test_german_speech_in_the_english_model_is_refused_or_its_loop_dropped(whisp
     # threads): it loops at once or gives up unsure, and every segment is dropped and the file refused;
     # or (one BLAS thread on an AMD EPYC, as every process now runs it) it first says one confident
     # English sentence, "Ho it is time to attack.", then loops. The loop never reaches the lyrics and is
-    # recorded; the sentence before it is kept, as any segment outside a loop is (README, "Whisper slips").
+    # recorded; the sentence before it is kept, as any segment outside a loop is (FINDINGS.md, "Whisper slips").
     try:
         t = transcribe(path, whisper)
     except ValueError as error:

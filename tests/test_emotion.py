@@ -133,7 +133,7 @@ def test_the_log_face_loss_moves_faces_the_linear_one_leaves_as_they_were(faces,
     Measured on these starts (seed 11, the song's known lyrics): the linear loss left 3 of 8
     unmoved; the log loss moved them by 18-23 grey levels, the mesh's P(happy) from 0.00 to 0.47,
     0.06 and 0.44, the judge's valence by +1.23, +0.01 and +0.68. On 3 sets of 8 starts it moved
-    15 of 16 such results toward the song beyond the judge's resolution (README, "Not right
+    15 of 16 such results toward the song beyond the judge's resolution (FINDINGS.md, "Not right
     yet": they also drift to other faces)."""
     from emostyle.experiments import UNMOVED
 

@@ -53,7 +53,7 @@ def test_environment_records_torchs_thread_count():
 
 
 def test_environment_records_the_cpu_kernels_that_ran():
-    """Kernels chosen for the CPU's instruction set round differently (README): the manifest names
+    """Kernels chosen for the CPU's instruction set round differently (FINDINGS.md): the manifest names
     the CPU and the kernels torch and CTranslate2 run, as forced by their environment variables."""
     code = "import json; from emostyle.manifest import environment; e = environment(); print(json.dumps([e['cpu'], e['cpu_kernels']]))"
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "CT2_FORCE_CPU_ISA": "GENERIC"}

@@ -126,7 +126,7 @@ class AffectiveResult:
 def _key(audio_path: Path, settings: dict) -> str:
     """The cache key of a song's reading: its content, the settings and the kit's code (a reading
     made by older code is not served after an upgrade: its transcript fed every figure that
-    composes music, and the README's numbers were once an older kit's reading)."""
+    composes music, and the numbers of FINDINGS.md were once an older kit's reading)."""
     from emostyle.manifest import code_version
 
     blob = json.dumps({"audio": file_sha256(audio_path), "code": code_version(), **settings}, sort_keys=True)

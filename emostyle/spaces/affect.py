@@ -43,7 +43,7 @@ times its share of the angle between them (linear interpolation around the circl
 other term: credited for ceasing to show the opposite emotion, the guidance blanked faces
 instead of making them show the song's; crediting every term of the target's side by its
 projection (a sad song: disgust 0.43 and fear 0.37 beside sad's 0.69), it opened mouths that
-a judge reads as smiling (README, "What the offline profile shows"). Because credits are not
+a judge reads as smiling (FINDINGS.md, "What the offline profile shows"). Because credits are not
 linear in the direction, a face's targets are not added term by term but, as the cosine's
 terms add, into one pull along their weighted resultant (`guidance_loss`): a song whose lyrics
 read against its audio weakens the pull instead of crediting both emotions.
@@ -88,7 +88,7 @@ EMOTION_PAD = {
 # Table 11-1 gives for anger (4+5+7+24). Sadness is that table's major variant 1+4+15+17, with the
 # chin raiser (AU17) that pushes the lower lip up into a pout: without it the guidance drew the
 # brows and turned the lip corners down but took the pout away, which the judge read as less sad
-# (README, "What the offline profile shows"). "neutral" has none: it is what no prototype shows.
+# (FINDINGS.md, "What the offline profile shows"). "neutral" has none: it is what no prototype shows.
 EMOTION_PROTOTYPES = {
     "angry": (4, 5, 7, 24),
     "disgust": (9, 15, 16),
@@ -140,7 +140,7 @@ def prototype_probabilities(blendshapes: torch.Tensor, presence: torch.Tensor | 
     `presence` (B,) in [0, 1], the mesh's confidence that a face is in its crop, scales the
     shares (held constant: a guidance moves the expression, not the mesh's confidence). The
     blendshapes of a face the mesh barely sees (a profile, a dark or warped face) are a guess,
-    and guiding them changed such faces in ways other readers took against the song (README,
+    and guiding them changed such faces in ways other readers took against the song (FINDINGS.md,
     "What the offline profile shows"); so such a face reads closer to no emotion, and its
     gradient is weaker by as much."""
     shown = blendshapes @ _PROTOTYPES.to(blendshapes)
@@ -253,7 +253,7 @@ def tuned_chroma(y: np.ndarray) -> np.ndarray:
     much as on them and fill the side bins too (pYIN's pitch of espeak-ng's voice and of JFK's
     recording lies 0.24 and 0.26 semitone off the grid on average; a uniform spread gives 0.25).
     With the plain chroma (`chroma_cqt`) lyrics spoken over quiet chords read nearly modeless: the
-    voice's chroma drowned the chords' (README, "A voice over quiet chords")."""
+    voice's chroma drowned the chords' (FINDINGS.md, "A voice over quiet chords")."""
     import librosa
 
     tuning = librosa.estimate_tuning(y=y, sr=_SAMPLE_RATE)  # in semitones, [-0.5, 0.5)
@@ -513,7 +513,7 @@ class AffectSpace(EmbeddingSpace):
         largest credit (0 once the face shows that term fully). The face mesh's blendshapes are
         logistic outputs: on a face that shows no trace of a term they sit deep in the logistic's
         tail, and the linear loss pulls on that blendshape's logit by c p (1 - p), next to
-        nothing (README, "Not right yet"). The log pulls by about (c / 4)(1 - p): never harder
+        nothing (FINDINGS.md, "Not right yet"). The log pulls by about (c / 4)(1 - p): never harder
         than the linear loss at its steepest (p = 1/2), and still where that one lets go."""
         t_hat = direction(target.to(image_emb.device))
         if image_emb.shape[1] != len(EMOTIONS):
