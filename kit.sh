@@ -97,6 +97,9 @@ case "$cmd" in
   emostyle)
     setup
     "$VENV/bin/emostyle" "$@" ;;
+  manipulate|sweep|weights|doctor|config)  # the package's commands go through `emostyle`
+    echo "usage: bash kit.sh reproduce|test|lab|emostyle [options]; for $cmd: bash kit.sh emostyle $cmd ..." >&2
+    exit 2 ;;
   *)
     echo "usage: bash kit.sh reproduce|test|lab|emostyle [options]" >&2
     exit 2 ;;

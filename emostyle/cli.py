@@ -103,7 +103,7 @@ def _cmd_manipulate(args) -> int:
 
     within = f" (one-pixel resolution {v['resolution']:.2f})" if v.get("resolution") is not None else ""
     print(f"  valence by the judge ({v['judge'] or 'none'}), on the saved images: "
-          f"{shown(v['before'])} -> {shown(v['after'])}{within}")
+          f"{shown(v['before'])} -> {shown(v['after'])}{within}{_judged_move(v, polarity['emotion'])}")
     space = v["in_guidance_space"]
     print(f"  valence in the guidance space (what was optimised; its own scale): "
           f"{shown(space['before'])} -> {shown(space['after'])}")
@@ -114,6 +114,19 @@ def _cmd_manipulate(args) -> int:
     for note in v.get("notes", []):
         print(f"  note: {note}")
     return 0
+
+
+def _judged_move(v: dict, emotion: str) -> str:
+    """Which way the judge saw the image move, beyond its resolution, and whether that is the lyrics' way."""
+    if v["before"] is None or v["after"] is None or v.get("resolution") is None:
+        return ""
+    change = v["after"] - v["before"]
+    if abs(change) <= v["resolution"]:
+        return ": within it"
+    way = "happier" if change > 0 else "sadder"
+    if emotion not in ("positive", "negative"):
+        return f": {way}"
+    return f": {way}, {'the' if (change > 0) == (emotion == 'positive') else 'against the'} lyrics' way"
 
 
 def _lyrics_argument(lyrics: str | None) -> str | None:

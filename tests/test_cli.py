@@ -323,6 +323,22 @@ def test_manipulate_summary_shortens_a_whole_songs_lyrics(capsys, tmp_path):
     assert len(line) <= len("  lyrics (given with --lyrics): ''") + 200 + len(" (180 words, all in manifest.json)")
 
 
+def test_manipulate_summary_says_which_way_the_judge_saw_the_image_move():
+    """A new user had to work out that -0.18 -> -0.29 beside a resolution of 0.08 meant "sadder, the
+    lyrics' way"; the summary now says it, and "within it" where the change is no larger than the resolution."""
+    from emostyle.cli import _judged_move
+
+    def move(before, after, emotion, resolution=0.08):
+        return _judged_move({"before": before, "after": after, "resolution": resolution}, emotion)
+
+    assert move(-0.18, -0.29, "negative") == ": sadder, the lyrics' way"
+    assert move(-0.18, -0.29, "positive") == ": sadder, against the lyrics' way"
+    assert move(0.10, 0.30, "positive") == ": happier, the lyrics' way"
+    assert move(0.10, 0.18, "positive") == ": within it"  # exactly the resolution is no move
+    assert move(0.10, 0.30, "neutral") == ": happier"
+    assert move(None, 0.30, "positive") == "" and move(0.1, 0.3, "positive", resolution=None) == ""
+
+
 def test_progress_bars_in_a_log_are_redrawn_seldom(tmp_path, repo_root):
     """Piped into a log, every redraw of a bar (ten a second) was a line of it: a new user's log of one
     `manipulate` held 120 lines of the guidance's bar. Outside a terminal a bar is redrawn every 10 s."""
