@@ -30,9 +30,14 @@ def targets_note(manifest: dict) -> str | None:
     if not against:
         return None
     share = sum(weights[k] for k in against) / sum(weights.values())
-    # a voice without instruments is what the music model most often misreads (README, "Your own songs")
-    instead = ("; if the song is a voice alone, or its music is not what you mean, --method wo-audio guides by "
-               "the composed music and the lyrics" if against == ["audio"] and share < 1 else "")
+    instead = ""
+    if against == ["audio"] and share < 1:  # the audio or the lyrics' polarity is misread: say how to mend either
+        # a transcript's slip can turn a lyric's polarity ("grief" heard as "three"); a voice without
+        # instruments is what the music model most often misreads (README, "Your own songs")
+        misheard = ("if the lyrics were misheard, give them with --lyrics; "
+                    if (manifest.get("lyrics") or {}).get("source") == "speech" else "")
+        instead = (f"; {misheard}if the song is a voice alone, or its music is not what you mean, --method wo-audio "
+                   "guides by the composed music and the lyrics")
     return (f"the song's {' and '.join(against)} {'pulls' if len(against) == 1 else 'pull'} the other way from its "
             f"{v['polarity']} polarity ({', '.join(f'{pulls[k]:+.2f}' for k in against)} in the guidance space) with "
             f"{share:.0%} of the method's weight: the image follows the weighted mix, so it may move less, or "

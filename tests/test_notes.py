@@ -23,6 +23,9 @@ def test_the_targets_note_names_a_target_that_pulls_against_the_song():
     note = targets_note(manifest)
     assert "audio pulls the other way" in note and "-1.34" in note and "60%" in note and "audio and music" not in note
     assert note.endswith("--method wo-audio guides by the composed music and the lyrics")  # what to do about it
+    assert "--lyrics" not in note  # the lyrics were not transcribed: nothing was heard to mishear
+    manifest["lyrics"] = {"source": "speech"}  # transcribed: the polarity may come from a slip of the ear
+    assert "if the lyrics were misheard, give them with --lyrics; if the song is a voice alone" in targets_note(manifest)
     manifest["valence"]["in_guidance_space"]["targets"]["audio"] = 0.4
     assert targets_note(manifest) is None
     manifest["valence"]["in_guidance_space"]["targets"].update(audio=-0.4, music=-0.3)
