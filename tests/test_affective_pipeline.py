@@ -48,6 +48,15 @@ def test_happy_and_sad_songs_end_to_end(song, tmp_path):
     assert happy.key_signature_changes[0].key_number < 12 <= sad.key_signature_changes[0].key_number
 
 
+def test_the_category_lies_on_the_side_of_the_songs_polarity(song, tmp_path):
+    """A sad lyric whose words the lexicon reads half content ("garden", "grows"): the category
+    EmoGen would be given is a sad one, on the side of the polarity that guides EmoStyle."""
+    text = "Winter came too early, the garden froze and died, nothing grows here now, only grief remains"
+    r = affective_music(song, lyrics_backend=FakeLyrics(text), renderer="additive", out_dir=tmp_path)
+    assert r.polarity.emotion == "negative"
+    assert r.categories.polarity == "negative" and r.categories.top in ("fear", "sadness") and not r.categories.fallback
+
+
 def test_lyrics_in_any_script_reach_the_midi_file(song, tmp_path):
     """The MIDI file keeps the sung syllables of lyrics that Latin-1 cannot hold, in UTF-8."""
     from emostyle.affective.composer import syllables

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emostyle.models.emogen import (EMOTIONS, load_emotion_classifier, load_emotion_space, load_image_encoder,
+from emostyle.models.emogen import (EMOTIONS, POSITIVE, load_emotion_classifier, load_emotion_space, load_image_encoder,
                                     load_mapping_network, tiny_emotion_space)
 from emostyle.scoring.emogen import (EmoGenJudge, EmoGenMetrics, emotion_accuracy, semantic_clarity,
                                      semantic_diversity)
@@ -399,6 +399,24 @@ def test_lexicon_without_emotion_words_is_uniform_and_flagged():
     # A figure never names the tie's first category as if the words had chosen it.
     assert c.caption == f"none found (a tie: {c.top}, the first category)"
     assert LexiconCategories(LEXICON).categorise("I cry, so sad").caption == "sadness"
+
+
+def test_a_songs_categories_keep_to_its_polaritys_side():
+    """Lexicon words of both sides ("laugh" and twice "tears"): kept to the positive side the
+    laugh's categories share all the mass; to the negative side, sadness all of it; a neutral song
+    keeps the whole distribution; a side without any of its words is uniform and flagged."""
+    from emostyle.affective.categories import LexiconCategories
+
+    both = LexiconCategories(LEXICON).categorise("we laugh, then tears and tears")
+    assert both.top == "sadness" and 0 < both.positive < 0.5
+    happy = both.within("positive")
+    assert (happy.top, happy.polarity, happy.fallback) == ("amusement", "positive", False)
+    assert sum(happy.probs.values()) == pytest.approx(1.0)
+    assert happy.probs["awe"] / happy.probs["contentment"] == pytest.approx(both.probs["awe"] / both.probs["contentment"])
+    assert both.within("negative").probs["sadness"] == pytest.approx(1.0)
+    assert both.within("neutral") is both
+    none = LexiconCategories(LEXICON).categorise("Tears and tears again").within("positive")
+    assert none.fallback and none.polarity == "positive" and set(none.probs[e] for e in POSITIVE) == {1 / 4}
 
 
 def test_real_nrc_lexicon_reads_happy_and_sad_lyrics():

@@ -18,7 +18,9 @@ with amusement, awe, contentment, excitement (positive) and anger, disgust, fear
   reply goes through the same reader as the polarity reply (`polarity.read_labels`); the named
   categories share the mass. A reply naming none falls back to the lexicon (`fallback=True`).
 
-`Categories.polarity` is the positive/negative split of the distribution.
+`Categories.polarity` is the positive/negative split of the distribution. The affective stage
+keeps the categories on the side of the song's polarity (`Categories.within`), so that EmoGen is
+given an emotion of the side EmoStyle is guided toward.
 """
 
 from __future__ import annotations
@@ -96,6 +98,22 @@ class Categories:
     def polarity(self) -> str:
         """"positive" when the positive categories hold at least half the mass."""
         return "positive" if self.positive >= 0.5 else "negative"
+
+    def within(self, emotion: str) -> "Categories":
+        """The distribution on the side of the song's polarity `emotion` ("positive": amusement, awe,
+        contentment, excitement; "negative": the other four), renormalised; any other `emotion`
+        ("neutral") leaves it whole. The lexicon counts words, not what a sentence says ("the garden
+        froze and died ... only grief remains" gives half its mass to contentment, for "garden" and
+        "grows"), and EmoGen compared beside EmoStyle should be given the emotion that EmoStyle is
+        guided by. With no evidence on that side the side is uniform, flagged `fallback`."""
+        if emotion not in ("positive", "negative"):
+            return self
+        side = POSITIVE if emotion == "positive" else tuple(e for e in EMOTIONS if e not in POSITIVE)
+        mass = sum(self.probs[e] for e in side)
+        if self.fallback or mass == 0:
+            return Categories({e: 1.0 / len(side) if e in side else 0.0 for e in EMOTIONS}, self.backend, self.raw,
+                              fallback=True)
+        return Categories({e: self.probs[e] / mass if e in side else 0.0 for e in EMOTIONS}, self.backend, self.raw)
 
     def to_json(self) -> dict:
         return {"probs": dict(self.probs), "top": self.top, "polarity": self.polarity, "backend": self.backend,
