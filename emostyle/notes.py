@@ -31,17 +31,24 @@ def targets_note(manifest: dict) -> str | None:
         return None
     share = sum(weights[k] for k in against) / sum(weights.values())
     instead = ""
-    if against == ["audio"] and share < 1:  # the audio or the lyrics' polarity is misread: say how to mend either
-        # a transcript's slip can turn a lyric's polarity ("grief" heard as "three"); a voice without
-        # instruments is what the music model most often misreads (README, "Your own songs")
-        misheard = ("if the lyrics were misheard, give them with --lyrics; "
+    if against == ["audio"] and share < 1:
+        # Either reading may be the wrong one, and the kit cannot tell which: a slip of the ear or a
+        # lexicon's word can turn a lyric's polarity ("grief" heard as "three"; "happy years are gone"),
+        # and a voice without instruments is what the music model most often misreads (README, "Your own
+        # songs"). So the note names a remedy for each and no default.
+        misheard = ("give them with --lyrics if they were misheard, or "
                     if (manifest.get("lyrics") or {}).get("source") == "speech" else "")
-        instead = (f"; {misheard}if the song is a voice alone, or its music is not what you mean, --method wo-audio "
-                   "guides by the composed music and the lyrics")
+        instead = (f"; one of the two is misread: if the song is {_SIDES[v['polarity']]}, the audio is, and --method "
+                   f"wo-audio guides by the lyrics and the music composed from them; if it is "
+                   f"{_SIDES[_OTHER[v['polarity']]]}, the lyrics are: {misheard}--method lee guides by the audio alone")
     return (f"the song's {' and '.join(against)} {'pulls' if len(against) == 1 else 'pull'} the other way from its "
             f"{v['polarity']} polarity ({', '.join(f'{pulls[k]:+.2f}' for k in against)} in the guidance space) with "
             f"{share:.0%} of the method's weight: the image follows the weighted mix, so it may move less, or "
             f"the other way{instead}")
+
+
+_SIDES = {"positive": "happy", "negative": "sad"}
+_OTHER = {"positive": "negative", "negative": "positive"}
 
 
 def valence_note(manifest: dict) -> str | None:
@@ -61,8 +68,8 @@ def valence_note(manifest: dict) -> str | None:
     if pulled[0] - pulled[1] < 0.05 * abs(pulled[0]):  # the guidance terms fell by under a twentieth
         # A distance of 1 - cos over weights summing to w: below w, the start already leans the song's way.
         if pulled[0] < sum(g["settings"]["weights"].values()):
-            return ("the guidance terms barely fell: the guiding model already read the image as the song's "
-                    "emotion, so it had little to pull")
+            return ("the guidance terms barely fell: the guiding model already read the image where the song's "
+                    "weighted targets point, so it had little to pull")
         kept = g["settings"].get("directions")
         return ("the guidance terms barely fell, though the guiding model reads the image against the song: it is "
                 "sure of its reading (saturated), so its gradient is small and the identity loss holds the image"

@@ -309,6 +309,12 @@ def test_manipulate_says_it_transcribed_a_song_that_has_a_txt_beside_it(capsys, 
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  lyrics")]
     assert line.startswith("  lyrics (heard by faster-whisper, as the paper transcribes; --lyrics rain.txt reads "
                            "the .txt beside the song instead): 'Cold rain")
+    # Without a .txt the summary still says the lyrics were heard (a new user found only the manifest said so).
+    (tmp_path / "rain.txt").unlink()
+    assert main(["manipulate", str(tmp_path / "rain.wav"), "--profile", "tiny", "--set", "guidance.steps=2",
+                 "--out", str(tmp_path / "o")]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  lyrics")]
+    assert line.startswith("  lyrics (heard by faster-whisper, as the paper transcribes): 'Cold rain")
 
 
 def test_manipulate_summary_shortens_a_whole_songs_lyrics(capsys, tmp_path):
