@@ -240,8 +240,12 @@ class StartStudy:
         from scipy.stats import binomtest
 
         def sign_test(c):
+            # Starts read but none moved beyond the resolution: P(X >= 0) = 1, no evidence either way;
+            # none read (a sound without polarity): no test, NaN.
             moved = c["toward"] + c["against"]
-            return float(f"{binomtest(c['toward'], moved, alternative='greater').pvalue:.2g}") if moved else float("nan")
+            if not moved:
+                return 1.0 if c["read"] else float("nan")
+            return float(f"{binomtest(c['toward'], moved, alternative='greater').pvalue:.2g}")
 
         rows = []
         for i, name in enumerate([s.name for s in self.items] + ["all songs"]):

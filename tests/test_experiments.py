@@ -283,6 +283,11 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     assert rows["all songs"]["sign_test"] == "3 toward / 1 against of 5 starts"  # what the test counted
     assert rows["up"]["sign_test"] == "1 toward / 1 against of 4 starts"
     assert study.extremes(0) == [("lowest", 2), ("median", 1), ("highest", 0)] and study.extremes(2) == []
+    # Every start read, none moved beyond the resolution: no evidence either way, p = P(X >= 0) = 1 (not NaN,
+    # which is kept for a song with nothing to count).
+    still = StartStudy("faces", None, items[:1], ["positive"], 0.125, before, torch.full((1, 5), 0.0625),
+                       torch.zeros(5, 3, 4, 4), torch.zeros(1, 5, 3, 4, 4), torch.zeros(1, 5))
+    assert still.rows()[0]["sign_test"] == "0 toward / 0 against of 5 starts" and still.rows()[0]["sign_test_p"] == 1.0
 
 
 def test_start_study_counts_by_where_each_start_lay():
