@@ -80,12 +80,11 @@ def _cmd_manipulate(args) -> int:
         print(f"  your photo: reconstruction error "
               f"{inv['error']['mae_levels']:.1f} levels (PSNR {inv['error']['psnr_db']:.1f} dB) after {inv['steps']} steps")
     beside, source = lyrics_file(args.song), result["lyrics"]["source"]
-    heard = f" (heard by {result['lyrics']['backend']}, as the paper transcribes"
-    read = (f" (from {beside.name}: none were read from the song)" if source == "label" else
-            f"{heard}; --lyrics {beside.name} reads the .txt beside the song instead)" if source == "speech" and
-            beside.is_file() else f"{heard})" if source == "speech" else
-            " (none heard: the sound's audio tags stand in)" if source == "tags" else
-            " (given with --lyrics)" if source == "given" else "")
+    read = {"label": f" (from {beside.name}: none were read from the song)",
+            "speech": f" (heard by {result['lyrics']['backend']}, as the paper transcribes"
+                      + (f"; --lyrics {beside.name} reads the .txt beside the song instead)" if beside.is_file() else ")"),
+            "tags": " (none heard: the sound's audio tags stand in)",
+            "given": " (given with --lyrics)"}.get(source, "")
     text = result["lyrics"]["text"]
     shown = textwrap.shorten(text, 200, placeholder=" ...")  # a whole song's lyrics would bury the summary
     more = f" ({len(text.split())} words, all in manifest.json)" if shown != " ".join(text.split()) else ""

@@ -38,17 +38,14 @@ def targets_note(manifest: dict) -> str | None:
         # songs"). So the note names a remedy for each and no default.
         misheard = ("give them with --lyrics if they were misheard, or "
                     if (manifest.get("lyrics") or {}).get("source") == "speech" else "")
-        instead = (f"; one of the two is misread: if the song is {_SIDES[v['polarity']]}, the audio is, and --method "
+        lyrics_way, audio_way = ("happy", "sad") if v["polarity"] == "positive" else ("sad", "happy")
+        instead = (f"; one of the two is misread: if the song is {lyrics_way}, the audio is, and --method "
                    f"wo-audio guides by the lyrics and the music composed from them; if it is "
-                   f"{_SIDES[_OTHER[v['polarity']]]}, the lyrics are: {misheard}--method lee guides by the audio alone")
+                   f"{audio_way}, the lyrics are: {misheard}--method lee guides by the audio alone")
     return (f"the song's {' and '.join(against)} {'pulls' if len(against) == 1 else 'pull'} the other way from its "
             f"{v['polarity']} polarity ({', '.join(f'{pulls[k]:+.2f}' for k in against)} in the guidance space) with "
             f"{share:.0%} of the method's weight: the image follows the weighted mix, so it may move less, or "
             f"the other way{instead}")
-
-
-_SIDES = {"positive": "happy", "negative": "sad"}
-_OTHER = {"positive": "negative", "negative": "positive"}
 
 
 def valence_note(manifest: dict) -> str | None:
