@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 import math
-import shutil
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -801,27 +800,18 @@ def stored_guidance(pipe: Pipeline, starts: torch.Tensor, targets: dict, method:
     other versions (a run is about a megabyte: a changed kit would otherwise pile them up)."""
     if store is None:
         return pipe.guide(starts, targets, method=method, progress=False)
-    from .manifest import code_version, config_digest, written_whole
+    from .manifest import config_digest, keep, kept
 
-    version = code_version()
     h = hashlib.sha256(config_digest(dataclasses.asdict(pipe.config)))
-    h.update(json.dumps([version, method, torch.__version__, str(starts.device), torch.get_num_threads()]).encode())
+    h.update(json.dumps([method, torch.__version__, str(starts.device), torch.get_num_threads()]).encode())
     for name in ("start", *sorted(targets)):
         value = starts if name == "start" else targets[name]
         h.update(name.encode() + (b"-" if value is None else value.detach().cpu().contiguous().numpy().tobytes()))
-    path = Path(store) / version[:16] / f"{h.hexdigest()}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path, map_location=starts.device, weights_only=False)
-        except Exception:  # unreadable (damaged, or removed meanwhile): guide again and replace it
-            pass
-    run = pipe.guide(starts, targets, method=method, progress=False)
-    run = dataclasses.replace(run, frames=run.frames[-1:])  # as it will read when reused
-    with written_whole(path) as tmp:
-        torch.save(run, tmp)
-    for other in Path(store).iterdir():
-        if other.is_dir() and other != path.parent:
-            shutil.rmtree(other, ignore_errors=True)
+    run = kept(store, h.digest(), starts.device)
+    if run is None:
+        run = pipe.guide(starts, targets, method=method, progress=False)
+        run = dataclasses.replace(run, frames=run.frames[-1:])  # as it will read when reused
+        keep(store, h.digest(), run)
     return run
 
 

@@ -124,6 +124,41 @@ def written_whole(path: str | Path) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
+def kept(store: str | Path, key: bytes, map_location=None) -> Any | None:
+    """What `keep` stored in `store` under `key` for this version of the kit's code
+    (`code_version`), or None: absent, or unreadable (damaged, or removed meanwhile), to be
+    made again."""
+    import torch
+
+    path = _kept_path(store, key)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception:
+        return None
+
+
+def keep(store: str | Path, key: bytes, value: Any) -> None:
+    """Store `value` (`torch.save`) in `store` under `key`, written whole (`written_whole`), and
+    remove what other versions of the code kept there (a changed kit would otherwise pile up
+    results that no version reads)."""
+    import shutil
+
+    import torch
+
+    path = _kept_path(store, key)
+    with written_whole(path) as tmp:
+        torch.save(value, tmp)
+    for other in Path(store).iterdir():
+        if other.is_dir() and other != path.parent:
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def _kept_path(store: str | Path, key: bytes) -> Path:
+    return Path(store) / code_version()[:16] / f"{hashlib.sha256(key).hexdigest()}.pt"
+
+
 def write_json(path: str | Path, data: Any) -> Path:
     """Write JSON atomically (temporary file, then rename): no half-written manifest."""
     with written_whole(path) as tmp:

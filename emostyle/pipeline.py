@@ -117,10 +117,28 @@ class Pipeline:
 
     def read_candidates(self, n: int | None = None, seed: int | None = None, progress: bool = True) -> Candidates:
         """The N generated images retrieval ranks (`retrieval.candidates`, drawn with `seed`),
-        read in the retrieval space."""
+        read in the retrieval space. The readings are kept in the kit's home (`manifest.keep`)
+        under all they depend on (the configuration and the files it names, N, the seed, torch's
+        version, device and thread count): the notebooks rank the same sets again and again (the
+        retrieval figure's set is the first song's in Figures 2-4 and Table 1, and Figure 3's
+        sounds draw the songs' seeds), and the offline profile's 128 faces take seconds to read.
+        A kept set is rendered again, not read."""
+        import json
+
+        from .manifest import config_digest, keep, kept
+        from .registry import home
+
         r = self.config.retrieval
-        return read_candidates(self.generator, self.retrieval_space, n=n or r.candidates, batch=r.batch,
-                               seed=self.config.seed if seed is None else seed, progress=progress)
+        n, seed = n or r.candidates, self.config.seed if seed is None else seed
+        key = config_digest(dataclasses.asdict(self.config)) + json.dumps(
+            [n, seed, torch.__version__, str(self.generator.device), torch.get_num_threads()]).encode()
+        store = home() / "cache" / "candidates"
+        readings = kept(store, key, self.generator.device)
+        candidates = read_candidates(self.generator, self.retrieval_space, n=n, batch=r.batch, seed=seed,
+                                     progress=progress, readings=readings)
+        if readings is None:
+            keep(store, key, (candidates.embeddings, candidates.confidences))
+        return candidates
 
     # -- instead of retrieval: the user's photo ------------------------------------------------
     def invert(self, photo: str | Path | Photo, steps: int | None = None, progress: bool = True) -> Inversion:

@@ -73,23 +73,29 @@ def _counted(seen: torch.Tensor | None, n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def read_candidates(generator: Generator, space: EmbeddingSpace, n: int = 16, batch: int = 8, seed: int = 0,
-                    progress: bool = True) -> Candidates:
+                    progress: bool = True, readings: tuple[torch.Tensor, torch.Tensor] | None = None) -> Candidates:
     """Draw `n` latents with `seed`, render them and read the images in `space`, `batch` at a
-    time (memory stays bounded whatever n is)."""
+    time (memory stays bounded whatever n is). `readings`: the space's (embeddings, confidences)
+    of these same candidates from an earlier read; then they are only rendered."""
     if n < 1:
         raise ValueError(f"retrieval needs at least one candidate, got n={n}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if readings is not None and not len(readings[0]) == len(readings[1]) == n:
+        raise ValueError(f"readings of {len(readings[0])} candidates given for n={n}")
     # All latents are drawn at once (they are small), so the candidates do not depend on `batch`.
     latents = generator.sample(n, torch.Generator(device="cpu").manual_seed(seed))
     images, embeddings, confidences = [], [], []
     for start in tqdm(range(0, n, batch), desc="retrieval", disable=not progress, leave=False):
         x = generator.render(latents[start:start + batch])
-        embedding, confidence = space.read_image(x)
         images.append(x.float().cpu())
-        embeddings.append(embedding)  # kept where it was read: `rank` compares it there
-        confidences.append(confidence.float().cpu())
-    return Candidates(latents, torch.cat(images), torch.cat(embeddings), torch.cat(confidences))
+        if readings is None:
+            embedding, confidence = space.read_image(x)
+            embeddings.append(embedding)  # kept where it was read: `rank` compares it there
+            confidences.append(confidence.float().cpu())
+    if readings is None:
+        readings = torch.cat(embeddings), torch.cat(confidences)
+    return Candidates(latents, torch.cat(images), *readings)
 
 
 @torch.no_grad()

@@ -36,6 +36,28 @@ def test_tiny_retrieval_and_guidance_on_a_real_song(tiny, repo_root):
     assert result.mask is not None and result.mask.shape == (1, 8)
 
 
+def test_a_candidate_set_is_read_once_and_its_readings_kept(tiny, tmp_path, monkeypatch):
+    """The space's readings of a candidate set are kept in the kit's home: the same set again is
+    rendered, not read, and is the same candidates; another seed or N is read anew; a damaged kept
+    file is read anew and replaced."""
+    import dataclasses
+
+    monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path))
+    first = tiny.read_candidates(n=3, seed=5, progress=False)
+    (kept,) = (tmp_path / "cache" / "candidates").rglob("*.pt")
+    with monkeypatch.context() as m:
+        m.setattr(tiny.retrieval_space, "read_image", lambda x: pytest.fail("read a kept set again"))
+        again = tiny.read_candidates(n=3, seed=5, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(dataclasses.astuple(first), dataclasses.astuple(again)))
+    other_seed, other_n = tiny.read_candidates(n=3, seed=6, progress=False), tiny.read_candidates(n=4, seed=5, progress=False)
+    assert not torch.equal(other_seed.latents, first.latents) and len(other_n.latents) == 4
+    assert len(list((tmp_path / "cache" / "candidates").rglob("*.pt"))) == 3
+    kept.write_bytes(b"damaged")
+    mended = tiny.read_candidates(n=3, seed=5, progress=False)
+    assert torch.equal(mended.embeddings, first.embeddings) and kept.stat().st_size > len(b"damaged")
+    assert not list(tmp_path.rglob(".*.tmp"))  # nothing half-written left
+
+
 def test_emostyle_weights_come_from_the_config(tiny):
     # The profile default is the authors' EmoStyle branch, criteria/soundclip_loss.py:89;
     # the other methods' weights are pinned in test_guidance.py.
