@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -138,10 +139,14 @@ def _lyrics_argument(lyrics: str | None) -> str | None:
     path = Path(lyrics.strip()).expanduser()
     # os.path.isfile, not Path.is_file: long lyrics make no valid path, and that is no error
     named = path.suffix.lower() == ".txt" or "\n" not in lyrics and os.path.isfile(path)
-    if not named:
+    # one word with a folder or a file's extension in it is a path mistyped, not lyrics
+    looks_like_a_path = not any(c.isspace() for c in lyrics.strip()) and (
+        os.sep in lyrics or "/" in lyrics or re.fullmatch(r"[^.]+\.[A-Za-z0-9]{1,4}", lyrics.strip()) is not None)
+    if not named and not looks_like_a_path:
         return lyrics
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--lyrics names a .txt file that does not exist: {path}")
+        raise FileNotFoundError(f"--lyrics names a file that does not exist: {path} (give the lyrics themselves "
+                                "in quotes, or the path of a text file)")
     try:
         text = path.read_text(encoding="utf-8").strip()
     except UnicodeDecodeError:

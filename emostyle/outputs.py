@@ -3,8 +3,9 @@
 A run writes into a staging folder beside its `out` (`.<name>.partial-<pid>`) and publishes
 it with a rename once it has finished: a failed or interrupted run leaves no folder, and
 never a previous run's images beside nothing new. An `out` that holds another run's result
-(a `manifest.json`) is replaced as a whole at publication; an `out` holding anything else is
-refused unless `force`. Paths that the staged JSON files name inside the staging folder are
+(a `manifest.json` with the keys the caller's results have: `manipulate`'s name a song and a
+method, and reproduce's figures folder is not one) is replaced as a whole at publication; an
+`out` holding anything else is refused unless `force`. Paths that the staged JSON files name inside the staging folder are
 rewritten to `out` before publication.
 """
 
@@ -20,7 +21,16 @@ from typing import Iterator
 __all__ = ["staged_output"]
 
 
-def _refuse(out: Path, force: bool) -> None:
+def _previous_result(out: Path, result_keys: tuple[str, ...]) -> bool:
+    """`out` holds a result of the caller's kind: a manifest.json with `result_keys`."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and set(result_keys) <= manifest.keys()
+
+
+def _refuse(out: Path, force: bool, result_keys: tuple[str, ...]) -> None:
     """A one-line ValueError for an `out` that cannot or must not receive the result."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder: give a folder path (it is created)")
@@ -30,9 +40,10 @@ def _refuse(out: Path, force: bool) -> None:
     if not parent.is_dir():
         raise ValueError(f"--out {out}: {parent} is a file, so no folder can be made under it; "
                          "give another folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file() and not force:
-        raise ValueError(f"--out {out} exists and holds other files than a previous result; give a new "
-                         "folder, or pass --force (force=True in Python) to replace it")
+    if out.is_dir() and any(out.iterdir()) and not _previous_result(out, result_keys) and not force:
+        raise ValueError(f"--out {out} exists and holds other files than a previous result (another command's "
+                         "results, such as reproduce's figures, are not one); give a new folder, or pass --force "
+                         "(force=True in Python) to replace it")
     if out.is_dir() and Path.cwd().resolve().is_relative_to(out.resolve()):
         raise ValueError(f"--out {out} holds the current folder; it cannot be replaced: give a new folder")
 
@@ -83,12 +94,13 @@ def _publish(stage: Path, out: Path) -> None:
 
 
 @contextmanager
-def staged_output(out: str | Path, force: bool = False) -> Iterator[Path]:
+def staged_output(out: str | Path, force: bool = False, result_keys: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield an empty staging folder beside `out`; publish it as `out` when the block ends
     without an error, remove it otherwise. Bad `out` paths are one-line ValueErrors raised
-    before the block runs."""
+    before the block runs. `result_keys`: what the manifest.json of a previous result (replaced
+    without `force`) holds."""
     out = Path(out).expanduser()
-    _refuse(out, force)
+    _refuse(out, force, result_keys)
     _remove_stale(out)
     stage = out.absolute().parent / f".{out.name}.partial-{os.getpid()}"
     try:

@@ -86,13 +86,16 @@ def read_candidates(generator: Generator, space: EmbeddingSpace, n: int = 16, ba
     # All latents are drawn at once (they are small), so the candidates do not depend on `batch`.
     latents = generator.sample(n, torch.Generator(device="cpu").manual_seed(seed))
     images, embeddings, confidences = [], [], []
-    for start in tqdm(range(0, n, batch), desc="retrieval", disable=not progress, leave=False):
+    bar = tqdm(total=n, desc="retrieval", unit="image", disable=not progress, leave=False)  # images, not batches
+    for start in range(0, n, batch):
         x = generator.render(latents[start:start + batch])
         images.append(x.float().cpu())
         if readings is None:
             embedding, confidence = space.read_image(x)
             embeddings.append(embedding)  # kept where it was read: `rank` compares it there
             confidences.append(confidence.float().cpu())
+        bar.update(len(x))
+    bar.close()
     if readings is None:
         readings = torch.cat(embeddings), torch.cat(confidences)
     return Candidates(latents, torch.cat(images), *readings)

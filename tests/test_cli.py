@@ -29,8 +29,9 @@ def test_manipulate_refuses_a_missing_song(capsys, tmp_path):
 
 def test_lyrics_may_be_given_as_a_txt_file_and_a_bad_one_is_refused(capsys, tmp_path, repo_root):
     """`--lyrics song.txt` (or any existing file) reads the file (its path is not the lyrics); a
-    missing or empty .txt, or a file that is not text, is refused in one line before any work;
-    plain text is passed through."""
+    missing or empty .txt, a file that is not text, or a missing path of another name (one word
+    with a folder or an extension in it) is refused in one line before any work; plain text is
+    passed through."""
     from emostyle.cli import _lyrics_argument
 
     known = repo_root / "data" / "songs" / "happy_sunshine.txt"
@@ -42,8 +43,11 @@ def test_lyrics_may_be_given_as_a_txt_file_and_a_bad_one_is_refused(capsys, tmp_
     song = str(repo_root / "data" / "songs" / "happy_sunshine.wav")
     (tmp_path / "empty.txt").write_text("\n")
     (tmp_path / "song.mp3").write_bytes(b"\xff\xfb\x90\x00" * 64)
+    assert _lyrics_argument("Hallelujah!") == "Hallelujah!"  # one word is lyrics unless it reads as a path
     for given, message in ((tmp_path / "nope.txt", "does not exist"), (tmp_path / "empty.txt", "an empty file"),
-                           (tmp_path / "song.mp3", "not UTF-8 text")):
+                           (tmp_path / "song.mp3", "not UTF-8 text"),
+                           (tmp_path / "happy.tx", "does not exist"),  # a .txt mistyped: once read as the lyrics
+                           (tmp_path / "lyrics" / "happy", "does not exist")):
         assert main(["manipulate", song, "--profile", "tiny", "--lyrics", str(given), "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -72,6 +72,27 @@ def test_a_folder_of_other_files_needs_force(tmp_path):
     assert (tmp_path / "empty" / "manifest.json").exists()
 
 
+def test_another_commands_results_are_not_a_previous_result(tmp_path):
+    """With `result_keys` (manipulate's: a song and a method), a folder whose manifest.json lacks
+    them, such as reproduce's published figures, needs force; one of the caller's results is
+    replaced."""
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "manifest.json").write_text('{"notebooks": {}}')
+    (figures / "fig2_lyrics.png").write_bytes(b"published")
+    with pytest.raises(ValueError, match="holds other files.*reproduce.*--force"):
+        with staged_output(figures, result_keys=("song", "method")):
+            pytest.fail("the block must not run")
+    assert (figures / "fig2_lyrics.png").read_bytes() == b"published"
+    out = tmp_path / "out"
+    with staged_output(out, result_keys=("song", "method")) as stage:
+        (stage / "manifest.json").write_text('{"song": "a.wav", "method": "emostyle"}')
+        (stage / "after.png").write_bytes(b"first")
+    with staged_output(out, result_keys=("song", "method")) as stage:
+        (stage / "manifest.json").write_text('{"song": "b.wav", "method": "lee"}')
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"] and _hidden(tmp_path) == []
+
+
 def _root_read_only(tmp_path):
     if os.geteuid() == 0:  # root writes through file modes; sysfs refuses everyone
         return Path("/sys/emostyle-out")
