@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import math
 import textwrap
 from dataclasses import dataclass, field
@@ -800,10 +799,9 @@ def stored_guidance(pipe: Pipeline, starts: torch.Tensor, targets: dict, method:
     other versions (a run is about a megabyte: a changed kit would otherwise pile them up)."""
     if store is None:
         return pipe.guide(starts, targets, method=method, progress=False)
-    from .manifest import config_digest, keep, kept
+    from .manifest import keep, kept
 
-    h = hashlib.sha256(config_digest(dataclasses.asdict(pipe.config)))
-    h.update(json.dumps([method, torch.__version__, str(starts.device), torch.get_num_threads()]).encode())
+    h = hashlib.sha256(pipe.stored_key(method))
     for name in ("start", *sorted(targets)):
         value = starts if name == "start" else targets[name]
         h.update(name.encode() + (b"-" if value is None else value.detach().cpu().contiguous().numpy().tobytes()))

@@ -123,15 +123,12 @@ class Pipeline:
         retrieval figure's set is the first song's in Figures 2-4 and Table 1, and Figure 3's
         sounds draw the songs' seeds), and the offline profile's 128 faces take seconds to read.
         A kept set is rendered again, not read."""
-        import json
-
-        from .manifest import config_digest, keep, kept
+        from .manifest import keep, kept
         from .registry import home
 
         r = self.config.retrieval
         n, seed = n or r.candidates, self.config.seed if seed is None else seed
-        key = config_digest(dataclasses.asdict(self.config)) + json.dumps(
-            [n, seed, torch.__version__, str(self.generator.device), torch.get_num_threads()]).encode()
+        key = self.stored_key(n, seed)
         store = home() / "cache" / "candidates"
         readings = kept(store, key, self.generator.device)
         candidates = read_candidates(self.generator, self.retrieval_space, n=n, batch=r.batch, seed=seed,
@@ -139,6 +136,17 @@ class Pipeline:
         if readings is None:
             keep(store, key, (candidates.embeddings, candidates.confidences))
         return candidates
+
+    def stored_key(self, *parts) -> bytes:
+        """What a result kept in the kit's home (`manifest.keep`) depends on besides `parts`: the
+        configuration and the files it names, torch's version, the device and the thread count
+        (the order of float sums)."""
+        import json
+
+        from .manifest import config_digest
+
+        return config_digest(dataclasses.asdict(self.config)) + json.dumps(
+            [*parts, torch.__version__, str(self.generator.device), torch.get_num_threads()]).encode()
 
     # -- instead of retrieval: the user's photo ------------------------------------------------
     def invert(self, photo: str | Path | Photo, steps: int | None = None, progress: bool = True) -> Inversion:
