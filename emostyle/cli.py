@@ -47,10 +47,10 @@ def _cmd_reproduce(args) -> int:
                              songs=args.songs)
     except Interrupted as stop:
         print(f"emostyle reproduce: {stop}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:  # before any notebook started: nothing to say but that
+        return 128 + stop.signum
+    except KeyboardInterrupt as stop:  # before any notebook started: nothing to say but that
         print("emostyle reproduce: interrupted before any notebook ran; nothing published", file=sys.stderr)
-        return 130
+        return 128 + getattr(stop, "signum", signal.SIGINT)
     print(f"run {manifest['run_dir']}: executed notebooks and their intermediate files")
     print(f"published to {manifest['figures_dir']}: {len(manifest['outputs'])} files and manifest.json")
     for name, entry in manifest["notebooks"].items():
@@ -236,11 +236,27 @@ def _ctrl_c_held():
         raise KeyboardInterrupt
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (`timeout`, a scheduler, CI cancelling) or SIGHUP (a closed terminal), raised where
+    Ctrl-C raises KeyboardInterrupt, so that the same clean-up runs: a staged output is removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (128 + the signal's number after a signal)."""
     warnings.formatwarning = _warning_line
     if not sys.stderr.isatty():  # a log, not a terminal: each redraw of a bar would be a line of it
         os.environ.setdefault("TQDM_MININTERVAL", "10")  # read when tqdm is imported (with the parser)
     command = "emostyle"
+    stopping = (signal.SIGTERM, signal.SIGHUP) if threading.current_thread() is threading.main_thread() else ()
+    previous = {s: signal.signal(s, _stop) for s in stopping}
     try:
         with _ctrl_c_held():
             parser = build_parser()  # imports torch, and numpy with it: a second after the command starts
@@ -252,10 +268,15 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print(f"{command}: error: {text}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: every command writes beside its output and renames it into place
+    except KeyboardInterrupt as stop:  # Ctrl-C: every command writes beside its output and renames it into place
         _close_progress_bars()
-        print(f"{command}: interrupted; nothing half-done was put in place", file=sys.stderr)
-        return 130
+        signum = getattr(stop, "signum", signal.SIGINT)
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        print(f"{command}: {what}; nothing half-done was put in place", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _close_progress_bars() -> None:
@@ -277,11 +298,11 @@ def run() -> None:
     itself, so that a shell script or loop calling it stops too (a shell goes on after a child
     that exits with 130; it stops after one that a Ctrl-C ended). The shell's status is 130 either way."""
     status = main()
-    if status == 130:
+    if status > 128:  # ended by a signal: end by it again, as the shell expects
         sys.stdout.flush()
         sys.stderr.flush()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.signal(status - 128, signal.SIG_DFL)
+        os.kill(os.getpid(), status - 128)
     sys.exit(status)
 
 

@@ -4,9 +4,11 @@ A run writes into a staging folder beside its `out` (`.<name>.partial-<pid>`) an
 it with a rename once it has finished: a failed or interrupted run leaves no folder, and
 never a previous run's images beside nothing new. An `out` that holds another run's result
 (a `manifest.json` with the keys the caller's results have: `manipulate`'s name a song and a
-method, and reproduce's figures folder is not one) is replaced as a whole at publication; an
-`out` holding anything else is refused unless `force`. Paths that the staged JSON files name inside the staging folder are
-rewritten to `out` before publication.
+method, and reproduce's figures folder is not one) and nothing else (the manifest lists the
+files it was published with, under "files") is replaced as a whole at publication; an `out`
+holding anything else (a photo put there, a result of an older version) is refused unless
+`force`, and an `out` holding one of the run's inputs always. Paths that the staged JSON files
+name inside the staging folder are rewritten to `out` before publication.
 """
 
 from __future__ import annotations
@@ -14,23 +16,43 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["staged_output"]
+__all__ = ["signals_held", "staged_output"]
 
 
-def _previous_result(out: Path, result_keys: tuple[str, ...]) -> bool:
-    """`out` holds a result of the caller's kind: a manifest.json with `result_keys`."""
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP take effect when the block ends: for the few renames that
+    put a finished result in place, which must happen all or not at all."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _files(folder: Path) -> list[str]:
+    """The files under `folder`, as paths relative to it."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def _strays(out: Path, result_keys: tuple[str, ...]) -> list[str] | None:
+    """The files in `out` that no previous result of the caller's kind wrote there (those its
+    manifest.json, with `result_keys`, does not list); None: `out` holds no such result."""
     try:
         manifest = json.loads((out / "manifest.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and set(result_keys) <= manifest.keys()
+        return None
+    if not (isinstance(manifest, dict) and set(result_keys) <= manifest.keys()):
+        return None
+    return [f for f in _files(out) if f not in set(manifest.get("files") or ())]
 
 
-def _refuse(out: Path, force: bool, result_keys: tuple[str, ...]) -> None:
+def _refuse(out: Path, force: bool, result_keys: tuple[str, ...], inputs: tuple[Path, ...]) -> None:
     """A one-line ValueError for an `out` that cannot or must not receive the result."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder: give a folder path (it is created)")
@@ -40,10 +62,19 @@ def _refuse(out: Path, force: bool, result_keys: tuple[str, ...]) -> None:
     if not parent.is_dir():
         raise ValueError(f"--out {out}: {parent} is a file, so no folder can be made under it; "
                          "give another folder")
-    if out.is_dir() and any(out.iterdir()) and not _previous_result(out, result_keys) and not force:
-        raise ValueError(f"--out {out} exists and holds other files than a previous result (another command's "
-                         "results, such as reproduce's figures, are not one); give a new folder, or pass --force "
-                         "(force=True in Python) to replace it")
+    if out.is_dir():
+        for path in inputs:  # replacing the folder would delete them, --force or not
+            if Path(path).expanduser().resolve().is_relative_to(out.resolve()):
+                raise ValueError(f"--out {out} holds {path}, an input of this run, and would be replaced as a "
+                                 "whole: give another folder")
+    strays = _strays(out, result_keys) if out.is_dir() else []
+    if out.is_dir() and any(out.iterdir()) and strays != [] and not force:
+        what = ("other files than a previous result (another command's results, such as reproduce's figures, "
+                "are not one)" if strays is None else
+                f"files that the previous result there did not write ({', '.join(strays[:3])}"
+                f"{', ...' if len(strays) > 3 else ''})")
+        raise ValueError(f"--out {out} exists and holds {what}; give a new folder, or pass --force "
+                         "(force=True in Python) to replace it with all it holds")
     if out.is_dir() and Path.cwd().resolve().is_relative_to(out.resolve()):
         raise ValueError(f"--out {out} holds the current folder; it cannot be replaced: give a new folder")
 
@@ -73,34 +104,50 @@ def _rewrite_paths(stage: Path, out: Path) -> None:
     from .manifest import write_json
 
     for p in stage.glob("*.json"):
-        text = p.read_text()
-        if stage.name in text:
-            write_json(p, fix(json.loads(text)))
+        record = json.loads(p.read_text())  # parsed: the text escapes a name's non-ASCII letters
+        fixed = fix(record)
+        if fixed != record:
+            write_json(p, fixed)
+
+
+def _record_files(stage: Path) -> None:
+    """List in the staged manifest.json the files published with it (itself included), so that a
+    later run knows what it may replace."""
+    from .manifest import write_json
+
+    manifest = stage / "manifest.json"
+    if manifest.is_file():
+        record = json.loads(manifest.read_text())
+        if isinstance(record, dict):
+            write_json(manifest, {**record, "files": sorted({*_files(stage), "manifest.json"})})
 
 
 def _publish(stage: Path, out: Path) -> None:
     _rewrite_paths(stage, out)
+    _record_files(stage)
     old = out.absolute().parent / f".{out.name}.old-{os.getpid()}" if out.exists() else None
-    if old is not None:
-        os.replace(out, old)
-    try:
-        os.replace(stage, out)
-    except OSError:
+    with signals_held():  # never the old result gone and the new one not yet in place
         if old is not None:
-            os.replace(old, out)
-        raise
+            os.replace(out, old)
+        try:
+            os.replace(stage, out)
+        except OSError:
+            if old is not None:
+                os.replace(old, out)
+            raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager
-def staged_output(out: str | Path, force: bool = False, result_keys: tuple[str, ...] = ()) -> Iterator[Path]:
+def staged_output(out: str | Path, force: bool = False, result_keys: tuple[str, ...] = (),
+                  inputs: tuple[str | Path, ...] = ()) -> Iterator[Path]:
     """Yield an empty staging folder beside `out`; publish it as `out` when the block ends
     without an error, remove it otherwise. Bad `out` paths are one-line ValueErrors raised
     before the block runs. `result_keys`: what the manifest.json of a previous result (replaced
-    without `force`) holds."""
+    without `force`) holds; `inputs`: files the run reads, which `out` must not hold."""
     out = Path(out).expanduser()
-    _refuse(out, force, result_keys)
+    _refuse(out, force, result_keys, tuple(Path(p) for p in inputs))
     _remove_stale(out)
     stage = out.absolute().parent / f".{out.name}.partial-{os.getpid()}"
     try:

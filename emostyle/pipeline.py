@@ -247,8 +247,9 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     --songs` reads a song (`samples.known_lyrics`).
 
     `out` appears only complete (`emostyle.outputs.staged_output`): it replaces a previous
-    result of `manipulate` there; a folder holding other files (reproduce's figures among them) is
-    refused unless `force`. Warnings are shown
+    result of `manipulate` there; a folder holding other files (reproduce's figures among them, or
+    a file put beside a previous result) is refused unless `force`, and one holding the song or the
+    photo always. Warnings are shown
     once each and recorded in the manifest.
 
     image: the user's photo to edit instead of a retrieved image; it is inverted into the
@@ -260,7 +261,9 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     from .manifest import collected_warnings
     from .outputs import staged_output
 
-    with staged_output(out, force=force, result_keys=("song", "method")) as stage, collected_warnings() as caught:
+    inputs = (song,) + ((image,) if isinstance(image, (str, Path)) else ())
+    with staged_output(out, force=force, result_keys=("song", "method"), inputs=inputs) as stage, \
+            collected_warnings() as caught:
         _manipulate(song, profile, method, seed, stage, overrides, lyrics, label, progress, caught, image)
     return json.loads((Path(out).expanduser() / "manifest.json").read_text())
 

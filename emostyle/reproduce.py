@@ -32,6 +32,7 @@ from pathlib import Path
 from .audio import numba_cache_dir, read_audio
 from .config import Config, load_config
 from .manifest import code_version, config_digest, environment, run_manifest, write_json
+from .outputs import signals_held
 from .samples import Sample, songs as sample_songs, songs_digest
 
 __all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
@@ -74,12 +75,13 @@ class ReproduceError(RuntimeError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: nothing was published; `run_dir` holds the partial run."""
+    """Ctrl-C (or SIGTERM, SIGHUP: `signum`) during a run: nothing was published; `run_dir`
+    holds the partial run."""
 
-    def __init__(self, run_dir: Path, done: list[str], out: Path = Path("figures")):
+    def __init__(self, run_dir: Path, done: list[str], out: Path = Path("figures"), signum: int = signal.SIGINT):
         super().__init__(f"interrupted: nothing published to {out}; partial run in {run_dir} "
                          f"(finished: {', '.join(done) or 'none'})")
-        self.run_dir, self.done = run_dir, done
+        self.run_dir, self.done, self.signum = run_dir, done, signum
 
 
 def notebook_dir() -> Path:
@@ -272,15 +274,14 @@ def _publish(staged: Path, out: Path, manifest: dict, previous: dict) -> None:
     shutil.copytree(staged, incoming)  # the slow part, before anything in `out` changes
     new = sorted(p.name for p in incoming.iterdir())
     stale = set(previous.get("outputs", [])) - set(manifest["outputs"])
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        for name in new:
-            os.replace(incoming / name, out / name)
-        for name in stale:
-            (out / name).unlink(missing_ok=True)
-        write_json(out / "manifest.json", manifest)
+        with signals_held():
+            for name in new:
+                os.replace(incoming / name, out / name)
+            for name in stale:
+                (out / name).unlink(missing_ok=True)
+            write_json(out / "manifest.json", manifest)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         shutil.rmtree(incoming, ignore_errors=True)
 
 
@@ -464,7 +465,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
 
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+    # SIGTERM (`timeout`, a scheduler) and SIGHUP (a closed terminal) stop it as Ctrl-C does
+    previous_handlers = {s: signal.signal(s, on_interrupt) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(execute, *item) for item in pending}
@@ -479,7 +481,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
                 if stop:
                     _kill_kernels()  # also a kernel that was still starting at the signal
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        for s, handler in previous_handlers.items():
+            signal.signal(s, handler)
         _forget_dead_kernels()
     timings = json.loads((cache / "timings.json").read_text()) if (cache / "timings.json").exists() else {}
     write_json(cache / "timings.json", timings | {n: e["seconds"] for n, e in entries.items() if e["status"] == "ran"})
@@ -488,7 +491,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
             if nb.name not in entries:
                 _mark_unrun_cells(run_dir / f"{nb.name}.ipynb")
         write_json(run_dir / "interrupted.json", {"finished": sorted(entries)})
-        raise Interrupted(run_dir, sorted(n for n, e in entries.items() if e["status"] != "failed"), out)
+        raise Interrupted(run_dir, sorted(n for n, e in entries.items() if e["status"] != "failed"), out, stop[0])
 
     entries = {nb.name: entries[nb.name] for nb in selected}  # the notebooks' order, not the finishing one
     for name in entries:

@@ -360,3 +360,35 @@ def test_progress_bars_in_a_log_are_redrawn_seldom(tmp_path, repo_root):
     assert run.returncode == 0, run.stderr
     redraws = [line for line in run.stderr.replace("\r", "\n").splitlines() if line.startswith("guidance:")]
     assert 1 <= len(redraws) <= 1 + seconds / 10, redraws  # its first drawing, then at most one per 10 s
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_during_a_command_leaves_nothing(tmp_path, repo_root, signum):
+    """`timeout`, a scheduler or CI cancelling sends SIGTERM, a closed terminal SIGHUP: Python's
+    default ends the process at once, and a half-written staging folder stayed beside --out. They
+    now stop the command as Ctrl-C does: one line, nothing left, and the process ends by the signal."""
+    import os
+    import signal
+
+    signum = getattr(signal, signum)
+    command = [sys.executable, "-m", "emostyle", "manipulate", str(repo_root / "data/songs/sad_rain.wav"),
+               "--profile", "tiny", "--set", "guidance.steps=100000", "--out", str(tmp_path / "o")]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    heard, deadline = b"", time.time() + 180
+    while b"guidance" not in heard and time.time() < deadline:
+        chunk = os.read(run.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        heard += chunk
+    assert list(tmp_path.glob(".o.partial-*")), heard.decode()  # mid-run: its staging folder exists
+    run.send_signal(signum)
+    try:
+        _, err = run.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        pytest.fail(f"{signal.Signals(signum).name} did not stop the command")
+    assert run.returncode == -signum, run.returncode
+    lines = [line for line in (heard + err).decode().replace("\r", "\n").splitlines() if "stopped" in line]
+    assert lines == [f"emostyle manipulate: stopped by {signal.Signals(signum).name}; nothing half-done was put in place"]
+    assert "Traceback" not in err.decode()
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.*"))

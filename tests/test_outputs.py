@@ -24,7 +24,7 @@ def test_a_complete_run_is_published_with_its_paths(tmp_path):
         (stage / "music" / "song.wav").write_bytes(b"RIFF")
         write_json(stage / "manifest.json", {"music": {"wav": str(stage / "music" / "song.wav")}, "n": 3})
     assert json.loads((out / "manifest.json").read_text()) == {"music": {"wav": str(out / "music" / "song.wav")},
-                                                               "n": 3}
+                                                               "n": 3, "files": ["manifest.json", "music/song.wav"]}
     assert (out / "music" / "song.wav").read_bytes() == b"RIFF" and _hidden(tmp_path) == []
 
 
@@ -136,3 +136,51 @@ def test_a_killed_run_leaves_a_staging_folder_that_the_next_run_removes(tmp_path
     with staged_output(out) as stage:
         (stage / "manifest.json").write_text("{}")
     assert _hidden(tmp_path) == [] and (out / "manifest.json").exists()
+
+
+def test_a_non_ascii_out_name_gets_its_paths_rewritten(tmp_path):
+    """JSON escapes non-ASCII letters: the staging folder's name was looked for in the file's text and
+    not found, so the manifest named the removed staging folder."""
+    out = tmp_path / "Ausgabe für 歌"
+    with staged_output(out) as stage:
+        write_json(stage / "manifest.json", {"music": str(stage / "music" / "song.wav")})
+    assert json.loads((out / "manifest.json").read_text())["music"] == str(out / "music" / "song.wav")
+
+
+def test_a_file_put_beside_a_previous_result_is_not_deleted_without_force(tmp_path):
+    """A previous result is replaced whole only if it holds nothing but what it was published with
+    (its manifest lists it): a photo put there, or a result of an older kit, needs force."""
+    out = tmp_path / "out"
+    keys = ("song", "method")
+    with staged_output(out, result_keys=keys) as stage:
+        write_json(stage / "manifest.json", {"song": "a.wav", "method": "emostyle"})
+        (stage / "after.png").write_bytes(b"first")
+    (out / "me.jpg").write_bytes(b"my photo")
+    with pytest.raises(ValueError, match=r"did not write \(me\.jpg\).*--force") as info:
+        with staged_output(out, result_keys=keys):
+            pytest.fail("the block must not run")
+    assert "\n" not in str(info.value) and (out / "me.jpg").read_bytes() == b"my photo"
+    (out / "me.jpg").unlink()
+    record = json.loads((out / "manifest.json").read_text())
+    write_json(out / "manifest.json", {k: v for k, v in record.items() if k != "files"})  # an older kit's result
+    with pytest.raises(ValueError, match="after.png"):
+        with staged_output(out, result_keys=keys):
+            pytest.fail("the block must not run")
+    with staged_output(out, result_keys=keys, force=True) as stage:
+        write_json(stage / "manifest.json", {"song": "b.wav", "method": "lee"})
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_an_out_that_holds_an_input_is_refused_even_with_force(tmp_path):
+    songs = tmp_path / "songs"
+    (songs / "deep").mkdir(parents=True)
+    (songs / "deep" / "sad.wav").write_bytes(b"RIFF")
+    for force in (False, True):
+        with pytest.raises(ValueError, match="holds .*sad.wav, an input of this run") as info:
+            with staged_output(songs, force=force, inputs=(songs / "deep" / "sad.wav",)):
+                pytest.fail("the block must not run")
+        assert "\n" not in str(info.value)
+    assert (songs / "deep" / "sad.wav").read_bytes() == b"RIFF"
+    with staged_output(tmp_path / "out", inputs=(songs / "deep" / "sad.wav",)) as stage:  # elsewhere: fine
+        (stage / "manifest.json").write_text("{}")
+    assert (tmp_path / "out" / "manifest.json").exists()
