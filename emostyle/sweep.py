@@ -76,11 +76,42 @@ def load_grid(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"grid file {path} not found")
-    grid = yaml.safe_load(path.read_text())
+    try:
+        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text: a grid is a YAML file (see `emostyle sweep --help`)") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ValueError(f"{path} is not valid YAML{at}: {getattr(error, 'problem', None) or error}") from None
     if not isinstance(grid, dict):
         raise ValueError(f"{path}: a grid is a mapping with keys songs, seeds, methods (and optionally profiles)")
-    grid["songs"] = [_song_path(s, path.parent) for s in grid.get("songs") or []]
+    grid["songs"] = [_song_path(s, path.parent) for s in _listed(grid, "songs")]
     return grid
+
+
+def _listed(grid: dict, key: str) -> list[str]:
+    """The grid's list of names under `key`; one name alone is a list of one (YAML's `methods: lee`)."""
+    value = grid.get(key)
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise ValueError(f"the grid's {key} must be a list of names, e.g. {key}: [a, b]; got {value!r}")
+    return values
+
+
+def _seeds(value) -> list[int]:
+    """A count n (seeds 0 .. n-1) or a list of seeds, each a whole number >= 0."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"the grid's seeds is a count of at least 1 or a list of seeds; got {value}")
+        return list(range(value))
+    if not isinstance(value, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                              for s in value):
+        raise ValueError(f"the grid's seeds must be a count (3 -> 0, 1, 2) or a list of whole numbers >= 0, "
+                         f"e.g. seeds: [0, 1]; got {value!r}")
+    return value
 
 
 def expand_grid(grid: dict, out: str | Path, profile: str | None = None) -> list[TaskSpec]:
@@ -88,21 +119,27 @@ def expand_grid(grid: dict, out: str | Path, profile: str | None = None) -> list
     unknown = set(grid) - _GRID_KEYS
     if unknown:
         raise ValueError(f"unknown grid keys {sorted(unknown)}; valid: {', '.join(sorted(_GRID_KEYS - {'profile'}))}")
-    missing = [k for k in ("songs", "seeds", "methods") if not grid.get(k) and grid.get(k) != 0]
+    missing = [k for k in ("songs", "seeds", "methods") if grid.get(k) in (None, [], "")]
     if missing:
         raise ValueError(f"the grid needs non-empty {', '.join(missing)}")
     from .guidance import MANIPULATE_METHODS
 
-    wrong = [m for m in grid["methods"] if m not in MANIPULATE_METHODS]
+    methods = _listed(grid, "methods")
+    wrong = [m for m in methods if m not in MANIPULATE_METHODS]
     if wrong:  # before any task starts, not once per task
         raise ValueError(f"unknown methods {wrong} in the grid; valid: {', '.join(MANIPULATE_METHODS)}")
-    seeds = list(range(grid["seeds"])) if isinstance(grid["seeds"], int) else [int(s) for s in grid["seeds"]]
-    profiles = grid.get("profiles") or [grid.get("profile") or profile]
+    seeds = _seeds(grid["seeds"])
+    profiles = _listed(grid, "profiles") or [grid.get("profile") or profile]
     if profiles == [None]:
         raise ValueError("no profile: give --profile or a `profiles` list in the grid")
+    for key in ("datasets", "overrides"):
+        if not isinstance(grid.get(key) or {}, dict):
+            raise ValueError(f"the grid's {key} must be a mapping, e.g. "
+                             f"{key}: {{{'paper-lhq: LHQ' if key == 'datasets' else 'guidance.steps: 300'}}}; "
+                             f"got {grid[key]!r}")
     labels = grid.get("datasets") or {}
     overrides = tuple(sorted((grid.get("overrides") or {}).items()))
-    songs = [str(s) for s in grid["songs"]]
+    songs = _listed(grid, "songs")
     stems = [Path(s).stem for s in songs]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
@@ -110,7 +147,7 @@ def expand_grid(grid: dict, out: str | Path, profile: str | None = None) -> list
     out = Path(out)
     specs = []
     for prof in profiles:
-        for method in grid["methods"]:
+        for method in methods:
             for song in songs:
                 for seed in seeds:
                     spec = TaskSpec(prof, labels.get(prof, prof), method, song, seed, "", overrides)
@@ -201,6 +238,8 @@ def run_sweep(grid: dict | str | Path, out: str | Path, profile: str | None = No
               threads: int = 1, processes: bool = False, log: Callable[[str], None] | None = None) -> list[dict]:
     """Run the grid's unfinished tasks on Dask (a LocalCluster unless `scheduler` is an address),
     gather every task's row into `out/results.parquet` and `out/results.csv`, and return the rows."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: give a folder path (it is created)")
     if not isinstance(grid, dict):
         grid = load_grid(grid)
     specs = expand_grid(grid, out, profile)
@@ -211,6 +250,9 @@ def run_sweep(grid: dict | str | Path, out: str | Path, profile: str | None = No
         from .config import load_config
         from .preflight import check
 
+        absent = [song for song in dict.fromkeys(s.song for s in todo) if not Path(song).is_file()]
+        if absent:
+            raise FileNotFoundError(f"the grid's songs not found: {', '.join(absent)}")
         for prof, overrides in dict.fromkeys((s.profile, s.overrides) for s in todo):
             check(load_config(prof, dict(overrides)), command="emostyle sweep")
     if todo:

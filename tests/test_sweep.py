@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("dask.distributed")
 
-from emostyle.sweep import add_sweep_parser, expand_grid, gather, run_sweep, run_task  # noqa: E402
+from emostyle.sweep import add_sweep_parser, expand_grid, gather, load_grid, run_sweep, run_task  # noqa: E402
 
 CALLS = []
 _lock = threading.Lock()
@@ -89,6 +89,33 @@ def test_grid_errors(tmp_path):
     specs = expand_grid({"songs": ["a.wav"], "seeds": [3], "methods": ["lee"], "profiles": ["paper-lhq"],
                          "datasets": {"paper-lhq": "LHQ"}}, tmp_path)
     assert [(s.dataset, s.seed, s.key) for s in specs] == [("LHQ", 3, "paper-lhq/lee/a/seed-3")]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("songs: [a.wav\n  : bad", r"not valid YAML at line \d"),
+    ("songs: [a.wav]\nseeds: 1\nmethods: [lee]\noverrides: [1, 2]", "overrides must be a mapping"),
+    ("songs: [a.wav]\nseeds: 0\nmethods: [lee]", "count of at least 1"),
+    ("songs: [a.wav]\nseeds: -1\nmethods: [lee]", "count of at least 1"),
+    ("songs: [a.wav]\nseeds: abc\nmethods: [lee]", "seeds must be a count"),
+    ("songs: [a.wav]\nseeds: [0, -2]\nmethods: [lee]", "seeds must be a count"),
+    ("songs: [a.wav]\nseeds: 1\nmethods: [lee, 3]", "methods must be a list of names"),
+])
+def test_a_bad_grid_file_is_a_one_line_error_before_any_task(tmp_path, text, match):
+    """A grid file's mistakes are named before anything runs: no traceback (a YAML error, overrides
+    given as a list), no sweep of nothing (seeds: 0), no name split into letters."""
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as info:
+        expand_grid(load_grid(path), tmp_path / "out", "tiny")
+    assert "\n" not in str(info.value)
+
+
+def test_one_name_in_a_grid_is_a_list_of_one(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    path = tmp_path / "grid.yaml"
+    path.write_text("songs: a.wav\nseeds: 2\nmethods: emostyle\nprofiles: tiny")
+    specs = expand_grid(load_grid(path), tmp_path / "out")
+    assert [s.key for s in specs] == ["tiny/emostyle/a/seed-0", "tiny/emostyle/a/seed-1"]
 
 
 def test_cli_parser(tmp_path):
@@ -242,3 +269,14 @@ def test_a_sweep_of_the_pipeline_lists_what_is_missing_before_starting_workers(t
     with pytest.raises(MissingRequirementsError, match=r"emostyle sweep \(profile offline\).*fetch --profile offline"):
         run_sweep(grid, tmp_path / "out", workers=2)
     assert not (tmp_path / "out").exists()  # no task started
+
+
+def test_a_sweep_of_the_pipeline_names_missing_songs_and_a_file_as_out_before_any_task(tmp_path):
+    grid = _grid(tmp_path)
+    grid["songs"].append(str(tmp_path / "nope.wav"))
+    with pytest.raises(FileNotFoundError, match=r"songs not found: .*nope\.wav"):
+        run_sweep(grid, tmp_path / "out", profile="tiny")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        run_sweep(_grid(tmp_path), tmp_path / "afile", profile="tiny")
