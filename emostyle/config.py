@@ -193,8 +193,18 @@ class Config:
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> "Config":
         """A copy with dotted-key overrides applied and checked."""
         data = self.to_dict()
+
+        def apply(key: str, value: Any) -> None:
+            if isinstance(value, Mapping) and _section(key) is not None:
+                for k, v in value.items():  # guidance={steps: 3} sets guidance.steps; the section's other keys stay
+                    apply(f"{key}.{k}", v)
+            else:
+                _set_dotted(data, key, value)
+
         for key, value in (overrides or {}).items():
-            _set_dotted(data, key, value)
+            if key == "profile":  # it names where the values came from, not what runs
+                raise ConfigError("profile cannot be overridden: choose it with --profile (profile= in Python)")
+            apply(key, value)
         return _build(Config, data, "")
 
     def resolve_device(self) -> str:
@@ -208,6 +218,17 @@ class Config:
         if self.device != "auto":
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _section(key: str) -> type | None:
+    """The configuration section (a dataclass) that dotted `key` names, or None."""
+    cls = Config
+    for part in key.split("."):
+        hint = typing.get_type_hints(cls).get(part)
+        if not dataclasses.is_dataclass(hint):
+            return None
+        cls = hint
+    return cls
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:

@@ -15,7 +15,15 @@ __all__ = ["manipulation_notes", "targets_note", "valence_note"]
 
 def manipulation_notes(manifest: dict) -> list[str]:
     """Every note that applies to a manipulation's manifest, the song's targets first."""
-    return [note for note in (targets_note(manifest), valence_note(manifest)) if note]
+    return [note for note in (untrained_note(manifest), targets_note(manifest), valence_note(manifest)) if note]
+
+
+def untrained_note(manifest: dict) -> str | None:
+    """random_weights (the tiny profile's): every reading below is an untrained network's."""
+    if not (manifest.get("config") or {}).get("random_weights"):
+        return None
+    return ("random_weights is on: every network is untrained (the tiny profile's test setting), so the "
+            "images and every reading here mean nothing; drop it to run the real models")
 
 
 def targets_note(manifest: dict) -> str | None:

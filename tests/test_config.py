@@ -46,6 +46,24 @@ def test_bad_values_name_the_key(overrides, message):
         load_config("offline", overrides)
 
 
+def test_a_section_given_whole_sets_its_keys_and_keeps_the_rest():
+    """guidance={} once replaced the section with the dataclass's defaults (the paper's CLIP guidance),
+    and the error then asked for CLIP weights; now a mapping sets the keys it names."""
+    base = load_config("offline")
+    assert load_config("offline", {"guidance": {}}) == base
+    config = load_config("offline", {"guidance": {"steps": 3, "lr": 0.01}})
+    assert (config.guidance.steps, config.guidance.lr, config.guidance.face_reader) == (3, 0.01, base.guidance.face_reader)
+    assert load_config("offline", {"datasets": {}}).datasets == {}  # a free mapping is replaced: this profile alone
+    with pytest.raises(ConfigError, match="unknown config key 'guidance.stepz'"):
+        load_config("offline", {"guidance": {"stepz": 3}})
+
+
+def test_the_profile_is_not_an_override():
+    """--set profile=paper-lhq ran the offline models and recorded the run as paper-lhq."""
+    with pytest.raises(ConfigError, match="profile cannot be overridden: choose it with --profile"):
+        load_config("offline", {"profile": "paper-lhq"})
+
+
 def test_unknown_profile_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="valid profiles: paper-lhq, paper-ffhq, offline, tiny"):
         load_config("paper")
@@ -85,3 +103,16 @@ def test_overrides_as_text_as_papermill_passes_them():
         load_config("tiny", "[1, 2]")
     with pytest.raises(ConfigError, match="are not JSON or YAML"):
         load_config("tiny", "{a: [}")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"domain": "scene"}, "scoring.judge=fer reads faces, and domain=scene images are scenes: choose scoring.judge=colour"),
+    ({"scoring.judge": "colour"}, "scoring.judge=colour reads scenes, and domain=face images are faces: choose"),
+])
+def test_a_judge_of_the_other_domain_is_refused(overrides, message):
+    """--set domain=scene alone had the FER face classifier "judge" a photo of a building."""
+    from emostyle.builders import build_judge
+
+    with pytest.raises(ValueError, match=message) as info:
+        build_judge(load_config("tiny", overrides), "cpu", None, [])
+    assert "\n" not in str(info.value)

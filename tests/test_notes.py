@@ -88,3 +88,11 @@ def test_the_valence_note_tells_saturated_guidance_from_an_unseen_change():
     # Both moved the same way: nothing to say; no judge reading: nothing to compare.
     assert valence_note(_manifest((0.10, 0.60), (0.20, 1.50), 1.8, 0.6)) is None
     assert valence_note(_manifest((None, None), (0.20, 1.50), 1.8, 0.6)) is None
+
+
+def test_untrained_networks_are_said_to_mean_nothing():
+    """--set random_weights=true ran untrained networks and printed the judge's valences as readings."""
+    from emostyle.notes import untrained_note
+
+    assert "untrained" in untrained_note({"config": {"random_weights": True}})
+    assert untrained_note({"config": {"random_weights": False}}) is None
