@@ -66,8 +66,14 @@ def read_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS) -> tup
     seconds = data.shape[1] / sr
     if seconds < MIN_SECONDS:
         raise AudioError(f"audio file {path} lasts {seconds:.2f} s; at least {MIN_SECONDS} s is needed")
-    if float(np.abs(data).max()) < _SILENCE_PEAK:
-        raise AudioError(f"audio file {path} is silent (peak below {_SILENCE_PEAK:g}); nothing to listen to")
+    # about its own mean: a constant offset (DC) is inaudible, and music models read it as something
+    if float(np.abs(data - data.mean(axis=1, keepdims=True)).max()) < _SILENCE_PEAK:
+        raise AudioError(f"audio file {path} is silent (peak below {_SILENCE_PEAK:g} about its mean); "
+                         "nothing to listen to")
+    cut = _wav_cut_short(path)
+    if cut is not None:
+        warnings.warn(f"{path.name} is cut short: its header declares {cut[0]:.1f} s, the file holds {cut[1]:.1f} s; "
+                      "only those are used (re-export or re-download it for the whole song)", stacklevel=2)
     if max_seconds is not None and seconds > max_seconds:
         warnings.warn(
             f"{path.name} lasts {seconds:.0f} s; only its first {max_seconds:.0f} s are used",
@@ -75,6 +81,30 @@ def read_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS) -> tup
         )
         data = data[:, : int(max_seconds * sr)]
     return np.ascontiguousarray(data), int(sr)
+
+
+def _wav_cut_short(path: Path) -> tuple[float, float] | None:
+    """(declared, held) seconds of a RIFF WAVE file whose data chunk holds less than its header
+    declares (a copy or download cut off; libsndfile reads what is there without a word); None
+    otherwise, for other formats, and for the sizes 0 and 2^32 - 1 that streaming writers leave."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, byte_rate = 12, None
+    while offset + 8 <= len(head):
+        chunk, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
+        if chunk == b"fmt " and offset + 16 <= len(head):
+            byte_rate = struct.unpack("<I", head[offset + 16:offset + 20])[0]
+        if chunk == b"data":
+            held = path.stat().st_size - (offset + 8)
+            if not byte_rate or size in (0, 0xFFFFFFFF) or held >= size:
+                return None
+            return size / byte_rate, held / byte_rate
+        offset += 8 + size + (size & 1)  # chunks are padded to an even size
+    return None
 
 
 def load_audio(path: str | Path, sr: int | None, mono: bool = True) -> np.ndarray:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 import textwrap
@@ -83,7 +84,8 @@ def _cmd_manipulate(args) -> int:
     beside, source = lyrics_file(args.song), result["lyrics"]["source"]
     read = {"label": f" (from {beside.name}: none were read from the song)",
             "speech": f" (heard by {result['lyrics']['backend']}, as the paper transcribes"
-                      + (f"; --lyrics {beside.name} reads the .txt beside the song instead)" if beside.is_file() else ")"),
+                      + (f"; --lyrics {shlex.quote(str(beside))} reads the .txt beside the song instead)"
+                         if beside.is_file() else ")"),
             "tags": " (none heard: the sound's audio tags stand in)",
             "given": " (given with --lyrics)"}.get(source, "")
     text = result["lyrics"]["text"]
@@ -95,7 +97,10 @@ def _cmd_manipulate(args) -> int:
                 f"; the music is composed {polarity['label']}, a tie-break that does not guide")
     print(f"  polarity: {polarity['emotion']} ({polarity['backend']}, score {polarity['score']:+.2f}{composed})")
     if result.get("categories"):
-        print(f"  emotion category: {result['categories']['top']} ({result['categories']['backend']})")
+        from .affective.categories import Categories
+
+        categories = Categories.from_json(result["categories"])  # its caption says when none was found
+        print(f"  emotion category: {categories.caption} ({categories.backend})")
     if "valence" not in result:  # EmoGen generates one image: no before and after
         return 0
     v = result["valence"]
@@ -144,6 +149,9 @@ def _lyrics_argument(lyrics: str | None) -> str | None:
         os.sep in lyrics or "/" in lyrics or re.fullmatch(r"[^.]+\.[A-Za-z0-9]{1,4}", lyrics.strip()) is not None)
     if not named and not looks_like_a_path:
         return lyrics
+    if os.path.isdir(path):
+        raise ValueError(f"--lyrics names a folder: {path} (give the lyrics themselves in quotes, or the path of "
+                         "a text file)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--lyrics names a file that does not exist: {path} (give the lyrics themselves "
                                 "in quotes, or the path of a text file)")
@@ -156,9 +164,17 @@ def _lyrics_argument(lyrics: str | None) -> str | None:
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose mistakes (an unknown choice, a missing argument) are one line, as
+    every other error of the command is, instead of its usage block and then the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emostyle", description="EmoStyle reproducibility kit: "
-                                     "emotion-aware semantic image manipulation with audio guidance.")
+    parser = _Parser(prog="emostyle", description="EmoStyle reproducibility kit: "
+                     "emotion-aware semantic image manipulation with audio guidance.")
     parser.add_argument("--version", action="version", version=f"emostyle {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

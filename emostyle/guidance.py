@@ -362,7 +362,7 @@ def jittered_view(images: torch.Tensor, jitter: float) -> torch.Tensor:
 
 
 def emotion_directions(generator: Generator, space: EmbeddingSpace, n: int = 1024, seed: int = 0,
-                       batch: int = 128) -> torch.Tensor:
+                       batch: int = 128, progress: bool = True) -> torch.Tensor:
     """An orthonormal basis (k, n_layers * dim) of the latent directions along which the guiding
     space's reading of each of its emotion terms (`EmbeddingSpace.emotion_readings`) rises on
     average: each term's gradient with respect to the latent, averaged over `n` latents drawn
@@ -370,9 +370,11 @@ def emotion_directions(generator: Generator, space: EmbeddingSpace, n: int = 102
     separates an attribute over many sampled faces; here the guiding network's mean gradient
     gives one direction per emotion term. A gradient at one face also holds changes particular
     to that face, which the guiding network reads as emotion and a person may not; averaged
-    over many faces those cancel and the shared ones stay."""
+    over many faces those cancel and the shared ones stay. `progress`: a bar counting the latents
+    (minutes on a CPU)."""
     rng = torch.Generator().manual_seed(seed)
     total = None
+    bar = tqdm(total=n, desc="emotion directions", unit="latent", disable=not progress, leave=False)
     for first in range(0, n, batch):
         latents = generator.sample(min(batch, n - first), rng).detach().requires_grad_(True)
         readings = space.emotion_readings(generator.render(latents))  # (b, terms)
@@ -380,5 +382,7 @@ def emotion_directions(generator: Generator, space: EmbeddingSpace, n: int = 102
                  for k in range(readings.shape[1])]
         summed = torch.stack([g.flatten(1).sum(0) for g in grads])  # (terms, n_layers * dim)
         total = summed if total is None else total + summed
+        bar.update(len(latents))
+    bar.close()
     basis, _ = torch.linalg.qr((total / n).T.double())  # orthonormal columns spanning the mean gradients
     return basis.T.float().detach()

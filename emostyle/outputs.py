@@ -150,14 +150,22 @@ def staged_output(out: str | Path, force: bool = False, result_keys: tuple[str, 
     _refuse(out, force, result_keys, tuple(Path(p) for p in inputs))
     _remove_stale(out)
     stage = out.absolute().parent / f".{out.name}.partial-{os.getpid()}"
+    made = [p for p in stage.parents if not p.exists()]  # folders the run creates, deepest first
     try:
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir(parents=True)
     except OSError as error:
         raise ValueError(f"--out {out}: cannot write in {stage.parent} ({error.strerror}); give a folder "
                          "you can write to") from None
+    published = False
     try:
         yield stage
         _publish(stage, out)
+        published = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        for folder in made if not published else ():  # a refused or failed run leaves no empty folders
+            try:
+                folder.rmdir()
+            except OSError:  # something else was put there meanwhile
+                break

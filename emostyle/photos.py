@@ -119,11 +119,11 @@ def read_photo(path: str | Path) -> Photo:
         if _rotated(image):
             notes.append("rotated upright from its EXIF orientation")
         image = _to_rgb(upright, notes)
-    if min(image.size) < MIN_SIDE:
+    scale = min(1.0, MAX_SIDE / max(image.size))
+    if min(image.size) * scale < MIN_SIDE:  # as it would be after the downscaling below (a long thin strip)
         raise ValueError(f"{path} is {image.width}x{image.height} px; a photo needs at least {MIN_SIDE} px "
-                         f"on its shorter side")
-    if max(image.size) > MAX_SIDE:
-        scale = MAX_SIDE / max(image.size)
+                         f"on its shorter side" + (f" once its longer side is brought to {MAX_SIDE} px" if scale < 1 else ""))
+    if scale < 1:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         notes.append(f"downscaled from {image.width}x{image.height} to {size[0]}x{size[1]} px")
         image = image.resize(size, Image.Resampling.LANCZOS)

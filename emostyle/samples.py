@@ -57,6 +57,9 @@ def songs(folder: str | Path | None = None) -> list[Sample]:
     (default data/songs), with the lyrics of the .txt beside it when there is one (without
     one, the pipeline transcribes the song) and its emotion where `emotions.csv` states it."""
     folder = Path(folder).expanduser() if folder else SONGS_DIR
+    if folder.is_file():
+        raise ValueError(f"{folder} is a file, not a folder of songs: give the folder that holds it "
+                         "(`manipulate` takes one song)")
     if not folder.is_dir():
         raise FileNotFoundError(f"no songs folder at {folder}: give a folder of songs (WAV, FLAC, OGG or MP3)")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)

@@ -99,6 +99,7 @@ def _tone(path, seconds, sr=16000, amplitude=0.3):
     (lambda p: p.write_bytes(b"RIFF\x00\x00garbage" * 50), "cannot decode"),
     (lambda p: p.write_text("these are lyrics, not audio"), "cannot decode"),
     (lambda p: sf.write(p, np.zeros(32000, np.float32), 16000), "silent"),
+    (lambda p: sf.write(p, np.full(32000, 0.5, np.float32), 16000), "silent"),  # a constant offset is inaudible
     (lambda p: _tone(p, seconds=0.3), "at least 0.5 s"),
 ])
 def test_bad_audio_is_a_clear_error(tmp_path, make, match):
@@ -110,6 +111,22 @@ def test_bad_audio_is_a_clear_error(tmp_path, make, match):
     assert backend.heard == []
     with pytest.raises(FileNotFoundError, match="not found"):
         transcribe(tmp_path / "missing.wav", backend)
+
+
+def test_a_wav_cut_short_is_read_with_a_warning_naming_what_it_lacks(tmp_path):
+    """libsndfile reads what a cut-off WAV holds without a word: a song cut at a third was guided by its
+    first three seconds' lyrics as if they were the song."""
+    from emostyle.audio import read_audio
+
+    whole = _tone(tmp_path / "whole.wav", seconds=9)  # 16-bit PCM at 16 kHz: 32000 bytes a second
+    data = whole.read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 3])
+    with pytest.warns(UserWarning, match=r"cut\.wav is cut short: its header declares 9\.0 s, the file holds 3\.0 s"):
+        samples, sr = read_audio(tmp_path / "cut.wav")
+    assert abs(samples.shape[1] / sr - 3.0) < 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_audio(whole)  # a whole file: no warning
 
 
 def test_ten_minute_file_is_truncated_with_a_warning(tmp_path):

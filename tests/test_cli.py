@@ -311,8 +311,9 @@ def test_manipulate_says_it_transcribed_a_song_that_has_a_txt_beside_it(capsys, 
     assert main(["manipulate", str(tmp_path / "rain.wav"), "--profile", "tiny", "--set", "guidance.steps=2",
                  "--out", str(tmp_path / "o")]) == 0
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  lyrics")]
-    assert line.startswith("  lyrics (heard by faster-whisper, as the paper transcribes; --lyrics rain.txt reads "
-                           "the .txt beside the song instead): 'Cold rain")
+    # the path as the shell takes it, wherever the command was run from
+    assert line.startswith(f"  lyrics (heard by faster-whisper, as the paper transcribes; --lyrics {tmp_path / 'rain.txt'} "
+                           "reads the .txt beside the song instead): 'Cold rain")
     # Without a .txt the summary still says the lyrics were heard (a new user found only the manifest said so).
     (tmp_path / "rain.txt").unlink()
     assert main(["manipulate", str(tmp_path / "rain.wav"), "--profile", "tiny", "--set", "guidance.steps=2",
@@ -392,3 +393,26 @@ def test_sigterm_or_sighup_during_a_command_leaves_nothing(tmp_path, repo_root, 
     assert lines == [f"emostyle manipulate: stopped by {signal.Signals(signum).name}; nothing half-done was put in place"]
     assert "Traceback" not in err.decode()
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.*"))
+
+
+@pytest.mark.parametrize("args, match", [
+    (["manipulate", "song.wav", "--method", "emostlye"], "argument --method: invalid choice: 'emostlye'"),
+    (["manipulate", "song.wav", "--profile", "ofline"], "argument --profile: invalid choice: 'ofline'"),
+    (["manipulate"], "the following arguments are required: song"),
+])
+def test_a_mistyped_option_is_one_line(capsys, args, match):
+    """argparse printed its usage block, then the error: now one line, as every other error."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert "--help" in err
+
+
+def test_a_folder_as_lyrics_and_no_names_to_fetch_are_one_line_errors(capsys, tmp_path):
+    assert main(["manipulate", "song.wav", "--lyrics", str(tmp_path)]) == 2
+    assert main(["weights", "fetch"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == f"emostyle manipulate: error: --lyrics names a folder: {tmp_path} (give the lyrics " \
+                       "themselves in quotes, or the path of a text file)"
+    assert lines[1].startswith("emostyle weights: error: give entry names or --profile P") and len(lines) == 2

@@ -34,6 +34,9 @@ def test_a_failed_run_leaves_nothing_and_keeps_the_previous_result(tmp_path):
         (stage / "after.png").write_bytes(b"new")
         raise RuntimeError("boom")
     assert not out.exists() and _hidden(tmp_path) == []
+    with pytest.raises(RuntimeError, match="boom"), staged_output(tmp_path / "new" / "deep" / "out"):
+        raise RuntimeError("boom")  # e.g. a silent song, refused
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # not even the folders made for it
 
     with staged_output(out) as stage:
         (stage / "after.png").write_bytes(b"first song")

@@ -78,10 +78,10 @@ def test_animated_gif_first_frame(tmp_path):
 
 
 def test_large_photos_are_downscaled_and_huge_ones_refused(tmp_path, monkeypatch):
-    Image.fromarray(_rgb(400, 100)).save(tmp_path / "wide.png")
+    Image.fromarray(_rgb(400, 160)).save(tmp_path / "wide.png")
     monkeypatch.setattr(photos, "MAX_SIDE", 200)
     photo = read_photo(tmp_path / "wide.png")
-    assert photo.pixels.shape == (50, 200, 3) or photo.size == (200, 50)
+    assert photo.pixels.shape == (80, 200, 3) or photo.size == (200, 80)
     monkeypatch.setattr(photos, "MAX_PIXELS", 10_000)
     with pytest.raises(ValueError, match="megapixels|resize it first"):
         read_photo(tmp_path / "wide.png")
@@ -98,6 +98,9 @@ def test_errors_are_one_line(tmp_path):
     Image.fromarray(_rgb(MIN_SIDE - 1, 200)).save(tmp_path / "tiny.png")
     with pytest.raises(ValueError, match=f"at least {MIN_SIDE} px"):
         read_photo(tmp_path / "tiny.png")
+    Image.new("RGB", (8000, 100)).save(tmp_path / "strip.png")  # 51 px high once brought to 4096 px wide
+    with pytest.raises(ValueError, match=f"at least {MIN_SIDE} px on its shorter side once its longer side"):
+        read_photo(tmp_path / "strip.png")
     Image.fromarray(_rgb(300, 300)).save(tmp_path / "full.jpg", quality=95)
     data = (tmp_path / "full.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])

@@ -51,11 +51,9 @@ def _cmd_list(args) -> int:
 
 def _cmd_fetch(args) -> int:
     if bool(args.names) == bool(args.profile):
-        print("give entry names or --profile P (not both)", file=sys.stderr)
-        return 2
+        raise ValueError("give entry names or --profile P (not both); `emostyle weights list` names them")
     if args.from_path and (args.profile or len(args.names) != 1):
-        print("--from PATH takes exactly one entry name", file=sys.stderr)
-        return 2
+        raise ValueError("--from PATH takes exactly one entry name")
     names = table.profile_files(args.profile) if args.profile else args.names
     failed = 0
     for n in names:
@@ -108,4 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emostyle.registry", description=_DESCRIPTION)
     _add_commands(parser)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ValueError as error:  # a mistake in the arguments, as `emostyle weights` says it
+        print(f"{parser.prog} {args.weights_command}: error: {error}", file=sys.stderr)
+        return 2
