@@ -86,24 +86,30 @@ def read_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS) -> tup
 def _wav_cut_short(path: Path) -> tuple[float, float] | None:
     """(declared, held) seconds of a RIFF WAVE file whose data chunk holds less than its header
     declares (a copy or download cut off; libsndfile reads what is there without a word); None
-    otherwise, for other formats, and for the sizes 0 and 2^32 - 1 that streaming writers leave."""
+    otherwise, for other formats (RF64 among them), for a header it cannot follow, and for the
+    sizes that writers streaming to a pipe leave (0, and 2 GiB or more: 0xFFFFFFFF, SoX's near
+    0x7FFFFFFF)."""
     import struct
 
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    offset, byte_rate = 12, None
-    while offset + 8 <= len(head):
-        chunk, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
-        if chunk == b"fmt " and offset + 16 <= len(head):
-            byte_rate = struct.unpack("<I", head[offset + 16:offset + 20])[0]
-        if chunk == b"data":
-            held = path.stat().st_size - (offset + 8)
-            if not byte_rate or size in (0, 0xFFFFFFFF) or held >= size:
+    size_on_disk = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            if f.read(12)[8:12] != b"WAVE" or (f.seek(0) or f.read(4)) != b"RIFF":
                 return None
-            return size / byte_rate, held / byte_rate
-        offset += 8 + size + (size & 1)  # chunks are padded to an even size
+            offset, byte_rate = 12, None
+            while offset + 8 <= size_on_disk:  # the chunks' headers, one after another
+                f.seek(offset)
+                chunk, size = struct.unpack("<4sI", f.read(8))
+                if chunk == b"fmt ":
+                    byte_rate = struct.unpack("<8xI", f.read(12))[0]
+                if chunk == b"data":
+                    held = size_on_disk - (offset + 8)
+                    if not byte_rate or size == 0 or size >= 1 << 31 or held >= size:
+                        return None
+                    return size / byte_rate, held / byte_rate
+                offset += 8 + size + (size & 1)  # chunks are padded to an even size
+    except (OSError, struct.error):
+        return None
     return None
 
 

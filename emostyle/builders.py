@@ -200,11 +200,6 @@ def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, not
     which = config.scoring.judge
     if which == "none":
         return None
-    reads = {"colour": "scene"}.get(which, "face" if which != "emogen" else config.domain)
-    if reads != config.domain:  # a face classifier reading a landscape gives numbers, not a judgement
-        fits = "colour or emogen" if config.domain == "scene" else "fer, expression, landmarks, blendshapes or emogen"
-        raise ValueError(f"scoring.judge={which} reads {reads}s, and domain={config.domain} images are "
-                         f"{config.domain}s: choose scoring.judge={fits}")
     guide = {"fer": "fer", "blendshapes": "mesh"}.get(which)
     if guide is not None and getattr(guidance_space, guide, None) is not None:
         others = [j for j in ("fer", "expression", "landmarks", "blendshapes") if j != which]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -147,11 +146,11 @@ def _lyrics_argument(lyrics: str | None) -> str | None:
     # one word with a folder or a file's extension in it is a path mistyped, not lyrics
     looks_like_a_path = not any(c.isspace() for c in lyrics.strip()) and (
         os.sep in lyrics or "/" in lyrics or re.fullmatch(r"[^.]+\.[A-Za-z0-9]{1,4}", lyrics.strip()) is not None)
-    if not named and not looks_like_a_path:
-        return lyrics
-    if os.path.isdir(path):
+    if "\n" not in lyrics and os.path.isdir(path):  # "~/My Lyrics" as well as "lyrics/"
         raise ValueError(f"--lyrics names a folder: {path} (give the lyrics themselves in quotes, or the path of "
                          "a text file)")
+    if not named and not looks_like_a_path:
+        return lyrics
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--lyrics names a file that does not exist: {path} (give the lyrics themselves "
                                 "in quotes, or the path of a text file)")
@@ -234,24 +233,6 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
-@contextlib.contextmanager
-def _ctrl_c_held():
-    """Ctrl-C takes effect when the block ends. torch's C code imports numpy and clears whatever
-    error that raises, a KeyboardInterrupt too: a Ctrl-C then was lost, or left numpy half
-    imported for the command to fail on later ("module 'numpy' has no attribute ...")."""
-    held = []
-    ours = (threading.current_thread() is threading.main_thread()  # only it may set handlers
-            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)  # a background job ignores Ctrl-C
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum)) if ours else None
-    try:
-        yield
-    finally:
-        if ours:
-            signal.signal(signal.SIGINT, previous)
-    if held:
-        raise KeyboardInterrupt
-
-
 class Stopped(KeyboardInterrupt):
     """SIGTERM (`timeout`, a scheduler, CI cancelling) or SIGHUP (a closed terminal), raised where
     Ctrl-C raises KeyboardInterrupt, so that the same clean-up runs: a staged output is removed."""
@@ -271,10 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     if not sys.stderr.isatty():  # a log, not a terminal: each redraw of a bar would be a line of it
         os.environ.setdefault("TQDM_MININTERVAL", "10")  # read when tqdm is imported (with the parser)
     command = "emostyle"
-    stopping = (signal.SIGTERM, signal.SIGHUP) if threading.current_thread() is threading.main_thread() else ()
+    from .outputs import signals_held
+
+    # a signal the process ignores stays ignored: `nohup` (SIGHUP), a background job (Ctrl-C)
+    stopping = [s for s in (signal.SIGTERM, signal.SIGHUP) if threading.current_thread() is threading.main_thread()
+                and signal.getsignal(s) is not signal.SIG_IGN]
     previous = {s: signal.signal(s, _stop) for s in stopping}
     try:
-        with _ctrl_c_held():
+        # torch's C code imports numpy and clears whatever error that raises, a KeyboardInterrupt
+        # too: a signal there was lost, or left numpy half imported for the command to fail on later
+        with signals_held():
             parser = build_parser()  # imports torch, and numpy with it: a second after the command starts
         args = parser.parse_args(argv)
         command = f"emostyle {args.command}"

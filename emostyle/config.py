@@ -148,6 +148,11 @@ class InversionConfig:
     starts: int = _range(1, 1)  # best of this many start latents (the mean and random draws)
 
 
+# The images each judge reads (None: any): a face classifier reading a landscape gives numbers, not a judgement.
+JUDGES = {"landmarks": "face", "fer": "face", "expression": "face", "blendshapes": "face", "colour": "scene",
+          "emogen": None, "none": None}
+
+
 @dataclass
 class ScoringConfig:
     """Paper 4.4: the scorers of Table 1 (VILA in the paper) and extra metrics."""
@@ -159,7 +164,7 @@ class ScoringConfig:
     # blendshapes: MediaPipe's face blendshapes, smile - frown, on faces that FER guided;
     # colour: a colour-emotion model on scenes; emogen: EmoGen's classifier on CLIP ViT-L/14
     # features of any image; none: no emotion metrics).
-    judge: str = _choice("landmarks", "fer", "expression", "blendshapes", "colour", "emogen", "none", default="fer")
+    judge: str = _choice(*JUDGES, default="fer")
 
 
 @dataclass
@@ -205,7 +210,12 @@ class Config:
             if key == "profile":  # it names where the values came from, not what runs
                 raise ConfigError("profile cannot be overridden: choose it with --profile (profile= in Python)")
             apply(key, value)
-        return _build(Config, data, "")
+        config = _build(Config, data, "")
+        if not judge_reads(config.scoring.judge, config.domain):  # numbers, not a judgement
+            fits = [j for j in JUDGES if judge_reads(j, config.domain) and j != "none"]
+            raise ConfigError(f"scoring.judge={config.scoring.judge} does not read {config.domain} images "
+                              f"(domain={config.domain}): choose scoring.judge={', '.join(fits[:-1])} or {fits[-1]}")
+        return config
 
     def resolve_device(self) -> str:
         """The torch device of the run: "auto" takes the GPU where torch sees one; "cuda" where it
@@ -218,6 +228,11 @@ class Config:
         if self.device != "auto":
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def judge_reads(judge: str, domain: str) -> bool:
+    """Whether `scoring.judge` reads images of `domain`."""
+    return JUDGES.get(judge) in (None, domain)
 
 
 def _section(key: str) -> type | None:
@@ -350,7 +365,8 @@ def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) 
     """The configuration of each dataset of `config` (just `config` itself when it lists none).
 
     Every dataset gets this run's seed and device, its own overrides from the profile, then
-    this run's `overrides` (those given to `load_config`)."""
+    this run's `overrides` (those given to `load_config`), but for a `scoring.judge` that does not
+    read the dataset's images (`judge_reads`): that dataset keeps its own judge."""
     overrides = overrides_mapping(overrides)
     if not config.datasets:
         return {config.profile: config}
@@ -362,6 +378,9 @@ def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) 
         profile = spec.get("profile", config.profile)
         base = config if profile == config.profile else _build(Config, _profile_data(profile), "")
         run = {k: v for k, v in dict(overrides or {}).items() if k != "datasets"}
+        domain = {**dict(spec.get("overrides") or {}), **run}.get("domain", base.domain)
+        if not judge_reads(run.get("scoring.judge", "none"), domain):
+            del run["scoring.judge"]  # a run's face judge judges the faces; the scenes keep theirs
         # The dataset's own settings, then this run's: what the user set explicitly wins.
         result[label] = _with_official(base, {"seed": config.seed, "device": config.device,
                                               "guidance.compat": config.guidance.compat,

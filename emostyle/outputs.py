@@ -24,15 +24,36 @@ from typing import Iterator
 __all__ = ["signals_held", "staged_output"]
 
 
+HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP take effect when the block ends: for the few renames that
-    put a finished result in place, which must happen all or not at all."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    """Ctrl-C, SIGTERM and SIGHUP take effect when the block ends: for the few renames that put
+    a finished result in place, which must happen all or not at all, and for torch's imports
+    (`emostyle.cli`). Python runs signal handlers in the main thread whichever thread the signal
+    reaches (masking one thread only sends it to another), so the main thread's handlers are
+    swapped for a recorder and each recorded signal is raised again at the end. A signal the
+    process ignores (`nohup`, a background job's Ctrl-C) stays ignored. Off the main thread no
+    handler runs, and nothing is held."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    heard: list[int] = []
+    previous = {s: signal.getsignal(s) for s in HELD}
+    for s, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(s, lambda signum, frame: heard.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for s, handler in previous.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for s in dict.fromkeys(heard):
+            signal.raise_signal(s)  # to the handler it would have reached
 
 
 def _files(folder: Path) -> list[str]:
@@ -40,16 +61,25 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink())
 
 
+# What a desktop or JupyterLab leaves in any folder it shows: no one's work
+_LITTER = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
 def _strays(out: Path, result_keys: tuple[str, ...]) -> list[str] | None:
     """The files in `out` that no previous result of the caller's kind wrote there (those its
-    manifest.json, with `result_keys`, does not list); None: `out` holds no such result."""
+    manifest.json, with `result_keys`, does not list under "files"; a result of a kit before that
+    list lists none); None: `out` holds no such result."""
     try:
         manifest = json.loads((out / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
     if not (isinstance(manifest, dict) and set(result_keys) <= manifest.keys()):
         return None
-    return [f for f in _files(out) if f not in set(manifest.get("files") or ())]
+    listed = manifest.get("files") or []
+    if not (isinstance(listed, list) and all(isinstance(f, str) for f in listed)):
+        return None
+    return [f for f in _files(out) if f not in set(listed)
+            and Path(f).name not in _LITTER and ".ipynb_checkpoints" not in Path(f).parts]
 
 
 def _refuse(out: Path, force: bool, result_keys: tuple[str, ...], inputs: tuple[Path, ...]) -> None:
@@ -69,8 +99,11 @@ def _refuse(out: Path, force: bool, result_keys: tuple[str, ...], inputs: tuple[
                                  "whole: give another folder")
     strays = _strays(out, result_keys) if out.is_dir() else []
     if out.is_dir() and any(out.iterdir()) and strays != [] and not force:
+        listed = _listed_files(out)
         what = ("other files than a previous result (another command's results, such as reproduce's figures, "
                 "are not one)" if strays is None else
+                "a result of an earlier version of the kit, whose manifest does not list the files it wrote"
+                if not listed else
                 f"files that the previous result there did not write ({', '.join(strays[:3])}"
                 f"{', ...' if len(strays) > 3 else ''})")
         raise ValueError(f"--out {out} exists and holds {what}; give a new folder, or pass --force "
@@ -79,13 +112,27 @@ def _refuse(out: Path, force: bool, result_keys: tuple[str, ...], inputs: tuple[
         raise ValueError(f"--out {out} holds the current folder; it cannot be replaced: give a new folder")
 
 
+def _listed_files(out: Path) -> list:
+    try:
+        return json.loads((out / "manifest.json").read_text()).get("files") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def _remove_stale(out: Path) -> None:
-    """Staging folders of runs that were killed (their process is gone)."""
-    for stale in out.absolute().parent.glob(f".{out.name}.partial-*"):
+    """Staging folders of runs that were killed (their process is gone); a previous result that
+    such a run had moved aside to publish its own goes back in place if nothing replaced it."""
+    for stale in sorted(out.absolute().parent.glob(f".{out.name}.*-*")):
+        kind, _, pid = stale.name[len(out.name) + 2:].rpartition("-")
+        if kind not in ("partial", "old"):
+            continue
         try:
-            os.kill(int(stale.name.rsplit("-", 1)[1]), 0)
+            os.kill(int(pid), 0)
         except ProcessLookupError:
-            shutil.rmtree(stale, ignore_errors=True)
+            if kind == "old" and not out.exists():
+                os.replace(stale, out)
+            else:
+                shutil.rmtree(stale, ignore_errors=True)
         except (ValueError, PermissionError):  # not ours, or a process of another user
             pass
 
@@ -131,7 +178,7 @@ def _publish(stage: Path, out: Path) -> None:
             os.replace(out, old)
         try:
             os.replace(stage, out)
-        except OSError:
+        except BaseException:
             if old is not None:
                 os.replace(old, out)
             raise

@@ -123,7 +123,7 @@ class Panel:
             self.output.clear_output()
             try:
                 manifest = manipulate(song, profile=self.config.with_overrides(self.overrides()),
-                                      method=self.method.value, out=out, progress=False,
+                                      method=self.method.value, out=out, progress=False, force=True,  # its own folder
                                       image=self.photo.value.strip() or None)
                 plt.close(show_run(manifest, out, self.note))
                 self.status.value = f"done: run {self.runs} in {out}"

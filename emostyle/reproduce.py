@@ -466,7 +466,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     # SIGTERM (`timeout`, a scheduler) and SIGHUP (a closed terminal) stop it as Ctrl-C does
-    previous_handlers = {s: signal.signal(s, on_interrupt) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous_handlers = {s: signal.signal(s, on_interrupt) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                         if signal.getsignal(s) is not signal.SIG_IGN}  # `nohup` keeps a run going
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(execute, *item) for item in pending}

@@ -54,11 +54,16 @@ class TaskSpec:
     song: str
     seed: int
     out: str
-    overrides: tuple = ()  # sorted (key, value) pairs, so the spec is hashable
+    overrides: tuple = ()  # sorted (key, value as JSON) pairs, so the spec is hashable whatever the values
 
     @property
     def key(self) -> str:
         return f"{self.profile}/{self.method}/{Path(self.song).stem}/seed-{self.seed}"
+
+    @property
+    def settings(self) -> dict:
+        """The overrides as the configuration takes them."""
+        return {k: json.loads(v) for k, v in self.overrides}
 
 
 def _song_path(song: str, base: Path) -> str:
@@ -138,7 +143,10 @@ def expand_grid(grid: dict, out: str | Path, profile: str | None = None) -> list
                              f"{key}: {{{'paper-lhq: LHQ' if key == 'datasets' else 'guidance.steps: 300'}}}; "
                              f"got {grid[key]!r}")
     labels = grid.get("datasets") or {}
-    overrides = tuple(sorted((grid.get("overrides") or {}).items()))
+    try:
+        overrides = tuple(sorted((str(k), json.dumps(v, sort_keys=True)) for k, v in (grid.get("overrides") or {}).items()))
+    except TypeError as error:  # a YAML date, say
+        raise ValueError(f"the grid's overrides must be numbers, text, lists or mappings ({error})") from None
     songs = _listed(grid, "songs")
     stems = [Path(s).stem for s in songs]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
@@ -193,7 +201,7 @@ def run_task(spec: TaskSpec, task: Callable[..., dict] | None = None) -> dict:
     begun = time.perf_counter()
     try:
         result = task(spec.song, profile=spec.profile, method=spec.method, seed=spec.seed, out=folder,
-                      overrides=dict(spec.overrides))
+                      overrides=spec.settings)
         if not isinstance(result, dict):
             raise TypeError(f"the task returned {type(result).__name__}, expected a dict")
     except Exception as err:  # noqa: BLE001 -- one failed run must not stop the sweep
@@ -253,8 +261,8 @@ def run_sweep(grid: dict | str | Path, out: str | Path, profile: str | None = No
         absent = [song for song in dict.fromkeys(s.song for s in todo) if not Path(song).is_file()]
         if absent:
             raise FileNotFoundError(f"the grid's songs not found: {', '.join(absent)}")
-        for prof, overrides in dict.fromkeys((s.profile, s.overrides) for s in todo):
-            check(load_config(prof, dict(overrides)), command="emostyle sweep")
+        for spec in {(s.profile, s.overrides): s for s in todo}.values():
+            check(load_config(spec.profile, spec.settings), command="emostyle sweep")
     if todo:
         task = task or _default_task()
         client, cluster = _client(scheduler, workers, threads, processes, Path(out).resolve())

@@ -369,6 +369,7 @@ def test_sigterm_or_sighup_during_a_command_leaves_nothing(tmp_path, repo_root, 
     default ends the process at once, and a half-written staging folder stayed beside --out. They
     now stop the command as Ctrl-C does: one line, nothing left, and the process ends by the signal."""
     import os
+    import select
     import signal
 
     signum = getattr(signal, signum)
@@ -377,10 +378,11 @@ def test_sigterm_or_sighup_during_a_command_leaves_nothing(tmp_path, repo_root, 
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     heard, deadline = b"", time.time() + 180
     while b"guidance" not in heard and time.time() < deadline:
-        chunk = os.read(run.stderr.fileno(), 4096)
-        if not chunk:
-            break
-        heard += chunk
+        if select.select([run.stderr], [], [], 5)[0]:  # never blocked past the deadline by a silent process
+            chunk = os.read(run.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            heard += chunk
     assert list(tmp_path.glob(".o.partial-*")), heard.decode()  # mid-run: its staging folder exists
     run.send_signal(signum)
     try:
@@ -410,9 +412,25 @@ def test_a_mistyped_option_is_one_line(capsys, args, match):
 
 
 def test_a_folder_as_lyrics_and_no_names_to_fetch_are_one_line_errors(capsys, tmp_path):
+    (tmp_path / "My Lyrics").mkdir()
+    assert main(["manipulate", "song.wav", "--lyrics", str(tmp_path / "My Lyrics")]) == 2  # a space: still a path
     assert main(["manipulate", "song.wav", "--lyrics", str(tmp_path)]) == 2
     assert main(["weights", "fetch"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[0] == f"emostyle manipulate: error: --lyrics names a folder: {tmp_path} (give the lyrics " \
+    assert lines[0].startswith(f"emostyle manipulate: error: --lyrics names a folder: {tmp_path / 'My Lyrics'} (")
+    assert lines[1] == f"emostyle manipulate: error: --lyrics names a folder: {tmp_path} (give the lyrics " \
                        "themselves in quotes, or the path of a text file)"
-    assert lines[1].startswith("emostyle weights: error: give entry names or --profile P") and len(lines) == 2
+    assert lines[2].startswith("emostyle weights: error: give entry names or --profile P") and len(lines) == 3
+
+
+def test_manipulate_never_replaces_a_folder_that_holds_its_song(capsys, tmp_path, repo_root):
+    """--out the songs folder with --force replaced the songs, the input among them, with the result."""
+    import shutil
+
+    songs = tmp_path / "my songs"
+    songs.mkdir()
+    shutil.copy(repo_root / "data/songs/sad_rain.wav", songs / "rain.wav")
+    assert main(["manipulate", str(songs / "rain.wav"), "--profile", "tiny", "--out", str(songs), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "rain.wav, an input of this run" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in songs.iterdir()) == ["rain.wav"]

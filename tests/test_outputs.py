@@ -166,7 +166,7 @@ def test_a_file_put_beside_a_previous_result_is_not_deleted_without_force(tmp_pa
     (out / "me.jpg").unlink()
     record = json.loads((out / "manifest.json").read_text())
     write_json(out / "manifest.json", {k: v for k, v in record.items() if k != "files"})  # an older kit's result
-    with pytest.raises(ValueError, match="after.png"):
+    with pytest.raises(ValueError, match="a result of an earlier version of the kit.*--force"):
         with staged_output(out, result_keys=keys):
             pytest.fail("the block must not run")
     with staged_output(out, result_keys=keys, force=True) as stage:
@@ -187,3 +187,56 @@ def test_an_out_that_holds_an_input_is_refused_even_with_force(tmp_path):
     with staged_output(tmp_path / "out", inputs=(songs / "deep" / "sad.wav",)) as stage:  # elsewhere: fine
         (stage / "manifest.json").write_text("{}")
     assert (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_what_a_desktop_leaves_is_no_ones_work(tmp_path):
+    out = tmp_path / "out"
+    with staged_output(out, result_keys=("song",)) as stage:
+        write_json(stage / "manifest.json", {"song": "a.wav"})
+    (out / ".DS_Store").write_bytes(b"finder")
+    (out / ".ipynb_checkpoints").mkdir()
+    (out / ".ipynb_checkpoints" / "x-checkpoint.ipynb").write_text("{}")
+    with staged_output(out, result_keys=("song",)) as stage:  # no --force needed
+        write_json(stage / "manifest.json", {"song": "b.wav"})
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_a_previous_result_moved_aside_by_a_killed_run_goes_back(tmp_path):
+    """A run killed between its two renames leaves the previous result aside as .out.old-PID and no
+    out; the next run puts it back before it starts (and removes an aside one that was replaced)."""
+    out = tmp_path / "out"
+    with staged_output(out) as stage:
+        (stage / "manifest.json").write_text("{}")
+    code = ("import os\nos.replace({out!r}, {aside!r})\nos._exit(9)\n")
+    aside = tmp_path / ".out.old-999999"
+    assert subprocess.run([sys.executable, "-c", code.format(out=str(out), aside=str(aside))]).returncode == 9
+    assert not out.exists() and aside.exists()
+    with pytest.raises(RuntimeError), staged_output(out):
+        raise RuntimeError("a failed run, after the clean-up")
+    assert (out / "manifest.json").exists() and _hidden(tmp_path) == []
+
+
+def test_signals_during_a_held_block_wait_for_its_end_even_with_other_threads(tmp_path):
+    """Masking the main thread only sent a signal to another thread (tqdm's monitor, torch's pool),
+    and Python raised it in the main thread anyway, between the renames that publish a result."""
+    import signal
+    import threading
+
+    from emostyle.outputs import signals_held
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    steps = []
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(3):
+                    steps.append("renamed")
+                    threading.Event().wait(0.05)  # a signal handler, if any, would run here
+        assert steps == ["renamed"] * 3 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        stop.set()

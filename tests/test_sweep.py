@@ -118,6 +118,14 @@ def test_one_name_in_a_grid_is_a_list_of_one(tmp_path):
     assert [s.key for s in specs] == ["tiny/emostyle/a/seed-0", "tiny/emostyle/a/seed-1"]
 
 
+def test_overrides_of_any_kind_make_hashable_tasks_that_get_them_back(tmp_path):
+    """A section given as a mapping (guidance: {steps: 3}) or a list value made task specs that
+    could not be hashed, and the sweep failed with a TypeError."""
+    overrides = {"guidance": {"steps": 3}, "scoring.scorers": ["brisque"], "seed": 2}
+    specs = expand_grid({"songs": ["a.wav"], "seeds": 2, "methods": ["lee"], "overrides": overrides}, tmp_path, "tiny")
+    assert len(set(specs)) == 2 and all(s.settings == overrides for s in specs)
+
+
 def test_cli_parser(tmp_path):
     parser = argparse.ArgumentParser()
     add_sweep_parser(parser.add_subparsers(dest="command"))
