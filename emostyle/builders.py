@@ -315,8 +315,9 @@ DIRECTION_SAMPLES, DIRECTION_SEED = 1024, 0  # images whose mean gradients give 
 def build_directions(config: Config, generator: Generator, space: EmbeddingSpace):
     """`guidance.directions`: None ("free"), or ("emotions") the guiding space's emotion directions
     in the generator's latent (`emostyle.guidance.emotion_directions`). They take minutes on a
-    CPU (about 5 on 2 cores for the offline faces), with a progress bar, so they are kept in the kit's home (`cache/directions`), named by a
-    fingerprint of the generator and the space (their readings of a few fixed latents)."""
+    CPU (about 5 on 2 cores for the offline faces; a progress bar counts them), so they are kept
+    in the kit's home (`cache/directions`), named by a fingerprint of the generator and the space
+    (their readings of a few fixed latents)."""
     if config.guidance.directions == "free":
         return None
     import hashlib

@@ -100,10 +100,10 @@ def _listed(grid: dict, key: str) -> list[str]:
     value = grid.get(key)
     if value is None:
         return []
-    values = [value] if isinstance(value, str) else value
-    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+    values = [value] if isinstance(value, (str, os.PathLike)) else value
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, (str, os.PathLike)) and str(v) for v in values):
         raise ValueError(f"the grid's {key} must be a list of names, e.g. {key}: [a, b]; got {value!r}")
-    return values
+    return [str(v) for v in values]  # a grid made in Python may name its songs by Path
 
 
 def _seeds(value) -> list[int]:

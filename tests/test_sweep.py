@@ -116,6 +116,8 @@ def test_one_name_in_a_grid_is_a_list_of_one(tmp_path):
     path.write_text("songs: a.wav\nseeds: 2\nmethods: emostyle\nprofiles: tiny")
     specs = expand_grid(load_grid(path), tmp_path / "out")
     assert [s.key for s in specs] == ["tiny/emostyle/a/seed-0", "tiny/emostyle/a/seed-1"]
+    from_python = {"songs": [tmp_path / "a.wav"], "seeds": 2, "methods": ("emostyle",), "profiles": ["tiny"]}
+    assert expand_grid(from_python, tmp_path / "out") == specs  # Paths and tuples, as Python code makes them
 
 
 def test_overrides_of_any_kind_make_hashable_tasks_that_get_them_back(tmp_path):
