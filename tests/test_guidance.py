@@ -459,7 +459,7 @@ def test_emotion_directions_need_a_space_with_emotion_terms():
 
     scenes = {"domain": "scene", "generator.kind": "grader", "generator.weights": "photo-china",
               "generator.size": 128, "guidance.identity": "none", "guidance.l_id": 0.0,
-              "guidance.directions": "emotions"}
+              "guidance.directions": "emotions", "scoring.judge": "colour"}
     with pytest.raises(ValueError, match="set guidance.directions: free"):
         Pipeline.from_config("offline", scenes)
     assert Pipeline.from_config("offline", {**scenes, "guidance.directions": "free"}).directions is None
