@@ -375,7 +375,9 @@ def test_sigterm_or_sighup_during_a_command_leaves_nothing(tmp_path, repo_root, 
     signum = getattr(signal, signum)
     command = [sys.executable, "-m", "emostyle", "manipulate", str(repo_root / "data/songs/sad_rain.wav"),
                "--profile", "tiny", "--set", "guidance.steps=100000", "--out", str(tmp_path / "o")]
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # as a terminal's shell starts it: where pytest runs under nohup, SIGHUP is ignored and stays so
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     heard, deadline = b"", time.time() + 180
     while b"guidance" not in heard and time.time() < deadline:
         if select.select([run.stderr], [], [], 5)[0]:  # never blocked past the deadline by a silent process
@@ -434,3 +436,31 @@ def test_manipulate_never_replaces_a_folder_that_holds_its_song(capsys, tmp_path
     err = capsys.readouterr().err
     assert "rain.wav, an input of this run" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in songs.iterdir()) == ["rain.wav"]
+
+
+def test_a_signal_the_process_ignores_stays_ignored(tmp_path, repo_root):
+    """Under `nohup` SIGHUP is ignored, so that closing the terminal leaves a long run going: the
+    command must not take it over (a first version of the SIGTERM handling did)."""
+    import os
+    import select
+    import signal
+
+    command = [sys.executable, "-m", "emostyle", "manipulate", str(repo_root / "data/songs/sad_rain.wav"),
+               "--profile", "tiny", "--set", "guidance.steps=300", "--out", str(tmp_path / "o")]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup starts it
+    heard, deadline = b"", time.time() + 180
+    while b"guidance" not in heard and time.time() < deadline:
+        if select.select([run.stderr], [], [], 5)[0]:
+            chunk = os.read(run.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            heard += chunk
+    run.send_signal(signal.SIGHUP)
+    try:
+        out, err = run.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        pytest.fail("the run did not finish")
+    assert run.returncode == 0, (heard + err).decode()[-2000:]
+    assert (tmp_path / "o" / "manifest.json").exists()
