@@ -94,7 +94,8 @@ def _wav_cut_short(path: Path) -> tuple[float, float] | None:
     size_on_disk = path.stat().st_size
     try:
         with open(path, "rb") as f:
-            if f.read(12)[8:12] != b"WAVE" or (f.seek(0) or f.read(4)) != b"RIFF":
+            head = f.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
                 return None
             offset, byte_rate = 12, None
             while offset + 8 <= size_on_disk:  # the chunks' headers, one after another

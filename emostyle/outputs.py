@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -36,8 +37,6 @@ def signals_held() -> Iterator[None]:
     swapped for a recorder and each recorded signal is raised again at the end. A signal the
     process ignores (`nohup`, a background job's Ctrl-C) stays ignored. Off the main thread no
     handler runs, and nothing is held."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -65,10 +64,10 @@ def _files(folder: Path) -> list[str]:
 _LITTER = {".DS_Store", "Thumbs.db", "desktop.ini"}
 
 
-def _strays(out: Path, result_keys: tuple[str, ...]) -> list[str] | None:
-    """The files in `out` that no previous result of the caller's kind wrote there (those its
-    manifest.json, with `result_keys`, does not list under "files"; a result of a kit before that
-    list lists none); None: `out` holds no such result."""
+def _listed(out: Path, result_keys: tuple[str, ...]) -> list[str] | None:
+    """The files that the previous result in `out` of the caller's kind (a manifest.json with
+    `result_keys`) lists under "files" ([] for a result of a kit before that list); None: `out`
+    holds no such result."""
     try:
         manifest = json.loads((out / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -76,10 +75,7 @@ def _strays(out: Path, result_keys: tuple[str, ...]) -> list[str] | None:
     if not (isinstance(manifest, dict) and set(result_keys) <= manifest.keys()):
         return None
     listed = manifest.get("files") or []
-    if not (isinstance(listed, list) and all(isinstance(f, str) for f in listed)):
-        return None
-    return [f for f in _files(out) if f not in set(listed)
-            and Path(f).name not in _LITTER and ".ipynb_checkpoints" not in Path(f).parts]
+    return listed if isinstance(listed, list) and all(isinstance(f, str) for f in listed) else None
 
 
 def _refuse(out: Path, force: bool, result_keys: tuple[str, ...], inputs: tuple[Path, ...]) -> None:
@@ -97,9 +93,12 @@ def _refuse(out: Path, force: bool, result_keys: tuple[str, ...], inputs: tuple[
             if Path(path).expanduser().resolve().is_relative_to(out.resolve()):
                 raise ValueError(f"--out {out} holds {path}, an input of this run, and would be replaced as a "
                                  "whole: give another folder")
-    strays = _strays(out, result_keys) if out.is_dir() else []
+    listed = _listed(out, result_keys) if out.is_dir() else []
+    known = set(listed or ())
+    strays = None if listed is None else [
+        f for f in (_files(out) if out.is_dir() else []) if f not in known
+        and Path(f).name not in _LITTER and ".ipynb_checkpoints" not in Path(f).parts]
     if out.is_dir() and any(out.iterdir()) and strays != [] and not force:
-        listed = _listed_files(out)
         what = ("other files than a previous result (another command's results, such as reproduce's figures, "
                 "are not one)" if strays is None else
                 "a result of an earlier version of the kit, whose manifest does not list the files it wrote"
@@ -110,13 +109,6 @@ def _refuse(out: Path, force: bool, result_keys: tuple[str, ...], inputs: tuple[
                          "(force=True in Python) to replace it with all it holds")
     if out.is_dir() and Path.cwd().resolve().is_relative_to(out.resolve()):
         raise ValueError(f"--out {out} holds the current folder; it cannot be replaced: give a new folder")
-
-
-def _listed_files(out: Path) -> list:
-    try:
-        return json.loads((out / "manifest.json").read_text()).get("files") or []
-    except (OSError, ValueError, AttributeError):
-        return []
 
 
 def _remove_stale(out: Path) -> None:

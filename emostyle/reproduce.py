@@ -32,7 +32,7 @@ from pathlib import Path
 from .audio import numba_cache_dir, read_audio
 from .config import Config, load_config
 from .manifest import code_version, config_digest, environment, run_manifest, write_json
-from .outputs import signals_held
+from .outputs import HELD, signals_held
 from .samples import Sample, songs as sample_songs, songs_digest
 
 __all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
@@ -466,7 +466,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     # SIGTERM (`timeout`, a scheduler) and SIGHUP (a closed terminal) stop it as Ctrl-C does
-    previous_handlers = {s: signal.signal(s, on_interrupt) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous_handlers = {s: signal.signal(s, on_interrupt) for s in HELD
                          if signal.getsignal(s) is not signal.SIG_IGN}  # `nohup` keeps a run going
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
