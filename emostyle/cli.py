@@ -48,8 +48,8 @@ def _cmd_reproduce(args) -> int:
     except Interrupted as stop:
         print(f"emostyle reproduce: {stop}", file=sys.stderr)
         return 128 + stop.signum
-    except KeyboardInterrupt as stop:  # before any notebook started: nothing to say but that
-        print("emostyle reproduce: interrupted before any notebook ran; nothing published", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # before the notebooks started, or between their end and publishing
+        print(f"emostyle reproduce: interrupted; nothing published to {args.out}", file=sys.stderr)
         return 128 + getattr(stop, "signum", signal.SIGINT)
     print(f"run {manifest['run_dir']}: executed notebooks and their intermediate files")
     print(f"published to {manifest['figures_dir']}: {len(manifest['outputs'])} files and manifest.json")

@@ -75,13 +75,16 @@ class ReproduceError(RuntimeError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM, SIGHUP: `signum`) during a run: nothing was published; `run_dir`
-    holds the partial run."""
+    """Ctrl-C (or SIGTERM, SIGHUP: `signum`) during a run: nothing was published and `run_dir`
+    holds the partial run; or, `published`, the signal came while the finished run was being
+    put in place, which it was, whole, before the signal took effect."""
 
-    def __init__(self, run_dir: Path, done: list[str], out: Path = Path("figures"), signum: int = signal.SIGINT):
-        super().__init__(f"interrupted: nothing published to {out}; partial run in {run_dir} "
+    def __init__(self, run_dir: Path, done: list[str], out: Path = Path("figures"), signum: int = signal.SIGINT,
+                 published: bool = False):
+        super().__init__(f"interrupted after the run was published to {out} (run in {run_dir})" if published else
+                         f"interrupted: nothing published to {out}; partial run in {run_dir} "
                          f"(finished: {', '.join(done) or 'none'})")
-        self.run_dir, self.done, self.signum = run_dir, done, signum
+        self.run_dir, self.done, self.signum, self.published = run_dir, done, signum, published
 
 
 def notebook_dir() -> Path:
@@ -264,25 +267,24 @@ def _previous(out: Path) -> dict:
 
 
 def _publish(staged: Path, out: Path, manifest: dict, previous: dict) -> None:
-    """Move the run's figures into `out` and write the manifest, with Ctrl-C held off meanwhile.
+    """Move the run's figures into `out` and write the manifest, with signals held meanwhile.
     Figures of the previous manifest that the new one does not list are removed, so that
     everything in `out` is described by `out/manifest.json`. Files the kit did not make
     (README.md) stay."""
-    out.mkdir(parents=True, exist_ok=True)
-    incoming = out / f".incoming-{os.getpid()}"
-    shutil.rmtree(incoming, ignore_errors=True)
-    shutil.copytree(staged, incoming)  # the slow part, before anything in `out` changes
-    new = sorted(p.name for p in incoming.iterdir())
-    stale = set(previous.get("outputs", [])) - set(manifest["outputs"])
-    try:
-        with signals_held():
-            for name in new:
+    with signals_held():  # a second or so for a run's figures; a signal meanwhile takes effect after
+        out.mkdir(parents=True, exist_ok=True)
+        incoming = out / f".incoming-{os.getpid()}"
+        shutil.rmtree(incoming, ignore_errors=True)
+        try:
+            shutil.copytree(staged, incoming)  # before anything in `out` changes
+            stale = set(previous.get("outputs", [])) - set(manifest["outputs"])
+            for name in sorted(p.name for p in incoming.iterdir()):
                 os.replace(incoming / name, out / name)
             for name in stale:
                 (out / name).unlink(missing_ok=True)
             write_json(out / "manifest.json", manifest)
-    finally:
-        shutil.rmtree(incoming, ignore_errors=True)
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
 
 
 def _estimate(cache: Path, name: str) -> float | None:
@@ -517,5 +519,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     # Each notebook's kernel ran with its own thread count (notebooks.<name>.torch_threads), not this process's.
     manifest["environment"].pop("torch_threads", None)
     write_json(run_dir / "manifest.json", manifest)
-    _publish(staged, out, manifest, previous)
+    try:
+        _publish(staged, out, manifest, previous)
+    except KeyboardInterrupt as stop:  # held while publishing: raised once the run is in place
+        raise Interrupted(run_dir, sorted(entries), out, getattr(stop, "signum", signal.SIGINT), published=True) from None
     return manifest

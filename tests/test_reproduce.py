@@ -270,6 +270,33 @@ def test_ctrl_c_stops_the_kernel_at_once_and_publishes_nothing(kit):
     assert marked.cells[-1].metadata["papermill"]["status"] == "interrupted"  # papermill says "completed"
 
 
+def test_a_signal_while_publishing_lets_the_run_land_whole_and_says_so(kit, monkeypatch, capsys):
+    """SIGTERM in the middle of copying the figures into place: the copy and the renames finish,
+    then the signal stops the command, and its message says the run was published."""
+    from emostyle import cli
+
+    copy = shutil.copytree
+
+    def copy_then_signal(src, dst, **kwargs):
+        if os.path.basename(dst).startswith(".incoming"):  # the copy into the figures folder
+            signal.raise_signal(signal.SIGTERM)  # as if `timeout` fired now
+        return copy(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copytree", copy_then_signal)
+    argv = ["reproduce", "--profile", "tiny", "--out", str(kit / "figs"), "--run-dir", str(kit / "runs" / "r1")]
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        status = cli.main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert status == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"emostyle reproduce: interrupted after the run was published to {kit / 'figs'} (run in {kit / 'runs' / 'r1'})")
+    published = json.loads((kit / "figs" / "manifest.json").read_text())
+    assert published["outputs"] == ["a.txt", "b.txt"]
+    assert sorted(p.name for p in (kit / "figs").iterdir()) == ["a.txt", "b.txt", "manifest.json"]
+
+
 def test_a_notebook_without_parameters_cell_is_refused(tmp_path):
     _notebook(tmp_path / "n.ipynb", "1", parameters=False)
     with pytest.raises(ReproduceError, match="exactly one cell tagged 'parameters'"):
