@@ -135,9 +135,10 @@ def _judged_move(v: dict, emotion: str) -> str:
     return f": {way}, {'the' if (change > 0) == (emotion == 'positive') else 'against the'} lyrics' way"
 
 
-def _lyrics_argument(lyrics: str | None) -> str | None:
+def _lyrics_argument(lyrics: str | None) -> str | Path | None:
     """--lyrics: the lyrics themselves, or a text file that holds them (a .txt as beside a song for
-    `reproduce --songs`, or any existing file): a path read as lyrics would be a silent wrong result."""
+    `reproduce --songs`, or any existing file), given as its Path so that `manipulate` reads it and
+    keeps it out of --out: a path read as lyrics would be a silent wrong result."""
     if lyrics is None:
         return None
     path = Path(lyrics.strip()).expanduser()
@@ -154,13 +155,10 @@ def _lyrics_argument(lyrics: str | None) -> str | None:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--lyrics names a file that does not exist: {path} (give the lyrics themselves "
                                 "in quotes, or the path of a text file)")
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except UnicodeDecodeError:
-        raise ValueError(f"--lyrics names {path}, which is not UTF-8 text; give the lyrics as text or a .txt") from None
-    if not text:
-        raise ValueError(f"--lyrics names an empty file: {path}; write the song's lyrics in it")
-    return text
+    from .samples import read_lyrics
+
+    read_lyrics(path, "--lyrics: the lyrics in {path}")  # a file that is not text fails here, before any work
+    return path
 
 
 class _Parser(argparse.ArgumentParser):

@@ -237,12 +237,13 @@ class Pipeline:
 
 def manipulate(song: str | Path, profile: str | Config = "offline", method: str = "emostyle",
                seed: int | None = None, out: str | Path = "out", overrides: dict | None = None,
-               lyrics: str | None = None, label: str | None = None, progress: bool = True,
+               lyrics: str | Path | None = None, label: str | None = None, progress: bool = True,
                force: bool = False, image: str | Path | Inversion | None = None) -> dict:
     """The whole pipeline for one song; writes before/after images, frames, loss curve,
     music and manifest.json into `out`, and returns the manifest.
 
-    The song is transcribed unless `lyrics` are given; `label` stands in where no lyrics are read
+    The song is transcribed unless `lyrics` are given (text, or the Path of a text file that holds
+    them); `label` stands in where no lyrics are read
     from it (a sound's label), by default the .txt of the song's name beside it, as `reproduce
     --songs` reads a song (`samples.known_lyrics`).
 
@@ -262,6 +263,10 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     from .outputs import staged_output
 
     inputs = (song,) + ((image,) if isinstance(image, (str, Path)) else ())
+    if isinstance(lyrics, Path):  # a file of lyrics: read now, and kept out of `out` like the song
+        from .samples import read_lyrics
+
+        inputs, lyrics = inputs + (lyrics,), read_lyrics(lyrics)
     with staged_output(out, force=force, result_keys=("song", "method"), inputs=inputs) as stage, \
             collected_warnings() as caught:
         _manipulate(song, profile, method, seed, stage, overrides, lyrics, label, progress, caught, image)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import registry
 
-__all__ = ["Sample", "SOUNDS", "songs", "known_lyrics", "lyrics_file", "songs_digest", "sounds", "SONGS_DIR",
+__all__ = ["Sample", "SOUNDS", "songs", "known_lyrics", "lyrics_file", "read_lyrics", "songs_digest", "sounds", "SONGS_DIR",
            "AUDIO_SUFFIXES", "EMOTIONS_FILE"]
 
 SOUNDS = ("drill", "explosion", "fire", "giggling", "raining", "sobbing", "thunderstorm", "wind")
@@ -78,20 +78,26 @@ def lyrics_file(song: str | Path) -> Path:
     return Path(song).expanduser().with_suffix(".txt")
 
 
-def known_lyrics(song: str | Path) -> str | None:
-    """The lyrics in the song's `lyrics_file` (None: no such file). A .txt that is empty or not
-    UTF-8 text is an error that says so, not lyrics of nothing or of mojibake."""
-    path = lyrics_file(song)
-    if not path.is_file():
-        return None
+def read_lyrics(path: str | Path, which: str = "the lyrics in {path}", otherwise: str = "") -> str:
+    """The lyrics in a text file, stripped. One that is empty or not UTF-8 text is a one-line
+    error naming it (`which`) that says so, not lyrics of nothing or of mojibake; `otherwise`:
+    what else the user may do, appended to the empty file's error."""
+    path = Path(path).expanduser()
     try:
         text = path.read_text(encoding="utf-8").strip()
     except UnicodeDecodeError:
-        raise ValueError(f"the lyrics beside the song, {path}, are not UTF-8 text; save them as UTF-8") from None
+        raise ValueError(f"{which.format(path=path)} are not UTF-8 text; save them as UTF-8") from None
     if not text:
-        raise ValueError(f"the lyrics beside the song, {path}, are empty: write the song's lyrics in it, or remove it "
-                         "to have the song transcribed")
+        raise ValueError(f"{which.format(path=path)} are empty: write the song's lyrics in it{otherwise}")
     return text
+
+
+def known_lyrics(song: str | Path) -> str | None:
+    """The lyrics in the song's `lyrics_file` (None: no such file; see `read_lyrics`)."""
+    path = lyrics_file(song)
+    if not path.is_file():
+        return None
+    return read_lyrics(path, "the lyrics beside the song, {path},", ", or remove it to have the song transcribed")
 
 
 def _stated_emotions(path: Path, names: list[str]) -> dict[str, str]:

@@ -35,16 +35,16 @@ def test_lyrics_may_be_given_as_a_txt_file_and_a_bad_one_is_refused(capsys, tmp_
     from emostyle.cli import _lyrics_argument
 
     known = repo_root / "data" / "songs" / "happy_sunshine.txt"
-    assert _lyrics_argument(str(known)) == known.read_text(encoding="utf-8").strip()
+    assert _lyrics_argument(str(known)) == known  # a file: manipulate reads it and keeps it out of --out
     assert _lyrics_argument("we laugh and sing") == "we laugh and sing" and _lyrics_argument(None) is None
     assert _lyrics_argument("la " * 200) == "la " * 200  # longer than any file name: lyrics, not a path
     (tmp_path / "words.md").write_text("we laugh and sing\n")  # any existing file is read, not taken as lyrics
-    assert _lyrics_argument(str(tmp_path / "words.md")) == "we laugh and sing"
+    assert _lyrics_argument(str(tmp_path / "words.md")) == tmp_path / "words.md"
     song = str(repo_root / "data" / "songs" / "happy_sunshine.wav")
     (tmp_path / "empty.txt").write_text("\n")
     (tmp_path / "song.mp3").write_bytes(b"\xff\xfb\x90\x00" * 64)
     assert _lyrics_argument("Hallelujah!") == "Hallelujah!"  # one word is lyrics unless it reads as a path
-    for given, message in ((tmp_path / "nope.txt", "does not exist"), (tmp_path / "empty.txt", "an empty file"),
+    for given, message in ((tmp_path / "nope.txt", "does not exist"), (tmp_path / "empty.txt", "are empty"),
                            (tmp_path / "song.mp3", "not UTF-8 text"),
                            (tmp_path / "happy.tx", "does not exist"),  # a .txt mistyped: once read as the lyrics
                            (tmp_path / "lyrics" / "happy", "does not exist")):
@@ -436,6 +436,20 @@ def test_manipulate_never_replaces_a_folder_that_holds_its_song(capsys, tmp_path
     err = capsys.readouterr().err
     assert "rain.wav, an input of this run" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in songs.iterdir()) == ["rain.wav"]
+
+
+def test_manipulate_never_replaces_a_folder_that_holds_its_lyrics_file(capsys, tmp_path, repo_root):
+    """--lyrics naming a file inside --out, with --force: the file was read, then deleted with the
+    folder it lay in."""
+    out = tmp_path / "result"
+    out.mkdir()
+    (out / "words.txt").write_text("we laugh and sing\n")
+    song = str(repo_root / "data/songs/sad_rain.wav")
+    argv = ["manipulate", song, "--profile", "tiny", "--lyrics", str(out / "words.txt"), "--out", str(out), "--force"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "words.txt, an input of this run" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["words.txt"]
 
 
 def test_a_signal_the_process_ignores_stays_ignored(tmp_path, repo_root):
