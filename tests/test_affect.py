@@ -33,6 +33,40 @@ def test_scene_pad_is_valdez_mehrabian():
     assert images.grad.abs().sum() > 0
 
 
+def test_a_scene_darkens_and_greys_for_any_unpleasant_target_whatever_its_arousal():
+    """In Valdez & Mehrabian's equations brightness lowers arousal: compared in the
+    pleasure-arousal plane, a target with more calm than displeasure (|A| > 2.2 |P|) brightened
+    scenes, which a colour judge reads as happier. Guided along pleasure, images from many starts
+    lose brightness and saturation for every target of negative pleasure and gain both for every
+    positive one, at any arousal and dominance."""
+    space = AffectSpace("scene")
+    rng = torch.Generator().manual_seed(3)
+    starts = torch.rand(8, 3, 16, 16, generator=rng) * 1.6 - 0.8
+
+    def luma_and_saturation(images):
+        rgb = (images.clamp(-1, 1) + 1) / 2
+        high, low = rgb.max(1).values, rgb.min(1).values
+        return (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1).mean((1, 2)), \
+            ((high - low) / (high + 1e-3)).mean((1, 2))
+
+    l0, s0 = luma_and_saturation(starts)
+    for degrees in range(0, 360, 15):
+        theta = np.radians(degrees)
+        if abs(np.cos(theta)) < 0.2:  # pleasure within about VADER's neutral band: no way to go
+            continue
+        target = torch.tensor([[0.3 * np.cos(theta), 0.3 * np.sin(theta), 0.3 * np.cos(3 * theta)]], dtype=torch.float32)
+        x = starts.clone().requires_grad_(True)
+        adam = torch.optim.Adam([x], lr=0.01)
+        for _ in range(20):
+            adam.zero_grad()
+            space.distance(space.encode_image(x), target).sum().backward()
+            adam.step()
+        l1, s1 = luma_and_saturation(x.detach())
+        sign = 1 if np.cos(theta) > 0 else -1
+        assert (sign * (l1 - l0) > 0).all() and (sign * (s1 - s0) > 0).all(), \
+            f"target at {degrees} degrees: luma {(l1 - l0).tolist()}, saturation {(s1 - s0).tolist()}"
+
+
 def test_face_pad_is_expected_term_pad(fer):
     space = AffectSpace("face", fer=fer)
     images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -214,7 +248,8 @@ def test_distance_has_no_fixed_point_and_weights_mix_directions():
     targets = {"audio": torch.tensor([[0.3, 0.2, 0.1]]), "music": torch.tensor([[-0.1, 0.4, 0.0]]),
                "text": torch.tensor([[0.8, 0.5, 0.45]])}
     weights = {"audio": 0.6, "music": 0.2, "text": 0.2}
-    plane = {k: t[0] * torch.tensor([1.0, 1.0, 0.0]) for k, t in targets.items()}  # dominance is not compared
+    # a scene's colour is compared along pleasure alone (music's -0.1 then pulls against the others)
+    plane = {k: t[0] * torch.tensor([1.0, 0.0, 0.0]) for k, t in targets.items()}
     pull = sum(w * plane[k] / plane[k].norm() for k, w in weights.items())
     points = torch.cat([torch.rand(6, 3, generator=rng) * 2 - 1, *targets.values()])  # the targets too
     e = points.clone().requires_grad_(True)
@@ -252,7 +287,7 @@ def test_face_terms_are_credited_by_the_terms_that_enclose_the_target():
     torch.testing.assert_close(space.distance(face(disgust=0.4, fear=0.3), sad), space.distance(blank, sad))
     # a face showing only the target's own term: the loss of its expected PAD
     pure = face(sad=0.7)
-    torch.testing.assert_close(space.distance(pure, sad), space.distance(pure @ space.emotion_pad(), sad))
+    torch.testing.assert_close(space.distance(pure, sad), 1 - (pure @ space.emotion_pad() * direction(sad)).sum(1))
     # halfway (in angle) between happy and surprise both terms count, each less than alone
     halfway = direction(happy) + direction(surprise)
     for term in ("happy", "surprise"):

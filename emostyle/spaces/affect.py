@@ -26,7 +26,8 @@ images, audio and text in Mehrabian's three-dimensional PAD space, each axis in 
 
 Guidance and retrieval compare a point with a target's *direction* from neutral, as CLIP
 space compares unit vectors: `distance` is 1 - <e, t_hat> and `similarity` is <e_hat, t_hat>,
-both in the pleasure-arousal plane, Russell's (1980) circumplex, the model in which music
+both in the pleasure-arousal plane (a scene's guidance along pleasure alone: `GUIDED_AXES`),
+Russell's (1980) circumplex, the model in which music
 emotion is studied and annotated (dominance is read and reported, not compared: music
 models and listeners' ratings barely determine it, and in Valdez & Mehrabian's colour
 equations it runs against pleasure on brightness, so a sad target's low dominance would
@@ -340,10 +341,25 @@ def audio_pad(path: str | Path, reader: str = "musicnn+mode") -> np.ndarray:
 NEUTRAL_RADIUS = NEUTRAL_SCORE
 
 
-def direction(targets: torch.Tensor) -> torch.Tensor:
-    """Unit directions (M, 3) of PAD targets (M, 3) from neutral in the pleasure-arousal plane
-    (dominance 0); shorter than `NEUTRAL_RADIUS` they shrink to zero continuously (t / radius)."""
-    plane = targets * targets.new_tensor([1.0, 1.0, 0.0])
+# The PAD axes that guidance compares with a target, per domain (1: compared). Faces: the
+# pleasure-arousal plane, where their emotion terms lie (`term_credit`). Scenes: pleasure alone.
+# In Valdez & Mehrabian's equations (`_COLOUR_PAD`) brightness raises pleasure but lowers arousal,
+# as it lowers dominance, so in the plane a target's low arousal brightens a scene that its low
+# pleasure darkens, and wins wherever |A| > 2.2 |P|. A song its readers hear as calm and only
+# faintly sad (musicnn's pleasure near 0 and its arousal about -0.1, lyrics of no polarity)
+# brightened and paled scenes, which a colour judge reads as happier: of 120 results of six
+# unseen sad songs, 19 read against them (FINDINGS.md, "Scenes along pleasure"). Along pleasure,
+# brightness and saturation move together, the way pleasure moves them in those equations: a sad
+# song darkens and greys a scene, a happy one brightens and colours it. Retrieval still compares
+# the plane (`similarity`): a direction on one axis has two values and could not rank candidates.
+GUIDED_AXES = {"face": (1.0, 1.0, 0.0), "scene": (1.0, 0.0, 0.0)}
+
+
+def direction(targets: torch.Tensor, axes: tuple[float, float, float] = GUIDED_AXES["face"]) -> torch.Tensor:
+    """Unit directions (M, 3) of PAD targets (M, 3) from neutral on `axes` (default the
+    pleasure-arousal plane: dominance 0); shorter than `NEUTRAL_RADIUS` they shrink to zero
+    continuously (t / radius)."""
+    plane = targets * targets.new_tensor(axes)
     return plane / plane.norm(dim=1, keepdim=True).clamp_min(NEUTRAL_RADIUS)
 
 
@@ -503,7 +519,8 @@ class AffectSpace(EmbeddingSpace):
         """Guidance loss (B,) to targets (B or 1, 3), linear along the target's direction t_hat
         (no fixed point short of the reachable boundary; see the module docstring).
 
-        `image_emb` a PAD point e (B, 3): 1 - <e, t_hat>. The emotion terms of faces (B, 7,
+        `image_emb` a PAD point e (B, 3): 1 - <e, t_hat>, t_hat on the domain's `GUIDED_AXES`
+        (a scene's colour: pleasure alone). The emotion terms of faces (B, 7,
         `guidance_reading`): 1 - sum_k p_k c_k, c = `term_credit(t_hat)`: a face comes closer to
         a song's emotion by showing it (or the term beside it that the song's direction leans
         to), not by ceasing to show the opposite one, nor by showing a term further round the
@@ -515,9 +532,9 @@ class AffectSpace(EmbeddingSpace):
         tail, and the linear loss pulls on that blendshape's logit by c p (1 - p), next to
         nothing (FINDINGS.md, "Not right yet"). The log pulls by about (c / 4)(1 - p): never harder
         than the linear loss at its steepest (p = 1/2), and still where that one lets go."""
-        t_hat = direction(target.to(image_emb.device))
         if image_emb.shape[1] != len(EMOTIONS):
-            return 1 - (image_emb * t_hat).sum(dim=1)
+            return 1 - (image_emb * direction(target.to(image_emb.device), GUIDED_AXES[self.domain])).sum(dim=1)
+        t_hat = direction(target.to(image_emb.device))
         credit = self.term_credit(t_hat).T
         shown = (image_emb * credit).sum(dim=1)
         if self.face_loss == "linear":
