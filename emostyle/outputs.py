@@ -35,8 +35,9 @@ def signals_held() -> Iterator[None]:
     (`emostyle.cli`). Python runs signal handlers in the main thread whichever thread the signal
     reaches (masking one thread only sends it to another), so the main thread's handlers are
     swapped for a recorder and each recorded signal is raised again at the end. A signal the
-    process ignores (`nohup`, a background job's Ctrl-C) stays ignored. Off the main thread no
-    handler runs, and nothing is held."""
+    process ignores (`nohup`, a background job's Ctrl-C) stays ignored. A block that fails drops
+    the signals it held: its error, which stops the caller as well, says what went wrong, where
+    the signal would have hidden it. Off the main thread no handler runs, and nothing is held."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -45,13 +46,15 @@ def signals_held() -> Iterator[None]:
     for s, handler in previous.items():
         if handler is not signal.SIG_IGN:
             signal.signal(s, lambda signum, frame: heard.append(signum))
+    done = False
     try:
         yield
+        done = True
     finally:
         for s, handler in previous.items():
             if handler is not signal.SIG_IGN:
                 signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-        for s in dict.fromkeys(heard):
+        for s in dict.fromkeys(heard) if done else ():
             signal.raise_signal(s)  # to the handler it would have reached
 
 

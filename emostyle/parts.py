@@ -107,6 +107,12 @@ class EmbeddingSpace(abc.ABC):
     def similarity(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Similarity matrix (B, M) of embeddings x (B, dim) and y (M, dim); higher is closer."""
 
+    def guided(self, targets: torch.Tensor) -> torch.Tensor:
+        """The part of targets (M, dim) that the guidance compares (`distance`), as embeddings of
+        the space, so that a report of which way a target pulls reads what pulls: the targets
+        themselves; the affect space compares a scene with a target's pleasure alone."""
+        return targets
+
     @abc.abstractmethod
     def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-item guidance loss (B,) between images' `guidance_reading` (B, ...; by default

@@ -521,6 +521,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     write_json(run_dir / "manifest.json", manifest)
     try:
         _publish(staged, out, manifest, previous)
-    except KeyboardInterrupt as stop:  # held while publishing: raised once the run is in place
-        raise Interrupted(run_dir, sorted(entries), out, getattr(stop, "signum", signal.SIGINT), published=True) from None
+    except KeyboardInterrupt as stop:  # held while publishing, raised once the run was in place; or just before
+        published = _previous(out).get("run_dir") == str(run_dir)
+        raise Interrupted(run_dir, sorted(entries), out, getattr(stop, "signum", signal.SIGINT), published) from None
     return manifest

@@ -270,9 +270,11 @@ def test_ctrl_c_stops_the_kernel_at_once_and_publishes_nothing(kit):
     assert marked.cells[-1].metadata["papermill"]["status"] == "interrupted"  # papermill says "completed"
 
 
-def test_a_signal_while_publishing_lets_the_run_land_whole_and_says_so(kit, monkeypatch, capsys):
+@pytest.mark.parametrize("copy_fails", [False, True], ids=["copied", "disk full"])
+def test_a_signal_while_publishing_lets_the_run_land_whole_and_says_so(kit, monkeypatch, capsys, copy_fails):
     """SIGTERM in the middle of copying the figures into place: the copy and the renames finish,
-    then the signal stops the command, and its message says the run was published."""
+    then the signal stops the command, and its message says the run was published. Where the copy
+    fails as well (a full disk), its error is what the command says, and nothing was published."""
     from emostyle import cli
 
     copy = shutil.copytree
@@ -280,6 +282,8 @@ def test_a_signal_while_publishing_lets_the_run_land_whole_and_says_so(kit, monk
     def copy_then_signal(src, dst, **kwargs):
         if os.path.basename(dst).startswith(".incoming"):  # the copy into the figures folder
             signal.raise_signal(signal.SIGTERM)  # as if `timeout` fired now
+            if copy_fails:
+                raise OSError(28, "No space left on device")
         return copy(src, dst, **kwargs)
 
     monkeypatch.setattr(shutil, "copytree", copy_then_signal)
@@ -289,9 +293,13 @@ def test_a_signal_while_publishing_lets_the_run_land_whole_and_says_so(kit, monk
         status = cli.main(argv)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    if copy_fails:
+        assert status == 2 and last == "emostyle reproduce: error: [Errno 28] No space left on device"
+        assert list((kit / "figs").iterdir()) == []  # no figure, no manifest, no staging folder
+        return
     assert status == 128 + signal.SIGTERM
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"emostyle reproduce: interrupted after the run was published to {kit / 'figs'} (run in {kit / 'runs' / 'r1'})")
+    assert last == f"emostyle reproduce: interrupted after the run was published to {kit / 'figs'} (run in {kit / 'runs' / 'r1'})"
     published = json.loads((kit / "figs" / "manifest.json").read_text())
     assert published["outputs"] == ["a.txt", "b.txt"]
     assert sorted(p.name for p in (kit / "figs").iterdir()) == ["a.txt", "b.txt", "manifest.json"]

@@ -154,9 +154,10 @@ def embedding_valence(emb: torch.Tensor, space: EmbeddingSpace, subject: str = "
 
 def target_valences(targets: Mapping[str, torch.Tensor | None], space: EmbeddingSpace,
                     subject: str = "face") -> dict[str, float | None]:
-    """{target: its `embedding_valence`} of one song's targets (`Pipeline.targets`, each (1, D)
-    or None where the song has none, e.g. no lyrics): > 0 pulls toward "a happy <subject>"."""
-    return {k: None if t is None else float(embedding_valence(t.float(), space, subject)[0])
+    """{target: the `embedding_valence` of what the guidance compares of it (`space.guided`)} of
+    one song's targets (`Pipeline.targets`, each (1, D) or None where the song has none, e.g. no
+    lyrics): > 0 pulls toward "a happy <subject>"."""
+    return {k: None if t is None else float(embedding_valence(space.guided(t.float()), space, subject)[0])
             for k, t in targets.items()}
 
 

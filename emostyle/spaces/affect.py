@@ -347,19 +347,19 @@ NEUTRAL_RADIUS = NEUTRAL_SCORE
 # as it lowers dominance, so in the plane a target's low arousal brightens a scene that its low
 # pleasure darkens, and wins wherever |A| > 2.2 |P|. A song its readers hear as calm and only
 # faintly sad (musicnn's pleasure near 0 and its arousal about -0.1, lyrics of no polarity)
-# brightened and paled scenes, which a colour judge reads as happier: of 120 results of six
-# unseen sad songs, 19 read against them (FINDINGS.md, "Scenes along pleasure"). Along pleasure,
-# brightness and saturation move together, the way pleasure moves them in those equations: a sad
-# song darkens and greys a scene, a happy one brightens and colours it. Retrieval still compares
-# the plane (`similarity`): a direction on one axis has two values and could not rank candidates.
+# brightened and paled scenes, which a colour judge reads as happier: of 120 results of twelve
+# unseen songs, 19 read against them (FINDINGS.md, "Scenes along pleasure"). Along pleasure the loss
+# pushes brightness and saturation the same way, as pleasure does in those equations: a sad song
+# darkens and greys a scene, a happy one brightens and colours it (on the pixels of a dark,
+# saturated image HSV saturation can rise as light falls). Retrieval still compares the plane
+# (`similarity`): a direction on one axis has two values and could not rank candidates.
 GUIDED_AXES = {"face": (1.0, 1.0, 0.0), "scene": (1.0, 0.0, 0.0)}
 
 
-def direction(targets: torch.Tensor, axes: tuple[float, float, float] = GUIDED_AXES["face"]) -> torch.Tensor:
-    """Unit directions (M, 3) of PAD targets (M, 3) from neutral on `axes` (default the
-    pleasure-arousal plane: dominance 0); shorter than `NEUTRAL_RADIUS` they shrink to zero
-    continuously (t / radius)."""
-    plane = targets * targets.new_tensor(axes)
+def direction(targets: torch.Tensor) -> torch.Tensor:
+    """Unit directions (M, 3) of PAD targets (M, 3) from neutral in the pleasure-arousal plane
+    (dominance 0); shorter than `NEUTRAL_RADIUS` they shrink to zero continuously (t / radius)."""
+    plane = targets * targets.new_tensor([1.0, 1.0, 0.0])
     return plane / plane.norm(dim=1, keepdim=True).clamp_min(NEUTRAL_RADIUS)
 
 
@@ -468,6 +468,10 @@ class AffectSpace(EmbeddingSpace):
         prototype = EMOTION_PAD["happy" if c >= 0 else "sad"]
         return abs(c) * torch.tensor(prototype).unsqueeze(0)
 
+    def guided(self, targets: torch.Tensor) -> torch.Tensor:
+        """Targets (M, 3) on the domain's `GUIDED_AXES` (a scene's: pleasure alone)."""
+        return targets * targets.new_tensor(GUIDED_AXES[self.domain])
+
     def similarity(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cosines (B, M) between the directions of PAD points x (B, 3) and y (M, 3) in the
         pleasure-arousal plane: Eq. 1's dot product of unit embeddings, as ImageBind's. Retrieval
@@ -519,8 +523,8 @@ class AffectSpace(EmbeddingSpace):
         """Guidance loss (B,) to targets (B or 1, 3), linear along the target's direction t_hat
         (no fixed point short of the reachable boundary; see the module docstring).
 
-        `image_emb` a PAD point e (B, 3): 1 - <e, t_hat>, t_hat on the domain's `GUIDED_AXES`
-        (a scene's colour: pleasure alone). The emotion terms of faces (B, 7,
+        `image_emb` a PAD point e (B, 3): 1 - <e, t_hat>, t_hat the direction of the target's
+        `guided` part (a scene's colour: its pleasure alone). The emotion terms of faces (B, 7,
         `guidance_reading`): 1 - sum_k p_k c_k, c = `term_credit(t_hat)`: a face comes closer to
         a song's emotion by showing it (or the term beside it that the song's direction leans
         to), not by ceasing to show the opposite one, nor by showing a term further round the
@@ -533,8 +537,8 @@ class AffectSpace(EmbeddingSpace):
         nothing (FINDINGS.md, "Not right yet"). The log pulls by about (c / 4)(1 - p): never harder
         than the linear loss at its steepest (p = 1/2), and still where that one lets go."""
         if image_emb.shape[1] != len(EMOTIONS):
-            return 1 - (image_emb * direction(target.to(image_emb.device), GUIDED_AXES[self.domain])).sum(dim=1)
-        t_hat = direction(target.to(image_emb.device))
+            return 1 - (image_emb * direction(self.guided(target.to(image_emb.device)))).sum(dim=1)
+        t_hat = direction(target.to(image_emb.device))  # a face's emotion terms lie in the plane
         credit = self.term_credit(t_hat).T
         shown = (image_emb * credit).sum(dim=1)
         if self.face_loss == "linear":
