@@ -19,8 +19,8 @@ from pathlib import Path
 
 from . import registry
 
-__all__ = ["Sample", "SOUNDS", "songs", "known_lyrics", "lyrics_file", "read_lyrics", "songs_digest", "sounds", "SONGS_DIR",
-           "AUDIO_SUFFIXES", "EMOTIONS_FILE"]
+__all__ = ["Sample", "SOUNDS", "songs", "known_lyrics", "lyrics_file", "read_lyrics", "songs_digest", "sounds",
+           "SONGS_DIR", "AUDIO_SUFFIXES", "EMOTIONS_FILE"]
 
 SOUNDS = ("drill", "explosion", "fire", "giggling", "raining", "sobbing", "thunderstorm", "wind")
 SONGS_DIR = Path(__file__).resolve().parents[1] / "data" / "songs"
