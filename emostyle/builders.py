@@ -296,8 +296,8 @@ def build_inversion(config: Config, device: str, generator: Generator, guidance_
     return d, e
 
 
-def build_pipeline(cls, config: Config):
-    """A `cls` (Pipeline) holding the parts that `config` names."""
+def build_pipeline(cls, config: Config, progress: bool = True):
+    """A `cls` (Pipeline) holding the parts that `config` names (`progress`: `build_directions`' bar)."""
     device = config.resolve_device()
     notes: list[str] = []
     generator = build_generator(config, device)
@@ -305,14 +305,14 @@ def build_pipeline(cls, config: Config):
     retrieval_space = build_space(config.retrieval.space, config, device, notes)
     identity = build_identity(config, device, guidance_space)
     judge = build_judge(config, device, guidance_space, notes)
-    directions = build_directions(config, generator, guidance_space)
+    directions = build_directions(config, generator, guidance_space, progress)
     return cls(config, generator, retrieval_space, guidance_space, identity, judge, notes, directions)
 
 
 DIRECTION_SAMPLES, DIRECTION_SEED = 1024, 0  # images whose mean gradients give the emotion directions
 
 
-def build_directions(config: Config, generator: Generator, space: EmbeddingSpace):
+def build_directions(config: Config, generator: Generator, space: EmbeddingSpace, progress: bool = True):
     """`guidance.directions`: None ("free"), or ("emotions") the guiding space's emotion directions
     in the generator's latent (`emostyle.guidance.emotion_directions`). They take minutes on a
     CPU (about 5 on 2 cores for the offline faces; a progress bar counts them), so they are kept
@@ -338,7 +338,7 @@ def build_directions(config: Config, generator: Generator, space: EmbeddingSpace
         record = registry.home() / "cache" / "directions" / f"{fingerprint}.pt"
         if record.is_file():
             return torch.load(record, weights_only=True).to(generator.device)
-        basis = emotion_directions(generator, space, DIRECTION_SAMPLES, DIRECTION_SEED)
+        basis = emotion_directions(generator, space, DIRECTION_SAMPLES, DIRECTION_SEED, progress=progress)
         record.parent.mkdir(parents=True, exist_ok=True)
         partial = record.with_suffix(".part")
         torch.save(basis.cpu(), partial)

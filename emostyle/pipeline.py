@@ -54,11 +54,12 @@ class Pipeline:
     directions: torch.Tensor | None = None  # guidance.directions: the basis the edit keeps to (None: free)
 
     @classmethod
-    def from_config(cls, config: Config | str, overrides: dict | None = None) -> "Pipeline":
+    def from_config(cls, config: Config | str, overrides: dict | None = None, progress: bool = True) -> "Pipeline":
         """Build (or reuse from this process's cache) the parts named by `config` (a profile's
-        name or a Config) with dotted-key `overrides`."""
+        name or a Config) with dotted-key `overrides`; `progress`: a bar for the one long part
+        (the emotion directions, `guidance.directions=emotions`, the first time)."""
         config = load_config(config, overrides) if isinstance(config, str) else config.with_overrides(overrides)
-        return build_pipeline(cls, config)
+        return build_pipeline(cls, config, progress)
 
     # -- descriptions ---------------------------------------------------------------
     def describe(self) -> dict[str, str]:
@@ -308,7 +309,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     timings = {}
 
     begun = time.perf_counter()
-    pipe = Pipeline.from_config(config)
+    pipe = Pipeline.from_config(config, progress=progress)
     timings["build"] = time.perf_counter() - begun
 
     begun = time.perf_counter()

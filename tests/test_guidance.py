@@ -452,6 +452,29 @@ def test_emotion_directions_hold_each_terms_rise_on_faces_they_were_not_drawn_fr
     assert float(rise.mean()) > 0 and float((rise > 0).float().mean()) > 0.5, rise
 
 
+def test_the_emotion_directions_bar_follows_progress(monkeypatch, tmp_path, capsys):
+    """Building a pipeline with guidance.directions=emotions computes the directions the first
+    time (minutes on the face mesh) under a bar; with progress off (`manipulate(progress=False)`)
+    the bar stays hidden, as every other bar of the run does."""
+    import shutil
+
+    from emostyle import builders, registry
+    from emostyle.pipeline import Pipeline
+
+    free = {"guidance.face_reader": "fer", "guidance.directions": "free", "scoring.judge": "blendshapes"}
+    Pipeline.from_config("offline", free)  # the parts, built from the kit's home before it is swapped below
+    monkeypatch.setattr(registry, "home", lambda: tmp_path)  # no kept basis: computed here
+    monkeypatch.setattr(builders, "DIRECTION_SAMPLES", 8)
+    emotions = {**free, "guidance.directions": "emotions"}
+    assert Pipeline.from_config("offline", emotions, progress=False).directions.shape == (7, 100)
+    assert "emotion directions" not in capsys.readouterr().err
+    for name in [k for k in builders._CACHE if k.startswith("directions")]:
+        monkeypatch.delitem(builders._CACHE, name)
+    shutil.rmtree(tmp_path / "cache" / "directions")
+    Pipeline.from_config("offline", emotions)
+    assert "emotion directions" in capsys.readouterr().err
+
+
 def test_emotion_directions_need_a_space_with_emotion_terms():
     """guidance.directions=emotions on scenes (colour has no emotion terms): a one-line error
     that names the setting to change, raised while the pipeline is built."""
