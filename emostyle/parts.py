@@ -78,6 +78,9 @@ class EmbeddingSpace(abc.ABC):
     # The confidence (`read_image`) under which the space does not see the image's subject:
     # retrieval ranks such candidates last.
     min_confidence: float = 0.0
+    # What of a target the guidance compares, where it is not the whole (`guided`), for the notes
+    # of figures and manifests: "pleasure alone" for the affect space's scenes.
+    compares: str = ""
 
     @abc.abstractmethod
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:

@@ -65,8 +65,9 @@ class Pipeline:
     def describe(self) -> dict[str, str]:
         """Which concrete part stands behind each role (for manifests and figure notes)."""
         a = self.config.affective
+        along = f", along {self.guidance_space.compares}" if self.guidance_space.compares else ""
         return {"profile": self.config.profile, "generator": f"{self.generator.name} ({self.generator.resolution} px)",
-                "retrieval space": self.retrieval_space.name, "guidance space": self.guidance_space.name,
+                "retrieval space": self.retrieval_space.name, "guidance space": self.guidance_space.name + along,
                 "identity": self.identity.name if self.identity else "none",
                 "judge": self.judge.name if self.judge else "none",
                 "lyrics": a.lyrics, "polarity": a.polarity, "music": a.music,

@@ -255,6 +255,7 @@ def test_sad_songs_darken_and_grey_scenes_happy_songs_brighten_them(songs, tmp_p
     config = dataset_configs(load_config("offline"))["LHQ-style scenes"]
     pipe = Pipeline.from_config(config)
     assert pipe.judge is not None, pipe.notes
+    assert "guidance in affect-pad, along pleasure alone" in pipe.note  # the figures say what the scenes follow
 
     def luma_and_saturation(images):
         rgb = (images.clamp(-1, 1) + 1) / 2

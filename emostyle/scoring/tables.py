@@ -3,8 +3,9 @@ per scorer, method and dataset, over seeds and inputs; CSV, Markdown, LaTeX and 
 
 Input is a long-format table, one score per row: {"scorer", "method", "dataset", "score", ...}
 (a list of dicts, or a CSV/Parquet file); `long_format` turns a sweep's wide table (one row per
-run, one column per scorer) into it. Intervals are percentile bootstraps of the mean, seeded per
-group, so a table rebuilds identically.
+run, one column per scorer) into it. Intervals are percentile bootstraps of the mean, seeded by
+the group's scores, so a table rebuilds identically and two groups of the same scores (methods that
+gave the same images) get the same interval.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def _bootstrap_mean(x: np.ndarray, n_boot: int, level: float, rng: np.random.Gen
 def summary_table(records: Iterable[dict] | str | Path, n_boot: int = 10000, level: float = 0.95,
                   seed: int = 0) -> list[dict]:
     """One row per (scorer, method, dataset), in order of first appearance: n, mean, std (ddof 1),
-    ci_low, ci_high (percentile bootstrap of the mean, `n_boot` resamples, seeded by `seed` and the group)."""
+    ci_low, ci_high (percentile bootstrap of the mean, `n_boot` resamples, seeded by `seed` and the
+    group's scores)."""
     if isinstance(records, (str, Path)):
         records = read_table(records)
     groups: dict[tuple, list[float]] = {}
@@ -113,7 +115,7 @@ def summary_table(records: Iterable[dict] | str | Path, n_boot: int = 10000, lev
     summary = []
     for key, values in groups.items():
         x = np.asarray(values)
-        rng = np.random.default_rng([seed, zlib.crc32("\0".join(key).encode())])
+        rng = np.random.default_rng([seed, zlib.crc32(x.tobytes())])
         lo, hi = _bootstrap_mean(x, n_boot, level, rng)
         summary.append({**dict(zip(_KEYS, key)), "n": len(x), "mean": float(x.mean()),
                         "std": float(x.std(ddof=1)) if len(x) > 1 else float("nan"),

@@ -395,6 +395,7 @@ class AffectSpace(EmbeddingSpace):
         if face_loss not in FACE_LOSSES:
             raise ValueError(f"unknown face loss {face_loss!r}; choose one of {', '.join(FACE_LOSSES)}")
         self.domain, self.audio, self.face_reader, self.face_loss = domain, audio, face_reader, face_loss
+        self.compares = "pleasure alone" if GUIDED_AXES[domain] == (1.0, 0.0, 0.0) else ""
         self.fer = self.mesh = None
         if domain == "face" and face_reader == "fer":
             self.fer = fer if fer is not None else load_fer()
