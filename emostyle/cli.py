@@ -128,7 +128,7 @@ def _judged_move(v: dict, emotion: str) -> str:
         return ""
     change = v["after"] - v["before"]
     if abs(change) <= v["resolution"]:
-        return ": within it"
+        return ": no move beyond that resolution"
     way = "happier" if change > 0 else "sadder"
     if emotion not in ("positive", "negative"):
         return f": {way}"

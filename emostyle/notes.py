@@ -94,7 +94,7 @@ def valence_note(manifest: dict) -> str | None:
                 + (f"; the guidance space reports it against the song's {v['polarity']} polarity ({optimised:+.2f})"
                    if sign * optimised < 0 else "")
                 if abs(judged) <= resolution else
-                f"the judge reads the change the other way from the guidance space ({judged:+.2f} against "
-                f"{optimised:+.2f} in the space, beyond its one-pixel resolution {resolution:.2f})")
+                f"the judge reads the change the other way from the guidance space (the judge {judged:+.2f}, "
+                f"beyond its one-pixel resolution {resolution:.2f}; the space {optimised:+.2f})")
         return f"{seen}{already}: look at the images before trusting the guidance space's number"
     return None

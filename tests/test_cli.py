@@ -336,7 +336,7 @@ def test_manipulate_summary_shortens_a_whole_songs_lyrics(capsys, tmp_path):
 
 def test_manipulate_summary_says_which_way_the_judge_saw_the_image_move():
     """A new user had to work out that -0.18 -> -0.29 beside a resolution of 0.08 meant "sadder, the
-    lyrics' way"; the summary now says it, and "within it" where the change is no larger than the resolution."""
+    lyrics' way"; the summary now says it, and "no move beyond that resolution" where the change is no larger."""
     from emostyle.cli import _judged_move
 
     def move(before, after, emotion, resolution=0.08):
@@ -345,7 +345,7 @@ def test_manipulate_summary_says_which_way_the_judge_saw_the_image_move():
     assert move(-0.18, -0.29, "negative") == ": sadder, the lyrics' way"
     assert move(-0.18, -0.29, "positive") == ": sadder, against the lyrics' way"
     assert move(0.10, 0.30, "positive") == ": happier, the lyrics' way"
-    assert move(0.10, 0.18, "positive") == ": within it"  # exactly the resolution is no move
+    assert move(0.10, 0.18, "positive") == ": no move beyond that resolution"  # exactly the resolution is no move
     assert move(0.10, 0.30, "neutral") == ": happier"
     assert move(None, 0.30, "positive") == "" and move(0.1, 0.3, "positive", resolution=None) == ""
 

@@ -58,7 +58,7 @@ def test_the_valence_note_tells_saturated_guidance_from_an_unseen_change():
     assert valence_note(_manifest((0.10, 0.25), (0.20, 1.50), 1.8, 0.6, resolution=0.1)) is None
     # ... or the judge moved the other way.
     other_way = valence_note(_manifest((0.10, -0.30), (0.20, 1.50), 1.8, 0.6))
-    assert "does not see" not in other_way and "the other way" in other_way and "-0.40 against +1.30" in other_way
+    assert "does not see" not in other_way and "the other way" in other_way and "the judge -0.40, beyond its one-pixel resolution 0.10; the space +1.30" in other_way
     # An input the judge already read as the song's emotion, beyond its resolution: the note says so
     # (a sad song's input read at -0.40; one read at -0.05, within 0.1, or a happy song's, is not that case).
     sad = _manifest((-0.40, -0.30), (-0.20, -1.50), 1.8, 0.6)
