@@ -155,10 +155,7 @@ def _lyrics_argument(lyrics: str | None) -> str | Path | None:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--lyrics names a file that does not exist: {path} (give the lyrics themselves "
                                 "in quotes, or the path of a text file)")
-    from .samples import read_lyrics
-
-    read_lyrics(path, "--lyrics: the lyrics in {path}")  # a file that is not text fails here, before any work
-    return path
+    return path  # read by `manipulate` (`samples.read_lyrics`) before any work
 
 
 class _Parser(argparse.ArgumentParser):
