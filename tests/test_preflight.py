@@ -62,3 +62,12 @@ def test_doctor_reads_every_dataset_of_a_profile():
     assert photos <= set(requirements(offline, datasets=True).files)
     assert not photos & set(requirements(offline).files)
     assert set(requirements(offline).files) <= set(requirements(offline, datasets=True).files)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_fetching_a_profile_covers_all_that_doctor_asks_for(profile):
+    """`emostyle weights fetch --profile P` (the README's way to get a profile's files) fetches every
+    file that `doctor` and `reproduce` then ask for, both datasets' included: a user who fetched the
+    profile is not told afterwards that it lacks a file."""
+    need = requirements(load_config(profile), datasets=True).files
+    assert set(need) <= set(registry.profile_files(profile)), sorted(set(need) - set(registry.profile_files(profile)))
