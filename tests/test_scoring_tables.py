@@ -65,10 +65,15 @@ def test_writers_and_chart(tmp_path):
     tex = paths["tex"].read_text()
     assert tex.count(r"\begin{tabular}{lcc}") == 2 and r"0.60 $\pm$ 0.09" in tex and r"\toprule" in tex
     judged = write_table(summary, tmp_path / "tables" / "metrics", note="The judge: MediaPipe face blendshapes.")
-    assert judged["md"].read_text().endswith("\nThe judge: MediaPipe face blendshapes.")
+    assert judged["md"].read_text().endswith("\nThe judge: MediaPipe face blendshapes.\n")
+    assert md.count("n = 6 per cell") == 2 and "(n = " not in md  # 2 songs x 3 seeds in every cell
+    uneven = summary_table(records + [dict(records[-1], method="lee", dataset="LHQ", score=21.0)], n_boot=100)
+    uneven_md = write_table(uneven, tmp_path / "tables" / "uneven")["md"].read_text()
+    assert "n in each cell" in uneven_md and "(n = 7)" in uneven_md and "(n = 6)" in uneven_md
     assert judged["tex"].read_text().startswith("% The judge: MediaPipe face blendshapes.\n")
     fig = interval_chart(summary, title="Table 1", note="offline profile", names={"lee": "Lee et al."})
     assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("vila-r (VILA-R")
+    assert fig.axes[0].get_title().endswith("n = 6 per bar")
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["emostyle", "Lee et al."]
     bars = next(c for c in fig.axes[0].containers if isinstance(c, BarContainer))  # LHQ: emostyle, lee
     lhq = [r["mean"] for r in summary if r["scorer"] == "vila-r" and r["dataset"] == "LHQ"]

@@ -127,11 +127,19 @@ def _ordered(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def _cell(row: dict | None, digits: int, sep: str) -> str:
+def _cell(row: dict | None, digits: int, sep: str, n: bool = False) -> str:
+    """"mean ± std [CI]", and its number of values when the block's cells differ in it (`n`)."""
     if row is None:
         return "-"
     std = "" if math.isnan(row["std"]) else f" {sep} {row['std']:.{digits}f}"
-    return f"{row['mean']:.{digits}f}{std} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
+    size = f" (n = {int(row['n'])})" if n else ""
+    return f"{row['mean']:.{digits}f}{std} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]{size}"
+
+
+def _sizes(rows, per: str = "cell") -> str | None:
+    """"n = K per cell" (or per `per`) where every cell of a block holds K values; None where they differ."""
+    sizes = {int(c["n"]) for _, cells in rows for c in cells if c is not None}
+    return f"n = {sizes.pop()} per {per}" if len(sizes) == 1 else None
 
 
 def _blocks(summary: list[dict]):
@@ -182,22 +190,24 @@ def write_table(summary: list[dict], stem: str | Path, digits: int = 3, note: st
         writer.writerows(summary)
     md, tex = [], []
     for title, level, datasets, rows in _blocks(summary):
-        md += [f"**{title}**: mean ± std [{level}% bootstrap interval of the mean]", "",
+        sizes = _sizes(rows)
+        md += [f"**{title}**: mean ± std [{level}% bootstrap interval of the mean], {sizes or 'n in each cell'}", "",
                "| method | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
-        md += [f"| {m} | " + " | ".join(_cell(c, digits, "±") for c in cells) + " |" for m, cells in rows]
+        md += [f"| {m} | " + " | ".join(_cell(c, digits, "±", not sizes) for c in cells) + " |" for m, cells in rows]
         md.append("")
         tex += [r"\begin{table}[t]", r"\centering",
-                rf"\caption{{{_latex_escape(title)}: mean $\pm$ std [{level}\% bootstrap interval of the mean].}}",
+                rf"\caption{{{_latex_escape(title)}: mean $\pm$ std [{level}\% bootstrap interval of the mean], "
+                rf"{sizes or 'n in each cell'}.}}",
                 r"\begin{tabular}{l" + "c" * len(datasets) + "}", r"\toprule",
                 "Method & " + " & ".join(_latex_escape(d) for d in datasets) + r" \\", r"\midrule"]
-        tex += [_latex_escape(m) + " & " + " & ".join(_cell(c, digits, r"$\pm$") for c in cells) + r" \\"
+        tex += [_latex_escape(m) + " & " + " & ".join(_cell(c, digits, r"$\pm$", not sizes) for c in cells) + r" \\"
                 for m, cells in rows]
         tex += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     if note:
         md.append(note)
         tex.insert(0, "% " + note.replace("\n", " "))
-    paths["md"].write_text("\n".join(md))
-    paths["tex"].write_text("\n".join(tex))
+    paths["md"].write_text("\n".join(md) + "\n")
+    paths["tex"].write_text("\n".join(tex) + "\n")
     return paths
 
 
@@ -227,7 +237,7 @@ def interval_chart(summary: list[dict], title: str | None = None, note: str | No
                     err[1].append(c["ci_high"] - c["mean"])
             ax.bar(xs, means, width, yerr=err, capsize=3, label=dataset)
         ax.set_xticks(range(len(rows)), [(names or {}).get(m, m) for m, _ in rows], rotation=20, ha="right")
-        ax.set_title(panel, fontsize=9)
+        ax.set_title(f"{panel}, {_sizes(rows, 'bar') or 'n in the table'}", fontsize=9)
         ax.set_ylabel(f"mean ({level}% CI)")
         if len(datasets) > 1:
             ax.legend(fontsize=8)
