@@ -511,7 +511,10 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
             for n, e in previous.get("notebooks", {}).items()
             if n not in entries and e.get("status") != "failed" and previous.get("profile") == profile
             and previous.get("songs") == inputs.get("songs")}
-    manifest = run_manifest(config, timings={n: e["seconds"] for n, e in entries.items()}, songs=inputs.get("songs"),
+    # What each notebook's published figures took to make: a reused one's, in the run that made them
+    # (this run's own seconds are notebooks.<name>.seconds: 0 for a reused one).
+    manifest = run_manifest(config, timings={n: e.get("made_in_s", e["seconds"]) for n, e in entries.items()},
+                            songs=inputs.get("songs"),
                             notebooks=entries | kept, run_dir=str(run_dir), figures_dir=str(out),
                             outputs=sorted({f for e in (entries | kept).values() for f in e.get("outputs", [])}),
                             failed={n: e["error"] for n, e in entries.items() if e["status"] == "failed"},

@@ -123,6 +123,10 @@ def test_unchanged_inputs_are_reused_and_a_change_reruns_only_what_depends_on_it
     second = _run(kit, "r2")
     assert {n: e["status"] for n, e in second["notebooks"].items()} == {"a": "reused", "b": "reused"}
     assert second["notebooks"]["a"]["made_by"] == str(kit / "runs" / "r1")
+    # the manifest's timings are what the published figures took to make, in the run that made them
+    first = json.loads((kit / "runs" / "r1" / "manifest.json").read_text())
+    assert second["timings_s"] == first["timings_s"] and all(t > 0 for t in second["timings_s"].values())
+    assert {e["seconds"] for e in second["notebooks"].values()} == {0.0}
     assert (_count(kit, "a"), _count(kit, "b")) == (1, 1)
     assert (kit / "runs" / "r2" / "a.ipynb").exists() and (kit / "figs" / "b.txt").exists()
     # A reused notebook's files are the first run's bytes, linked, not copies (78 MB a run for the kit's);
