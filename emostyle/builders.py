@@ -236,6 +236,10 @@ def build_judge(config: Config, device: str, guidance_space: EmbeddingSpace, not
 
         return ColourEmotionJudge()
 
+    if which in ("fer", "expression") and config.guidance.identity == which and config.guidance.l_id > 0:
+        # Not refused (a second reader, labelled), but not neutral: the identity loss holds still what it reads.
+        notes.append(f"the judge's network is also the identity loss's (guidance.identity={which}), which holds "
+                     "what it reads still: it sees less change than there is, the song's way or not")
     try:
         return _cached("judge", dict(which=which, random=config.random_weights, seed=config.seed, device=device), make)
     except (MissingWeightError, ImportError) as missing:

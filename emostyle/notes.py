@@ -58,14 +58,14 @@ def targets_note(manifest: dict) -> str | None:
 
 def valence_note(manifest: dict) -> str | None:
     """What a reader of a manipulation's valences should know, if anything: that the guiding model
-    did not see the input's subject, that the guidance had nothing to pull, or that the judge does
+    barely saw the input's subject, that the guidance had little to pull, or that the judge does
     not see the change the guidance space reports, or reads it the other way."""
     v, g = manifest["valence"], manifest["guidance"]
     space = v["in_guidance_space"]
     if space.get("confidence", 1.0) < space.get("min_confidence", 0.0):
         return (f"the guiding model barely sees a subject in the input (its confidence {space['confidence']:.2f}, "
-                f"under {space['min_confidence']:.2f}): it reads no emotion there, so the guidance had nothing to "
-                "pull; give an image with a clear, frontal face")
+                f"under {space['min_confidence']:.2f}): its reading of the emotion there is a guess, scaled down by "
+                "that confidence, and so is its pull; give an image with a clear, frontal face")
     if None in (v["before"], v["after"]):
         return None
     pulled = [sum(w * float(np.mean(g[when][k])) for k, w in g["settings"]["weights"].items())

@@ -391,7 +391,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         # space that was optimised ("a happy ..." minus "a sad ..."), which can report changes
         # nobody sees. "resolution": the largest change the judge reads when the input moves by
         # one pixel; a smaller change is within its error. "confidence": how surely the guiding
-        # model saw the input's subject; under "min_confidence" it read no emotion there to pull.
+        # model saw the input's subject; under "min_confidence" its reading, and its pull, are a guess.
         # "targets": which way each of the song's targets pulls, read as the images are (None: absent).
         valence={"judge": pipe.judge.name if pipe.judge else None, "before": before, "after": after,
                  "resolution": None if resolution != resolution else resolution,

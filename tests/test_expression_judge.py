@@ -182,6 +182,20 @@ def test_scoring_judge_expression_builds_it():
     assert set(judge.read(np.zeros((1, 32, 32, 3), np.uint8))) == {"valence", *EMOTIONS}
 
 
+@pytest.mark.parametrize("identity, l_id, noted", [("expression", 0.1, True), ("expression", 0.0, False),
+                                                   ("fer", 0.1, False)])
+def test_a_judge_whose_network_holds_the_face_says_so(identity, l_id, noted):
+    """The identity loss keeps its network's features still: a judge reading the same network sees
+    less change than there is, and the figures' notes must say so."""
+    from emostyle.builders import build_judge
+    from emostyle.config import load_config
+
+    notes = []
+    config = load_config("tiny", {"scoring.judge": "expression", "guidance.identity": identity, "guidance.l_id": l_id})
+    build_judge(config, "cpu", guidance_space=None, notes=notes)
+    assert any("also the identity loss's" in n for n in notes) == noted, notes
+
+
 def test_guidance_identity_expression_is_one_minus_cos_of_its_last_convolution():
     """`guidance.identity=expression`: L_ID through this network's features (so that the FER
     mini-Xception, the offline judge, is in no loss); the gradient reaches the image."""

@@ -143,7 +143,8 @@ def prototype_probabilities(blendshapes: torch.Tensor, presence: torch.Tensor | 
     blendshapes of a face the mesh barely sees (a profile, a dark or warped face) are a guess,
     and guiding them changed such faces in ways other readers took against the song (FINDINGS.md,
     "What the offline profile shows"); so such a face reads closer to no emotion, and its
-    gradient is weaker by as much."""
+    gradient under the linear face loss is weaker by as much (the log loss, `AffectSpace.distance`,
+    takes a ratio of credits, on which a common scale has no effect)."""
     shown = blendshapes @ _PROTOTYPES.to(blendshapes)
     shares = shown / shown.sum(dim=1, keepdim=True).clamp_min(1.0)
     if presence is not None:
