@@ -19,7 +19,7 @@ import warnings
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 __all__ = ["code_version", "config_digest", "environment", "git_commit", "write_json", "written_whole", "run_manifest", "collected_warnings"]
 
@@ -168,6 +168,14 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it: setting it to read
+    it back would leave it 0 for a moment, and a thread writing then makes world-writable files."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -186,9 +194,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_manifest(config, *, seeds: dict[str, int] | None = None, timings: dict[str, float] | None = None,
-                 **extra: Any) -> dict[str, Any]:
+                 weight_logs: Iterable[str | Path] = (), **extra: Any) -> dict[str, Any]:
     """A manifest for a run of `config` (an emostyle.config.Config), with every registry file
-    this process used and its sha256 (`weights`)."""
+    this process used and its sha256 (`weights`), and those that the run's other processes
+    logged in `weight_logs` (`registry.used`)."""
     from . import registry
 
     return {
@@ -198,7 +207,7 @@ def run_manifest(config, *, seeds: dict[str, int] | None = None, timings: dict[s
         "timings_s": timings or {},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment(config.resolve_device()),
-        "weights": registry.used(),
+        "weights": registry.used(weight_logs),
         **extra,
     }
 

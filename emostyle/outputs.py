@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["signals_held", "staged_output"]
+__all__ = ["signals_held", "staged_output", "pid_alive"]
 
 
 HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -119,17 +119,25 @@ def _remove_stale(out: Path) -> None:
     such a run had moved aside to publish its own goes back in place if nothing replaced it."""
     for stale in sorted(out.absolute().parent.glob(f".{out.name}.*-*")):
         kind, _, pid = stale.name[len(out.name) + 2:].rpartition("-")
-        if kind not in ("partial", "old"):
+        if kind not in ("partial", "old") or pid_alive(pid):
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            if kind == "old" and not out.exists():
-                os.replace(stale, out)
-            else:
-                shutil.rmtree(stale, ignore_errors=True)
-        except (ValueError, PermissionError):  # not ours, or a process of another user
-            pass
+        if kind == "old" and not out.exists():
+            os.replace(stale, out)
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def pid_alive(pid: str) -> bool:
+    """Whether process `pid` (a number as text, from a staging folder's name) still runs; what
+    is not a process we may signal (not a number, another user's) counts as alive: not ours to
+    clean up."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True
+    return True
 
 
 def _rewrite_paths(stage: Path, out: Path) -> None:

@@ -32,8 +32,9 @@ from pathlib import Path
 from .audio import numba_cache_dir, read_audio
 from .config import Config, load_config
 from .manifest import code_version, config_digest, environment, run_manifest, write_json
-from .outputs import HELD, signals_held
+from .outputs import HELD, pid_alive, signals_held
 from .samples import Sample, songs as sample_songs, songs_digest
+from .weights.cache import USED_LOG_VAR
 
 __all__ = ["NOTEBOOKS", "Notebook", "ReproduceError", "Interrupted", "reproduce", "notebook_dir",
            "check_parameters_cell", "inputs_key", "register_kernel", "KERNEL_ENV"]
@@ -220,6 +221,12 @@ def _mark_unrun_cells(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def _weights_log(run_dir: Path, name: str) -> Path:
+    """Where notebook `name`'s kernel logs the registry files it used (`registry.used`); in its
+    own folder, so a reused notebook's log comes back from the cache with its other files."""
+    return run_dir / name / "weights_used.jsonl"
+
+
 # -- the cache -----------------------------------------------------------------------------
 def _link(src: str | Path, dst: str | Path) -> None:
     """`dst` as a hard link to `src` (a run's files and the cache's are the same bytes: an
@@ -273,18 +280,29 @@ def _publish(staged: Path, out: Path, manifest: dict, previous: dict) -> None:
     (README.md) stay."""
     with signals_held():  # a second or so for a run's figures; a signal meanwhile takes effect after
         out.mkdir(parents=True, exist_ok=True)
+        for left in out.glob(".incoming-*"):  # of a run killed while publishing (its process is gone)
+            if not pid_alive(left.name.rpartition("-")[2]):
+                shutil.rmtree(left, ignore_errors=True)
         incoming = out / f".incoming-{os.getpid()}"
         shutil.rmtree(incoming, ignore_errors=True)
         try:
-            shutil.copytree(staged, incoming)  # before anything in `out` changes
+            # Everything that can fail (a full disk, a folder where a figure goes) fails before
+            # anything in `out` changes; then renames within one folder, the manifest last.
+            shutil.copytree(staged, incoming)
+            write_json(incoming / "manifest.json", manifest)
+            names = sorted(p.name for p in incoming.iterdir() if p.name != "manifest.json")
+            blocked = [n for n in [*names, "manifest.json"] if (out / n).is_dir()]
+            if blocked:
+                raise ReproduceError(f"{out / blocked[0]} is a folder where the run puts a file; move it away")
             stale = set(previous.get("outputs", [])) - set(manifest["outputs"])
-            for name in sorted(p.name for p in incoming.iterdir()):
+            for name in names:
                 os.replace(incoming / name, out / name)
             for name in stale:
                 (out / name).unlink(missing_ok=True)
-            write_json(out / "manifest.json", manifest)
+            os.replace(incoming / "manifest.json", out / "manifest.json")
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
+    return True
 
 
 def _estimate(cache: Path, name: str) -> float | None:
@@ -330,6 +348,13 @@ def _hear(config: Config, songs: list[Sample], say: Callable[[str], object]) -> 
                          "its name beside it")
 
 
+def _new_run_dir(runs: Path, profile: str) -> Path:
+    """runs/<time>-<profile>, numbered when a run of the same second holds that name."""
+    stem = runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{profile}"
+    return next(p for p in (stem, *(stem.with_name(f"{stem.name}-{k}") for k in range(2, 10**6)))
+                if not p.exists())
+
+
 def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, device: str = "auto",
               out: str | Path = "figures", run_dir: str | Path | None = None,
               overrides: dict | None = None, progress: bool = True, force: bool = False,
@@ -366,7 +391,12 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     for nb in selected:
         check_parameters_cell(notebook_dir() / f"{nb.name}.ipynb")
     out = Path(out).resolve()
-    run_dir = Path(run_dir or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{profile}").resolve()
+    if run_dir is None:
+        run_dir = _new_run_dir(Path("runs"), profile)
+    run_dir = Path(run_dir).resolve()
+    if run_dir.exists() and any(run_dir.iterdir()):
+        # A run's files are hard links into the cache: a second run there would write through them.
+        raise ReproduceError(f"--run-dir {run_dir} already holds a run; give a new (or empty) folder")
     cache = Path(cache_dir).resolve() if cache_dir else run_dir.parent / ".cache"
     staged = run_dir / "figures"
     staged.mkdir(parents=True, exist_ok=True)
@@ -422,13 +452,15 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         if songs is not None:
             params["songs_dir"] = str(songs)
         begun = running[nb.name] = time.perf_counter()
+        _weights_log(run_dir, nb.name).parent.mkdir(parents=True, exist_ok=True)
         try:
             try:
                 papermill.execute_notebook(
                     str(notebook_dir() / f"{nb.name}.ipynb"), str(run_dir / f"{nb.name}.ipynb"), parameters=params,
                     kernel_name=_KERNEL, cwd=str(notebook_dir()),
                     kernel_manager_class=_local_kernel_manager(
-                        {"NUMBA_CACHE_DIR": numba_cache_dir(cache / "numba", nb.name)}),
+                        {"NUMBA_CACHE_DIR": numba_cache_dir(cache / "numba", nb.name),
+                         USED_LOG_VAR: str(_weights_log(run_dir, nb.name))}),
                     progress_bar=False)
             finally:  # nbclient leaves this thread's event loop open, for the garbage collector to warn of
                 from jupyter_core.utils import ensure_event_loop
@@ -505,16 +537,18 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         shutil.rmtree(staged / name, ignore_errors=True)
     missing = {nb.name: [s for s in nb.outputs if not any(_made(s, f) for f in entries[nb.name]["outputs"])]
                for nb in selected}
-    # Notebooks left out by `only` keep their published figures, if that run used the same profile and songs.
+    # Notebooks left out by `only` keep their published figures, if that run used the same profile,
+    # configuration (seed, overrides) and songs: the manifest describes them with this run's.
     previous = _previous(out)
+    same = (previous.get("profile") == profile and previous.get("songs") == inputs.get("songs")
+            and previous.get("config") == json.loads(json.dumps(config.to_dict(), default=str)))
     kept = {n: e | {"status": "kept", "made_by": e.get("made_by", previous.get("run_dir"))}
             for n, e in previous.get("notebooks", {}).items()
-            if n not in entries and e.get("status") != "failed" and previous.get("profile") == profile
-            and previous.get("songs") == inputs.get("songs")}
+            if same and n not in entries and e.get("status") != "failed"}
     # What each notebook's published figures took to make: a reused one's, in the run that made them
     # (this run's own seconds are notebooks.<name>.seconds: 0 for a reused one).
     manifest = run_manifest(config, timings={n: e.get("made_in_s", e["seconds"]) for n, e in entries.items()},
-                            songs=inputs.get("songs"),
+                            weight_logs=[_weights_log(run_dir, n) for n in entries], songs=inputs.get("songs"),
                             notebooks=entries | kept, run_dir=str(run_dir), figures_dir=str(out),
                             outputs=sorted({f for e in (entries | kept).values() for f in e.get("outputs", [])}),
                             failed={n: e["error"] for n, e in entries.items() if e["status"] == "failed"},

@@ -15,6 +15,7 @@ import time
 import nbformat
 import pytest
 
+from emostyle import registry
 from emostyle import reproduce as runner
 from emostyle.reproduce import NOTEBOOKS, Notebook, ReproduceError, check_parameters_cell, notebook_dir
 from emostyle.samples import SONGS_DIR
@@ -80,6 +81,29 @@ def test_runs_notebooks_with_injected_parameters_and_publishes_with_the_manifest
     numba = {name: (kit / "runs" / f"numba-{name}").read_text() for name in "ab"}
     assert numba["a"] != numba["b"], numba
     assert all(os.path.dirname(d) == str(kit / "runs" / ".cache" / "numba") for d in numba.values()), numba
+
+
+def test_the_manifest_lists_the_weight_files_the_kernels_used_also_when_reused(kit):
+    """The notebooks read their weights in their kernels, other processes: the manifest must still
+    name each file and its sha256, and a reused notebook's files too."""
+    _notebook(runner.notebook_dir() / "a.ipynb", "from emostyle import registry\nregistry.path('audio-fire')")
+    first = _run(kit, "r1")
+    fire = [w for w in first["weights"] if w["name"] == "audio-fire"]
+    assert len(fire) == 1 and fire[0]["sha256"] == registry.entry("audio-fire").sha256
+    again = _run(kit, "r2")
+    assert again["notebooks"]["a"]["status"] == "reused" and again["weights"] == first["weights"]
+
+
+def test_a_run_folder_that_holds_a_run_is_refused(kit):
+    """A run's files are hard links into the cache: run again in the same folder, a notebook would
+    write through them into another run's cache entry (or a reuse would fail on a link to itself)."""
+    _run(kit, "r1")
+    cached = {p: p.read_bytes() for p in (kit / "runs" / ".cache").rglob("*") if p.is_file()}
+    with pytest.raises(ReproduceError, match="already holds a run; give a new"):
+        _run(kit, "r1", force=True)
+    assert {p: p.read_bytes() for p in (kit / "runs" / ".cache").rglob("*") if p.is_file()} == cached
+    (kit / "runs" / "empty").mkdir()
+    assert _run(kit, "empty")["notebooks"]["a"]["status"] == "reused"
 
 
 def test_a_run_leaves_no_event_loop_for_the_garbage_collector(kit):
@@ -237,6 +261,11 @@ def test_only_keeps_the_other_notebooks_figures_and_says_where_they_came_from(ki
     assert manifest["notebooks"]["a"]["status"] == "kept"
     assert manifest["notebooks"]["a"]["made_by"] == str(kit / "runs" / "r1")
     assert manifest["outputs"] == ["a.txt", "b.txt"] and (kit / "figs" / "a.txt").exists()
+    # made with another seed, a's figure is not described by a manifest of seed 0: it goes
+    _run(kit, "r3", overrides={"seed": 1})
+    again = _run(kit, "r4", only="figb")
+    assert list(again["notebooks"]) == ["b"] and again["outputs"] == ["b.txt"]
+    assert not (kit / "figs" / "a.txt").exists()
 
 
 def test_ctrl_c_stops_the_kernel_at_once_and_publishes_nothing(kit):
@@ -307,6 +336,47 @@ def test_a_signal_while_publishing_lets_the_run_land_whole_and_says_so(kit, monk
     published = json.loads((kit / "figs" / "manifest.json").read_text())
     assert published["outputs"] == ["a.txt", "b.txt"]
     assert sorted(p.name for p in (kit / "figs").iterdir()) == ["a.txt", "b.txt", "manifest.json"]
+
+
+@pytest.mark.parametrize("trouble", ["disk full", "a folder in the way"])
+def test_a_publish_that_cannot_finish_leaves_the_previous_figures_as_they_were(kit, monkeypatch, trouble):
+    """What can fail while publishing (the manifest's write on a full disk, a folder where a figure
+    goes) fails before any file of the figures folder changes: never new figures beside an old
+    manifest."""
+    _run(kit, "r1")
+    before = {p.name: p.read_bytes() for p in (kit / "figs").iterdir()}
+    _notebook(runner.notebook_dir() / "a.ipynb", _WRITE.format(name="a") + "\nPath(figures_dir, 'a.txt').write_text('new')")
+    if trouble == "disk full":
+        write = runner.write_json
+
+        def full(path, data):
+            if path.parent.name.startswith(".incoming"):
+                raise OSError(28, "No space left on device")
+            return write(path, data)
+
+        monkeypatch.setattr(runner, "write_json", full)
+        with pytest.raises(OSError, match="No space left"):
+            _run(kit, "r2")
+    else:
+        (kit / "figs" / "b.txt").unlink()
+        (kit / "figs" / "b.txt").mkdir()
+        del before["b.txt"]
+        with pytest.raises(ReproduceError, match="b.txt is a folder where the run puts a file"):
+            _run(kit, "r2")
+    after = {p.name: p.read_bytes() for p in (kit / "figs").iterdir() if p.is_file()}
+    assert after == before and not list((kit / "figs").glob(".incoming-*"))
+
+
+def test_the_staging_folder_of_a_run_killed_while_publishing_is_cleared(kit):
+    """A run killed (SIGKILL) while publishing leaves its staging folder in the figures folder; the
+    next run clears it, as its process is gone."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = kit / "figs" / f".incoming-{dead.pid}"
+    left.mkdir(parents=True)
+    (left / "a.txt").write_text("half")
+    _run(kit, "r1")
+    assert not left.exists() and (kit / "figs" / "a.txt").read_text() != "half"
 
 
 def test_a_notebook_without_parameters_cell_is_refused(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +35,15 @@ def _record_use(e: Entry, p: Path, sha256: str) -> None:
             log.write(json.dumps(record) + "\n")
 
 
-def used() -> list[dict]:
+def used(logs: Iterable[str | Path] = ()) -> list[dict]:
     """Every registry file used in this process, in order of first use: name, path, sha256,
     size (bytes), pinned (whether the sha256 is the published one); with $EMOSTYLE_USED_WEIGHTS
-    set, also those that other processes of the run (notebook kernels, workers) logged there."""
+    set, also those that other processes of the run (notebook kernels, workers) logged there,
+    and those logged in `logs` (files such processes were given as their $EMOSTYLE_USED_WEIGHTS)."""
     records = list(_USED.values())
-    log = Path(os.environ.get(USED_LOG_VAR) or "")
-    if log.is_file():
+    for log in [*map(Path, logs), Path(os.environ.get(USED_LOG_VAR) or "")]:
+        if not log.is_file():
+            continue
         for line in log.read_text().splitlines():
             try:
                 record = json.loads(line)
