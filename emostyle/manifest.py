@@ -24,7 +24,9 @@ from typing import Any, Iterable, Iterator
 __all__ = ["code_version", "config_digest", "environment", "git_commit", "write_json", "written_whole", "run_manifest", "collected_warnings"]
 
 _PACKAGES = ("emostyle", "torch", "numpy", "scipy", "librosa", "transformers", "faster-whisper",
-             "ctranslate2", "vaderSentiment", "pretty_midi", "papermill", "matplotlib", "h5py")
+             "ctranslate2", "vaderSentiment", "pretty_midi", "papermill", "matplotlib", "h5py", "pillow",
+             "soundfile", "numba", "tflite", "ai-edge-litert", "dlib-bin", "pyphen", "diffusers", "tensorflow",
+             "tensorflow-cpu")
 
 
 def git_commit(root: str | Path | None = None) -> str | None:

@@ -5,7 +5,8 @@ notebook writes its figures into the run directory (`runs/<time>-<profile>/figur
 never straight into `figures/`; when the run ends, its figures and its manifest are published
 into `figures/` together, so that folder never mixes runs. A notebook whose inputs (the
 notebook file, its parameters, the resolved config, the package's code and registry, the
-input songs: the kit's, or a folder of the user's, `songs`; the package versions) did not
+input songs: the kit's, or a folder of the user's, `songs`; the package versions, the device,
+the CPU kernels and which optional files and packages are present: `_machine`) did not
 change since it last succeeded is reused from the cache (`runs/.cache/`) instead of executed;
 `force=True` executes everything. A failing notebook does not stop the others: the run
 publishes every figure it could make (also those a failing notebook finished before its
@@ -120,11 +121,12 @@ def _select(only: str | list[str] | None) -> list[Notebook]:
 
 
 # -- what a notebook's result depends on ---------------------------------------------------
-def inputs_key(notebook: Path, parameters: dict, config: dict, code: str, packages: dict) -> str:
-    """The hash of everything a notebook's outputs depend on; equal keys give equal outputs."""
+def inputs_key(notebook: Path, parameters: dict, config: dict, code: str, machine: dict) -> str:
+    """The hash of everything a notebook's outputs depend on; equal keys give equal outputs.
+    `machine`: what of this environment shapes them (`_machine`)."""
     h = hashlib.sha256()
     h.update(notebook.read_bytes())
-    for part in (parameters, packages):
+    for part in (parameters, machine):
         h.update(json.dumps(part, sort_keys=True, default=str).encode())
     h.update(code.encode() + config_digest(config))
     return h.hexdigest()
@@ -348,6 +350,22 @@ def _hear(config: Config, songs: list[Sample], say: Callable[[str], object]) -> 
                          "its name beside it")
 
 
+def _machine(config: Config) -> dict:
+    """What of this environment shapes a notebook's outputs besides its inputs: the package
+    versions, the device, the kernels chosen for the CPU (they round differently), and which of
+    the files and packages that add to a figure are present (Table 1 gains VILA with TensorFlow
+    and its weights; the metrics EmoGen's with its files): installing one runs the notebooks again."""
+    import importlib.util
+
+    from .weights.table import candidates, entry, profile_files
+
+    env = environment(config.resolve_device())
+    present = {name: any(p.exists() for p in candidates(entry(name))) for name in profile_files(config.profile)}
+    modules = {m: importlib.util.find_spec(m) is not None for m in ("tensorflow", "diffusers")}
+    return {"packages": env["packages"], "device": env["device"], "cpu_kernels": env["cpu_kernels"],
+            "present": present, "modules": modules}
+
+
 def _new_run_dir(runs: Path, profile: str) -> Path:
     """runs/<time>-<profile>, numbered when a run of the same second holds that name."""
     stem = runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{profile}"
@@ -401,13 +419,13 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     staged = run_dir / "figures"
     staged.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
-    code, packages = code_version(), environment()["packages"]
+    code, machine = code_version(), _machine(config)
 
     # Reuse what the cache holds; the rest runs, longest first (by the last run's timings).
     entries: dict[str, dict] = {}
     pending = []
     for nb in selected:
-        key = inputs_key(notebook_dir() / f"{nb.name}.ipynb", inputs, config.to_dict(), code, packages)
+        key = inputs_key(notebook_dir() / f"{nb.name}.ipynb", inputs, config.to_dict(), code, machine)
         entry = cache / f"{nb.name}-{key[:20]}"
         (staged / nb.name).mkdir(parents=True, exist_ok=True)
         if not force and (entry / "record.json").exists():
