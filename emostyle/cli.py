@@ -270,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         signum = getattr(stop, "signum", signal.SIGINT)
         what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        print(f"{command}: {what}; nothing half-done was put in place", file=sys.stderr)
+        from .outputs import Published
+
+        tail = f" after {stop}" if isinstance(stop, Published) else "; nothing half-done was put in place"
+        print(f"{command}: {what}{tail}", file=sys.stderr)
         return 128 + signum
     finally:
         for s, handler in previous.items():

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["signals_held", "staged_output", "pid_alive"]
+__all__ = ["signals_held", "staged_output", "pid_alive", "Published"]
 
 
 HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -172,21 +172,39 @@ def _record_files(stage: Path) -> None:
             write_json(manifest, {**record, "files": sorted({*_files(stage), "manifest.json"})})
 
 
+class Published(KeyboardInterrupt):
+    """A signal (`signum`) that came while a finished result was put in place at `out`, which it
+    was, whole, before the signal took effect."""
+
+    def __init__(self, out: Path, signum: int):
+        super().__init__(f"the result was published to {out}")
+        self.out, self.signum = out, signum
+
+
 def _publish(stage: Path, out: Path) -> None:
     _rewrite_paths(stage, out)
     _record_files(stage)
     old = out.absolute().parent / f".{out.name}.old-{os.getpid()}" if out.exists() else None
-    with signals_held():  # never the old result gone and the new one not yet in place
-        if old is not None:
-            os.replace(out, old)
-        try:
-            os.replace(stage, out)
-        except BaseException:
+    placed = False
+    try:
+        # Never the old result gone and the new one not yet in place; and the old one removed
+        # before a signal takes effect (a result is a few megabytes: a second at most).
+        with signals_held():
             if old is not None:
-                os.replace(old, out)
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+                os.replace(out, old)
+            try:
+                os.replace(stage, out)
+            except BaseException:
+                if old is not None:
+                    os.replace(old, out)
+                raise
+            placed = True
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+    except KeyboardInterrupt as stop:
+        if placed:
+            raise Published(out, getattr(stop, "signum", signal.SIGINT)) from None
+        raise
 
 
 @contextmanager
@@ -197,7 +215,10 @@ def staged_output(out: str | Path, force: bool = False, result_keys: tuple[str, 
     before the block runs. `result_keys`: what the manifest.json of a previous result (replaced
     without `force`) holds; `inputs`: files the run reads, which `out` must not hold."""
     out = Path(out).expanduser()
-    _refuse(out, force, result_keys, tuple(Path(p) for p in inputs))
+    if out.is_symlink():  # the folder it names (made if missing), not the link replaced by a folder
+        out = out.resolve()
+    inputs = tuple(Path(p) for p in inputs)
+    _refuse(out, force, result_keys, inputs)
     _remove_stale(out)
     stage = out.absolute().parent / f".{out.name}.partial-{os.getpid()}"
     made = [p for p in stage.parents if not p.exists()]  # folders the run creates, deepest first
@@ -210,7 +231,12 @@ def staged_output(out: str | Path, force: bool = False, result_keys: tuple[str, 
     published = False
     try:
         yield stage
-        _publish(stage, out)
+        _refuse(out, force, result_keys, inputs)  # again: a file put there while the run worked is not lost
+        try:
+            _publish(stage, out)
+        except Published:
+            published = True
+            raise
         published = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -240,3 +240,59 @@ def test_signals_during_a_held_block_wait_for_its_end_even_with_other_threads(tm
     finally:
         signal.signal(signal.SIGINT, previous)
         stop.set()
+
+
+@pytest.mark.parametrize("target", ["existing", "dangling"])
+def test_an_out_that_is_a_link_publishes_into_the_folder_it_names(tmp_path, target):
+    """A link (to a folder on another disk, say) stays a link: the result goes where it points, and
+    the previous result there is replaced; a link to a folder not made yet gets that folder."""
+    real, link = tmp_path / "disk" / "results", tmp_path / "out"
+    if target == "existing":
+        real.mkdir(parents=True)
+        with staged_output(real) as stage:
+            (stage / "manifest.json").write_text("{}")
+            (stage / "before.png").write_bytes(b"old")
+    link.symlink_to(real, target_is_directory=True)
+    with staged_output(link) as stage:
+        (stage / "manifest.json").write_text("{}")
+        (stage / "after.png").write_bytes(b"new")
+    assert link.is_symlink() and sorted(p.name for p in real.iterdir()) == ["after.png", "manifest.json"]
+    assert _hidden(tmp_path) == [] and _hidden(real.parent) == []
+
+
+def test_a_file_put_into_out_while_the_run_works_is_not_lost(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="exists and holds"), staged_output(out) as stage:
+        (stage / "manifest.json").write_text("{}")
+        out.mkdir()
+        (out / "my_notes.txt").write_text("mine")  # meanwhile, by hand
+    assert (out / "my_notes.txt").read_text() == "mine" and _hidden(tmp_path) == []
+
+
+def test_a_signal_while_a_result_is_put_in_place_says_it_was_published(tmp_path):
+    """The renames finish and the previous result is removed before the signal takes effect; what it
+    raises says that the result is in place, which the command's message repeats."""
+    import signal
+
+    from emostyle.outputs import Published
+
+    out = tmp_path / "out"
+    with staged_output(out) as stage:
+        (stage / "manifest.json").write_text("{}")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(Published, match=f"published to {out}") as stop, staged_output(out) as stage:
+            (stage / "manifest.json").write_text('{"second": true}')
+            replace = os.replace
+
+            def replace_then_signal(src, dst):
+                replace(src, dst)
+                if Path(dst) == out:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+            os.replace = replace_then_signal
+    finally:
+        os.replace = replace
+        signal.signal(signal.SIGINT, previous)
+    assert stop.value.signum == signal.SIGINT
+    assert json.loads((out / "manifest.json").read_text())["second"] and _hidden(tmp_path) == []
