@@ -21,7 +21,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-__all__ = ["code_version", "config_digest", "environment", "git_commit", "write_json", "written_whole", "run_manifest", "collected_warnings"]
+__all__ = ["MANIPULATION_KEYS", "code_version", "config_digest", "environment", "git_commit", "write_json", "written_whole", "run_manifest", "collected_warnings"]
+
+# What the manifest of a manipulation (`emostyle manipulate`) holds, and a figures folder's does not.
+MANIPULATION_KEYS = ("song", "method")
 
 _PACKAGES = ("emostyle", "torch", "numpy", "scipy", "librosa", "transformers", "faster-whisper",
              "ctranslate2", "vaderSentiment", "pretty_midi", "papermill", "matplotlib", "h5py", "pillow",

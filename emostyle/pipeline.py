@@ -261,7 +261,7 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     already made by `Pipeline.invert` (same profile) is used as it is: one photo, several songs."""
     import json
 
-    from .manifest import collected_warnings
+    from .manifest import MANIPULATION_KEYS, collected_warnings
     from .outputs import staged_output
 
     inputs = (song,) + ((image,) if isinstance(image, (str, Path)) else ())
@@ -269,7 +269,7 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
         from .samples import read_lyrics
 
         inputs, lyrics = inputs + (lyrics,), read_lyrics(lyrics)
-    with staged_output(out, force=force, result_keys=("song", "method"), inputs=inputs) as stage, \
+    with staged_output(out, force=force, result_keys=MANIPULATION_KEYS, inputs=inputs) as stage, \
             collected_warnings() as caught:
         _manipulate(song, profile, method, seed, stage, overrides, lyrics, label, progress, caught, image)
     return json.loads((Path(out).expanduser() / "manifest.json").read_text())

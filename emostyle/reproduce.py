@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .audio import numba_cache_dir, read_audio
 from .config import Config, load_config
-from .manifest import code_version, config_digest, environment, run_manifest, write_json
+from .manifest import MANIPULATION_KEYS, code_version, config_digest, environment, run_manifest, write_json
 from .outputs import HELD, pid_alive, signals_held
 from .samples import Sample, songs as sample_songs, songs_digest
 from .weights.cache import USED_LOG_VAR
@@ -275,6 +275,20 @@ def _previous(out: Path) -> dict:
     return manifest if isinstance(manifest.get("notebooks"), dict) else {}
 
 
+def _check_out(out: Path) -> None:
+    """`out` must be a folder (or none yet) that holds no other command's result: a figures folder,
+    or files the kit did not make."""
+    if out.exists() and not out.is_dir():
+        raise ReproduceError(f"--out {out} is a file; give a folder for the figures")
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(manifest, dict) and "notebooks" not in manifest and set(MANIPULATION_KEYS) <= set(manifest):
+        raise ReproduceError(f"--out {out} holds a manipulation's result (its manifest.json names a song and a "
+                             "method); give another folder for the figures")
+
+
 def _publish(staged: Path, out: Path, manifest: dict, previous: dict) -> None:
     """Move the run's figures into `out` and write the manifest, with signals held meanwhile.
     Figures of the previous manifest that the new one does not list are removed, so that
@@ -409,6 +423,7 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     for nb in selected:
         check_parameters_cell(notebook_dir() / f"{nb.name}.ipynb")
     out = Path(out).resolve()
+    _check_out(out)  # before any notebook runs, not after
     if run_dir is None:
         run_dir = _new_run_dir(Path("runs"), profile)
     run_dir = Path(run_dir).resolve()

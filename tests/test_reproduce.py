@@ -371,6 +371,19 @@ def test_a_publish_that_cannot_finish_leaves_the_previous_figures_as_they_were(k
     assert after == before and not list((kit / "figs").glob(".incoming-*"))
 
 
+@pytest.mark.parametrize("what", ["a file", "a manipulation"])
+def test_an_out_that_cannot_take_the_figures_is_refused_before_any_notebook_runs(kit, what):
+    out = kit / "figs"
+    if what == "a file":
+        out.write_text("x")
+    else:
+        out.mkdir()
+        (out / "manifest.json").write_text(json.dumps({"song": "s.wav", "method": "emostyle", "files": []}))
+    with pytest.raises(ReproduceError, match="is a file" if what == "a file" else "holds a manipulation's result"):
+        _run(kit, "r1")
+    assert not (kit / "runs" / "count-a").exists()  # no notebook ran
+
+
 def test_the_staging_folder_of_a_run_killed_while_publishing_is_cleared(kit):
     """A run killed (SIGKILL) while publishing leaves its staging folder in the figures folder; the
     next run clears it, as its process is gone."""
