@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma-separated figures/tables or notebooks, e.g. fig2,table1")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default="figures", help="folder for figures and tables (default: figures)")
-    p.add_argument("--run-dir", default=None, help="folder for the executed notebooks (default: runs/<time>-<profile>)")
+    p.add_argument("--run-dir", default=None,
+                   help="a new or empty folder for the executed notebooks (default: runs/<time>-<profile>)")
     p.add_argument("--jobs", type=int, default=None,
                    help="notebooks run at once (default: one per CPU core; each gets its share of the cores)")
     p.add_argument("--force", action="store_true",
