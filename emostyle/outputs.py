@@ -136,7 +136,7 @@ def pid_alive(pid: str) -> bool:
     except ProcessLookupError:
         return False
     except (ValueError, PermissionError):
-        return True
+        pass
     return True
 
 

@@ -318,7 +318,6 @@ def _publish(staged: Path, out: Path, manifest: dict, previous: dict) -> None:
             os.replace(incoming / "manifest.json", out / "manifest.json")
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
-    return True
 
 
 def _estimate(cache: Path, name: str) -> float | None:
