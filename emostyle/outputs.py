@@ -112,6 +112,13 @@ def _refuse(out: Path, force: bool, result_keys: tuple[str, ...], inputs: tuple[
                          "(force=True in Python) to replace it with all it holds")
     if out.is_dir() and Path.cwd().resolve().is_relative_to(out.resolve()):
         raise ValueError(f"--out {out} holds the current folder; it cannot be replaced: give a new folder")
+    if out.is_dir():
+        from .weights.table import home
+
+        for kept, what in ((home(), "the kit's home (its weights and caches)"),
+                           (Path(__file__).resolve().parent, "the kit's code")):
+            if kept.expanduser().resolve().is_relative_to(out.resolve()):  # --force or not
+                raise ValueError(f"--out {out} holds {what}, {kept}; it cannot be replaced: give a new folder")
 
 
 def _remove_stale(out: Path) -> None:

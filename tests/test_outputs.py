@@ -296,3 +296,19 @@ def test_a_signal_while_a_result_is_put_in_place_says_it_was_published(tmp_path)
         signal.signal(signal.SIGINT, previous)
     assert stop.value.signum == signal.SIGINT
     assert json.loads((out / "manifest.json").read_text())["second"] and _hidden(tmp_path) == []
+
+
+def test_an_out_that_holds_the_kits_home_or_code_is_refused_even_with_force(tmp_path, monkeypatch):
+    """--force replaces an out with all it holds: never the weights cache, nor the package."""
+    import emostyle
+
+    out = tmp_path / "me"
+    (out / "cache" / "weights").mkdir(parents=True)
+    monkeypatch.setenv("EMOSTYLE_HOME", str(out / "cache"))
+    with pytest.raises(ValueError, match="holds the kit's home"), staged_output(out, force=True):
+        pass
+    assert (out / "cache" / "weights").is_dir()
+    code = Path(emostyle.__file__).resolve().parent.parent
+    monkeypatch.chdir(tmp_path)  # not from inside it, which is refused for that reason
+    with pytest.raises(ValueError, match="holds the kit's code"), staged_output(code, force=True):
+        pass
