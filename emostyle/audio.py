@@ -137,6 +137,27 @@ def at_rate(data: np.ndarray, native_sr: int, sr: int | None, mono: bool = True)
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
+def classifier_input(audio, sample_rate: int | None, sr: int) -> np.ndarray:
+    """Mono float32 samples at `sr` for an audio classifier (musicnn, YAMNet), from a file path or
+    a waveform (samples,) with its `sample_rate`; audio over full scale (|x| > 1, e.g. a float
+    WAV) is peak-normalised to 1, as the decoded audio the classifiers were trained on cannot
+    exceed it. A waveform that is not mono, empty or not finite is refused, naming why."""
+    if isinstance(audio, (str, Path)):
+        y = load_audio(audio, sr=sr)
+    else:
+        y = np.asarray(audio, dtype=np.float32)
+        if sample_rate is None:
+            raise ValueError("a waveform needs its sample_rate (Hz); or pass the path of an audio file")
+        if y.ndim != 1 or y.size == 0:
+            raise ValueError(f"a waveform must be mono, shape (samples,); got shape {y.shape} "
+                             "(average the channels first)")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("the waveform holds NaN or infinite samples")
+        y = at_rate(y, sample_rate, sr)
+    peak = float(np.abs(y).max(initial=0.0))
+    return y / peak if peak > 1.0 else y  # over full scale: read it as if played at full scale
+
+
 def numba_cache_dir(root: str | Path, name: str) -> str:
     """A folder under `root` for one process's compiled librosa functions (numba's cache, the
     value of NUMBA_CACHE_DIR), named after the process (`name`, made safe for a path).

@@ -111,10 +111,13 @@ class AffectiveConfig:
     # The lyrics' distribution over EmoGen's eight emotion categories (emostyle.affective.categories).
     categories: str = _choice("nrc", "chatglm", default="nrc")
     renderer: str = _choice("auto", "fluidsynth", "tinysoundfont", "additive", default="auto")
-    # How the offline affect space reads the emotion of the song and of the music: musicnn's
-    # mood tags (a learned music model), by default with its pleasure averaged with the mode
-    # cue (major/minor), or hand-set musical cues (tempo, mode, loudness, brightness).
-    audio_reader: str = _choice("musicnn+mode", "musicnn", "cues", default="musicnn+mode")
+    # How the offline affect space reads the emotion of the song and of the music: by default
+    # YAMNet tells music from other sounds, musicnn's mood tags (a learned music model) read
+    # music, their pleasure averaged with the mode cue (major/minor), and YAMNet's sound classes
+    # read other sounds; or one reader for every clip; or hand-set musical cues (tempo, mode,
+    # loudness, brightness).
+    audio_reader: str = _choice("yamnet+musicnn+mode", "yamnet", "musicnn+mode", "musicnn", "cues",
+                                default="yamnet+musicnn+mode")
 
 
 @dataclass

@@ -736,10 +736,12 @@ def _verdicts_on_top(fig, title: str, legend_title: str, note: str | None, size:
     stamp(fig, note)
 
 
-def _item_label(item: Sample, music) -> str:
-    """A row's song and the polarity read from its lyrics, and its stated emotion where that differs."""
+def _item_label(item: Sample, music, space=None) -> str:
+    """A row's song, the polarity read from its lyrics, its stated emotion where that differs, and
+    how the space's audio reader heard it (a space that says: `AffectSpace.audio_caption`)."""
     stated = f"\nstated: {item.emotion}" if item.emotion and item.emotion != music.polarity.emotion else ""
-    return f"{item.name}\n{music.polarity.caption()}{stated}"
+    heard = f"\n{space.audio_caption(item.path)}" if hasattr(space, "audio_caption") else ""
+    return f"{item.name}\n{music.polarity.caption()}{stated}{heard}"
 
 
 def changes_figure(studies: dict[str, StartStudy], top: int = 6, note: str | None = None):
@@ -919,7 +921,7 @@ class Experiment:
             rows = [[images[i] for label in runs for images in shown[label].values()] for i in range(len(items))]
             captions = [[caption(r, name, i) for label, r in runs.items() for name in shown[label]]
                         for i in range(len(items))]
-            labels = [_item_label(s, m) for s, m in zip(items, any_runs.musics)]
+            labels = [_item_label(s, m, any_runs.pipe.guidance_space) for s, m in zip(items, any_runs.musics)]
             col_labels = [column_title(name) for label in runs for name in shown[label]]
             groups = [(label, len(columns)) for label, columns in shown.items()]
         else:
@@ -927,9 +929,12 @@ class Experiment:
             captions = [[caption(r, name, i) for i in range(len(items))] for label, r in runs.items()
                         for name in shown[label]]
             labels = [f"{label}\n{column_title(name)}" for label in runs for name in shown[label]]
-            col_labels = [_item_label(s, m) for s, m in zip(items, any_runs.musics)]
+            col_labels = [_item_label(s, m, any_runs.pipe.guidance_space) for s, m in zip(items, any_runs.musics)]
             groups = []
         note = f"{judge_note(self.judges)}\n{self.note}"
+        if hasattr(any_runs.pipe.guidance_space, "audio_caption"):
+            note += ("\naudio P = the pleasure the audio reader heard in the file, and what it heard: music, or the "
+                     "sound class YAMNet scored highest")
         if any(r.emogen is not None and not r.emogen_made for r in runs.values()):
             wanted = "; ".join(f"{s.name}: {m.categories.caption}" for s, m in zip(items, any_runs.musics))
             note += ("\nEmoGen not shown: its Stable Diffusion 1.5 and mapping-network weights do not install from "

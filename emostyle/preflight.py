@@ -129,11 +129,13 @@ def _guidance_files(config, files: list[str]) -> None:
     for space in (config.guidance.space, config.retrieval.space):
         if space in ("clip", "imagebind"):  # without imagebind-huge, retrieval falls back to the CLIP space
             files += _CLIP_FILES
-        if space == "affect":  # faces through FER or MediaPipe, songs through musicnn's mood tags on the VAD norms
+        if space == "affect":  # faces through FER or MediaPipe; audio through YAMNet, musicnn, the VAD norms
             face = {"fer": "fer-mini-xception", "blendshapes": "mediapipe-face-landmarker"}[config.guidance.face_reader]
-            wanted = ([face] if config.domain == "face" else []) + \
-                (["musicnn-msd", "warriner-vad-norms"] if config.affective.audio_reader != "cues" else [])
-            files += wanted
+            reader = config.affective.audio_reader
+            files += ([face] if config.domain == "face" else []) + \
+                (["yamnet-onnx", "yamnet-class-map"] if reader.startswith("yamnet") else []) + \
+                (["musicnn-msd"] if "musicnn" in reader else []) + \
+                (["warriner-vad-norms"] if reader != "cues" else [])
     if config.guidance.l_id > 0:
         name = {"arcface": "arcface-ir-se50", "dlib": "dlib-face-resnet", "fer": "fer-mini-xception",
                 "expression": "fer2013-cnn"}.get(config.guidance.identity)

@@ -212,17 +212,36 @@ def test_audio_reading_is_computed_once_per_file_content(tmp_path, monkeypatch):
     copy = shutil.copy(song, tmp_path / "b.wav")  # same content, other name: the same reading
     np.testing.assert_array_equal(affect.audio_pad(copy, "musicnn"), first)
     assert len(calls) == 1 and list(first) == [0.1, -0.2, 0.3]
-    # The default reader averages musicnn's pleasure with the mode cue (a major arpeggio: > 0).
-    mixed = affect.audio_pad(song)
+    # musicnn+mode averages musicnn's pleasure with the mode cue (a major arpeggio: > 0).
+    mixed = affect.audio_pad(song, "musicnn+mode")
     assert len(calls) == 2 and mixed[0] == pytest.approx((0.1 + affect.mode_cue(song)) / 2)
     assert affect.mode_cue(song) > 0 and list(mixed[1:]) == [-0.2, 0.3]
     assert affect.audio_pad(song, "cues").shape == (3,) and len(calls) == 2  # a reader of its own
+    # The default: YAMNet hears music (read by musicnn+mode) or a sound (read by its classes).
+    from emostyle.models import yamnet
+    from emostyle.spaces import sound_emotion
+
+    names = ("Speech", "Speech synthesizer", "Singing", "Humming", "Music", "Scary music", "Giggle")
+    heard = {"scores": np.array([0.9, 0.0, 0.0, 0.0, 0.6, 0.0, 0.1])}
+    monkeypatch.setattr(sound_emotion, "class_names", lambda: names)
+    monkeypatch.setattr(yamnet, "class_scores", lambda path: heard["scores"])
+    monkeypatch.setattr(sound_emotion, "sound_pad", lambda scores: np.array([0.5, 0.1, 0.0]))
+    music = affect.audio_reading(song)
+    assert music["heard_as"] == "music" and music["pad"] == list(mixed) and len(calls) == 3
+    assert music["classes"][0] == ["Speech", 0.9]
+    heard["scores"] = np.array([0.9, 0.0, 0.0, 0.0, 0.1, 0.0, 0.6])
+    copy2 = tmp_path / "c.wav"
+    copy2.write_bytes(song.read_bytes() + b"\0\0")  # other content: read afresh
+    sound = affect.audio_reading(copy2)
+    assert sound["heard_as"] == "sound" and sound["pad"] == [0.5, 0.1, 0.0] and len(calls) == 3
     # A reading made by other code (an older kit) is not reused.
     monkeypatch.setattr("emostyle.manifest.code_version", lambda: "0" * 64)
     affect.audio_pad(song, "musicnn")
-    assert len(calls) == 3
+    assert len(calls) == 4
     with pytest.raises(ValueError, match="musicnn, cues"):
         AffectSpace("scene", audio="tags")
+    with pytest.raises(ValueError, match="unknown audio reader"):
+        affect.audio_pad(song, "tags")
     with pytest.raises(FileNotFoundError, match="not found"):
         affect.audio_pad(tmp_path / "missing.wav")
 

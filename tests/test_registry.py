@@ -459,7 +459,7 @@ def test_unknown_names_and_profiles():
         *(f"audio-{n}" for n in ("drill", "explosion", "fire", "giggling", "raining", "sobbing", "thunderstorm", "wind")),
         *(f"photo-{n}" for n in ("china", "rocket", "wall", "flower", "astronaut")), "brisque-svm", "brisque-normalize",
         "musicnn-msd", "warriner-vad-norms", "dlib-landmarks-68", "dlib-face-resnet", "nrc-emotion-lexicon", "fer2013-cnn",
-        "mediapipe-face-landmarker"}
+        "mediapipe-face-landmarker", "yamnet-onnx", "yamnet-class-map"}
 
 
 CONTRACT = ["stylegan2-ffhq-1024", "stylegan2-lhq-256", "soundclip-resnet18", "clip-vit-b-32", "clip-bpe-vocab",

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emostyle.audio import classifier_input
 from emostyle.models.checkpoint import load_network, load_strict
 from emostyle.models.tf_checkpoint import read_tf_checkpoint
 
@@ -240,28 +241,6 @@ def _patches(spectrogram: np.ndarray, max_patches: int) -> np.ndarray:
     return np.stack([spectrogram[s:s + PATCH_FRAMES] for s in starts])
 
 
-def _waveform(audio, sample_rate: int | None) -> np.ndarray:
-    from emostyle.audio import load_audio
-
-    if isinstance(audio, (str, Path)):
-        y = load_audio(audio, sr=SAMPLE_RATE)
-    else:
-        y = np.asarray(audio, dtype=np.float32)
-        if sample_rate is None:
-            raise ValueError("a waveform needs its sample_rate (Hz); or pass the path of an audio file")
-        if y.ndim != 1 or y.size == 0:
-            raise ValueError(f"a waveform must be mono, shape (samples,); got shape {y.shape} "
-                             "(average the channels first)")
-        if not np.all(np.isfinite(y)):
-            raise ValueError("the waveform holds NaN or infinite samples")
-        if sample_rate != SAMPLE_RATE:
-            import librosa
-
-            y = librosa.resample(y, orig_sr=sample_rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
-    peak = float(np.abs(y).max(initial=0.0))
-    return y / peak if peak > 1.0 else y  # over full scale: read it as if played at full scale
-
-
 def tag_probabilities(audio: str | Path | np.ndarray, sample_rate: int | None = None,
                       network: Musicnn | None = None, max_patches: int = MAX_PATCHES) -> dict[str, float]:
     """Mean tag probabilities of a song over its 3 s patches: {MSD tag: probability in [0, 1]}.
@@ -270,7 +249,7 @@ def tag_probabilities(audio: str | Path | np.ndarray, sample_rate: int | None = 
     network: a loaded musicnn (None: `load_musicnn()` from the registry).
     """
     network = network if network is not None else load_musicnn()
-    patches = torch.from_numpy(_patches(log_mel(_waveform(audio, sample_rate)), max_patches))
+    patches = torch.from_numpy(_patches(log_mel(classifier_input(audio, sample_rate, SAMPLE_RATE)), max_patches))
     device = next(network.parameters()).device
     with torch.no_grad():
         probs = torch.cat([network(chunk.to(device)).sigmoid() for chunk in patches.split(4)]).mean(dim=0)

@@ -14,10 +14,12 @@ images, audio and text in Mehrabian's three-dimensional PAD space, each axis in 
   corners pulled down and a raised chin;
 - scene images: Valdez & Mehrabian (1994) colour-emotion equations on brightness and
   saturation (`scene_pad`); differentiable;
-- audio and music (files): by default musicnn's mood tags (a network trained on the Million
-  Song Dataset's Last.fm tags) through the valence-arousal-dominance norms of the tag words
-  (`emostyle.spaces.music_emotion`), its pleasure averaged with the mode cue (`audio_pad`);
-  or, with `audio="cues"`, tempo, mode, loudness and
+- audio and music (files): by default YAMNet (AudioSet's sound classes) hears whether a clip
+  is music; music is read by musicnn's mood tags (a network trained on the Million Song
+  Dataset's Last.fm tags) through the valence-arousal-dominance norms of the tag words
+  (`emostyle.spaces.music_emotion`), its pleasure averaged with the mode cue, any other sound
+  by YAMNet's classes through the norms of their names (`emostyle.spaces.sound_emotion`;
+  `audio_reading`); or, with `audio="cues"`, tempo, mode, loudness and
   spectral brightness mapped to PAD by the directions that Gabrielsson & Lindstroem (2010)
   summarise (`MUSIC_CUES`), with unit weights (they do not separate happy from sad songs:
   sad songs read mildly pleasant). Each file's reading is cached by its content;
@@ -52,6 +54,7 @@ read against its audio weakens the pull instead of crediting both emotions.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -290,14 +293,26 @@ def music_pad(cues: dict[str, float]) -> np.ndarray:
     return values @ signs / np.abs(signs).sum(axis=0)
 
 
-AUDIO_READERS = ("musicnn+mode", "musicnn", "cues")
+AUDIO_READERS = ("yamnet+musicnn+mode", "yamnet", "musicnn+mode", "musicnn", "cues")
 
 
-def audio_pad(path: str | Path, reader: str = "musicnn+mode") -> np.ndarray:
-    """PAD (3,) of an audio file by `reader`, computed once per file content, reader and version
-    of the kit's code (a reading made by older code is not reused), and kept beside the affective
-    stage's cache in the kit's home.
+def audio_pad(path: str | Path, reader: str = "yamnet+musicnn+mode") -> np.ndarray:
+    """PAD (3,) of an audio file by `reader` (`audio_reading`'s "pad")."""
+    return np.array(audio_reading(path, reader)["pad"], dtype=np.float64)
 
+
+def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict:
+    """How `reader` hears an audio file: {"pad": [P, A, D], "heard_as": "music" | "sound" | None,
+    "classes": YAMNet's top classes [[name, score], ...] (YAMNet readers)}, computed once per file
+    content, reader and version of the kit's code (a reading made by older code is not reused),
+    and kept beside the affective stage's cache in the kit's home.
+
+    - "yamnet+musicnn+mode": YAMNet (`emostyle.models.yamnet`) hears the clip; music (its top
+      class, speech aside, is music or singing: `sound_emotion.is_music`) is read by
+      "musicnn+mode", any other sound by "yamnet". A music tagger hears a giggle or a sob as a
+      song, and reads them against their sense;
+    - "yamnet": YAMNet's AudioSet classes through the norms of the class names
+      (`emostyle.spaces.sound_emotion`);
     - "musicnn": musicnn's mood tags through the norms of the tag words;
     - "musicnn+mode": the same, with its pleasure averaged (unit weights) with the mode cue.
       A tagger trained on Last.fm tags does not isolate mode, the strongest structural cue of
@@ -317,23 +332,40 @@ def audio_pad(path: str | Path, reader: str = "musicnn+mode") -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
+    if reader not in AUDIO_READERS:
+        raise ValueError(f"unknown audio reader {reader!r}; choose one of {', '.join(AUDIO_READERS)}")
     key = f"{reader}-{code_version()[:16]}-{registry.file_sha256(path)[:32]}"
     record = registry.home() / "cache" / "audio-pad" / f"{key}.json"
     if record.is_file():
-        return np.array(json.loads(record.read_text())["pad"])
-    if reader == "cues":
+        return json.loads(record.read_text())
+    heard_as, classes = None, []
+    if reader.startswith("yamnet"):
+        from emostyle.models.yamnet import class_scores
+        from emostyle.spaces.sound_emotion import is_music, sound_pad, top_classes
+
+        scores = class_scores(path)
+        classes = [[name, round(score, 4)] for name, score in top_classes(scores)]
+        heard_as = "music" if reader != "yamnet" and is_music(scores) else "sound"
+        reader_used = "musicnn+mode" if heard_as == "music" else "yamnet"
+    else:
+        reader_used = reader
+    if reader_used == "cues":
         pad = music_pad(music_cues(path))
+    elif reader_used == "yamnet":
+        pad = sound_pad(scores)
     else:
         from emostyle.spaces.music_emotion import music_emotion_pad
 
         pad = np.array(music_emotion_pad(path), dtype=np.float64)
-        if reader == "musicnn+mode":
+        if reader_used == "musicnn+mode":
             pad[0] = (pad[0] + mode_cue(path)) / 2
+    reading = {"reader": reader, "audio": str(path), "pad": [float(v) for v in pad], "heard_as": heard_as,
+               "classes": classes}
     record.parent.mkdir(parents=True, exist_ok=True)
-    partial = record.with_suffix(".part")
-    partial.write_text(json.dumps({"reader": reader, "audio": str(path), "pad": [float(v) for v in pad]}))
+    partial = record.with_suffix(f".{os.getpid()}.part")
+    partial.write_text(json.dumps(reading))
     partial.replace(record)  # whole or absent, never half-written
-    return np.asarray(pad, dtype=np.float64)
+    return reading
 
 
 # A target closer to neutral than this is read as no emotion: its direction fades to zero
@@ -385,7 +417,7 @@ class AffectSpace(EmbeddingSpace):
     # candidate's odds by e.
     logit_scale = 10.0
 
-    def __init__(self, domain: str = "face", fer: MiniXception | None = None, audio: str = "musicnn+mode",
+    def __init__(self, domain: str = "face", fer: MiniXception | None = None, audio: str = "yamnet+musicnn+mode",
                  face_reader: str = "fer", mesh=None, face_loss: str = "linear"):
         if domain not in DOMAINS:
             raise ValueError(f"unknown affect domain {domain!r}; choose one of {', '.join(DOMAINS)}")
@@ -455,6 +487,13 @@ class AffectSpace(EmbeddingSpace):
     def encode_audio(self, path: str | Path) -> torch.Tensor:
         """PAD (1, 3) of an audio or music file by the space's audio reader (cached by content)."""
         return torch.tensor(audio_pad(path, self.audio), dtype=torch.float32).unsqueeze(0)
+
+    def audio_caption(self, path: str | Path) -> str:
+        """How the audio reader heard a file, for a figure: "audio P +0.37 (Laughter)" for a sound
+        (YAMNet's top class), "audio P -0.20 (music)" for music."""
+        reading = audio_reading(path, self.audio)
+        heard = reading["classes"][0][0] if reading["heard_as"] == "sound" else reading["heard_as"] or self.audio
+        return f"audio P {reading['pad'][0]:+.2f} ({heard})"
 
     def encode_text(self, text: str) -> torch.Tensor:
         """PAD (1, 3): VADER compound c times the PAD of "happy" (c >= 0) or of "sad" (c < 0).

@@ -40,7 +40,7 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["MOOD_TAGS", "mood_tag_pad", "tags_pad", "music_emotion_pad"]
+__all__ = ["MOOD_TAGS", "norms_table", "mood_tag_pad", "tags_pad", "evidence_pad", "music_emotion_pad"]
 
 # The MSD tags that name a mood (musicnn spells "Mellow" with a capital), and their words in the norms.
 MOOD_TAGS = {"happy": "happy", "sad": "sad", "beautiful": "beautiful", "Mellow": "mellow", "chill": "chill",
@@ -54,27 +54,34 @@ _COLUMNS = ("V.Mean.Sum", "A.Mean.Sum", "D.Mean.Sum")
 _MIDPOINT, _HALF_RANGE = 5.0, 4.0  # the 1-9 rating scales
 
 
+def norms_table(norms: str | Path | None = None) -> dict[str, np.ndarray]:
+    """{lemma: PAD (3,) in [-1, 1]} of the norms file (None: the registry's `warriner-vad-norms`)."""
+    if norms is None:
+        from emostyle import registry
+
+        norms = registry.path("warriner-vad-norms")
+    return _norms(str(norms))
+
+
 @functools.lru_cache(maxsize=2)
-def _norms(path: str) -> dict[str, tuple[float, float, float]]:
+def _norms(path: str) -> dict[str, np.ndarray]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not set(("Word", *_COLUMNS)) <= set(reader.fieldnames):
             raise ValueError(f"{path} is not the Warriner et al. (2013) norms file: it needs the columns Word, "
                              f"{', '.join(_COLUMNS)}; run `emostyle weights fetch warriner-vad-norms`")
-        return {row["Word"]: tuple(float(row[c]) for c in _COLUMNS) for row in reader}
+        return {row["Word"]: (np.array([float(row[c]) for c in _COLUMNS]) - _MIDPOINT) / _HALF_RANGE
+                for row in reader}
 
 
 def mood_tag_pad(norms: str | Path | None = None) -> dict[str, np.ndarray]:
     """PAD (3,) in [-1, 1] of each of `MOOD_TAGS`, from the norms file (None: the registry's)."""
-    if norms is None:
-        from emostyle import registry
-
-        norms = registry.path("warriner-vad-norms")
-    table = _norms(str(norms))
+    table = norms_table(norms)
     missing = [w for w in MOOD_TAGS.values() if w not in table]
     if missing:
-        raise ValueError(f"{norms} has no norms for {missing}: not the 13,915-lemma file of Warriner et al. (2013)")
-    return {tag: (np.array(table[word]) - _MIDPOINT) / _HALF_RANGE for tag, word in MOOD_TAGS.items()}
+        raise ValueError(f"the norms file has no norms for {missing}: not the 13,915-lemma file of Warriner et al. "
+                         "(2013)")
+    return {tag: table[word] for tag, word in MOOD_TAGS.items()}
 
 
 def tags_pad(probs: Mapping[str, float], norms: str | Path | None = None) -> np.ndarray:
@@ -91,10 +98,16 @@ def tags_pad(probs: Mapping[str, float], norms: str | Path | None = None) -> np.
     if not np.all((p >= 0) & (p <= 1)):
         raise ValueError(f"tag probabilities must lie in [0, 1]; got {dict(zip(points, p.tolist()))}")
     table = np.stack(list(points.values()))  # (tags, 3)
-    evidence = p / (np.array([_PRIOR_COUNTS[tag] for tag in points]) / _PRIOR_SONGS)
-    if evidence.sum() == 0:  # no tag at all: nothing favours any mood
+    return evidence_pad(p / (np.array([_PRIOR_COUNTS[tag] for tag in points]) / _PRIOR_SONGS), table)
+
+
+def evidence_pad(evidence: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """sum_t q_t PAD_t - mean_t PAD_t with q_t = r_t / sum_s r_s: the evidence-weighted mean of
+    the labels' PAD points (points, (labels, 3)) centred on their plain mean, so that evidence
+    that favours no label over another reads neutral (see the module docstring)."""
+    if evidence.sum() == 0:  # no label at all: nothing favours any of them
         return np.zeros(3)
-    return evidence @ table / evidence.sum() - table.mean(axis=0)
+    return evidence @ points / evidence.sum() - points.mean(axis=0)
 
 
 def music_emotion_pad(path: str | Path, network=None, norms: str | Path | None = None) -> np.ndarray:
