@@ -26,6 +26,7 @@ PACKAGES = {
     "pyphen": ("syllables for GRU-EBS", "offline"),
     "dlib": ("the landmark judge of faces (scoring.judge=landmarks; skipped with a note without it)", "offline"),
     "tflite": ("MediaPipe's face mesh in torch (guidance.face_reader=blendshapes)", "offline"),
+    "onnx": ("YAMNet in torch: sounds that are not music (affective.audio_reader=yamnet...)", "offline"),
     "ai_edge_litert": ("the blendshape judge of faces (scoring.judge=blendshapes; skipped with a note without it)",
                        "offline"),
     "whisper_at": ("Whisper-AT lyrics and audio tags (paper profiles)", "paper"),
@@ -98,6 +99,8 @@ def requirements(config, lyrics_given: bool = False, method: str | None = None,
 
         for part in (dataset_configs(config).values() if datasets else [config]):
             _guidance_files(part, files)
+        if "yamnet-onnx" in files:
+            modules.append("onnx")
     a = config.affective
     if not lyrics_given:
         files += {"faster-whisper": ["whisper-ct2-base"],
