@@ -146,8 +146,9 @@ def classifier_input(audio, sample_rate: int | None, sr: int) -> np.ndarray:
         y = load_audio(audio, sr=sr)
     else:
         y = np.asarray(audio, dtype=np.float32)
-        if sample_rate is None:
-            raise ValueError("a waveform needs its sample_rate (Hz); or pass the path of an audio file")
+        if sample_rate is None or sample_rate <= 0:
+            raise ValueError(f"a waveform needs its sample_rate, a positive number of Hz (got {sample_rate}); or pass "
+                             "the path of an audio file")
         if y.ndim != 1 or y.size == 0:
             raise ValueError(f"a waveform must be mono, shape (samples,); got shape {y.shape} "
                              "(average the channels first)")

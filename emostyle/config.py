@@ -114,10 +114,9 @@ class AffectiveConfig:
     # How the offline affect space reads the emotion of the song and of the music: by default
     # YAMNet tells music from other sounds, musicnn's mood tags (a learned music model) read
     # music, their pleasure averaged with the mode cue (major/minor), and YAMNet's sound classes
-    # read other sounds; or one reader for every clip; or hand-set musical cues (tempo, mode,
-    # loudness, brightness).
-    audio_reader: str = _choice("yamnet+musicnn+mode", "yamnet", "musicnn+mode", "musicnn", "cues",
-                                default="yamnet+musicnn+mode")
+    # read other sounds; or musicnn for every clip, with or without the mode cue; or hand-set
+    # musical cues (tempo, mode, loudness, brightness).
+    audio_reader: str = _choice("yamnet+musicnn+mode", "musicnn+mode", "musicnn", "cues", default="yamnet+musicnn+mode")
 
 
 @dataclass

@@ -28,7 +28,7 @@ MANIPULATION_KEYS = ("song", "method")
 
 _PACKAGES = ("emostyle", "torch", "numpy", "scipy", "librosa", "transformers", "faster-whisper",
              "ctranslate2", "vaderSentiment", "pretty_midi", "papermill", "matplotlib", "h5py", "pillow",
-             "soundfile", "numba", "tflite", "ai-edge-litert", "dlib-bin", "pyphen", "diffusers", "tensorflow",
+             "soundfile", "numba", "tflite", "onnx", "ai-edge-litert", "dlib-bin", "pyphen", "diffusers", "tensorflow",
              "tensorflow-cpu")
 
 

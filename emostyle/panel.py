@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 
 from . import figures, samples
 from .guidance import METHODS
+from .spaces.affect import audio_caption
 
 __all__ = ["before_after_figure", "show_run", "Panel"]
 
@@ -39,8 +40,9 @@ def before_after_figure(manifest: dict, out: str | Path, note: str | None = None
               f"{METHODS[manifest['method']].title} (after)\n{_valence(v, 'after')}")
     for ax, name, title in zip(axes, ("before.png", "after.png"), titles):
         ax.imshow(Image.open(out / name)), ax.set_title(title, fontsize=8.5), ax.axis("off")
-    fig.suptitle(f"song: {Path(manifest['song']).stem} · lyrics {p.get('emotion', p['label'])} ({p['score']:+.2f})",
-                 fontsize=11)
+    heard = f" · {audio_caption(manifest['audio'])}" if manifest.get("audio") else ""
+    fig.suptitle(f"song: {Path(manifest['song']).stem} · lyrics {p.get('emotion', p['label'])} ({p['score']:+.2f})"
+                 f"{heard}", fontsize=11)
     note = figures.judge_note(v["judge"] or "none") + (f"\n{note}" if note else "")
     fig.tight_layout(rect=(0, figures.note_height(fig, note), 1, 0.93))  # room for the song's line on top
     figures.stamp(fig, note)
@@ -59,6 +61,11 @@ def show_run(manifest: dict, out: str | Path, note: str | None = None) -> plt.Fi
             Audio(manifest["music"]["wav"]))
     display(Markdown(f"**lyrics** ({lyrics['source']}): {lyrics['text'] or '(none heard)'}  \n"
                      f"**polarity**: {p['label']} ({p['backend']}, score {p['score']:+.2f})"))
+    if manifest.get("audio"):
+        a = manifest["audio"]
+        heard = ", ".join(f"{name} {score:.2f}" for name, score in a["classes"])
+        display(Markdown(f"**audio** (A, read by {a['reader']}): heard as {a['heard_as'] or 'music'}"
+                         + (f" ({heard})" if heard else "") + f", pleasure {a['pad'][0]:+.2f}"))
     fig = before_after_figure(manifest, out, note)
     display(fig)  # explicitly: plt.show() is not flushed from a widget's callback; the caller closes it
     display(Markdown("**loss terms per step** (each term of Eq. 4-8, mean over the batch)"),

@@ -373,6 +373,8 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         lyrics={"text": music.transcript.text, "source": music.transcript.source, "backend": music.transcript.backend,
                 "quality": music.transcript.quality},
         polarity=music.polarity.to_json(),
+        # How the guidance space's audio reader heard the song: music or a sound, and what it heard.
+        audio=pipe.guidance_space.read_audio(song) if hasattr(pipe.guidance_space, "read_audio") else None,
         music={"midi": str(music.midi_path), "wav": str(music.wav_path), "renderer": music.renderer},
         categories=music.categories.to_json() if music.categories else None,  # EmoGen's eight categories
         retrieval=None if found is None else {"space": found.space, "scores": found.scores.tolist(),

@@ -26,7 +26,7 @@ PACKAGES = {
     "pyphen": ("syllables for GRU-EBS", "offline"),
     "dlib": ("the landmark judge of faces (scoring.judge=landmarks; skipped with a note without it)", "offline"),
     "tflite": ("MediaPipe's face mesh in torch (guidance.face_reader=blendshapes)", "offline"),
-    "onnx": ("YAMNet in torch: sounds that are not music (affective.audio_reader=yamnet...)", "offline"),
+    "onnx": ("YAMNet in torch: sounds that are not music (affective.audio_reader=yamnet+musicnn+mode)", "offline"),
     "ai_edge_litert": ("the blendshape judge of faces (scoring.judge=blendshapes; skipped with a note without it)",
                        "offline"),
     "whisper_at": ("Whisper-AT lyrics and audio tags (paper profiles)", "paper"),

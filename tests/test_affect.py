@@ -221,15 +221,15 @@ def test_audio_reading_is_computed_once_per_file_content(tmp_path, monkeypatch):
     from emostyle.models import yamnet
     from emostyle.spaces import sound_emotion
 
-    names = ("Speech", "Speech synthesizer", "Singing", "Humming", "Music", "Scary music", "Giggle")
-    heard = {"scores": np.array([0.9, 0.0, 0.0, 0.0, 0.6, 0.0, 0.1])}
+    names = ("Speech", "Speech synthesizer", "Singing", "Humming", "Music", "Scary music", "Giggle", "Silence")
+    heard = {"scores": np.array([0.9, 0.0, 0.0, 0.0, 0.6, 0.0, 0.1, 0.0])}
     monkeypatch.setattr(sound_emotion, "class_names", lambda: names)
     monkeypatch.setattr(yamnet, "class_scores", lambda path: heard["scores"])
     monkeypatch.setattr(sound_emotion, "sound_pad", lambda scores: np.array([0.5, 0.1, 0.0]))
     music = affect.audio_reading(song)
     assert music["heard_as"] == "music" and music["pad"] == list(mixed) and len(calls) == 3
     assert music["classes"][0] == ["Speech", 0.9]
-    heard["scores"] = np.array([0.9, 0.0, 0.0, 0.0, 0.1, 0.0, 0.6])
+    heard["scores"] = np.array([0.9, 0.0, 0.0, 0.0, 0.1, 0.0, 0.6, 0.0])
     copy2 = tmp_path / "c.wav"
     copy2.write_bytes(song.read_bytes() + b"\0\0")  # other content: read afresh
     sound = affect.audio_reading(copy2)

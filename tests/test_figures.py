@@ -118,6 +118,15 @@ def test_before_after_titles_name_the_lyrics_emotion_and_unread_valences(tmp_pat
     assert "lyrics neutral (+0.01)" in texts[0]
     assert "judge n/a · space -0.00" not in texts[1] and "judge n/a · space +0.00" in texts[1], texts
     assert "judge +0.30 · space +1.20" in texts[2], texts
+    assert "audio" not in texts[0]  # a space that reads no audio of its own (CLIP's) says nothing
+    heard = {"reader": "yamnet+musicnn+mode", "heard_as": "sound", "pad": [0.44, 0.18, 0.24],
+             "classes": [["Laughter", 0.39], ["Speech", 0.26]]}
+    fig = before_after_figure({**manifest, "audio": heard}, tmp_path)
+    assert fig._suptitle.get_text().endswith("lyrics neutral (+0.01) · audio P +0.44 (Laughter)")
+    plt.close(fig)
+    fig = before_after_figure({**manifest, "audio": {**heard, "heard_as": "music"}}, tmp_path)
+    assert fig._suptitle.get_text().endswith("· audio P +0.44 (music)")
+    plt.close(fig)
 
 
 _NOTE = ("profile offline · generator dcgan-faces (64 px) · retrieval in affect-pad (face blendshapes) · guidance in "

@@ -32,8 +32,6 @@ def test_requirements_follow_the_configuration():
     assert "yamnet-onnx" not in cues.files and "onnx" not in cues.modules
     music_only = requirements(load_config("offline", {"affective.audio_reader": "musicnn+mode"}))
     assert "yamnet-onnx" not in music_only.files and "musicnn-msd" in music_only.files
-    sounds_only = requirements(load_config("offline", {"affective.audio_reader": "yamnet"}))
-    assert "musicnn-msd" not in sounds_only.files and "warriner-vad-norms" in sounds_only.files
     assert "arcface-ir-se50" not in requirements(load_config("paper-lhq", {"guidance.l_id": 0.0})).files
 
 

@@ -15,8 +15,9 @@ below is YAMNet's MobileNet v1 (`yamnet.py`, `_YAMNET_LAYER_DEFS`), written out:
 
 Batch norm is folded into each convolution's weight and bias in the export. Padding is
 TensorFlow's "same": for a stride of 2 the one extra row and column go after (bottom, right).
-Loading is strict: the graph's operators, their strides and paddings are checked against this
-list, and every tensor of the file is used.
+Loading is strict: the graph's operators and each convolution's kernel, groups and padding must
+be those of this architecture, and every tensor of the file is used; strides, widths and the
+number of classes are read from the file (a smaller export of the same form loads too).
 
 Preprocessing is YAMNet's (`features.py`, `params.py`): mono audio at 16 kHz, padded with
 silence to a whole number of patch hops (`pad_waveform`); the magnitude of a 512-point STFT of
@@ -43,7 +44,7 @@ from emostyle.audio import classifier_input
 from emostyle.models.checkpoint import check_download, load_network, load_strict
 
 __all__ = ["SAMPLE_RATE", "PATCH_FRAMES", "N_MELS", "MAX_PATCHES", "YAMNet", "load_yamnet", "read_yamnet_onnx",
-           "log_mel_patches", "class_scores"]
+           "log_mel_patches", "patch_scores", "class_scores"]
 
 SAMPLE_RATE = 16000
 WINDOW, HOP, N_FFT = 400, 160, 512  # 25 ms and 10 ms at 16 kHz; the next power of two of the window
@@ -116,11 +117,13 @@ def read_yamnet_onnx(path: str | Path) -> dict:
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
-                files = {Path(n).name: z.read(n) for n in z.namelist() if not n.endswith("/")}
-            graphs = [n for n in files if n.endswith(".onnx")]
-            if len(graphs) != 1:
-                raise ValueError(f"{path} holds {len(graphs)} .onnx graphs, not one")
-            model = onnx.load_model_from_string(files[graphs[0]])
+                names = [n for n in z.namelist() if not n.endswith("/")]
+                graphs = [n for n in names if n.endswith(".onnx")]
+                if len(graphs) != 1:
+                    raise ValueError(f"{path} holds {len(graphs)} .onnx graphs, not one")
+                folder = str(Path(graphs[0]).parent)  # the graph's tensors lie beside it
+                files = {Path(n).name: z.read(n) for n in names if str(Path(n).parent) == folder}
+            model = onnx.load_model_from_string(files[Path(graphs[0]).name])
         else:
             model = onnx.load_model(str(path), load_external_data=False)
     except (zipfile.BadZipFile, onnx.onnx_cpp2py_export.checker.ValidationError, ValueError) as error:
@@ -175,10 +178,10 @@ def _convert(graph: Mapping, what: str) -> tuple[dict, dict]:
         depthwise = i % 2 == 1
         want_group = weight.shape[0] if depthwise else 1
         # The export writes "same" out: stride 1 pads one on each side, stride 2 one after.
-        want_pads = [1, 1, 1, 1] if stride == 1 else [0, 0, 1, 1]
         kernel = 1 if (i > 0 and not depthwise) else 3
+        want_pads = [0, 0, 0, 0] if kernel == 1 else [1, 1, 1, 1] if stride == 1 else [0, 0, 1, 1]
         if (int(attrs.get("group", 1)) != want_group or list(attrs.get("kernel_shape", [])) != [kernel, kernel]
-                or (kernel == 3 and list(attrs.get("pads", [])) != want_pads)):
+                or list(attrs.get("pads", [0, 0, 0, 0])) != want_pads):
             raise ValueError(f"{what}: convolution {i} ({inputs[1]}) is not the one YAMNet has there "
                              f"(group {attrs.get('group')}, kernel {attrs.get('kernel_shape')}, pads {attrs.get('pads')})")
         key = "conv" if i == 0 else f"blocks.{(i - 1) // 2}.{'depthwise' if depthwise else 'pointwise'}"
@@ -247,7 +250,13 @@ def log_mel_patches(audio: np.ndarray) -> np.ndarray:
 
 def class_scores(audio: str | Path | np.ndarray, sample_rate: int | None = None, network: YAMNet | None = None,
                  max_patches: int = MAX_PATCHES) -> np.ndarray:
-    """YAMNet's scores (classes,) of a clip: the mean over its patches of each class's sigmoid.
+    """YAMNet's scores (classes,) of a clip: the mean over its patches of each class's sigmoid."""
+    return patch_scores(audio, sample_rate, network, max_patches).mean(axis=0)
+
+
+def patch_scores(audio: str | Path | np.ndarray, sample_rate: int | None = None, network: YAMNet | None = None,
+                 max_patches: int = MAX_PATCHES) -> np.ndarray:
+    """YAMNet's scores (patches, classes) of each 0.96 s patch of a clip, in [0, 1].
 
     audio: a file path, or a mono waveform (samples,) with its `sample_rate`.
     network: a loaded YAMNet (None: `load_yamnet()` from the registry).
@@ -259,4 +268,4 @@ def class_scores(audio: str | Path | np.ndarray, sample_rate: int | None = None,
     device = next(network.parameters()).device
     with torch.no_grad():
         scores = torch.cat([network(chunk.to(device)).sigmoid() for chunk in torch.from_numpy(patches).split(16)])
-    return scores.mean(dim=0).cpu().numpy()
+    return scores.cpu().numpy()

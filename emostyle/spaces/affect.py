@@ -293,7 +293,7 @@ def music_pad(cues: dict[str, float]) -> np.ndarray:
     return values @ signs / np.abs(signs).sum(axis=0)
 
 
-AUDIO_READERS = ("yamnet+musicnn+mode", "yamnet", "musicnn+mode", "musicnn", "cues")
+AUDIO_READERS = ("yamnet+musicnn+mode", "musicnn+mode", "musicnn", "cues")
 
 
 def audio_pad(path: str | Path, reader: str = "yamnet+musicnn+mode") -> np.ndarray:
@@ -308,11 +308,10 @@ def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict
     and kept beside the affective stage's cache in the kit's home.
 
     - "yamnet+musicnn+mode": YAMNet (`emostyle.models.yamnet`) hears the clip; music (its top
-      class, speech aside, is music or singing: `sound_emotion.is_music`) is read by
-      "musicnn+mode", any other sound by "yamnet". A music tagger hears a giggle or a sob as a
-      song, and reads them against their sense;
-    - "yamnet": YAMNet's AudioSet classes through the norms of the class names
-      (`emostyle.spaces.sound_emotion`);
+      class besides speech and silence is music or singing: `sound_emotion.is_music`) is read by
+      "musicnn+mode", any other sound by YAMNet's AudioSet classes through the norms of the class
+      names (`sound_emotion.sound_pad`). A music tagger hears a giggle or a sob as a song, and
+      reads them against their sense;
     - "musicnn": musicnn's mood tags through the norms of the tag words;
     - "musicnn+mode": the same, with its pleasure averaged (unit weights) with the mode cue.
       A tagger trained on Last.fm tags does not isolate mode, the strongest structural cue of
@@ -336,19 +335,19 @@ def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict
         raise ValueError(f"unknown audio reader {reader!r}; choose one of {', '.join(AUDIO_READERS)}")
     key = f"{reader}-{code_version()[:16]}-{registry.file_sha256(path)[:32]}"
     record = registry.home() / "cache" / "audio-pad" / f"{key}.json"
-    if record.is_file():
+    try:
         return json.loads(record.read_text())
-    heard_as, classes = None, []
-    if reader.startswith("yamnet"):
+    except (OSError, ValueError):  # absent, or unreadable (a damaged disk): read the file again
+        pass
+    heard_as, classes, reader_used = None, [], reader
+    if reader == "yamnet+musicnn+mode":
         from emostyle.models.yamnet import class_scores
         from emostyle.spaces.sound_emotion import is_music, sound_pad, top_classes
 
         scores = class_scores(path)
         classes = [[name, round(score, 4)] for name, score in top_classes(scores)]
-        heard_as = "music" if reader != "yamnet" and is_music(scores) else "sound"
+        heard_as = "music" if is_music(scores) else "sound"
         reader_used = "musicnn+mode" if heard_as == "music" else "yamnet"
-    else:
-        reader_used = reader
     if reader_used == "cues":
         pad = music_pad(music_cues(path))
     elif reader_used == "yamnet":
@@ -366,6 +365,13 @@ def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict
     partial.write_text(json.dumps(reading))
     partial.replace(record)  # whole or absent, never half-written
     return reading
+
+
+def audio_caption(reading: dict) -> str:
+    """An `audio_reading` in a few words: "audio P +0.36 (Laughter)" for a sound (YAMNet's top
+    class), "audio P -0.20 (music)" for music, the reader's name where it does not tell."""
+    heard = reading["classes"][0][0] if reading["heard_as"] == "sound" else reading["heard_as"] or reading["reader"]
+    return f"audio P {reading['pad'][0]:+.2f} ({heard})"
 
 
 # A target closer to neutral than this is read as no emotion: its direction fades to zero
@@ -488,12 +494,13 @@ class AffectSpace(EmbeddingSpace):
         """PAD (1, 3) of an audio or music file by the space's audio reader (cached by content)."""
         return torch.tensor(audio_pad(path, self.audio), dtype=torch.float32).unsqueeze(0)
 
+    def read_audio(self, path: str | Path) -> dict:
+        """How the space's audio reader hears a file (`audio_reading`), for manifests and figures."""
+        return audio_reading(path, self.audio)
+
     def audio_caption(self, path: str | Path) -> str:
-        """How the audio reader heard a file, for a figure: "audio P +0.37 (Laughter)" for a sound
-        (YAMNet's top class), "audio P -0.20 (music)" for music."""
-        reading = audio_reading(path, self.audio)
-        heard = reading["classes"][0][0] if reading["heard_as"] == "sound" else reading["heard_as"] or self.audio
-        return f"audio P {reading['pad'][0]:+.2f} ({heard})"
+        """How the audio reader heard a file, for a figure (`audio_caption`)."""
+        return audio_caption(self.read_audio(path))
 
     def encode_text(self, text: str) -> torch.Tensor:
         """PAD (1, 3): VADER compound c times the PAD of "happy" (c >= 0) or of "sad" (c < 0).

@@ -6,23 +6,28 @@ song and reads them against their sense (giggling pleasure -0.03, sobbing +0.02)
 al. 2017), among them Giggle, "Crying, sobbing", Explosion and Rain.
 
 A class's PAD point is the norm of its name in Warriner, Kuperman & Brysbaert (2013) (the
-relation `music_emotion` uses for mood tags): the head word of each comma-separated name (an
-English compound is named by its last word: a "Baby cry" is a cry, a "Power tool" a tool; "X of
-Y" by X's), parenthesised glosses left out, an inflected word reduced to its lemma by the
-regular English suffixes (`lemma`); a class with several names takes the mean of their points,
-and a class none of whose heads is in the norms (65 of the 521, e.g. "Snicker", "Bleat")
-carries no affect here. A clip's PAD is the score-weighted mean of the classes' points centred
-on their plain mean (`music_emotion.evidence_pad`): YAMNet's scores are read as each class's
-evidence as they are, because AudioSet's label frequencies (the priors that musicnn's tags are
-divided by) do not ship with the model. Measured on Figure 3's sounds: giggling +0.36, sobbing
--0.37, explosion -0.31 (arousal +0.32); the raters' norms also make water and rain pleasant
-words (+0.50, +0.40), so a thunderstorm heard as falling water reads pleasant (+0.28). No
-constant is fitted to any sound.
+relation `music_emotion` uses for mood tags): the head word of each of its names (the parts
+between commas, "and" and "or"); an English compound is named by its last word (a "Baby cry" is
+a cry, a "Power tool" a tool), a phrase by what precedes its preposition ("Music for children"
+is music, "Rain on surface" rain); parenthesised glosses are left out, and an inflected word is
+reduced to its lemma by the regular English suffixes (`lemma`). A class with several names takes
+the mean of their points; a class none of whose heads is in the norms (e.g. "Snicker", "Bleat")
+carries no affect here.
 
-Music is not read this way ("music" itself is a pleasant word: every song would read happy).
-`is_music` sends a clip to the music reader when the class YAMNet scores highest, speech
-aside (a song's words are the lyrics branch's to read), is music: AudioSet's Music subtree or
-its Singing subtree.
+A clip's PAD is the score-weighted mean of its classes' points centred on their plain mean
+(`music_emotion.evidence_pad`): YAMNet's scores are read as each class's evidence as they are,
+because AudioSet's label frequencies (the priors that musicnn's tags are divided by) do not ship
+with the model. Three kinds of class are left out of a sound's reading: music and singing (a
+clip's music is the music reader's; "music" itself is a pleasant word, and "Sad music" would
+read as music), and silence (no sound, no affect). No constant is fitted to any sound.
+
+Routing (`is_music`): a clip is music when the class YAMNet scores highest over it, speech and
+silence aside, is music or singing (a song's words are the lyrics branch's to read, and a song
+may end in silence). Lyrics spoken over quiet chords are music by this rule though YAMNet scores
+Music at 0.05-0.25 there, less than it scores Speech: a threshold on the music score would send
+them to the sound reader, which does not hear their mode. Speech alone is decided by what else
+YAMNet hears, at noise level: mostly a room or a radio (a sound, read near neutral), sometimes a
+trace of music (read by the music model).
 """
 
 from __future__ import annotations
@@ -42,7 +47,10 @@ __all__ = ["class_names", "lemma", "class_pad", "sound_pad", "is_music", "top_cl
 # depth first): first and last class name of each.
 _SPEECH = (("Speech", "Speech synthesizer"),)
 _MUSIC = (("Singing", "Humming"), ("Music", "Scary music"))
-_SUFFIXES = (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"))
+_SILENCE = (("Silence", "Silence"),)
+_SUFFIXES = (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ed", ""))
+_PREPOSITIONS = r" (?:of|for|on|in|with|by|from|to|at) "
+_SHORT_STEM = re.compile(r"(?:^|[^aeiou])[aeiou][^aeiouwxy]$")  # "bit", "writ": bite, write
 
 
 @functools.lru_cache(maxsize=2)
@@ -66,14 +74,21 @@ def class_names(path: str | Path | None = None) -> tuple[str, ...]:
 
 def lemma(word: str, table) -> str | None:
     """`word` (lower case) or its lemma by a regular English suffix, if `table` has it; else None.
-    A doubled final consonant before -ing or -ed is undone too ("sobbing" -> "sob")."""
+    Before -ing or -ed, a short stem ending consonant-vowel-consonant is tried with its silent e
+    first ("biting" -> bite, "writing" -> write), and a doubled final consonant is undone
+    ("sobbing" -> sob)."""
     if word in table:
         return word
     for suffix, ending in _SUFFIXES:
         if word.endswith(suffix) and len(word) > len(suffix) + 1:
-            stem = word[:-len(suffix)]
-            for candidate in (stem + ending, stem[:-1] if suffix in ("ing", "ed") and stem[-1] == stem[-2] else None):
-                if candidate and candidate in table:
+            stem = word[:-len(suffix)] + ending
+            candidates = [stem]
+            if suffix in ("ing", "ed"):
+                candidates.insert(0 if _SHORT_STEM.search(stem) else 1, stem + "e")
+                if stem[-1] == stem[-2]:
+                    candidates.append(stem[:-1])
+            for candidate in candidates:
+                if candidate in table:
                     return candidate
     return None
 
@@ -85,8 +100,8 @@ def class_pad(names: tuple[str, ...] | None = None, norms: str | Path | None = N
     points = np.full((len(names), 3), np.nan)
     for i, name in enumerate(names):
         heads = []
-        for part in re.sub(r"\(.*?\)", "", name).lower().split(","):
-            words = re.findall(r"[a-z]+", part.split(" of ")[0])  # "Music of Africa" is music
+        for part in re.split(r",| and | or ", re.sub(r"\(.*?\)", "", name).lower()):
+            words = re.findall(r"[a-z]+", re.split(_PREPOSITIONS, f" {part.strip()} ")[0])
             head = lemma(words[-1], table) if words else None
             if head:
                 heads.append(table[head])
@@ -98,14 +113,19 @@ def class_pad(names: tuple[str, ...] | None = None, norms: str | Path | None = N
 def sound_pad(scores: np.ndarray, names: tuple[str, ...] | None = None, norms: str | Path | None = None) -> np.ndarray:
     """PAD (3,) of a clip from YAMNet's class scores (classes,) in [0, 1] (see the module docstring)."""
     names = class_names() if names is None else names
+    scores = _checked(scores, names)
+    points = class_pad(names, norms)
+    read = ~np.isnan(points[:, 0]) & ~_span(names, _MUSIC) & ~_span(names, _SILENCE)
+    return evidence_pad(scores[read], points[read])
+
+
+def _checked(scores: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.shape != (len(names),):
+    if scores.shape[-1:] != (len(names),) or scores.ndim > 2:
         raise ValueError(f"expected one score per class ({len(names)}), got shape {scores.shape}")
     if not np.all((scores >= 0) & (scores <= 1)):
         raise ValueError("class scores must lie in [0, 1] (YAMNet's sigmoid scores, `class_scores`)")
-    points = class_pad(names, norms)
-    known = ~np.isnan(points[:, 0])
-    return evidence_pad(scores[known], points[known])
+    return scores
 
 
 def _span(names: tuple[str, ...], spans) -> np.ndarray:
@@ -118,10 +138,14 @@ def _span(names: tuple[str, ...], spans) -> np.ndarray:
 
 
 def is_music(scores: np.ndarray, names: tuple[str, ...] | None = None) -> bool:
-    """True when the class YAMNet scores highest, speech aside, is music or singing."""
+    """True when YAMNet hears a clip as music (see the module docstring); `scores`: the clip's
+    (classes,), `yamnet.class_scores`."""
     names = class_names() if names is None else names
-    scores = np.where(_span(names, _SPEECH), -np.inf, np.asarray(scores, dtype=np.float64))
-    return bool(_span(names, _MUSIC)[int(np.argmax(scores))])
+    scores = _checked(scores, names)
+    if scores.ndim != 1:
+        raise ValueError(f"expected one score per class ({len(names)}), got shape {scores.shape}")
+    clip = np.where(_span(names, _SPEECH) | _span(names, _SILENCE), -np.inf, scores)
+    return bool(_span(names, _MUSIC)[int(np.argmax(clip))])
 
 
 def top_classes(scores: np.ndarray, names: tuple[str, ...] | None = None, k: int = 3) -> list[tuple[str, float]]:
