@@ -26,8 +26,8 @@ silence aside, is music or singing (a song's words are the lyrics branch's to re
 may end in silence). Lyrics spoken over quiet chords are music by this rule though YAMNet scores
 Music at 0.05-0.25 there, less than it scores Speech: a threshold on the music score would send
 them to the sound reader, which does not hear their mode. Speech alone is decided by what else
-YAMNet hears, at noise level: mostly a room or a radio (a sound, read near neutral), sometimes a
-trace of music (read by the music model).
+YAMNet hears, at noise level: mostly a room or a radio (a sound, read about as the word "speech",
++0.09), sometimes a trace of music (read by the music model).
 """
 
 from __future__ import annotations
