@@ -478,3 +478,32 @@ def test_a_signal_the_process_ignores_stays_ignored(tmp_path, repo_root):
         pytest.fail("the run did not finish")
     assert run.returncode == 0, (heard + err).decode()[-2000:]
     assert (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_manipulate_says_how_the_audio_was_heard(capsys, tmp_path, monkeypatch):
+    """The summary names what the audio reader heard (a sound and its classes, or music), from the
+    manifest, and says nothing of it where the space reads no audio of its own."""
+    from pathlib import Path
+
+    import emostyle.pipeline
+
+    out = tmp_path / "o"
+    result = {"lyrics": {"text": "giggling", "source": "given", "backend": "given"},
+              "polarity": {"label": "positive", "emotion": "positive", "score": 0.36, "backend": "vader"},
+              "valence": {"judge": "a judge", "before": 0.1, "after": 0.3, "resolution": 0.01,
+                          "in_guidance_space": {"before": 0.2, "after": 0.9, "targets": {"audio": 1.9}}},
+              "audio": {"reader": "yamnet+musicnn+mode", "heard_as": "sound", "pad": [0.44, 0.18, 0.24],
+                        "classes": [["Laughter", 0.39], ["Giggle", 0.22]]}}
+
+    def fake(song, out, **kwargs):
+        Path(out).mkdir(exist_ok=True)
+        return result
+
+    monkeypatch.setattr(emostyle.pipeline, "manipulate", fake)
+    song = tmp_path / "giggling.wav"
+    song.write_bytes(b"")
+    assert main(["manipulate", str(song), "--lyrics", "giggling", "--out", str(out)]) == 0
+    assert "the audio, heard as sound (Laughter 0.39, Giggle 0.22): pleasure +0.44" in capsys.readouterr().out
+    result["audio"] = None
+    assert main(["manipulate", str(song), "--lyrics", "giggling", "--out", str(out), "--force"]) == 0
+    assert "heard as" not in capsys.readouterr().out
