@@ -328,7 +328,8 @@ def _not_lyrics(name: str, dropped: list[dict], quality: dict) -> str:
     worst = max(dropped, key=lambda d: len(d["text"]))
     language = "in a language the model reads" if quality.get("multilingual") else "English (the model reads English only)"
     return (f"the speech recognised in {name} is not lyrics: every segment was dropped (the longest, "
-            f"{worst['text'][:60]!r}: {worst['reason']}); the singing is probably not {language} or not clear; "
+            f"{worst['text'][:60]!r}: {worst['reason']}); the singing is probably not {language} or not clear, "
+            f"or the file is a sound, not a song (then its name can stand in: --lyrics {Path(name).stem!r}); "
             f"{_GIVE_LYRICS} (lyrics=... in Python)")
 
 
