@@ -933,8 +933,8 @@ class Experiment:
             groups = []
         note = f"{judge_note(self.judges)}\n{self.note}"
         if hasattr(any_runs.pipe.guidance_space, "audio_caption"):
-            note += ("\naudio P = the pleasure the audio reader heard in the file, and what it heard: music, or the "
-                     "sound class YAMNet scored highest")
+            note += ("\naudio P = the pleasure the audio reader heard in the file (from every class it heard), and "
+                     "what it heard: music, or the one sound class YAMNet scored highest")
         if any(r.emogen is not None and not r.emogen_made for r in runs.values()):
             wanted = "; ".join(f"{s.name}: {m.categories.caption}" for s, m in zip(items, any_runs.musics))
             note += ("\nEmoGen not shown: its Stable Diffusion 1.5 and mapping-network weights do not install from "
