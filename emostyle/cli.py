@@ -119,8 +119,9 @@ def _cmd_manipulate(args) -> int:
               + " · ".join(f"{k} {x:+.2f}" for k, x in pulls.items()))
     audio = result.get("audio")
     if audio and audio.get("heard_as"):
-        heard = ", ".join(f"{name} {score:.2f}" for name, score in audio["classes"])
-        print(f"  the audio, heard as {audio['heard_as']} ({heard}): pleasure {audio['pad'][0]:+.2f}")
+        from .spaces.affect import audio_summary
+
+        print(f"  the audio, {audio_summary(audio)}")
     for note in v.get("notes", []):
         print(f"  note: {note}")
     return 0

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 
 from . import figures, samples
 from .guidance import METHODS
-from .spaces.affect import audio_caption
+from .spaces.affect import audio_caption, audio_summary
 
 __all__ = ["before_after_figure", "show_run", "Panel"]
 
@@ -62,10 +62,7 @@ def show_run(manifest: dict, out: str | Path, note: str | None = None) -> plt.Fi
     display(Markdown(f"**lyrics** ({lyrics['source']}): {lyrics['text'] or '(none heard)'}  \n"
                      f"**polarity**: {p['label']} ({p['backend']}, score {p['score']:+.2f})"))
     if manifest.get("audio"):
-        a = manifest["audio"]
-        heard = ", ".join(f"{name} {score:.2f}" for name, score in a["classes"])
-        display(Markdown(f"**audio** (A, read by {a['reader']}): heard as {a['heard_as'] or 'music'}"
-                         + (f" ({heard})" if heard else "") + f", pleasure {a['pad'][0]:+.2f}"))
+        display(Markdown(f"**audio** (A, read by {manifest['audio']['reader']}): {audio_summary(manifest['audio'])}"))
     fig = before_after_figure(manifest, out, note)
     display(fig)  # explicitly: plt.show() is not flushed from a widget's callback; the caller closes it
     display(Markdown("**loss terms per step** (each term of Eq. 4-8, mean over the batch)"),

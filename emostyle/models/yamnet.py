@@ -44,7 +44,7 @@ from emostyle.audio import classifier_input
 from emostyle.models.checkpoint import check_download, load_network, load_strict
 
 __all__ = ["SAMPLE_RATE", "PATCH_FRAMES", "N_MELS", "MAX_PATCHES", "YAMNet", "load_yamnet", "read_yamnet_onnx",
-           "log_mel_patches", "patch_scores", "class_scores"]
+           "log_mel_patches", "class_scores"]
 
 SAMPLE_RATE = 16000
 WINDOW, HOP, N_FFT = 400, 160, 512  # 25 ms and 10 ms at 16 kHz; the next power of two of the window
@@ -157,7 +157,8 @@ def read_yamnet_onnx(path: str | Path) -> dict:
 
 
 def _convert(graph: Mapping, what: str) -> tuple[dict, dict]:
-    """(state dict, YAMNet's arguments) from the export's operators, checked against `LAYERS`."""
+    """(state dict, YAMNet's arguments) from the export's operators: the kernel, groups and padding
+    of each convolution checked, its stride and width read."""
     nodes, tensors = graph["nodes"], graph["tensors"]
     convs = [(inputs, attrs) for op, inputs, attrs in nodes if op == "Conv"]
     gemms = [(inputs, attrs) for op, inputs, attrs in nodes if op == "Gemm"]
@@ -250,13 +251,7 @@ def log_mel_patches(audio: np.ndarray) -> np.ndarray:
 
 def class_scores(audio: str | Path | np.ndarray, sample_rate: int | None = None, network: YAMNet | None = None,
                  max_patches: int = MAX_PATCHES) -> np.ndarray:
-    """YAMNet's scores (classes,) of a clip: the mean over its patches of each class's sigmoid."""
-    return patch_scores(audio, sample_rate, network, max_patches).mean(axis=0)
-
-
-def patch_scores(audio: str | Path | np.ndarray, sample_rate: int | None = None, network: YAMNet | None = None,
-                 max_patches: int = MAX_PATCHES) -> np.ndarray:
-    """YAMNet's scores (patches, classes) of each 0.96 s patch of a clip, in [0, 1].
+    """YAMNet's scores (classes,) of a clip: the mean over its patches of each class's sigmoid.
 
     audio: a file path, or a mono waveform (samples,) with its `sample_rate`.
     network: a loaded YAMNet (None: `load_yamnet()` from the registry).
@@ -268,4 +263,4 @@ def patch_scores(audio: str | Path | np.ndarray, sample_rate: int | None = None,
     device = next(network.parameters()).device
     with torch.no_grad():
         scores = torch.cat([network(chunk.to(device)).sigmoid() for chunk in torch.from_numpy(patches).split(16)])
-    return scores.cpu().numpy()
+    return scores.mean(dim=0).cpu().numpy()

@@ -367,6 +367,14 @@ def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict
     return reading
 
 
+def audio_summary(reading: dict) -> str:
+    """An `audio_reading` in a line: "heard as sound (Laughter 0.39, Speech 0.26): pleasure +0.44";
+    a reader that does not tell music from sounds hears music."""
+    heard = ", ".join(f"{name} {score:.2f}" for name, score in reading["classes"])
+    return (f"heard as {reading['heard_as'] or 'music'}" + (f" ({heard})" if heard else "")
+            + f": pleasure {reading['pad'][0]:+.2f}")
+
+
 def audio_caption(reading: dict) -> str:
     """An `audio_reading` in a few words: "audio P +0.36 (Laughter)" for a sound (YAMNet's top
     class), "audio P -0.20 (music)" for music, the reader's name where it does not tell."""

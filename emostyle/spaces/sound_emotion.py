@@ -121,7 +121,7 @@ def sound_pad(scores: np.ndarray, names: tuple[str, ...] | None = None, norms: s
 
 def _checked(scores: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.shape[-1:] != (len(names),) or scores.ndim > 2:
+    if scores.shape != (len(names),):
         raise ValueError(f"expected one score per class ({len(names)}), got shape {scores.shape}")
     if not np.all((scores >= 0) & (scores <= 1)):
         raise ValueError("class scores must lie in [0, 1] (YAMNet's sigmoid scores, `class_scores`)")
@@ -142,8 +142,6 @@ def is_music(scores: np.ndarray, names: tuple[str, ...] | None = None) -> bool:
     (classes,), `yamnet.class_scores`."""
     names = class_names() if names is None else names
     scores = _checked(scores, names)
-    if scores.ndim != 1:
-        raise ValueError(f"expected one score per class ({len(names)}), got shape {scores.shape}")
     clip = np.where(_span(names, _SPEECH) | _span(names, _SILENCE), -np.inf, scores)
     return bool(_span(names, _MUSIC)[int(np.argmax(clip))])
 
