@@ -16,6 +16,7 @@ from . import registry
 from .config import Config
 from .generators import StyleGAN2Generator
 from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
+from .manifest import written_whole
 from .registry import MissingWeightError
 
 __all__ = ["build_pipeline", "build_generator", "build_space", "build_identity", "build_judge", "build_inversion",
@@ -343,10 +344,8 @@ def build_directions(config: Config, generator: Generator, space: EmbeddingSpace
         if record.is_file():
             return torch.load(record, weights_only=True).to(generator.device)
         basis = emotion_directions(generator, space, DIRECTION_SAMPLES, DIRECTION_SEED, progress=progress)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        partial = record.with_suffix(".part")
-        torch.save(basis.cpu(), partial)
-        partial.replace(record)  # whole or absent, never half-written
+        with written_whole(record) as partial:  # whole or absent, never half-written
+            torch.save(basis.cpu(), partial)
         return basis
 
     return _cached("directions", {"fingerprint": fingerprint}, make)

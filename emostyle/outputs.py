@@ -1,6 +1,6 @@
 """Output folders that appear only complete.
 
-A run writes into a staging folder beside its `out` (`.<name>.partial-<pid>`) and publishes
+A run writes into a staging folder beside its `out` (`.<name>.partial-<pid>@<host>`) and publishes
 it with a rename once it has finished: a failed or interrupted run leaves no folder, and
 never a previous run's images beside nothing new. An `out` that holds another run's result
 (a `manifest.json` with the keys the caller's results have: `manipulate`'s name a song and a
@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["signals_held", "staged_output", "pid_alive", "Published"]
+__all__ = ["signals_held", "staged_output", "process_tag", "owner_alive", "Published"]
 
 
 HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -125,8 +127,8 @@ def _remove_stale(out: Path) -> None:
     """Staging folders of runs that were killed (their process is gone); a previous result that
     such a run had moved aside to publish its own goes back in place if nothing replaced it."""
     for stale in sorted(out.absolute().parent.glob(f".{out.name}.*-*")):
-        kind, _, pid = stale.name[len(out.name) + 2:].rpartition("-")
-        if kind not in ("partial", "old") or pid_alive(pid):
+        kind, _, owner = stale.name[len(out.name) + 2:].partition("-")
+        if kind not in ("partial", "old") or owner_alive(owner):
             continue
         if kind == "old" and not out.exists():
             os.replace(stale, out)
@@ -134,15 +136,28 @@ def _remove_stale(out: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def pid_alive(pid: str) -> bool:
-    """Whether process `pid` (a number as text, from a staging folder's name) still runs; what
-    is not a process we may signal (not a number, another user's) counts as alive: not ours to
-    clean up."""
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+
+
+def process_tag() -> str:
+    """"<pid>@<host>": names what this process stages, so that a later run can tell whether its
+    writer is gone (`owner_alive`), also where hosts share the folder."""
+    return f"{os.getpid()}@{_host()}"
+
+
+def owner_alive(tag: str) -> bool:
+    """Whether the process of a `process_tag` (or a bare pid, as older versions named staging)
+    still runs. A process of another host cannot be asked, nor one we may not signal (another
+    user's), nor a name that is no tag: each counts as alive, not ours to clean up."""
+    pid, _, host = tag.partition("@")
+    if host and host != _host():
+        return True
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except (ValueError, PermissionError):
+    except (ValueError, PermissionError, OverflowError):
         pass
     return True
 
@@ -191,7 +206,7 @@ class Published(KeyboardInterrupt):
 def _publish(stage: Path, out: Path) -> None:
     _rewrite_paths(stage, out)
     _record_files(stage)
-    old = out.absolute().parent / f".{out.name}.old-{os.getpid()}" if out.exists() else None
+    old = out.absolute().parent / f".{out.name}.old-{process_tag()}" if out.exists() else None
     placed = False
     try:
         # Never the old result gone and the new one not yet in place; and the old one removed
@@ -227,7 +242,7 @@ def staged_output(out: str | Path, force: bool = False, result_keys: tuple[str, 
     inputs = tuple(Path(p) for p in inputs)
     _refuse(out, force, result_keys, inputs)
     _remove_stale(out)
-    stage = out.absolute().parent / f".{out.name}.partial-{os.getpid()}"
+    stage = out.absolute().parent / f".{out.name}.partial-{process_tag()}"
     made = [p for p in stage.parents if not p.exists()]  # folders the run creates, deepest first
     try:
         shutil.rmtree(stage, ignore_errors=True)

@@ -33,7 +33,7 @@ from pathlib import Path
 from .audio import numba_cache_dir, read_audio
 from .config import Config, load_config
 from .manifest import MANIPULATION_KEYS, code_version, config_digest, environment, run_manifest, write_json
-from .outputs import HELD, pid_alive, signals_held
+from .outputs import HELD, owner_alive, process_tag, signals_held
 from .samples import Sample, songs as sample_songs, songs_digest
 from .weights.cache import USED_LOG_VAR
 
@@ -297,9 +297,9 @@ def _publish(staged: Path, out: Path, manifest: dict, previous: dict) -> None:
     with signals_held():  # a second or so for a run's figures; a signal meanwhile takes effect after
         out.mkdir(parents=True, exist_ok=True)
         for left in out.glob(".incoming-*"):  # of a run killed while publishing (its process is gone)
-            if not pid_alive(left.name.rpartition("-")[2]):
+            if not owner_alive(left.name.partition("-")[2]):
                 shutil.rmtree(left, ignore_errors=True)
-        incoming = out / f".incoming-{os.getpid()}"
+        incoming = out / f".incoming-{process_tag()}"
         shutil.rmtree(incoming, ignore_errors=True)
         try:
             # Everything that can fail (a full disk, a folder where a figure goes) fails before

@@ -141,6 +141,25 @@ def test_a_killed_run_leaves_a_staging_folder_that_the_next_run_removes(tmp_path
     assert _hidden(tmp_path) == [] and (out / "manifest.json").exists()
 
 
+def test_a_staging_folder_of_another_host_is_left_to_it(tmp_path):
+    """On a folder that hosts share, a pid says nothing about another host's processes: its
+    staging folders stay (a run there may be working), while this host's dead writer's go."""
+    from emostyle.outputs import process_tag
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = process_tag().partition("@")[2]
+    theirs = tmp_path / f".out.partial-{dead.pid}@not-{here}"
+    ours = tmp_path / f".out.partial-{dead.pid}@{here}"
+    for stage in (theirs, ours):
+        stage.mkdir()
+        (stage / "after.png").write_bytes(b"half")
+    with staged_output(tmp_path / "out") as stage:
+        assert stage.name == f".out.partial-{process_tag()}"
+        (stage / "manifest.json").write_text("{}")
+    assert _hidden(tmp_path) == [theirs.name]
+
+
 def test_a_non_ascii_out_name_gets_its_paths_rewritten(tmp_path):
     """JSON escapes non-ASCII letters: the staging folder's name was looked for in the file's text and
     not found, so the manifest named the removed staging folder."""

@@ -54,7 +54,6 @@ read against its audio weakens the pull instead of crediting both emotions.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -326,7 +325,7 @@ def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict
     import json
 
     from emostyle import registry
-    from emostyle.manifest import code_version
+    from emostyle.manifest import code_version, write_json
 
     path = Path(path)
     if not path.is_file():
@@ -360,10 +359,7 @@ def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict
             pad[0] = (pad[0] + mode_cue(path)) / 2
     reading = {"reader": reader, "audio": str(path), "pad": [float(v) for v in pad], "heard_as": heard_as,
                "classes": classes}
-    record.parent.mkdir(parents=True, exist_ok=True)
-    partial = record.with_suffix(f".{os.getpid()}.part")
-    partial.write_text(json.dumps(reading))
-    partial.replace(record)  # whole or absent, never half-written
+    write_json(record, reading)  # whole or absent, never half-written
     return reading
 
 
