@@ -164,6 +164,23 @@ def test_tuned_chroma_keeps_the_notes_and_drops_the_speaking_voice(cached_weight
     assert plain[0] > plain[1] / 3  # what the tuned chroma is for
 
 
+@pytest.mark.parametrize("seconds", [0.5, 1.0, 3.0])
+def test_a_short_clip_reads_its_notes_without_a_warning(seconds):
+    """The piece composed for a one-word label lasts about a second, shorter than the constant-Q
+    analysis' lowest octave's window; that window is zero-padded, and the notes still read: a
+    tone on A (pitch class 9 from C) holds most of the chroma."""
+    import warnings
+
+    from emostyle.spaces.affect import _SAMPLE_RATE, tuned_chroma
+
+    t = np.arange(int(seconds * _SAMPLE_RATE)) / _SAMPLE_RATE
+    tone = np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chroma = tuned_chroma(tone)
+    assert chroma.argmax() == 9 and chroma[9] > chroma.sum() / 2
+
+
 def test_spoken_lyrics_over_quiet_chords_pull_toward_the_chords_mode(tmp_path):
     """The default audio reader (musicnn+mode) on lyrics spoken by espeak-ng (three voices) over
     chords a quarter as loud as the voice, in four major and four minor keys: every song's audio

@@ -54,6 +54,7 @@ read against its audio weakens the pull instead of crediting both emotions.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -262,8 +263,13 @@ def tuned_chroma(y: np.ndarray) -> np.ndarray:
 
     tuning = librosa.estimate_tuning(y=y, sr=_SAMPLE_RATE)  # in semitones, [-0.5, 0.5)
     fmin = librosa.note_to_hz("C1") * 2 ** ((tuning - 1 / _BINS_PER_SEMITONE) / 12)  # a side bin below C1
-    spectrum = np.abs(librosa.cqt(y, sr=_SAMPLE_RATE, fmin=fmin, n_bins=12 * _BINS_PER_SEMITONE * _OCTAVES,
-                                  bins_per_octave=12 * _BINS_PER_SEMITONE))
+    with warnings.catch_warnings():
+        # A clip shorter than the lowest octave's window (about 1.4 s: the piece composed for a
+        # one-word label) is zero-padded by the STFT, which is what the analysis wants; librosa
+        # warns of it at every such clip.
+        warnings.filterwarnings("ignore", message=r"n_fft=\d+ is too large for input signal")
+        spectrum = np.abs(librosa.cqt(y, sr=_SAMPLE_RATE, fmin=fmin, n_bins=12 * _BINS_PER_SEMITONE * _OCTAVES,
+                                      bins_per_octave=12 * _BINS_PER_SEMITONE))
     below, centre, above = spectrum.reshape(_OCTAVES, 12, _BINS_PER_SEMITONE, -1).transpose(2, 0, 1, 3)
     return np.maximum(centre - np.maximum(below, above), 0).sum(axis=0).mean(axis=-1)
 
