@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 # No backend is forced here: a kernel keeps its inline backend (figures show in the page), and a
 # script without a display gets matplotlib's own fallback (Agg).
@@ -301,17 +301,21 @@ def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str]) -> 
 
 
 def frames_figure(frames: list[tuple[int, torch.Tensor]], item: int = 0, note: str | None = None,
-                  max_frames: int = 8) -> plt.Figure:
+                  max_frames: int = 8, title: str | None = None,
+                  caption: Callable[[torch.Tensor], Sequence[str]] | None = None) -> plt.Figure:
     """A strip of intermediate images of one item: the optimisation as it went. A frame taken
     at step k shows the image before the k-th update (the one whose loss is plotted at k); the
-    last frame is the result, after all the updates."""
+    last frame is the result, after all the updates. `caption`: the shown frames (N, 3, H, W)
+    -> a line under each (the judge's reading, so that the emotion is seen to move)."""
     if len(frames) > max_frames:
         keep = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
         frames = [frames[k] for k in keep]
     last = len(frames) - 1
     labels = [f"result\n(after {s} updates)" if k == last else "start" if s == 0 else f"step {s}"
               for k, (s, _) in enumerate(frames)]
-    return image_grid([[f[item] for _, f in frames]], col_labels=labels, note=note)
+    images = [f[item] for _, f in frames]
+    captions = [list(caption(torch.stack(images)))] if caption is not None else None
+    return image_grid([images], col_labels=labels, captions=captions, title=title, note=note)
 
 
 def piano_roll(rolls: Sequence[tuple], note: str | None = None, fs: int = 50) -> plt.Figure:

@@ -276,7 +276,7 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
 
 
 def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, progress, caught, image) -> None:
-    from .figures import frames_figure, loss_figure, photo_figure, save_figure, save_image
+    from .figures import frames_figure, judge_note, loss_figure, photo_figure, save_figure, save_image, signed
     from .inversion import Inversion
     from .manifest import run_manifest, write_json
     from .photos import read_photo
@@ -355,7 +355,13 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
                       "look at the images", stacklevel=2)
     save_image(result.start_images[0], out / "before.png")
     save_image(result.images[0], out / "after.png")
-    save_figure(frames_figure(result.frames, note=pipe.note), "frames", out)
+    frames_caption, frames_note = None, pipe.note
+    if pipe.judge is not None:  # the emotion seen to move, step by step
+        frames_caption = lambda images: [f"judge {signed(v)}" for v in judge_valence(images, pipe.judge).tolist()]  # noqa: E731
+        frames_note = f"{judge_note(pipe.judge.name, space=False)}\n{pipe.note}"
+    save_figure(frames_figure(result.frames, note=frames_note, caption=frames_caption,
+                              title=f"{get_method(method).title}, step by step: {Path(song).stem}, "
+                                    f"{music.polarity.caption()}"), "frames", out)
     save_figure(loss_figure(result.history, title=f"{get_method(method).title}: loss terms", note=pipe.note), "loss", out)
     torch.save({"start": start.cpu(), "final": result.latents.cpu()}, out / "latents.pt")
     if inverted is not None:
