@@ -107,11 +107,15 @@ def _cmd_manipulate(args) -> int:
     def shown(x):
         return "n/a" if x is None else f"{x:+.2f}"
 
-    within = f" (one-pixel resolution {v['resolution']:.2f})" if v.get("resolution") is not None else ""
+    within = ""
+    if v.get("resolution") is not None:
+        within = f" (one-pixel resolution {v['resolution']:.2f}" + (
+            ": no one-pixel shift moves the judge's reading of the input, which is saturated there"
+            if v["resolution"] < 0.005 else "") + ")"
     print(f"  valence by the judge ({v['judge'] or 'none'}), on the saved images: "
           f"{shown(v['before'])} -> {shown(v['after'])}{within}{_judged_move(v, polarity['emotion'])}")
     space = v["in_guidance_space"]
-    print(f"  valence in the guidance space (what was optimised; its own scale): "
+    print(f"  valence in the guidance space (the guiding model's reading, its own scale): "
           f"{shown(space['before'])} -> {shown(space['after'])}")
     pulls = {k: x for k, x in space.get("targets", {}).items() if x is not None}
     if pulls:
@@ -133,7 +137,7 @@ def _judged_move(v: dict, emotion: str) -> str:
         return ""
     change = v["after"] - v["before"]
     if abs(change) <= v["resolution"]:
-        return ": no move beyond that resolution"
+        return ": no move beyond that resolution" + (": a saturated judge cannot tell" if v["resolution"] < 0.005 else "")
     way = "happier" if change > 0 else "sadder"
     if emotion not in ("positive", "negative"):
         return f": {way}"

@@ -182,19 +182,33 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str]
 
 
 def loss_figure(history: dict[str, list[list[float]]], title: str = "guidance loss",
-                note: str | None = None, item: int | None = None) -> plt.Figure:
+                note: str | None = None, item: int | None = None,
+                weights: dict[str, float] | None = None) -> plt.Figure:
     """Loss terms per step (mean over the batch, or one item); step k is the loss of the image
     before the k-th update. The terms differ by orders of magnitude (the latent regulariser
-    against cosine-like distances), so the axis is logarithmic above 0.01 and linear below."""
+    against cosine-like distances), so the axis is logarithmic above 0.01 and linear below.
+    Each term is drawn as it is, unweighted; `weights` (term -> its weight in the total) names
+    each one's weight in the legend. The total is dashed and underneath, and the guidance terms
+    differ in their dashes, so that equal curves (a song read alike by its branches) show."""
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    dashes = iter(["-", (0, (5, 2)), ":", "-."])
     for name, values in history.items():
         arr = np.asarray(values, dtype=float)
         curve = arr[:, item] if item is not None else arr.mean(axis=1)
-        ax.plot(curve, label=name, lw=2.2 if name == "total" else 1.2)
+        weight = (weights or {}).get(name)
+        label = ("total (weighted sum)" if name == "total" else
+                 f"{name} \u00d7{weight:g}" if weight is not None else name)
+        if name == "total":
+            style = "--"
+        elif name in ("id", "reg", "coarse"):  # the colours tell these apart; they seldom meet
+            style = "-"
+        else:
+            style = next(dashes, "-")
+        ax.plot(curve, label=label, lw=2.2 if name == "total" else 1.4, ls=style, zorder=1 if name == "total" else 2)
     ax.set_yscale("symlog", linthresh=1e-2)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (symlog)")
+    ax.set_ylabel("loss term, unweighted (symlog)" if weights else "loss (symlog)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=3)
     ax.grid(alpha=0.3)

@@ -237,6 +237,14 @@ class Pipeline:
                      directions=self.directions, jitter=g.jitter, progress=progress)
 
 
+def _song_caption(pipe: Pipeline, song, music) -> str:
+    """What a run's figure titles say of the song: its lyrics' polarity and, where the space
+    tells, how its audio was heard ("lyrics neutral (+0.00), audio P -0.23 (Explosion)")."""
+    space = pipe.guidance_space
+    heard = f", {space.audio_caption(song)}" if hasattr(space, "audio_caption") else ""
+    return f"lyrics {music.polarity.caption()}{heard}"
+
+
 def manipulate(song: str | Path, profile: str | Config = "offline", method: str = "emostyle",
                seed: int | None = None, out: str | Path = "out", overrides: dict | None = None,
                lyrics: str | Path | None = None, label: str | None = None, progress: bool = True,
@@ -361,8 +369,11 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         frames_note = f"{judge_note(pipe.judge.name, space=False)}\n{pipe.note}"
     save_figure(frames_figure(result.frames, note=frames_note, caption=frames_caption,
                               title=f"{get_method(method).title}, step by step: {Path(song).stem}, "
-                                    f"{music.polarity.caption()}"), "frames", out)
-    save_figure(loss_figure(result.history, title=f"{get_method(method).title}: loss terms", note=pipe.note), "loss", out)
+                                    f"{_song_caption(pipe, song, music)}"), "frames", out)
+    weights = {**result.settings.get("weights", {}), "id": result.settings.get("l_id"),
+               "reg": result.settings.get("l_sim"), "coarse": result.settings.get("l_coarse")}
+    save_figure(loss_figure(result.history, title=f"{get_method(method).title}: loss terms", note=pipe.note,
+                            weights={k: w for k, w in weights.items() if w is not None}), "loss", out)
     torch.save({"start": start.cpu(), "final": result.latents.cpu()}, out / "latents.pt")
     if inverted is not None:
         photo_valence = judge_valence(inverted.target, pipe.judge).tolist() if pipe.judge is not None else [None]
@@ -371,7 +382,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         save_figure(photo_figure(inverted.target, inverted.reconstruction, result.images[:1], inverted.error,
                                  [photo_valence[0], before, after], pipe.judge.name if pipe.judge else None,
                                  title=f"{get_method(method).title} on your photo: {Path(song).stem}, "
-                                       f"{music.polarity.caption()}", note=pipe.note), "comparison", out)
+                                       f"{_song_caption(pipe, song, music)}", note=pipe.note), "comparison", out)
 
     manifest = run_manifest(
         config, timings={k: round(v, 3) for k, v in timings.items()}, method=method, song=str(song),

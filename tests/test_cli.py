@@ -348,6 +348,9 @@ def test_manipulate_summary_says_which_way_the_judge_saw_the_image_move():
     assert move(0.10, 0.18, "positive") == ": no move beyond that resolution"  # exactly the resolution is no move
     assert move(0.10, 0.30, "neutral") == ": happier"
     assert move(None, 0.30, "positive") == "" and move(0.1, 0.3, "positive", resolution=None) == ""
+    # A photo the judge reads at the top of its scale: no pixel shift moves it, nor the guidance
+    assert "saturated" in move(0.81, 0.81, "positive", resolution=0.0)
+    assert "saturated" not in move(0.10, 0.18, "positive")
 
 
 def test_progress_bars_in_a_log_are_redrawn_seldom(tmp_path, repo_root):

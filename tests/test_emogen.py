@@ -397,7 +397,7 @@ def test_lexicon_without_emotion_words_is_uniform_and_flagged():
     c = LexiconCategories(LEXICON).categorise("la la la, the table and the chair")
     assert c.fallback and set(c.probs.values()) == {1 / 8}
     # A figure never names the tie's first category as if the words had chosen it.
-    assert c.caption == f"none found (a tie: {c.top}, the first category)"
+    assert c.caption.startswith("none found") and c.caption != c.top and "tie" in c.caption
     assert LexiconCategories(LEXICON).categorise("I cry, so sad").caption == "sadness"
 
 

@@ -154,3 +154,9 @@ def test_frames_are_labelled_by_the_updates_behind_them_and_losses_on_a_log_axis
     history = {"reg": [[5.0]] * 3, "audio": [[0.02], [0.01], [0.005]]}
     ax = figures.loss_figure(history).axes[0]
     assert ax.get_yscale() == "symlog"  # a regulariser of 5 no longer flattens a distance of 0.01
+    # A song read alike by its branches: equal curves, told apart by their dashes; weights in the legend
+    alike = {"audio": [[0.9]] * 3, "music": [[0.9]] * 3, "text": [[0.9]] * 3, "reg": [[5.0]] * 3, "total": [[0.9]] * 3}
+    ax = figures.loss_figure(alike, weights={"audio": 0.6, "music": 0.2, "text": 0.2, "reg": 0.004}).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "audio \u00d70.6", "music \u00d70.2", "text \u00d70.2", "reg \u00d70.004", "total (weighted sum)"]
+    assert len({str(line.get_linestyle()) for line in ax.lines[:3]}) == 3 and ax.lines[4].get_zorder() < 2

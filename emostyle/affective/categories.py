@@ -87,7 +87,7 @@ class Categories:
     def caption(self) -> str:
         """`top` as a figure names it: without evidence (`fallback`, a uniform distribution) the
         top is only the first category of the tie, and the caption says so."""
-        return f"none found (a tie: {self.top}, the first category)" if self.fallback else self.top
+        return f"none found ({self.top} as a tie-break)" if self.fallback else self.top
 
     @property
     def positive(self) -> float:
