@@ -3,7 +3,7 @@
 `Experiment` holds one pipeline per dataset of a profile (FFHQ-style faces, LHQ-style scenes);
 `Experiment.run_methods` retrieves a start image per song and guides all songs at once with each
 method from the same starts, and reads every image twice: by the profile's *judge* (a model that
-did not guide it, on the saved 8-bit image) and in the *guidance space* (what was optimised).
+did not guide it, on the saved 8-bit image) and in the *guidance space* (the guiding model's reading).
 `method_grid` draws Figures 2-4 with both readings under each image, `ablation_claims` checks
 Figure 4 against the paper's claims, and `score` collects Table 1 and the metrics table.
 `start_study` asks what one figure cannot: from many start images, does each song move every

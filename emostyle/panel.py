@@ -23,7 +23,7 @@ __all__ = ["before_after_figure", "show_run", "Panel"]
 
 def _valence(v: dict, which: str) -> str:
     """An image's valence as the judge reads it (a model that did not guide it), then as the
-    guidance space reads it (what was optimised)."""
+    guidance space, the guiding model, reads it."""
     return f"valence: judge {figures.signed(v[which])} · space {figures.signed(v['in_guidance_space'][which])}"
 
 
