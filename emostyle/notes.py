@@ -10,12 +10,13 @@ import numpy as np
 
 from .scoring.metrics import POLARITIES
 
-__all__ = ["manipulation_notes", "targets_note", "valence_note"]
+__all__ = ["manipulation_notes", "inversion_note", "targets_note", "valence_note"]
 
 
 def manipulation_notes(manifest: dict) -> list[str]:
     """Every note that applies to a manipulation's manifest, the song's targets first."""
-    return [note for note in (untrained_note(manifest), targets_note(manifest), valence_note(manifest)) if note]
+    return [note for note in (untrained_note(manifest), inversion_note(manifest), targets_note(manifest),
+                              valence_note(manifest)) if note]
 
 
 def untrained_note(manifest: dict) -> str | None:
@@ -24,6 +25,18 @@ def untrained_note(manifest: dict) -> str | None:
         return None
     return ("random_weights is on: every network is untrained (the tiny profile's test setting), so the "
             "images and every reading here mean nothing; drop it to run the real models")
+
+
+def inversion_note(manifest: dict) -> str | None:
+    """A photo reconstructed by fitting the judge's own features: the judge then reads the
+    reconstruction much as it reads the photo, whether or not a person would call them alike."""
+    config = manifest.get("config") or {}
+    fitted = (config.get("inversion") or {}).get("perceptual")
+    if not manifest.get("inversion") or fitted != (config.get("scoring") or {}).get("judge"):
+        return None
+    return (f"the reconstruction of your photo was fitted to the judge's own features (inversion.perceptual="
+            f"{fitted}), so the judge's reading of it flatters its likeness to the photo: look at "
+            "reconstruction.png, or fit another network's features (--set inversion.perceptual=...)")
 
 
 def targets_note(manifest: dict) -> str | None:

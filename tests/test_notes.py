@@ -1,7 +1,7 @@
 """The notes a manipulation's manifest carries (`emostyle.notes`), on manifests made by hand: each
 case of the guidance's numbers that a reader should be told about, and none where all is well."""
 
-from emostyle.notes import targets_note, valence_note
+from emostyle.notes import inversion_note, targets_note, valence_note
 
 
 def _manifest(judge, space, initial, final, resolution=0.1):
@@ -96,3 +96,17 @@ def test_untrained_networks_are_said_to_mean_nothing():
 
     assert "untrained" in untrained_note({"config": {"random_weights": True}})
     assert untrained_note({"config": {"random_weights": False}}) is None
+
+
+def test_the_inversion_note_warns_when_the_judge_fitted_the_reconstruction():
+    """The offline profile fits a photo's reconstruction to the FER's features, and the FER judges:
+    its reading of the reconstruction then says little about the likeness. Fitted to another
+    network, or with no photo, there is nothing to say."""
+    manifest = {"config": {"inversion": {"perceptual": "fer"}, "scoring": {"judge": "fer"}},
+                "inversion": {"photo": "me.jpg"}}
+    assert "inversion.perceptual=fer" in inversion_note(manifest)
+    manifest["config"]["inversion"]["perceptual"] = "expression"
+    assert inversion_note(manifest) is None
+    manifest["config"]["inversion"]["perceptual"] = "fer"
+    manifest["inversion"] = None  # a retrieved image: nothing was reconstructed
+    assert inversion_note(manifest) is None
