@@ -65,7 +65,9 @@ def show_run(manifest: dict, out: str | Path, note: str | None = None) -> plt.Fi
         display(Markdown(f"**audio** (A, read by {manifest['audio']['reader']}): {audio_summary(manifest['audio'])}"))
     fig = before_after_figure(manifest, out, note)
     display(fig)  # explicitly: plt.show() is not flushed from a widget's callback; the caller closes it
-    display(Markdown("**loss terms per step** (each term of Eq. 4-8, mean over the batch)"),
+    display(Markdown("**step by step** (the judge's valence under each frame: when the emotion moved)"),
+            Image.open(Path(out) / "frames.png"))
+    display(Markdown("**loss terms per step** (each term of Eq. 4-8 unweighted, its weight in the legend)"),
             Image.open(Path(out) / "loss.png"))
     return fig
 
