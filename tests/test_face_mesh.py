@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from emostyle.models import tflite
-from emostyle.models.face_mesh import BLENDSHAPES, FaceMesh, load_face_mesh
+from emostyle.models.face_mesh import BLENDSHAPES, load_face_mesh
 from emostyle.models.fer import EMOTIONS
 from emostyle.parts import to_uint8
 from emostyle.spaces.affect import ACTION_UNITS, EMOTION_PAD, EMOTION_PROTOTYPES, prototype_probabilities

@@ -156,8 +156,8 @@ def test_pipeline_inverts_a_photo_on_the_tiny_profile(photo):
 @pytest.mark.slow  # the song's transcription takes most of it
 def test_manipulate_edits_the_users_photo(tmp_path, photo, repo_root):
     out = tmp_path / "run"
-    manifest = manipulate(repo_root / SONG, profile="tiny", out=out, image=photo, progress=False,
-                          overrides={"guidance.steps": 3, "inversion.steps": 4})
+    manipulate(repo_root / SONG, profile="tiny", out=out, image=photo, progress=False,
+               overrides={"guidance.steps": 3, "inversion.steps": 4})
     for name in ("photo.png", "reconstruction.png", "comparison.png", "before.png", "after.png"):
         assert (out / name).stat().st_size > 500, name
     saved = json.loads((out / "manifest.json").read_text())
