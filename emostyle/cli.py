@@ -111,7 +111,7 @@ def _cmd_manipulate(args) -> int:
     if v.get("resolution") is not None:
         within = f" (one-pixel resolution {v['resolution']:.2f}" + (
             ": no one-pixel shift moves the judge's reading of the input, which is saturated there"
-            if v["resolution"] < 0.005 else "") + ")"
+            if _saturated(v) else "") + ")"
     print(f"  valence by the judge ({v['judge'] or 'none'}), on the saved images: "
           f"{shown(v['before'])} -> {shown(v['after'])}{within}{_judged_move(v, polarity['emotion'])}")
     space = v["in_guidance_space"]
@@ -131,13 +131,18 @@ def _cmd_manipulate(args) -> int:
     return 0
 
 
+def _saturated(v: dict) -> bool:
+    """A resolution that rounds to 0.00: no one-pixel shift of the input moves the judge's reading."""
+    return v["resolution"] < 0.005
+
+
 def _judged_move(v: dict, emotion: str) -> str:
     """Which way the judge saw the image move, beyond its resolution, and whether that is the lyrics' way."""
     if v["before"] is None or v["after"] is None or v.get("resolution") is None:
         return ""
     change = v["after"] - v["before"]
     if abs(change) <= v["resolution"]:
-        return ": no move beyond that resolution" + (": a saturated judge cannot tell" if v["resolution"] < 0.005 else "")
+        return ": no move beyond that resolution" + (": a saturated judge cannot tell" if _saturated(v) else "")
     way = "happier" if change > 0 else "sadder"
     if emotion not in ("positive", "negative"):
         return f": {way}"

@@ -160,6 +160,12 @@ class GuidanceResult:
     seconds: float
     settings: dict = field(default_factory=dict)
 
+    @property
+    def term_weights(self) -> dict[str, float]:
+        """Each loss term's weight in the total: the song's terms, then id, reg and coarse."""
+        s = self.settings
+        return {**s["weights"], "id": s["l_id"], "reg": s["l_sim"], "coarse": s["l_coarse"]}
+
 
 class _Regulariser:
     """L_reg per item (B,) of latents w against w0, with or without layer masking."""

@@ -237,11 +237,13 @@ class Pipeline:
                      directions=self.directions, jitter=g.jitter, progress=progress)
 
 
-def _song_caption(pipe: Pipeline, song, music) -> str:
+def _song_caption(music, audio: dict | None) -> str:
     """What a run's figure titles say of the song: its lyrics' polarity and, where the space
-    tells, how its audio was heard ("lyrics neutral (+0.00), audio P -0.23 (Explosion)")."""
-    space = pipe.guidance_space
-    heard = f", {space.audio_caption(song)}" if hasattr(space, "audio_caption") else ""
+    read it (`audio_reading`), how its audio was heard ("lyrics neutral (+0.00), audio P -0.23
+    (Explosion)")."""
+    from .spaces.affect import audio_caption
+
+    heard = f", {audio_caption(audio)}" if audio is not None else ""
     return f"lyrics {music.polarity.caption()}{heard}"
 
 
@@ -363,17 +365,17 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
                       "look at the images", stacklevel=2)
     save_image(result.start_images[0], out / "before.png")
     save_image(result.images[0], out / "after.png")
+    # How the guidance space's audio reader heard the song: music or a sound, and what it heard.
+    audio = pipe.guidance_space.read_audio(song) if hasattr(pipe.guidance_space, "read_audio") else None
     frames_caption, frames_note = None, pipe.note
     if pipe.judge is not None:  # the emotion seen to move, step by step
         frames_caption = lambda images: [f"judge {signed(v)}" for v in judge_valence(images, pipe.judge).tolist()]  # noqa: E731
         frames_note = f"{judge_note(pipe.judge.name, space=False)}\n{pipe.note}"
     save_figure(frames_figure(result.frames, note=frames_note, caption=frames_caption,
                               title=f"{get_method(method).title}, step by step: {Path(song).stem}, "
-                                    f"{_song_caption(pipe, song, music)}"), "frames", out)
-    weights = {**result.settings.get("weights", {}), "id": result.settings.get("l_id"),
-               "reg": result.settings.get("l_sim"), "coarse": result.settings.get("l_coarse")}
+                                    f"{_song_caption(music, audio)}"), "frames", out)
     save_figure(loss_figure(result.history, title=f"{get_method(method).title}: loss terms", note=pipe.note,
-                            weights={k: w for k, w in weights.items() if w is not None}), "loss", out)
+                            weights=result.term_weights), "loss", out)
     torch.save({"start": start.cpu(), "final": result.latents.cpu()}, out / "latents.pt")
     if inverted is not None:
         photo_valence = judge_valence(inverted.target, pipe.judge).tolist() if pipe.judge is not None else [None]
@@ -382,7 +384,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         save_figure(photo_figure(inverted.target, inverted.reconstruction, result.images[:1], inverted.error,
                                  [photo_valence[0], before, after], pipe.judge.name if pipe.judge else None,
                                  title=f"{get_method(method).title} on your photo: {Path(song).stem}, "
-                                       f"{_song_caption(pipe, song, music)}", note=pipe.note), "comparison", out)
+                                       f"{_song_caption(music, audio)}", note=pipe.note), "comparison", out)
 
     manifest = run_manifest(
         config, timings={k: round(v, 3) for k, v in timings.items()}, method=method, song=str(song),
@@ -390,8 +392,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         lyrics={"text": music.transcript.text, "source": music.transcript.source, "backend": music.transcript.backend,
                 "quality": music.transcript.quality},
         polarity=music.polarity.to_json(),
-        # How the guidance space's audio reader heard the song: music or a sound, and what it heard.
-        audio=pipe.guidance_space.read_audio(song) if hasattr(pipe.guidance_space, "read_audio") else None,
+        audio=audio,
         music={"midi": str(music.midi_path), "wav": str(music.wav_path), "renderer": music.renderer},
         categories=music.categories.to_json() if music.categories else None,  # EmoGen's eight categories
         retrieval=None if found is None else {"space": found.space, "scores": found.scores.tolist(),
