@@ -23,7 +23,7 @@ __all__ = ["build_pipeline", "build_generator", "build_space", "build_identity",
            "build_directions",
            "clear_cache", "resolve_weights"]
 
-_CACHE: dict[str, object] = {}
+_CACHE: dict[str, tuple[object, list[dict]]] = {}  # a built part and the registry files it read
 
 
 def clear_cache() -> None:
@@ -32,10 +32,14 @@ def clear_cache() -> None:
 
 
 def _cached(kind: str, key: dict, make):
+    """The part `make()` builds, once per process; a run that reuses it records its files again
+    (`registry.replay`), so that its manifest lists them."""
     name = kind + json.dumps(key, sort_keys=True, default=str)
     if name not in _CACHE:
-        _CACHE[name] = make()
-    return _CACHE[name]
+        _CACHE[name] = registry.with_uses(make)
+    part, files = _CACHE[name]
+    registry.replay(files)
+    return part
 
 
 def resolve_weights(name_or_path: str) -> Path:

@@ -122,6 +122,7 @@ def written_whole(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file is as readable as any other the kit writes
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -168,7 +169,6 @@ def write_json(path: str | Path, data: Any) -> Path:
     """Write JSON atomically (temporary file, then rename): no half-written manifest."""
     with written_whole(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a manifest is as readable as the figures
     return Path(path)
 
 

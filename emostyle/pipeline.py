@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from . import registry
 from .audio import read_audio
 from .builders import build_pipeline, resolve_weights
 from .config import Config, load_config
@@ -126,12 +127,11 @@ class Pipeline:
         sounds draw the songs' seeds), and the offline profile's 128 faces take seconds to read.
         A kept set is rendered again, not read."""
         from .manifest import keep, kept
-        from .registry import home
 
         r = self.config.retrieval
         n, seed = n or r.candidates, self.config.seed if seed is None else seed
         key = self.stored_key(n, seed)
-        store = home() / "cache" / "candidates"
+        store = registry.home() / "cache" / "candidates"
         readings = kept(store, key, self.generator.device)
         candidates = read_candidates(self.generator, self.retrieval_space, n=n, batch=r.batch, seed=seed,
                                      progress=progress, readings=readings)
@@ -279,8 +279,9 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
         from .samples import read_lyrics
 
         inputs, lyrics = inputs + (lyrics,), read_lyrics(lyrics)
+    # The manifest lists the files this run used, not those of the process's earlier runs.
     with staged_output(out, force=force, result_keys=MANIPULATION_KEYS, inputs=inputs) as stage, \
-            collected_warnings() as caught:
+            collected_warnings() as caught, registry.recording():
         _manipulate(song, profile, method, seed, stage, overrides, lyrics, label, progress, caught, image)
     return json.loads((Path(out).expanduser() / "manifest.json").read_text())
 

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import registry
 from .audio import numba_cache_dir, read_audio
 from .config import Config, load_config
 from .manifest import MANIPULATION_KEYS, code_version, config_digest, environment, run_manifest, write_json
@@ -386,6 +387,7 @@ def _new_run_dir(runs: Path, profile: str) -> Path:
                 if not p.exists())
 
 
+@registry.recording()  # the run's manifest lists the files it used, not those of the process's earlier runs
 def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, device: str = "auto",
               out: str | Path = "figures", run_dir: str | Path | None = None,
               overrides: dict | None = None, progress: bool = True, force: bool = False,

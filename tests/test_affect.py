@@ -216,19 +216,29 @@ def test_spoken_lyrics_over_quiet_chords_pull_toward_the_chords_mode(tmp_path):
     assert min(pulls.values()) > 0, {k: round(v, 2) for k, v in pulls.items() if v <= 0}
 
 
-def test_audio_reading_is_computed_once_per_file_content(tmp_path, monkeypatch):
+def test_audio_reading_is_computed_once_per_file_content(tmp_path, monkeypatch, shared_data):
     import shutil
 
+    from emostyle import registry
     from emostyle.spaces import affect, music_emotion
 
     monkeypatch.setenv("EMOSTYLE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EMOSTYLE_MIRROR", str(shared_data))
     calls = []
-    monkeypatch.setattr(music_emotion, "music_emotion_pad", lambda p: calls.append(p) or np.array([0.1, -0.2, 0.3]))
+
+    def read(path):  # a reader that reads a registry file, as musicnn does its checkpoint
+        calls.append(path)
+        registry.path("audio-jfk")
+        return np.array([0.1, -0.2, 0.3])
+
+    monkeypatch.setattr(music_emotion, "music_emotion_pad", read)
     song = _tune(tmp_path / "a.wav", [261.63, 329.63, 392.00, 523.25], 2.0, 3, 0.5)
     first = affect.audio_pad(song, "musicnn")
     copy = shutil.copy(song, tmp_path / "b.wav")  # same content, other name: the same reading
-    np.testing.assert_array_equal(affect.audio_pad(copy, "musicnn"), first)
+    with registry.recording() as files:
+        np.testing.assert_array_equal(affect.audio_pad(copy, "musicnn"), first)
     assert len(calls) == 1 and list(first) == [0.1, -0.2, 0.3]
+    assert [f["name"] for f in files] == ["audio-jfk"]  # served from the cache, still in the run's manifest
     # musicnn+mode averages musicnn's pleasure with the mode cue (a major arpeggio: > 0).
     mixed = affect.audio_pad(song, "musicnn+mode")
     assert len(calls) == 2 and mixed[0] == pytest.approx((0.1 + affect.mode_cue(song)) / 2)

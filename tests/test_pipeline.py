@@ -120,7 +120,11 @@ def test_official_compat_takes_the_run_scripts_lambdas(profile, l_sim, l_id):
 
 
 @pytest.mark.slow
-def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root):
+def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root, shared_data, monkeypatch):
+    from emostyle import registry
+
+    monkeypatch.setenv("EMOSTYLE_MIRROR", str(shared_data))
+    registry.path("audio-jfk")  # read in this process before the run, by no part of it
     out = tmp_path / "run"
     manifest = manipulate(repo_root / SONG, profile="offline", out=out, seed=3,
                           overrides={"guidance.steps": 5, "retrieval.candidates": 4}, progress=False)
@@ -150,6 +154,10 @@ def test_manipulate_writes_every_output_with_a_manifest(tmp_path, repo_root):
                        overrides={"guidance.steps": 5, "retrieval.candidates": 4}, progress=False)
     assert torch.equal(torch.load(out / "latents.pt")["final"], torch.load(tmp_path / "again" / "latents.pt")["final"])
     assert again["retrieval"]["scores"] == saved["retrieval"]["scores"]
+    # Each manifest lists its own run's files: the second run's parts come from the process's cache.
+    files = {w["name"] for w in saved["weights"]}
+    assert "audio-jfk" not in files and {"dcgan-faces", "mediapipe-face-landmarker", "fer-mini-xception"} <= files
+    assert {w["name"] for w in again["weights"]} == files
 
 
 def test_missing_imagebind_falls_back_to_clip_space_with_a_notice(monkeypatch, tmp_path):

@@ -596,6 +596,39 @@ def test_used_files_are_recorded_with_their_sha256(table, tmp_path, monkeypatch)
     assert record in manifest.run_manifest(config.load_config("tiny"))["weights"]
 
 
+def test_a_run_lists_the_files_it_used_even_where_a_cached_part_skipped_them(table, tmp_path, monkeypatch):
+    """The Python API runs several runs in one process: each manifest lists its own run's files,
+    and a part built by an earlier run (builders' cache) still counts as read by the run reusing it."""
+    from emostyle import builders
+
+    monkeypatch.setattr(builders, "_CACHE", {})  # no part another test built
+    for name in ("first", "second", "part"):
+        table[name] = _url_entry("http://127.0.0.1:9/never")
+        (tmp_path / f"{name}.pt").write_bytes(BLOB)
+        registry.fetch(name, from_path=tmp_path / f"{name}.pt")
+    names = lambda records: [r["name"] for r in records]  # noqa: E731
+    builds = []
+
+    def make():
+        builds.append(registry.path("part"))
+        return "the part"
+
+    key = {"test": str(tmp_path)}
+    with registry.recording() as first:
+        registry.path("first")
+        assert builders._cached("test", key, make) == "the part"
+        assert names(registry.used()) == ["first", "part"]
+    with registry.recording() as second:
+        registry.path("second")
+        assert builders._cached("test", key, make) == "the part"  # from the cache: the file is not read again
+        with registry.recording() as inner:  # runs nest: an inner one's files are the outer one's too
+            registry.path("first")
+        assert names(registry.used()) == ["second", "part", "first"]
+    assert len(builds) == 1 and names(first) == ["first", "part"] and names(inner) == ["first"]
+    assert names(second) == ["second", "part", "first"]
+    assert {"first", "second", "part"} <= set(names(registry.used()))  # outside any run: the whole process's
+
+
 def test_wheel_fetch_without_a_network_is_one_line_with_the_manual_ways(table, monkeypatch, capsys):
     for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
         monkeypatch.delenv(var, raising=False)

@@ -28,6 +28,8 @@ from emostyle.affective.music import MusicBackend, Polarity
 from emostyle.affective.polarity import LLMPolarity, PolarityBackend, VaderPolarity
 from emostyle.affective.render import RENDERERS, render_midi
 from emostyle.audio import read_audio
+from emostyle.manifest import write_json, written_whole
+from emostyle import registry
 from emostyle.registry import file_sha256
 
 __all__ = ["affective_music", "AffectiveResult", "LYRICS_BACKENDS", "POLARITY_BACKENDS", "MUSIC_BACKENDS",
@@ -42,7 +44,6 @@ def _composer() -> MusicBackend:
 
 def _gru_ebs() -> MusicBackend:
     """GRU-EBS from the registry's files (the paper's music backend)."""
-    from emostyle import registry
     from emostyle.affective.gru_ebs import GruEbsComposer
 
     return GruEbsComposer.from_files(*(registry.path(f"gru-ebs-{part}") for part in (
@@ -51,8 +52,6 @@ def _gru_ebs() -> MusicBackend:
 
 
 def _chatglm() -> PolarityBackend:
-    from emostyle import registry
-
     return LLMPolarity(registry.path("chatglm3-6b"), name="chatglm")
 
 
@@ -64,16 +63,24 @@ LYRICS_BACKENDS = {"faster-whisper": FasterWhisperLyrics, "whisper-at": WhisperA
 CATEGORY_BACKENDS = {"nrc": LexiconCategories, "chatglm": _chatglm_categories}
 POLARITY_BACKENDS = {"vader": VaderPolarity, "chatglm": _chatglm}
 MUSIC_BACKENDS = {"composer": _composer, "gru-ebs": _gru_ebs}
+_BACKENDS = {"lyrics": LYRICS_BACKENDS, "polarity": POLARITY_BACKENDS, "music": MUSIC_BACKENDS,
+             "categories": CATEGORY_BACKENDS}
+
+
+def _by_name(kind: str, name: str):
+    """One instance per backend name and process: loading Whisper or an LLM takes seconds. A run
+    that reuses one records the files it was built from again (`registry.replay`)."""
+    if name not in _BACKENDS[kind]:
+        raise ValueError(f"unknown {kind} backend {name!r}; choose one of {sorted(_BACKENDS[kind])} "
+                         "or pass an instance")
+    backend, files = _built(kind, name)
+    registry.replay(files)
+    return backend
 
 
 @functools.lru_cache(maxsize=None)
-def _by_name(kind: str, name: str):
-    """One instance per backend name and process: loading Whisper or an LLM takes seconds."""
-    table = {"lyrics": LYRICS_BACKENDS, "polarity": POLARITY_BACKENDS, "music": MUSIC_BACKENDS,
-             "categories": CATEGORY_BACKENDS}[kind]
-    if name not in table:
-        raise ValueError(f"unknown {kind} backend {name!r}; choose one of {sorted(table)} or pass an instance")
-    return table[name]()
+def _built(kind: str, name: str):
+    return registry.with_uses(_BACKENDS[kind][name])
 
 
 def _backend(kind: str, value, base: type):
@@ -159,8 +166,6 @@ def affective_music(audio_path: str | Path, profile=None, *,
     as an instance enters the key by its class and `name` only: give differently configured
     instances different names.
     """
-    from emostyle import registry
-
     if profile is not None:
         from emostyle.config import Config, load_config
 
@@ -186,53 +191,54 @@ def affective_music(audio_path: str | Path, profile=None, *,
     record = Path(cache_dir) / key / "result.json" if cache_dir is not None else None
     stored = [record.parent / "music.mid", record.parent / "music.wav"] if record is not None else []
     if record is not None and all(p.is_file() for p in [record, *stored]):
-        result = AffectiveResult.from_json(json.loads(record.read_text()))
+        kept = json.loads(record.read_text())
+        registry.replay(kept["weights"])  # the files the reading was made from, for this run's manifest
+        result = AffectiveResult.from_json(kept)
         out_dir.mkdir(parents=True, exist_ok=True)
         for src, dst in zip(stored, (midi_path, wav_path)):
             if src.resolve() != dst.resolve():
                 shutil.copyfile(src, dst)
         return dataclasses.replace(result, midi_path=midi_path, wav_path=wav_path, cached=True)
 
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    given = lyrics
-    lyrics = _backend("lyrics", lyrics_backend, LyricsBackend) if given is None else None
-    polarity_judge = _backend("polarity", polarity_backend, PolarityBackend)
-    music = _backend("music", music_backend, MusicBackend)
-    category_reader = _backend("categories", category_backend, CategoryBackend)
-    timings["load"] = time.perf_counter() - start
+    with registry.recording() as files:  # kept with the reading (see above)
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        given = lyrics
+        lyrics = _backend("lyrics", lyrics_backend, LyricsBackend) if given is None else None
+        polarity_judge = _backend("polarity", polarity_backend, PolarityBackend)
+        music = _backend("music", music_backend, MusicBackend)
+        category_reader = _backend("categories", category_backend, CategoryBackend)
+        timings["load"] = time.perf_counter() - start
 
-    step = time.perf_counter()
-    if given is None:
-        transcript = transcribe(audio_path, lyrics, label=label)
-    else:
-        if not given.strip():
-            raise ValueError("the given lyrics are empty")
-        read_audio(audio_path)  # the song itself must still be usable audio
-        transcript = Transcript(given.strip(), backend="given", source="given")
-    timings["lyrics"] = time.perf_counter() - step
-    step = time.perf_counter()
-    polarity = polarity_judge.judge(transcript.text, transcript.language)
-    timings["polarity"] = time.perf_counter() - step
-    step = time.perf_counter()
-    categories = category_reader.categorise(transcript.text, transcript.language).within(polarity.emotion)
-    timings["categories"] = time.perf_counter() - step
-    step = time.perf_counter()
-    pm = music.compose(transcript.text, polarity, seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pm.write(str(midi_path))
-    timings["music"] = time.perf_counter() - step
-    step = time.perf_counter()
-    used = render_midi(pm, wav_path, renderer)
-    timings["render"] = time.perf_counter() - step
-    timings["total"] = time.perf_counter() - start
+        step = time.perf_counter()
+        if given is None:
+            transcript = transcribe(audio_path, lyrics, label=label)
+        else:
+            if not given.strip():
+                raise ValueError("the given lyrics are empty")
+            read_audio(audio_path)  # the song itself must still be usable audio
+            transcript = Transcript(given.strip(), backend="given", source="given")
+        timings["lyrics"] = time.perf_counter() - step
+        step = time.perf_counter()
+        polarity = polarity_judge.judge(transcript.text, transcript.language)
+        timings["polarity"] = time.perf_counter() - step
+        step = time.perf_counter()
+        categories = category_reader.categorise(transcript.text, transcript.language).within(polarity.emotion)
+        timings["categories"] = time.perf_counter() - step
+        step = time.perf_counter()
+        pm = music.compose(transcript.text, polarity, seed)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pm.write(str(midi_path))
+        timings["music"] = time.perf_counter() - step
+        step = time.perf_counter()
+        used = render_midi(pm, wav_path, renderer)
+        timings["render"] = time.perf_counter() - step
+        timings["total"] = time.perf_counter() - start
 
     result = AffectiveResult(transcript, polarity, midi_path, wav_path, used, timings, categories=categories)
-    if record is not None:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(midi_path, record.parent / "music.mid")
-        shutil.copyfile(wav_path, record.parent / "music.wav")
-        tmp = record.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result.to_json(), indent=1))
-        tmp.replace(record)  # a crash mid-write never leaves a half record that looks like a hit
+    if record is not None:  # each file whole or absent, the record last: a crash never leaves a half hit
+        for src, name in ((midi_path, "music.mid"), (wav_path, "music.wav")):
+            with written_whole(record.parent / name) as tmp:
+                shutil.copyfile(src, tmp)
+        write_json(record, {**result.to_json(), "weights": files})
     return result

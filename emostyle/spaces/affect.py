@@ -341,9 +341,19 @@ def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict
     key = f"{reader}-{code_version()[:16]}-{registry.file_sha256(path)[:32]}"
     record = registry.home() / "cache" / "audio-pad" / f"{key}.json"
     try:
-        return json.loads(record.read_text())
-    except (OSError, ValueError):  # absent, or unreadable (a damaged disk): read the file again
+        reading = json.loads(record.read_text())
+        registry.replay(reading.pop("weights"))  # the files it was made from, for this run's manifest
+        return reading
+    except (OSError, ValueError, KeyError):  # absent, or unreadable (a damaged disk): read the file again
         pass
+    with registry.recording() as files:
+        reading = _read_audio(path, reader)
+    write_json(record, {**reading, "weights": files})  # whole or absent, never half-written
+    return reading
+
+
+def _read_audio(path: Path, reader: str) -> dict:
+    """The reading itself: `audio_reading` without its cache."""
     heard_as, classes, reader_used = None, [], reader
     if reader == "yamnet+musicnn+mode":
         from emostyle.models.yamnet import class_scores
@@ -363,10 +373,8 @@ def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict
         pad = np.array(music_emotion_pad(path), dtype=np.float64)
         if reader_used == "musicnn+mode":
             pad[0] = (pad[0] + mode_cue(path)) / 2
-    reading = {"reader": reader, "audio": str(path), "pad": [float(v) for v in pad], "heard_as": heard_as,
-               "classes": classes}
-    write_json(record, reading)  # whole or absent, never half-written
-    return reading
+    return {"reader": reader, "audio": str(path), "pad": [float(v) for v in pad], "heard_as": heard_as,
+            "classes": classes}
 
 
 def audio_summary(reading: dict) -> str:

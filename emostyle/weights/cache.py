@@ -1,21 +1,26 @@
 """The cache of registry files: `path` (a verified file, recorded as used), `fetch` (make it
-present), `verify` (hash everything again) and `used` (what this process used, for manifests)."""
+present), `verify` (hash everything again) and `used` (what a run used, for manifests: the
+files of the innermost `recording`, else of the whole process)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .integrity import check, digest, forget, recorded, remember
 from .sources import FETCHERS, install
 from .table import ChecksumError, Entry, MissingWeightError, candidates, entries, entry, folder, how_to_get, \
     profile_files
 
-__all__ = ["path", "fetch", "fetch_profile", "verify", "Check", "presence", "used", "USED_LOG_VAR"]
+__all__ = ["path", "fetch", "fetch_profile", "verify", "Check", "presence", "used", "recording", "with_uses", "replay",
+           "USED_LOG_VAR"]
 
 # Every file a run used in this process: entry name -> {name, path, sha256, size, pinned}.
 _USED: dict[str, dict] = {}
@@ -24,23 +29,64 @@ _USED: dict[str, dict] = {}
 USED_LOG_VAR = "EMOSTYLE_USED_WEIGHTS"
 
 
+# The open `recording`s of this context, outermost first: each collects the files used inside it.
+_RECORDINGS: ContextVar[tuple[list[dict], ...]] = ContextVar("emostyle_recordings", default=())
+
+T = TypeVar("T")
+
+
 def _record_use(e: Entry, p: Path, sha256: str) -> None:
     size = sum(q.stat().st_size for q in p.rglob("*") if q.is_file()) if p.is_dir() else p.stat().st_size
-    record = {"name": e.name, "path": str(p), "sha256": sha256, "size": size, "pinned": bool(e.sha256)}
-    if _USED.get(e.name) == record:
+    _note({"name": e.name, "path": str(p), "sha256": sha256, "size": size, "pinned": bool(e.sha256)})
+
+
+def _note(record: dict) -> None:
+    for records in _RECORDINGS.get():
+        if record not in records:
+            records.append(record)
+    if _USED.get(record["name"]) == record:
         return
-    _USED[e.name] = record
+    _USED[record["name"]] = record
     if os.environ.get(USED_LOG_VAR):
         with open(os.environ[USED_LOG_VAR], "a") as log:
             log.write(json.dumps(record) + "\n")
 
 
+@contextmanager
+def recording() -> Iterator[list[dict]]:
+    """Collect the registry files used inside the block (the yielded list, in order of first
+    use), for the manifest of one run: a process that runs several (the Python API, a
+    notebook's kernel) used files for the others too. `used()` inside the block lists these."""
+    records: list[dict] = []
+    token = _RECORDINGS.set((*_RECORDINGS.get(), records))
+    try:
+        yield records
+    finally:
+        _RECORDINGS.reset(token)
+
+
+def with_uses(make: Callable[[], T]) -> tuple[T, list[dict]]:
+    """`make()` and the registry files it used: what a cache of its result keeps, to `replay`
+    them when it serves the result again without reading the files."""
+    with recording() as records:
+        value = make()
+    return value, records
+
+
+def replay(records: Iterable[dict]) -> None:
+    """Record again, as used now, files that a cached result was made from (`with_uses`)."""
+    for record in records:
+        _note(dict(record))
+
+
 def used(logs: Iterable[str | Path] = ()) -> list[dict]:
-    """Every registry file used in this process, in order of first use: name, path, sha256,
-    size (bytes), pinned (whether the sha256 is the published one); with $EMOSTYLE_USED_WEIGHTS
-    set, also those that other processes of the run (notebook kernels, workers) logged there,
-    and those logged in `logs` (files such processes were given as their $EMOSTYLE_USED_WEIGHTS)."""
-    records = list(_USED.values())
+    """Every registry file used in the innermost open `recording` (outside any: in this
+    process), in order of first use: name, path, sha256, size (bytes), pinned (whether the
+    sha256 is the published one); with $EMOSTYLE_USED_WEIGHTS set, also those that other
+    processes of the run (notebook kernels, workers) logged there, and those logged in `logs`
+    (files such processes were given as their $EMOSTYLE_USED_WEIGHTS)."""
+    scopes = _RECORDINGS.get()
+    records = list(scopes[-1] if scopes else _USED.values())
     for log in [*map(Path, logs), Path(os.environ.get(USED_LOG_VAR) or "")]:
         if not log.is_file():
             continue
