@@ -429,6 +429,29 @@ def test_the_log_face_loss_keeps_pulling_where_the_linear_one_lets_go():
         AffectSpace("scene", face_loss="square")
 
 
+def test_a_face_the_mesh_barely_sees_is_pulled_as_weakly_as_its_presence_under_either_face_loss():
+    """The mesh's face presence scales a face's emotion terms (`prototype_probabilities`): the
+    linear loss's pull scales with them, and the log loss, a ratio that a common scale leaves as it
+    is, is weighed by the presence. Read as the guidance reads a face (`guidance_reading`, then
+    `guidance_loss` with EmoStyle's weights), for happy, sad and a mixed song."""
+    g = torch.Generator().manual_seed(0)
+    faces = torch.randn(4, 52, generator=g) * 3 - 4  # blendshape logits, from deep in the tail to shown
+    logits = faces.repeat(3, 1)  # each face seen surely, half and a tenth
+    presence = torch.tensor([1.0, 0.5, 0.1]).repeat_interleave(4)
+    images = torch.zeros(12, 3, 8, 8)  # what the mesh is given; its reading comes from `logits`
+    songs = {"happy": ("happy", "happy", "happy"), "sad": ("sad", "sad", "sad"), "mixed": ("sad", "happy", "sad")}
+    for loss in FACE_LOSSES:
+        for name, (audio, music, text) in songs.items():
+            x = logits.clone().requires_grad_(True)
+            space = AffectSpace("face", face_reader="blendshapes", face_loss=loss,
+                                mesh=lambda images: (x.sigmoid(), None, presence))
+            weighted = [(w, torch.tensor([EMOTION_PAD[term]])) for w, term in ((0.6, audio), (0.2, music), (0.2, text))]
+            (grad,) = torch.autograd.grad(space.guidance_loss(space.guidance_reading(images), weighted).sum(), x)
+            assert grad[:4].abs().sum() > 0, (loss, name)
+            torch.testing.assert_close(grad[4:8], 0.5 * grad[:4], msg=f"{loss}, {name}")
+            torch.testing.assert_close(grad[8:], 0.1 * grad[:4], msg=f"{loss}, {name}")
+
+
 @pytest.mark.slow  # about 5 s on 2 idle cores; much longer on a loaded machine
 def test_guidance_makes_faces_smile_or_frown(fer):
     """60 Adam steps (lr 0.02) on z of 4 DCGAN faces toward the PAD of 'happy' / of 'sad'.

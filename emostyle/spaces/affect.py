@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ from emostyle.audio import load_audio
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input, load_fer
 from emostyle.parts import EmbeddingSpace
 
-__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "FACE_LOSSES", "MIN_FACE_PRESENCE", "NEUTRAL_RADIUS", "audio_pad", "direction", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad", "tuned_chroma"]
+__all__ = ["AffectSpace", "AUDIO_READERS", "EMOTION_PAD", "FACE_LOSSES", "FaceTerms", "MIN_FACE_PRESENCE", "NEUTRAL_RADIUS", "audio_pad", "direction", "mode_cue", "MUSIC_CUES", "scene_pad", "music_cues", "music_pad", "tuned_chroma"]
 
 DOMAINS = ("face", "scene")
 
@@ -147,7 +148,8 @@ def prototype_probabilities(blendshapes: torch.Tensor, presence: torch.Tensor | 
     and guiding them changed such faces in ways other readers took against the song (FINDINGS.md,
     "What the offline profile shows"); so such a face reads closer to no emotion, and its
     gradient under the linear face loss is weaker by as much (the log loss, `AffectSpace.distance`,
-    takes a ratio of credits, on which a common scale has no effect)."""
+    takes a ratio of credits, on which a common scale has no effect: it weighs the face's loss by
+    the presence instead, `FaceTerms`)."""
     shown = blendshapes @ _PROTOTYPES.to(blendshapes)
     shares = shown / shown.sum(dim=1, keepdim=True).clamp_min(1.0)
     if presence is not None:
@@ -426,6 +428,24 @@ def direction(targets: torch.Tensor) -> torch.Tensor:
 MIN_FACE_PRESENCE = 0.5
 
 
+class FaceTerms(NamedTuple):
+    """A face's `guidance_reading`: its emotion terms' probabilities (B, 7), as
+    `prototype_probabilities` gives them (the shares scaled by the presence), and how surely the
+    face reader sees the face (B,), held constant: 1 for the FER, the mesh's face presence."""
+
+    probabilities: torch.Tensor
+    presence: torch.Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return self.probabilities.device
+
+
+def _face_terms(reading) -> bool:
+    """Whether `reading` is a face's emotion terms (`FaceTerms`, or their probabilities), not PAD."""
+    return isinstance(reading, FaceTerms) or reading.shape[1] == len(EMOTIONS)
+
+
 class AffectSpace(EmbeddingSpace):
     """PAD space, dim 3; `domain` "face" reads expressions, "scene" reads colour.
 
@@ -482,11 +502,15 @@ class AffectSpace(EmbeddingSpace):
             pad = probabilities @ self.emotion_pad(images.device)
         return pad, torch.ones(len(pad), device=pad.device) if presence is None else presence
 
-    def guidance_reading(self, images: torch.Tensor) -> torch.Tensor:
-        """What `distance` compares with a target: a face's emotion terms (B, 7), so that each
-        term is credited by where it lies from the target on the circumplex (`term_credit`); a
-        scene's PAD (B, 3)."""
-        return self.encode_image(images) if self.domain == "scene" else self.emotion_probabilities(images)
+    def guidance_reading(self, images: torch.Tensor) -> torch.Tensor | FaceTerms:
+        """What `distance` compares with a target: a face's emotion terms and presence
+        (`FaceTerms`), so that each term is credited by where it lies from the target on the
+        circumplex (`term_credit`); a scene's PAD (B, 3)."""
+        if self.domain == "scene":
+            return self.encode_image(images)
+        probabilities, presence = self._emotion_probabilities(images)
+        return FaceTerms(probabilities, torch.ones(len(probabilities), device=probabilities.device)
+                         if presence is None else presence)
 
     def emotion_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Probabilities (B, 7) of the emotion terms in FER2013 order, by the face reader."""
@@ -579,19 +603,20 @@ class AffectSpace(EmbeddingSpace):
         ones both, and the guidance drew whichever the face showed most readily (a smile),
         against the song's weightier reading. So a face is guided along R: sum_k l_k - |R| +
         |R| `distance`(e, R), which is the sum when the targets share a direction."""
-        if reading.shape[1] != len(EMOTIONS):
+        if not _face_terms(reading):
             return super().guidance_loss(reading, weighted)
         resultant = sum(weight * direction(target.to(reading.device)) for weight, target in weighted)
         strength = resultant.norm(dim=1)
         return sum(weight for weight, _ in weighted) - strength + strength * self.distance(reading, resultant)
 
-    def distance(self, image_emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def distance(self, image_emb: torch.Tensor | FaceTerms, target: torch.Tensor) -> torch.Tensor:
         """Guidance loss (B,) to targets (B or 1, 3), linear along the target's direction t_hat
         (no fixed point short of the reachable boundary; see the module docstring).
 
         `image_emb` a PAD point e (B, 3): 1 - <e, t_hat>, t_hat the direction of the target's
-        `guided` part (a scene's colour: its pleasure alone). The emotion terms of faces (B, 7,
-        `guidance_reading`): 1 - sum_k p_k c_k, c = `term_credit(t_hat)`: a face comes closer to
+        `guided` part (a scene's colour: its pleasure alone). The emotion terms of faces
+        (`FaceTerms`, or their probabilities (B, 7) of a face seen surely):
+        1 - sum_k p_k c_k, c = `term_credit(t_hat)`: a face comes closer to
         a song's emotion by showing it (or the term beside it that the song's direction leans
         to), not by ceasing to show the opposite one, nor by showing a term further round the
         circle.
@@ -601,14 +626,21 @@ class AffectSpace(EmbeddingSpace):
         logistic outputs: on a face that shows no trace of a term they sit deep in the logistic's
         tail, and the linear loss pulls on that blendshape's logit by c p (1 - p), next to
         nothing (FINDINGS.md, "Not right yet"). The log pulls by about (c / 4)(1 - p): never harder
-        than the linear loss at its steepest (p = 1/2), and still where that one lets go."""
-        if image_emb.shape[1] != len(EMOTIONS):
+        than the linear loss at its steepest (p = 1/2), and still where that one lets go. Its ratio
+        does not change when the face's presence scales the shares (as the linear loss does), so
+        it is weighed by the presence: a face the mesh barely sees is pulled as weakly under both."""
+        if not _face_terms(image_emb):
             return 1 - (image_emb * direction(self.guided(target.to(image_emb.device)))).sum(dim=1)
+        probabilities, presence = image_emb if isinstance(image_emb, FaceTerms) else (image_emb, None)
         t_hat = direction(target.to(image_emb.device))  # a face's emotion terms lie in the plane
         credit = self.term_credit(t_hat).T
-        shown = (image_emb * credit).sum(dim=1)
+        shown = (probabilities * credit).sum(dim=1)
         if self.face_loss == "linear":
             return 1 - shown
         top = credit.max(dim=1).values
+        if presence is not None:  # the credit before the presence scaled it, and the loss weighed by it
+            presence = presence.detach().to(shown)
+            shown = shown / presence.clamp_min(1e-12)
         # A target without direction credits nothing: its loss is 0, as the linear one is constant.
-        return top / 4 * torch.log(top.clamp_min(1e-12) / shown.clamp_min(1e-12))
+        log = top / 4 * torch.log(top.clamp_min(1e-12) / shown.clamp_min(1e-12))
+        return log if presence is None else presence * log
