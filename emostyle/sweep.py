@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .manifest import write_json
+
 __all__ = ["TaskSpec", "expand_grid", "load_grid", "run_task", "run_sweep", "gather", "add_sweep_parser"]
 
 MARKER = "task.json"
@@ -210,9 +212,7 @@ def run_task(spec: TaskSpec, task: Callable[..., dict] | None = None) -> dict:
         (folder / ERROR).write_text(json.dumps({"error": message, "traceback": traceback.format_exc()}, indent=2))
         return _row(spec, "failed", seconds, message, {})
     row = _row(spec, "ok", round(time.perf_counter() - begun, 3), None, result)
-    tmp = folder / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"spec": asdict(spec), "row": row}, indent=2, default=str))
-    tmp.replace(marker)  # the marker appears whole or not at all
+    write_json(marker, {"spec": asdict(spec), "row": row})  # the marker appears whole or not at all
     return row
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 from pathlib import Path
 
+from ..manifest import write_json
 from .table import ChecksumError, Entry, folder
 
 __all__ = ["file_sha256", "tree_sha256", "digest", "check", "check_size", "looks_like_html", "remember",
@@ -162,11 +162,7 @@ def _read_ledger(e: Entry) -> dict:
 
 
 def _write_ledger(e: Entry, seen: dict) -> None:
-    ledger = _ledger(e)
-    ledger.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ledger.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(seen, indent=1))
-    os.replace(tmp, ledger)
+    write_json(_ledger(e), seen)
 
 
 def remember(p: Path, e: Entry, value: str) -> None:
