@@ -133,6 +133,19 @@ def build_space(name: str, config: Config, device: str, notes: list[str]) -> Emb
     raise ValueError(f"unknown embedding space {name!r}; valid: clip, imagebind, affect")
 
 
+def _fer(config: Config, device: str, guidance_space: EmbeddingSpace):
+    """The FER2013 mini-Xception: the guidance space's own where it reads faces by it (one copy in
+    memory), its file recorded for the run all the same (a part that shares it read no file)."""
+    from .models.fer import MiniXception, load_fer
+
+    fer = getattr(guidance_space, "fer", None)
+    if fer is None:
+        return MiniXception().to(device).eval() if config.random_weights else load_fer(device=device)
+    if not config.random_weights:
+        registry.path("fer-mini-xception")
+    return fer
+
+
 def build_identity(config: Config, device: str, guidance_space: EmbeddingSpace) -> IdentityLoss | None:
     """The identity network of L_ID (only built when l_ID > 0)."""
     which = config.guidance.identity
@@ -146,10 +159,7 @@ def build_identity(config: Config, device: str, guidance_space: EmbeddingSpace) 
         from .models.fer import FerIdentity
 
         if which == "fer":
-            from .models.fer import load_fer
-
-            fer = getattr(guidance_space, "fer", None)
-            return FerIdentity(fer if fer is not None else load_fer(device=device))
+            return FerIdentity(_fer(config, device, guidance_space))
         if which == "expression":
             return FerIdentity(_expression_cnn(config, device, seed=config.seed))
         if which == "dlib":
@@ -272,14 +282,11 @@ def build_inversion(config: Config, device: str, generator: Generator, guidance_
                 return load_lpips({k: v for k, v in state.items() if k.startswith("features.")},
                                   {k: v for k, v in state.items() if k.startswith("lin")}, device=device)
             return load_lpips(device=device)
-        from .models.fer import FerIdentity, MiniXception, load_fer
+        from .models.fer import FerIdentity
 
         if inv.perceptual == "expression":
             return FerIdentity(_expression_cnn(config, device, seed=config.seed))
-        fer = getattr(guidance_space, "fer", None)
-        if fer is None:
-            fer = MiniXception().to(device).eval() if config.random_weights else load_fer(device=device)
-        return FerIdentity(fer)  # 1 - cos of the FER features: the face's layout, pose and light
+        return FerIdentity(_fer(config, device, guidance_space))  # 1 - cos of the FER features: layout, pose, light
 
     def encoder():
         from .models.e4e import load_e4e, tiny_e4e

@@ -53,6 +53,7 @@ class Inversion:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # how the photo was read, aligned or cropped
     source: str = ""  # the photo's file
+    weights: list[dict] = field(default_factory=list)  # the registry files it read (`registry.used`), for a manifest
 
 
 def reconstruction_error(image: torch.Tensor, target: torch.Tensor) -> dict[str, float]:

@@ -167,21 +167,23 @@ class Pipeline:
         inv = self.config.inversion
         photo = photo if isinstance(photo, Photo) else read_photo(photo)
         size = self.generator.resolution
-        if self.config.domain == "face" and inv.align == "ffhq":
-            pixels = align_photo(photo.pixels, size, where=str(photo.path), zoom=inv.zoom)
-            how = f"face aligned as FFHQ (zoom {inv.zoom:g}) to {size} px"
-        else:
-            pixels, how = centre_square(photo.pixels, size), f"centre square resized to {size} px"
-        target = to_tensor(pixels, self.generator.device)
-        perceptual, encoder = builders.build_inversion(self.config, str(self.generator.device), self.generator,
-                                                       self.guidance_space, self.notes)
-        with torch.no_grad():
-            start = encoder(target) if encoder is not None else None
-        result = invert(self.generator, target, perceptual, steps=inv.steps if steps is None else steps, lr=inv.lr,
-                        l_mse=inv.l_mse, l_noise=inv.l_noise, noise=inv.noise, noise_ramp=inv.noise_ramp,
-                        start=start, starts=inv.starts, seed=self.config.seed, progress=progress)
+        with registry.recording() as files:  # kept with the result: a later run's manifest lists them
+            if self.config.domain == "face" and inv.align == "ffhq":
+                pixels = align_photo(photo.pixels, size, where=str(photo.path), zoom=inv.zoom)
+                how = f"face aligned as FFHQ (zoom {inv.zoom:g}) to {size} px"
+            else:
+                pixels, how = centre_square(photo.pixels, size), f"centre square resized to {size} px"
+            target = to_tensor(pixels, self.generator.device)
+            perceptual, encoder = builders.build_inversion(self.config, str(self.generator.device), self.generator,
+                                                           self.guidance_space, self.notes)
+            with torch.no_grad():
+                start = encoder(target) if encoder is not None else None
+            result = invert(self.generator, target, perceptual, steps=inv.steps if steps is None else steps,
+                            lr=inv.lr, l_mse=inv.l_mse, l_noise=inv.l_noise, noise=inv.noise,
+                            noise_ramp=inv.noise_ramp, start=start, starts=inv.starts, seed=self.config.seed,
+                            progress=progress)
         result.notes = [*photo.notes, how] + (["start from the e4e encoder"] if encoder is not None else [])
-        result.source = str(photo.path)
+        result.source, result.weights = str(photo.path), files
         return result
 
     # -- stage 3: guidance -----------------------------------------------------------------
@@ -337,6 +339,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     else:
         if inverted is None:
             inverted = pipe.invert(photo, progress=progress)
+        registry.replay(inverted.weights)  # an Inversion made before this run read them for it
         start = inverted.latent
         # Guidance edits the photo: the generator now renders with what was fitted to it.
         pipe = dataclasses.replace(pipe, generator=inverted.generator)

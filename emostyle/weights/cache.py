@@ -24,8 +24,8 @@ __all__ = ["path", "fetch", "fetch_profile", "verify", "Check", "presence", "use
 
 # Every file a run used in this process: entry name -> {name, path, sha256, size, pinned}.
 _USED: dict[str, dict] = {}
-# When set, each use is also appended (one JSON line) to this file: runs made of several
-# processes (notebook kernels, sweep workers) collect their files there.
+# When set, each use is also appended (one JSON line) to this file: a run made of several
+# processes (reproduce's notebook kernels) collects their files there (`used(logs)`).
 USED_LOG_VAR = "EMOSTYLE_USED_WEIGHTS"
 
 
@@ -40,9 +40,15 @@ def _record_use(e: Entry, p: Path, sha256: str) -> None:
     _note({"name": e.name, "path": str(p), "sha256": sha256, "size": size, "pinned": bool(e.sha256)})
 
 
+def _same_file(a: dict, b: dict | None) -> bool:
+    """Two records of one file: the same entry and content (a cached reading's record may name a
+    path the file has since left)."""
+    return b is not None and a["name"] == b["name"] and a["sha256"] == b["sha256"]
+
+
 def _note(record: dict) -> None:
     for records in _RECORDINGS.get():
-        if record not in records:
+        if not any(_same_file(record, r) for r in records):
             records.append(record)
     if _USED.get(record["name"]) == record:
         return
@@ -82,12 +88,11 @@ def replay(records: Iterable[dict]) -> None:
 def used(logs: Iterable[str | Path] = ()) -> list[dict]:
     """Every registry file used in the innermost open `recording` (outside any: in this
     process), in order of first use: name, path, sha256, size (bytes), pinned (whether the
-    sha256 is the published one); with $EMOSTYLE_USED_WEIGHTS set, also those that other
-    processes of the run (notebook kernels, workers) logged there, and those logged in `logs`
-    (files such processes were given as their $EMOSTYLE_USED_WEIGHTS)."""
+    sha256 is the published one); and those logged in `logs` by other processes of the run
+    (notebook kernels, given those files as their $EMOSTYLE_USED_WEIGHTS)."""
     scopes = _RECORDINGS.get()
     records = list(scopes[-1] if scopes else _USED.values())
-    for log in [*map(Path, logs), Path(os.environ.get(USED_LOG_VAR) or "")]:
+    for log in map(Path, logs):
         if not log.is_file():
             continue
         for line in log.read_text().splitlines():
@@ -95,7 +100,7 @@ def used(logs: Iterable[str | Path] = ()) -> list[dict]:
                 record = json.loads(line)
             except ValueError:  # a line cut short by a killed process
                 continue
-            if record not in records:
+            if not any(_same_file(record, r) for r in records):
                 records.append(record)
     return [dict(r) for r in records]
 
