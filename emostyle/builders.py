@@ -141,9 +141,13 @@ def _fer(config: Config, device: str, guidance_space: EmbeddingSpace):
     fer = getattr(guidance_space, "fer", None)
     if fer is None:
         return MiniXception().to(device).eval() if config.random_weights else load_fer(device=device)
-    if not config.random_weights:
-        registry.path("fer-mini-xception")
+    registry.path("fer-mini-xception")  # the space reads the FER's file, random_weights or not
     return fer
+
+
+def _shares_fer(guidance_space: EmbeddingSpace) -> bool:
+    """Whether `_fer` takes the space's network (a part built either way is cached apart)."""
+    return getattr(guidance_space, "fer", None) is not None
 
 
 def build_identity(config: Config, device: str, guidance_space: EmbeddingSpace) -> IdentityLoss | None:
@@ -173,7 +177,8 @@ def build_identity(config: Config, device: str, guidance_space: EmbeddingSpace) 
         net = tiny_arcface(seed=config.seed) if config.random_weights else load_arcface(resolve_weights("arcface-ir-se50"))
         return ArcFaceIdentity(net.to(device))
 
-    return _cached("identity", dict(which=which, random=config.random_weights, device=device), make)
+    return _cached("identity", dict(which=which, random=config.random_weights, device=device,
+                                    shared=which == "fer" and _shares_fer(guidance_space)), make)
 
 
 def build_face_recognizer(config: Config, device: str) -> IdentityLoss | None:
@@ -300,7 +305,9 @@ def build_inversion(config: Config, device: str, generator: Generator, guidance_
         return e4e
 
     key = dict(random=config.random_weights, seed=config.seed, device=device)
-    d = None if inv.perceptual == "none" else _cached("perceptual", dict(key, which=inv.perceptual), perceptual)
+    d = None if inv.perceptual == "none" else _cached(
+        "perceptual", dict(key, which=inv.perceptual, shared=inv.perceptual == "fer" and _shares_fer(guidance_space)),
+        perceptual)
     e = None
     if inv.encoder == "e4e":
         try:

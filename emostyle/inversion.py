@@ -54,6 +54,7 @@ class Inversion:
     notes: list[str] = field(default_factory=list)  # how the photo was read, aligned or cropped
     source: str = ""  # the photo's file
     weights: list[dict] = field(default_factory=list)  # the registry files it read (`registry.used`), for a manifest
+    settings: dict = field(default_factory=dict)  # `pipeline.inversion_settings` of its configuration
 
 
 def reconstruction_error(image: torch.Tensor, target: torch.Tensor) -> dict[str, float]:

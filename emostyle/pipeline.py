@@ -183,7 +183,7 @@ class Pipeline:
                             noise_ramp=inv.noise_ramp, start=start, starts=inv.starts, seed=self.config.seed,
                             progress=progress)
         result.notes = [*photo.notes, how] + (["start from the e4e encoder"] if encoder is not None else [])
-        result.source, result.weights = str(photo.path), files
+        result.source, result.weights, result.settings = str(photo.path), files, inversion_settings(self.config)
         return result
 
     # -- stage 3: guidance -----------------------------------------------------------------
@@ -237,6 +237,14 @@ class Pipeline:
                      l_coarse=g.l_coarse, identity=identity, identity_gradient=not official, layer_masking=masking,
                      mask_scale=g.mask_scale, reg_reduction=g.reg_reduction, frame_every=g.frame_every,
                      directions=self.directions, jitter=g.jitter, progress=progress)
+
+
+def inversion_settings(config: Config) -> dict:
+    """What a photo's inversion depends on, and a run that edits it must share: the kind of image,
+    the generator (the seed too where its weights are random) and the inversion's settings."""
+    return {"domain": config.domain, "random_weights": config.random_weights,
+            "generator": dataclasses.asdict(config.generator), "inversion": dataclasses.asdict(config.inversion),
+            **({"seed": config.seed} if config.random_weights else {})}
 
 
 def _song_caption(music, audio: dict | None) -> str:
@@ -309,6 +317,11 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         label = known_lyrics(song)
     inverted = image if isinstance(image, Inversion) else None
     photo = read_photo(image) if image is not None and inverted is None else None  # and so does a bad photo
+    if inverted is not None and inverted.settings != inversion_settings(config):
+        differ = sorted(k for k in {*inverted.settings, *inversion_settings(config)}
+                        if inverted.settings.get(k) != inversion_settings(config).get(k))
+        raise ValueError(f"the photo was inverted with other settings ({', '.join(differ)}) than this run's: "
+                         "invert it with this run's configuration, or pass the photo's file")
     if method == "emogen":  # not a weighting of the guidance loss: EmoGen generates from the song's category
         from .emogen import manipulate as emogen_manipulate
 

@@ -582,7 +582,9 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     # What each notebook's published figures took to make: a reused one's, in the run that made them
     # (this run's own seconds are notebooks.<name>.seconds: 0 for a reused one).
     manifest = run_manifest(config, timings={n: e.get("made_in_s", e["seconds"]) for n, e in entries.items()},
-                            weight_logs=[_weights_log(run_dir, n) for n in entries], songs=inputs.get("songs"),
+                            weight_logs=[_weights_log(run_dir, n) for n in entries] +  # and the kept figures' run's
+                            [_weights_log(Path(e["made_by"]), n) for n, e in kept.items() if e["made_by"]],
+                            songs=inputs.get("songs"),
                             notebooks=entries | kept, run_dir=str(run_dir), figures_dir=str(out),
                             outputs=sorted({f for e in (entries | kept).values() for f in e.get("outputs", [])}),
                             failed={n: e["error"] for n, e in entries.items() if e["status"] == "failed"},

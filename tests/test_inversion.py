@@ -153,6 +153,17 @@ def test_pipeline_inverts_a_photo_on_the_tiny_profile(photo):
     assert result.generator.noise is not None
 
 
+def test_an_inversion_made_with_other_settings_is_refused(tmp_path, photo, repo_root):
+    """The run's manifest gives its configuration: a photo inverted into another generator, or by
+    other inversion settings, is refused before any model loads for the song."""
+    inverted = Pipeline.from_config(load_config("tiny", {"inversion.steps": 2})).invert(photo, progress=False)
+    for other, named in (({"inversion.steps": 3}, "inversion"), ({"inversion.steps": 2, "seed": 5}, "seed")):
+        with pytest.raises(ValueError, match=rf"^the photo was inverted with other settings \({named}\) than this"):
+            manipulate(repo_root / SONG, profile="tiny", out=tmp_path / "run", image=inverted, progress=False,
+                       lyrics="la la", overrides=other)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow  # the song's transcription takes most of it
 def test_manipulate_edits_the_users_photo(tmp_path, photo, repo_root):
     out = tmp_path / "run"

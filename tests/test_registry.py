@@ -632,6 +632,10 @@ def test_a_run_lists_the_files_it_used_even_where_a_cached_part_skipped_them(tab
         registry.path("first")
         registry.replay([dict(first[0], path=str(tmp_path / "gone" / "blob.pt"))])
     assert third == first[:1]
+    with registry.recording() as fourth:  # replayed first: the live read's path replaces it
+        registry.replay([dict(first[0], path=str(tmp_path / "gone" / "blob.pt"))])
+        registry.path("first")
+    assert fourth == first[:1]
 
 
 def test_wheel_fetch_without_a_network_is_one_line_with_the_manual_ways(table, monkeypatch, capsys):

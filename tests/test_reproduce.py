@@ -92,6 +92,9 @@ def test_the_manifest_lists_the_weight_files_the_kernels_used_also_when_reused(k
     assert len(fire) == 1 and fire[0]["sha256"] == registry.entry("audio-fire").sha256
     again = _run(kit, "r2")
     assert again["notebooks"]["a"]["status"] == "reused" and again["weights"] == first["weights"]
+    # A notebook left out by --only keeps its figures, made by an earlier run: its files stay listed.
+    kept = _run(kit, "r3", only="figb", force=True)
+    assert kept["notebooks"]["a"]["status"] == "kept" and fire[0] in kept["weights"]
 
 
 def test_a_run_folder_that_holds_a_run_is_refused(kit):

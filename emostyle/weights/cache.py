@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 def _record_use(e: Entry, p: Path, sha256: str) -> None:
     size = sum(q.stat().st_size for q in p.rglob("*") if q.is_file()) if p.is_dir() else p.stat().st_size
-    _note({"name": e.name, "path": str(p), "sha256": sha256, "size": size, "pinned": bool(e.sha256)})
+    _note({"name": e.name, "path": str(p), "sha256": sha256, "size": size, "pinned": bool(e.sha256)}, live=True)
 
 
 def _same_file(a: dict, b: dict | None) -> bool:
@@ -46,11 +46,16 @@ def _same_file(a: dict, b: dict | None) -> bool:
     return b is not None and a["name"] == b["name"] and a["sha256"] == b["sha256"]
 
 
-def _note(record: dict) -> None:
+def _note(record: dict, live: bool) -> None:
+    """Record a use: `live`, a file read now (its path is where it is); else `replay`ed from a
+    cached result (its path is where the file was then, and gives way to a live one's)."""
     for records in _RECORDINGS.get():
-        if not any(_same_file(record, r) for r in records):
+        same = [k for k, r in enumerate(records) if _same_file(record, r)]
+        if not same:
             records.append(record)
-    if _USED.get(record["name"]) == record:
+        elif live:
+            records[same[0]] = record
+    if _USED.get(record["name"]) == record or (not live and _same_file(record, _USED.get(record["name"]))):
         return
     _USED[record["name"]] = record
     if os.environ.get(USED_LOG_VAR):
@@ -62,7 +67,8 @@ def _note(record: dict) -> None:
 def recording() -> Iterator[list[dict]]:
     """Collect the registry files used inside the block (the yielded list, in order of first
     use), for the manifest of one run: a process that runs several (the Python API, a
-    notebook's kernel) used files for the others too. `used()` inside the block lists these."""
+    notebook's kernel) used files for the others too. `used()` inside the block lists these.
+    A thread started inside does not collect into it (a new thread's context is empty)."""
     records: list[dict] = []
     token = _RECORDINGS.set((*_RECORDINGS.get(), records))
     try:
@@ -82,7 +88,7 @@ def with_uses(make: Callable[[], T]) -> tuple[T, list[dict]]:
 def replay(records: Iterable[dict]) -> None:
     """Record again, as used now, files that a cached result was made from (`with_uses`)."""
     for record in records:
-        _note(dict(record))
+        _note(dict(record), live=False)
 
 
 def used(logs: Iterable[str | Path] = ()) -> list[dict]:
@@ -100,8 +106,11 @@ def used(logs: Iterable[str | Path] = ()) -> list[dict]:
                 record = json.loads(line)
             except ValueError:  # a line cut short by a killed process
                 continue
-            if not any(_same_file(record, r) for r in records):
+            same = [k for k, r in enumerate(records) if _same_file(record, r)]
+            if not same:
                 records.append(record)
+            elif not Path(records[same[0]]["path"]).exists():  # a path the file has left gives way
+                records[same[0]] = record
     return [dict(r) for r in records]
 
 
