@@ -317,11 +317,12 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
         label = known_lyrics(song)
     inverted = image if isinstance(image, Inversion) else None
     photo = read_photo(image) if image is not None and inverted is None else None  # and so does a bad photo
-    if inverted is not None and inverted.settings != inversion_settings(config):
-        differ = sorted(k for k in {*inverted.settings, *inversion_settings(config)}
-                        if inverted.settings.get(k) != inversion_settings(config).get(k))
-        raise ValueError(f"the photo was inverted with other settings ({', '.join(differ)}) than this run's: "
-                         "invert it with this run's configuration, or pass the photo's file")
+    if inverted is not None:
+        ours = inversion_settings(config)
+        differ = sorted(k for k in {*inverted.settings, *ours} if inverted.settings.get(k) != ours.get(k))
+        if differ:
+            raise ValueError(f"the photo was inverted with other settings ({', '.join(differ)}) than this run's: "
+                             "invert it with this run's configuration, or pass the photo's file")
     if method == "emogen":  # not a weighting of the guidance loss: EmoGen generates from the song's category
         from .emogen import manipulate as emogen_manipulate
 
