@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emostyle import registry
 from emostyle.affective.categories import Categories, CategoryBackend, LexiconCategories, LLMCategories
 from emostyle.affective.lyrics import (
     FasterWhisperLyrics,
@@ -29,7 +30,6 @@ from emostyle.affective.polarity import LLMPolarity, PolarityBackend, VaderPolar
 from emostyle.affective.render import RENDERERS, render_midi
 from emostyle.audio import read_audio
 from emostyle.manifest import write_json, written_whole
-from emostyle import registry
 from emostyle.registry import file_sha256
 
 __all__ = ["affective_music", "AffectiveResult", "LYRICS_BACKENDS", "POLARITY_BACKENDS", "MUSIC_BACKENDS",
@@ -200,7 +200,7 @@ def affective_music(audio_path: str | Path, profile=None, *,
                 shutil.copyfile(src, dst)
         return dataclasses.replace(result, midi_path=midi_path, wav_path=wav_path, cached=True)
 
-    with registry.recording() as files:  # kept with the reading (see above)
+    with registry.recording() as files:  # kept with the reading: a later hit records them again
         timings: dict[str, float] = {}
         start = time.perf_counter()
         given = lyrics
