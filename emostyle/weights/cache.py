@@ -19,7 +19,7 @@ from .sources import FETCHERS, install
 from .table import ChecksumError, Entry, MissingWeightError, candidates, entries, entry, folder, how_to_get, \
     profile_files
 
-__all__ = ["path", "fetch", "fetch_profile", "verify", "Check", "presence", "used", "recording", "with_uses", "replay",
+__all__ = ["path", "fetch", "fetch_profile", "verify", "Check", "presence", "used", "recording", "kept_with_uses", "replay",
            "USED_LOG_VAR"]
 
 # Every file a run used in this process: entry name -> {name, path, sha256, size, pinned}.
@@ -77,16 +77,21 @@ def recording() -> Iterator[list[dict]]:
         _RECORDINGS.reset(token)
 
 
-def with_uses(make: Callable[[], T]) -> tuple[T, list[dict]]:
-    """`make()` and the registry files it used: what a cache of its result keeps, to `replay`
-    them when it serves the result again without reading the files."""
-    with recording() as records:
-        value = make()
-    return value, records
+def kept_with_uses(store: dict, key, make: Callable[[], T]) -> T:
+    """`make()`, made once per process and kept in `store` under `key` with the registry files it
+    read; every call that takes it records those files again (`replay`), so that a run reusing
+    what an earlier run made still lists them."""
+    if key not in store:
+        with recording() as records:
+            value = make()
+        store[key] = value, records
+    value, records = store[key]
+    replay(records)
+    return value
 
 
 def replay(records: Iterable[dict]) -> None:
-    """Record again, as used now, files that a cached result was made from (`with_uses`)."""
+    """Record again, as used now, files that a cached result was made from (`recording`)."""
     for record in records:
         _note(dict(record), live=False)
 
