@@ -69,8 +69,9 @@ def fit(text: str, width_in: float, points: float, least: int = 1) -> str:
 
 def _unbroken(text: str) -> str:
     """`text` with no-break spaces where a wrapped line must not break: before a phrase separator,
-    and between a number and its unit."""
-    return re.sub(r"(\d) (px|in|pt|s|min)\b", "\\1\u00a0\\2", text.replace(" · ", "\u00a0· "))
+    between a number and its unit, and between a one-letter name and its signed value ("P -0.21")."""
+    text = re.sub(r"\b([A-Z]) ([+-]\d)", "\\1\u00a0\\2", text.replace(" · ", "\u00a0· "))
+    return re.sub(r"(\d) (px|in|pt|s|min)\b", "\\1\u00a0\\2", text)
 
 
 def signed(value) -> str:

@@ -65,6 +65,16 @@ def test_file_stems_are_plain_names():
     assert file_stem("fig", "LHQ / scenes (128 px)") == "fig_lhq_scenes_128_px"
 
 
+def test_a_wrapped_title_keeps_a_reading_with_its_name_and_a_number_with_its_unit():
+    """Wherever a run's title wraps, "audio P -0.21" and "64 px" stay on one line: a line that
+    ends in "P" and a line that starts with "-0.21" read as two things."""
+    title = "EmoStyle, step by step: lonely_night, lyrics negative (-0.91), audio P -0.21 (music), 64 px"
+    for width in [x / 4 for x in range(8, 60)]:
+        lines = figures.fit(title, width, 12).split("\n")
+        assert not any(line.endswith((" P", "P\u00a0", "64")) for line in lines), (width, lines)
+        assert not any(line.startswith(("-0.21", "px")) for line in lines), (width, lines)
+
+
 def test_a_grid_with_a_long_title_and_a_claims_table_stays_within_its_width():
     """Figure 4's shape (ten columns and the claims table under them) and a start study's faces
     (a title longer than the grid is wide): saved with a tight box, neither grows wider than it
