@@ -368,15 +368,19 @@ def _machine(config: Config) -> dict:
     """What of this environment shapes a notebook's outputs besides its inputs: the package
     versions, the device, the kernels chosen for the CPU (they round differently), and which of
     the files and packages that add to a figure are present (Table 1 gains VILA with TensorFlow
-    and its weights; the metrics EmoGen's with its files): installing one runs the notebooks again."""
+    and its weights; the metrics EmoGen's with its files): installing one runs the notebooks again.
+    TensorFlow counts only where the profile scores with VILA: `kit.sh test` installs it for the
+    VILA test, and that must not make the next `reproduce` of the offline profile run again."""
     import importlib.util
 
     from .weights.table import candidates, entry, profile_files
 
     env = environment(config.resolve_device())
     present = {name: any(p.exists() for p in candidates(entry(name))) for name in profile_files(config.profile)}
-    modules = {m: importlib.util.find_spec(m) is not None for m in ("tensorflow", "diffusers")}
-    return {"packages": env["packages"], "device": env["device"], "cpu_kernels": env["cpu_kernels"],
+    vila = "vila-r" in config.scoring.scorers
+    modules = {m: importlib.util.find_spec(m) is not None for m in ("tensorflow", "diffusers") if vila or m != "tensorflow"}
+    packages = {name: version for name, version in env["packages"].items() if vila or not name.startswith("tensorflow")}
+    return {"packages": packages, "device": env["device"], "cpu_kernels": env["cpu_kernels"],
             "present": present, "modules": modules}
 
 

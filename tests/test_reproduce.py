@@ -182,6 +182,27 @@ def test_unchanged_inputs_are_reused_and_a_change_reruns_only_what_depends_on_it
     assert (_count(kit, "a"), _count(kit, "b")) == (4, 5)
 
 
+def test_tensorflow_installed_for_the_tests_reruns_only_a_profile_that_scores_with_vila(kit, monkeypatch):
+    """`kit.sh test` installs TensorFlow (the VILA test's extra) into the environment `reproduce`
+    uses. A profile whose Table 1 has no VILA (the offline one) reuses its notebooks after it; a
+    profile that scores with VILA runs them again, as TensorFlow may add VILA's column."""
+    import importlib.util
+
+    vila = {"scoring.scorers": ["vila-r", "brisque"]}
+    _run(kit, "r1"), _run(kit, "r2", overrides=vila)
+    real_environment, real_find_spec = runner.environment, importlib.util.find_spec
+
+    def with_tensorflow(device=None):
+        env = real_environment(device)
+        return {**env, "packages": {**env["packages"], "tensorflow-cpu": "2.21.0"}}
+
+    monkeypatch.setattr(runner, "environment", with_tensorflow)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "tensorflow" else real_find_spec(name, *a))
+    assert {e["status"] for e in _run(kit, "r3")["notebooks"].values()} == {"reused"}
+    assert {e["status"] for e in _run(kit, "r4", overrides=vila)["notebooks"].values()} == {"ran"}
+
+
 def test_your_songs_reach_every_notebook_and_a_changed_song_reruns_them(kit):
     for name in "ab":  # each fake notebook writes the songs folder it was given
         _notebook(runner.notebook_dir() / f"{name}.ipynb",
