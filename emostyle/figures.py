@@ -336,19 +336,23 @@ def frames_figure(frames: list[tuple[int, torch.Tensor]], item: int = 0, note: s
 
 def piano_roll(rolls: Sequence[tuple], note: str | None = None, fs: int = 50) -> plt.Figure:
     """Piano rolls, pitch against time, one row per (pretty_midi.PrettyMIDI, title) in `rolls`
-    (all of a MIDI's instruments), over one pitch range, so that rows compare (a happy song's
-    melody above a sad one's)."""
+    (all of a MIDI's instruments), over one pitch range and one colour scale of velocity, so that
+    rows compare (a happy song's melody above a sad one's, and louder)."""
     grids = [midi.get_piano_roll(fs=fs) for midi, _ in rolls]
     pitched = np.nonzero(sum(g.sum(axis=1) for g in grids))[0]
     low, high = (pitched.min() - 2, pitched.max() + 3) if len(pitched) else (48, 84)
+    loudest = max((g.max() for g in grids), default=0) or 1  # one colour scale, so that rows compare
     fig, axes = plt.subplots(len(rolls), 1, figsize=(8, 0.8 + 2.0 * len(rolls)), squeeze=False)
     for ax, grid, (_, title) in zip(axes[:, 0], grids, rolls):
-        ax.imshow(grid[low:high], aspect="auto", origin="lower", cmap="magma",
-                  extent=(0, max(grid.shape[1], 1) / fs, low, high), interpolation="nearest")
+        shown = ax.imshow(grid[low:high], aspect="auto", origin="lower", cmap="magma", vmin=0, vmax=loudest,
+                          extent=(0, max(grid.shape[1], 1) / fs, low, high), interpolation="nearest")
         ax.set_ylabel("MIDI pitch")
         ax.set_title(title, fontsize=10)
     axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout(rect=(0, note_height(fig, note), 1, 1))
+    fig.tight_layout(rect=(0, note_height(fig, note), 0.9, 1))
+    bar = fig.add_axes((0.91, axes[-1, 0].get_position().y0, 0.015, axes[0, 0].get_position().y1
+                        - axes[-1, 0].get_position().y0))
+    fig.colorbar(shown, cax=bar).set_label("MIDI velocity", fontsize=9)
     stamp(fig, note)
     return fig
 

@@ -150,14 +150,28 @@ def _stages():
             for t in ("Retrieval", "Affective music", "Guidance")]
 
 
-def _roll():
+def _roll(velocity=90):
     import pretty_midi
 
     midi = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(0)
-    piano.notes.append(pretty_midi.Note(90, 60, 0.0, 1.0))
+    piano.notes.append(pretty_midi.Note(velocity, 60, 0.0, 1.0))
     midi.instruments.append(piano)
     return midi
+
+
+def test_piano_rolls_share_one_labelled_colour_scale_beside_them():
+    """The colour is the notes' loudness (a sad song's composed music is softer): each row had its
+    own scale, and no legend said what the colour meant (a new user's trial)."""
+    fig = figures.piano_roll([(_roll(40), "a sad song"), (_roll(120), "a happy song")], note=_NOTE)
+    fig.canvas.draw()
+    rolls = [ax for ax in fig.axes if ax.images and ax.get_ylabel() == "MIDI pitch"]
+    bar, = (ax for ax in fig.axes if ax not in rolls)
+    assert [ax.images[0].get_clim() for ax in rolls] == [(0, 120)] * 2
+    assert "velocity" in bar.get_ylabel()
+    renderer = fig.canvas.get_renderer()
+    assert all(ax.get_tightbbox(renderer).x1 < bar.get_window_extent(renderer).x0 for ax in rolls)
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("draw", [
