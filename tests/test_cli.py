@@ -506,7 +506,7 @@ def test_manipulate_says_how_the_audio_was_heard(capsys, tmp_path, monkeypatch):
     song = tmp_path / "giggling.wav"
     song.write_bytes(b"")
     assert main(["manipulate", str(song), "--lyrics", "giggling", "--out", str(out)]) == 0
-    assert "the audio, heard as sound (Laughter 0.39, Giggle 0.22): pleasure +0.44" in capsys.readouterr().out
+    assert "the audio, heard as sound, speech and silence aside (Laughter 0.39, Giggle 0.22): pleasure +0.44" in capsys.readouterr().out
     result["audio"] = None
     assert main(["manipulate", str(song), "--lyrics", "giggling", "--out", str(out), "--force"]) == 0
     assert "heard as" not in capsys.readouterr().out

@@ -380,10 +380,12 @@ def _read_audio(path: Path, reader: str) -> dict:
 
 
 def audio_summary(reading: dict) -> str:
-    """An `audio_reading` in a line: "heard as sound (Laughter 0.39, Speech 0.26): pleasure +0.44";
+    """An `audio_reading` in a line: "heard as sound, speech and silence aside (Laughter 0.39,
+    Speech 0.26): pleasure +0.44" (a song's voice often tops the classes it was not judged by);
     a reader that does not tell music from sounds hears music."""
     heard = ", ".join(f"{name} {score:.2f}" for name, score in reading["classes"])
-    return (f"heard as {reading['heard_as'] or 'music'}" + (f" ({heard})" if heard else "")
+    aside = ", speech and silence aside" if reading["heard_as"] and heard else ""
+    return (f"heard as {reading['heard_as'] or 'music'}{aside}" + (f" ({heard})" if heard else "")
             + f": pleasure {reading['pad'][0]:+.2f}")
 
 
