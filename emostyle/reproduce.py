@@ -7,8 +7,8 @@ into `figures/` together, so that folder never mixes runs. A notebook whose inpu
 notebook file, its parameters, the resolved config, the package's code and registry, the
 input songs: the kit's, or a folder of the user's, `songs`; the package versions, the device,
 the CPU kernels and which optional files and packages are present: `_machine`) did not
-change since it last succeeded is reused from the cache (`runs/.cache/`) instead of executed;
-`force=True` executes everything. A failing notebook does not stop the others: the run
+change since it last succeeded is reused from the cache beside the run folders (`runs/.cache/`)
+instead of executed; `force=True` executes everything. A failing notebook does not stop the others: the run
 publishes every figure it could make (also those a failing notebook finished before its
 error) and the manifest names the ones it could not, and why. Ctrl-C stops the kernels at
 once, publishes nothing, and says where the partial run is.
@@ -17,7 +17,9 @@ Notebooks run side by side, one per core, the longest first.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +115,8 @@ def _select(only: str | list[str] | None) -> list[Notebook]:
     if not only:
         return list(NOTEBOOKS)
     keys = [k.strip() for k in (only.split(",") if isinstance(only, str) else only) if k.strip()]
+    if not keys:  # selecting nothing would publish an empty run over figures/
+        raise ValueError(f"--only {only!r} names no figure or notebook; give e.g. fig2,table1, or leave it out")
     unknown = [k for k in keys if not any(_selects(nb, k) for nb in NOTEBOOKS)]
     if unknown:
         valid = sorted({k for nb in NOTEBOOKS for k in nb.keys} | {nb.name for nb in NOTEBOOKS})
@@ -123,7 +127,8 @@ def _select(only: str | list[str] | None) -> list[Notebook]:
 
 # -- what a notebook's result depends on ---------------------------------------------------
 def inputs_key(notebook: Path, parameters: dict, config: dict, code: str, machine: dict) -> str:
-    """The hash of everything a notebook's outputs depend on; equal keys give equal outputs.
+    """The hash of everything a notebook's outputs depend on but the kernel's thread count: equal
+    keys give equal outputs at the thread count each run's manifest records (`--jobs` sets it).
     `machine`: what of this environment shapes them (`_machine`)."""
     h = hashlib.sha256()
     h.update(notebook.read_bytes())
@@ -249,16 +254,28 @@ def _restore(entry: Path, run_dir: Path, name: str) -> dict:
 
 def _store(entry: Path, run_dir: Path, name: str, record: dict) -> None:
     """Link a successful notebook's outputs into the cache; the record goes last, so a half
-    copy (a killed run) is never taken for a cache entry."""
-    partial = entry.with_name(entry.name + ".partial")
+    copy (a killed run) is never taken for a cache entry. Each process stages under its own
+    name (`process_tag`) and clears what dead ones left; where another run stored the same
+    entry first (equal keys, equal outputs), that entry stays."""
+    for stale in entry.parent.glob(f"{entry.name}.partial-*"):
+        if not owner_alive(stale.name.rpartition(".partial-")[2]):
+            shutil.rmtree(stale, ignore_errors=True)
+    partial = entry.with_name(f"{entry.name}.partial-{process_tag()}")
     shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(run_dir / "figures" / name, partial / "figures", copy_function=_link)
-    (run_dir / name).mkdir(exist_ok=True)
-    shutil.copytree(run_dir / name, partial / "work", copy_function=_link)
-    _link(run_dir / f"{name}.ipynb", partial / "notebook.ipynb")
-    write_json(partial / "record.json", record)
-    shutil.rmtree(entry, ignore_errors=True)
-    os.replace(partial, entry)
+    try:
+        shutil.copytree(run_dir / "figures" / name, partial / "figures", copy_function=_link)
+        (run_dir / name).mkdir(exist_ok=True)
+        shutil.copytree(run_dir / name, partial / "work", copy_function=_link)
+        _link(run_dir / f"{name}.ipynb", partial / "notebook.ipynb")
+        write_json(partial / "record.json", record)
+        shutil.rmtree(entry, ignore_errors=True)
+        try:
+            os.replace(partial, entry)
+        except OSError:
+            if not (entry / "record.json").exists():  # not another run's entry: a real failure
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 # -- publishing ----------------------------------------------------------------------------
@@ -288,6 +305,21 @@ def _check_out(out: Path) -> None:
     if isinstance(manifest, dict) and "notebooks" not in manifest and set(MANIPULATION_KEYS) <= set(manifest):
         raise ReproduceError(f"--out {out} holds a manipulation's result (its manifest.json names a song and a "
                              "method); give another folder for the figures")
+
+
+@contextlib.contextmanager
+def _publishing(out: Path) -> Iterator[None]:
+    """An exclusive lock on the folder `out` (made if missing) for the block: flock, which the
+    system releases when the process ends, so a killed run leaves no lock behind."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    folder = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)
 
 
 def _publish(staged: Path, out: Path, manifest: dict, previous: dict) -> None:
@@ -335,10 +367,11 @@ def _minutes(seconds: float) -> str:
 def _plan(jobs: int | None, n: int) -> tuple[int, int]:
     """(notebooks at once, torch threads per kernel): one kernel per core up to `jobs`, and the
     cores shared out, so that kernels never oversubscribe the CPU (threads that wait for a
-    core they do not get make every step slower)."""
+    core they do not get make every step slower). The threads are those of a run of every
+    notebook, however many run now: a thread count rounds otherwise, so `--only fig2` must give
+    the numbers of the whole run."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    jobs = max(1, min(n, jobs or cores))
-    return jobs, max(1, cores // jobs)
+    return max(1, min(n, jobs or cores)), max(1, cores // min(jobs or cores, len(NOTEBOOKS)))
 
 
 def _hear(config: Config, songs: list[Sample], say: Callable[[str], object]) -> None:
@@ -358,7 +391,7 @@ def _hear(config: Config, songs: list[Sample], say: Callable[[str], object]) -> 
         try:
             transcribe(song.path, recogniser)
         except ValueError as error:  # no speech, or none clear enough: the first clause says which
-            unheard.append(f"{song.path.name} ({str(error).split(':')[0].replace(f' in {song.path.name}', '')})")
+            unheard.append(f"{song.path.name} ({str(error).replace(f' in {song.path.name}', '').split(':')[0]})")
     if unheard:
         raise ValueError(f"no lyrics could be read from {', '.join(unheard)}: put each song's lyrics in a .txt of "
                          "its name beside it")
@@ -385,10 +418,17 @@ def _machine(config: Config) -> dict:
 
 
 def _new_run_dir(runs: Path, profile: str) -> Path:
-    """runs/<time>-<profile>, numbered when a run of the same second holds that name."""
+    """runs/<time>-<profile>, made now, numbered when a run of the same second holds that name:
+    a name is claimed by making it, so two runs started at once never share one."""
     stem = runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{profile}"
-    return next(p for p in (stem, *(stem.with_name(f"{stem.name}-{k}") for k in range(2, 10**6)))
-                if not p.exists())
+    runs.mkdir(parents=True, exist_ok=True)
+    for k in itertools.count(1):
+        path = stem if k == 1 else stem.with_name(f"{stem.name}-{k}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
 
 
 @registry.recording()  # the run's manifest lists the files it used, not those of the process's earlier runs
@@ -427,15 +467,15 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     selected = _select(only)
     for nb in selected:
         check_parameters_cell(notebook_dir() / f"{nb.name}.ipynb")
-    out = Path(out).resolve()
+    out = Path(out).expanduser().resolve()
     _check_out(out)  # before any notebook runs, not after
     if run_dir is None:
         run_dir = _new_run_dir(Path("runs"), profile)
-    run_dir = Path(run_dir).resolve()
+    run_dir = Path(run_dir).expanduser().resolve()
     if run_dir.exists() and any(run_dir.iterdir()):
         # A run's files are hard links into the cache: a second run there would write through them.
         raise ReproduceError(f"--run-dir {run_dir} already holds a run; give a new (or empty) folder")
-    cache = Path(cache_dir).resolve() if cache_dir else run_dir.parent / ".cache"
+    cache = Path(cache_dir).expanduser().resolve() if cache_dir else run_dir.parent / ".cache"
     staged = run_dir / "figures"
     staged.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
@@ -460,7 +500,6 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     pending.sort(key=lambda item: -(estimates[item[0].name] or item[0].seconds))
     jobs, threads = _plan(jobs, len(pending))
     register_kernel(run_dir, {"OMP_NUM_THREADS": str(threads)})
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(run_dir), os.environ.get("JUPYTER_PATH")]))
     if pending:
         known = [e for e in estimates.values() if e]
         say(f"running {len(pending)} notebook(s), {jobs} at a time, {threads} thread(s) each"
@@ -523,8 +562,11 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         running.pop(nb.name, None)
         # the kernel's thread count, not this process's: float sums, and so results, depend on it
         entries[nb.name] = {"status": "ran", "key": key, "seconds": seconds, "torch_threads": threads}
-        _store(entry, run_dir, nb.name, {"key": key, "run_dir": str(run_dir), "seconds": seconds,
-                                         "torch_threads": threads})
+        try:
+            _store(entry, run_dir, nb.name, {"key": key, "run_dir": str(run_dir), "seconds": seconds,
+                                             "torch_threads": threads})
+        except OSError as error:  # the run's figures stand; only the next run's reuse is lost
+            say(f"{nb.name}: not kept in the cache {cache} ({error}); the next run will execute it again")
         done = sum(e["status"] != "reused" for e in entries.values())
         say(f"{nb.name}: done in {_minutes(seconds)} ({done}/{len(pending)} run, "
             f"{_minutes(time.perf_counter() - begun_all)} so far)")
@@ -540,6 +582,8 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     # SIGTERM (`timeout`, a scheduler) and SIGHUP (a closed terminal) stop it as Ctrl-C does
     previous_handlers = {s: signal.signal(s, on_interrupt) for s in HELD
                          if signal.getsignal(s) is not signal.SIG_IGN}  # `nohup` keeps a run going
+    jupyter_path = os.environ.get("JUPYTER_PATH")  # the run's kernelspec, for this run only
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(run_dir), jupyter_path]))
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(execute, *item) for item in pending}
@@ -556,6 +600,10 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
     finally:
         for s, handler in previous_handlers.items():
             signal.signal(s, handler)
+        if jupyter_path is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = jupyter_path
         _forget_dead_kernels()
     timings = json.loads((cache / "timings.json").read_text()) if (cache / "timings.json").exists() else {}
     write_json(cache / "timings.json", timings | {n: e["seconds"] for n, e in entries.items() if e["status"] == "ran"})
@@ -575,30 +623,33 @@ def reproduce(profile: str = "offline", *, only: str | list[str] | None = None, 
         shutil.rmtree(staged / name, ignore_errors=True)
     missing = {nb.name: [s for s in nb.outputs if not any(_made(s, f) for f in entries[nb.name]["outputs"])]
                for nb in selected}
-    # Notebooks left out by `only` keep their published figures, if that run used the same profile,
-    # configuration (seed, overrides) and songs: the manifest describes them with this run's.
-    previous = _previous(out)
-    same = (previous.get("profile") == profile and previous.get("songs") == inputs.get("songs")
-            and previous.get("config") == json.loads(json.dumps(config.to_dict(), default=str)))
-    kept = {n: e | {"status": "kept", "made_by": e.get("made_by", previous.get("run_dir"))}
-            for n, e in previous.get("notebooks", {}).items()
-            if same and n not in entries and e.get("status") != "failed"}
-    # What each notebook's published figures took to make: a reused one's, in the run that made them
-    # (this run's own seconds are notebooks.<name>.seconds: 0 for a reused one).
-    manifest = run_manifest(config, timings={n: e.get("made_in_s", e["seconds"]) for n, e in entries.items()},
-                            weight_logs=[_weights_log(run_dir, n) for n in entries] +  # and the kept figures' run's
-                            [_weights_log(Path(e["made_by"]), n) for n, e in kept.items() if e["made_by"]],
-                            songs=inputs.get("songs"),
-                            notebooks=entries | kept, run_dir=str(run_dir), figures_dir=str(out),
-                            outputs=sorted({f for e in (entries | kept).values() for f in e.get("outputs", [])}),
-                            failed={n: e["error"] for n, e in entries.items() if e["status"] == "failed"},
-                            not_made={n: m for n, m in missing.items() if m})
-    # Each notebook's kernel ran with its own thread count (notebooks.<name>.torch_threads), not this process's.
-    manifest["environment"].pop("torch_threads", None)
-    write_json(run_dir / "manifest.json", manifest)
-    try:
-        _publish(staged, out, manifest, previous)
-    except KeyboardInterrupt as stop:  # held while publishing, raised once the run was in place; or just before
-        published = _previous(out).get("run_dir") == str(run_dir)
-        raise Interrupted(run_dir, sorted(entries), out, getattr(stop, "signum", signal.SIGINT), published) from None
+    # Read what `out` holds and put the run in place under one lock: two runs that finish at once
+    # publish one after the other, never one's manifest over the other's figures.
+    with _publishing(out):
+        # Notebooks left out by `only` keep their published figures, if that run used the same profile,
+        # configuration (seed, overrides) and songs: the manifest describes them with this run's.
+        previous = _previous(out)
+        same = (previous.get("profile") == profile and previous.get("songs") == inputs.get("songs")
+                and previous.get("config") == json.loads(json.dumps(config.to_dict(), default=str)))
+        kept = {n: e | {"status": "kept", "made_by": e.get("made_by", previous.get("run_dir"))}
+                for n, e in previous.get("notebooks", {}).items()
+                if same and n not in entries and e.get("status") != "failed"}
+        # What each notebook's published figures took to make: a reused one's, in the run that made them
+        # (this run's own seconds are notebooks.<name>.seconds: 0 for a reused one).
+        manifest = run_manifest(config, timings={n: e.get("made_in_s", e["seconds"]) for n, e in entries.items()},
+                                weight_logs=[_weights_log(run_dir, n) for n in entries] +  # and the kept figures' run's
+                                [_weights_log(Path(e["made_by"]), n) for n, e in kept.items() if e["made_by"]],
+                                songs=inputs.get("songs"),
+                                notebooks=entries | kept, run_dir=str(run_dir), figures_dir=str(out),
+                                outputs=sorted({f for e in (entries | kept).values() for f in e.get("outputs", [])}),
+                                failed={n: e["error"] for n, e in entries.items() if e["status"] == "failed"},
+                                not_made={n: m for n, m in missing.items() if m})
+        # Each notebook's kernel ran with its own thread count (notebooks.<name>.torch_threads), not this process's.
+        manifest["environment"].pop("torch_threads", None)
+        write_json(run_dir / "manifest.json", manifest)
+        try:
+            _publish(staged, out, manifest, previous)
+        except KeyboardInterrupt as stop:  # held while publishing, raised once the run was in place; or just before
+            published = _previous(out).get("run_dir") == str(run_dir)
+            raise Interrupted(run_dir, sorted(entries), out, getattr(stop, "signum", signal.SIGINT), published) from None
     return manifest

@@ -122,6 +122,57 @@ def test_a_run_leaves_no_event_loop_for_the_garbage_collector(kit):
     assert [str(w.message)[:40] for w in caught if w.category is ResourceWarning] == []
 
 
+def test_runs_started_in_one_second_get_folders_of_their_own(tmp_path):
+    """A run's folder is claimed by making it: runs started at once never share one (its files are
+    hard links into the cache)."""
+    made = [runner._new_run_dir(tmp_path / "runs", "tiny") for _ in range(3)]
+    assert len(set(made)) == 3 and all(p.is_dir() and not any(p.iterdir()) for p in made)
+    assert made[1].name == f"{made[0].name}-2" or made[1].name[:15] != made[0].name[:15]  # the next second
+
+
+def test_a_run_of_some_notebooks_gets_the_thread_count_of_a_whole_run(kit, monkeypatch):
+    """A notebook's numbers depend on its kernel's thread count: run alone (`--only`) it must get
+    the count it gets beside the others, not every core (4 cores here, two notebooks: two each)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    assert _run(kit, "r1", only="figa")["notebooks"]["a"]["torch_threads"] == 2
+    assert {e["torch_threads"] for e in _run(kit, "r2", force=True)["notebooks"].values()} == {2}
+    assert "JUPYTER_PATH" not in os.environ or str(kit / "runs") not in os.environ["JUPYTER_PATH"]
+
+
+def test_only_that_names_nothing_is_refused_and_keeps_the_figures(kit):
+    _run(kit, "r1")
+    for only in (",", " , "):
+        with pytest.raises(ValueError, match="names no figure or notebook"):
+            _run(kit, "r2", only=only)
+    assert (kit / "figs" / "a.txt").exists() and (kit / "figs" / "b.txt").exists()
+
+
+def test_a_notebook_the_cache_cannot_keep_is_published_and_said(kit, monkeypatch, capsys):
+    """A full disk under the cache (or another run storing the same entry) must not cost the run
+    its figures: the notebook is published and the next run executes it again."""
+    real_link = runner._link
+
+    def full(src, dst):
+        if ".partial-" in str(dst):
+            raise OSError(28, "No space left on device")
+        return real_link(src, dst)
+
+    monkeypatch.setattr(runner, "_link", full)
+    manifest = runner.reproduce("tiny", out=kit / "figs", run_dir=kit / "runs" / "r1")
+    assert {e["status"] for e in manifest["notebooks"].values()} == {"ran"} and (kit / "figs" / "a.txt").exists()
+    assert "not kept in the cache" in capsys.readouterr().err
+    assert not list((kit / "runs" / ".cache").glob("*.partial-*"))
+    monkeypatch.setattr(runner, "_link", real_link)
+    assert {e["status"] for e in _run(kit, "r2")["notebooks"].values()} == {"ran"}
+
+
+def test_the_figures_folder_may_be_given_with_a_tilde(kit, monkeypatch):
+    monkeypatch.setenv("HOME", str(kit / "home"))
+    manifest = runner.reproduce("tiny", out="~/figs", run_dir="~/r2", progress=False)
+    assert (kit / "home" / "figs" / "a.txt").exists() and manifest["run_dir"] == str(kit / "home" / "r2")
+    assert not (kit / "~").exists() and not os.path.exists("~")
+
+
 def test_jobs_must_be_one_or_more(kit):
     with pytest.raises(ValueError, match="--jobs must be 1 or more notebooks at once, got 0"):
         _run(kit, "r1", jobs=0)
