@@ -74,7 +74,7 @@ def _cmd_manipulate(args) -> int:
         overrides["device"] = args.device
     result = manipulate(args.song, profile=args.profile, method=args.method, seed=args.seed, out=args.out,
                         overrides=overrides, lyrics=_lyrics_argument(args.lyrics), force=args.force, image=args.image)
-    written = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(args.out).iterdir())
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(args.out).expanduser().iterdir())
     print(f"wrote {args.out}: {', '.join(written)}")
     if result.get("inversion"):
         inv = result["inversion"]
@@ -155,7 +155,9 @@ def _lyrics_argument(lyrics: str | None) -> str | Path | None:
     keeps it out of --out: a path read as lyrics would be a silent wrong result."""
     if lyrics is None:
         return None
-    path = Path(lyrics.strip()).expanduser()
+    if not lyrics.strip():
+        raise ValueError("--lyrics is empty: give the lyrics themselves in quotes, or the path of a text file")
+    path = Path(os.path.expanduser(lyrics.strip()))  # "~ la la ~" is lyrics, not a user's home
     # os.path.isfile, not Path.is_file: long lyrics make no valid path, and that is no error
     named = path.suffix.lower() == ".txt" or "\n" not in lyrics and os.path.isfile(path)
     # one word with a folder or a file's extension in it is a path mistyped, not lyrics
@@ -203,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default="figures", help="folder for figures and tables (default: figures)")
     p.add_argument("--run-dir", default=None,
-                   help="a new or empty folder for the executed notebooks (default: runs/<time>-<profile>)")
+                   help="a new or empty folder for the executed notebooks (default: runs/<time>-<profile>); the "
+                        "folder that holds it keeps the cache of reusable notebooks (.cache)")
     p.add_argument("--jobs", type=int, default=None,
                    help="notebooks run at once (default: one per CPU core; each gets its share of the cores)")
     p.add_argument("--force", action="store_true",

@@ -44,6 +44,10 @@ def test_lyrics_may_be_given_as_a_txt_file_and_a_bad_one_is_refused(capsys, tmp_
     (tmp_path / "empty.txt").write_text("\n")
     (tmp_path / "song.mp3").write_bytes(b"\xff\xfb\x90\x00" * 64)
     assert _lyrics_argument("Hallelujah!") == "Hallelujah!"  # one word is lyrics unless it reads as a path
+    assert _lyrics_argument("~ la la la ~") == "~ la la la ~"  # a tilde, not a home folder
+    for blank in ("", "   "):
+        with pytest.raises(ValueError, match="--lyrics is empty"):
+            _lyrics_argument(blank)
     for given, message in ((tmp_path / "nope.txt", "does not exist"), (tmp_path / "empty.txt", "are empty"),
                            (tmp_path / "song.mp3", "not UTF-8 text"),
                            (tmp_path / "happy.tx", "does not exist"),  # a .txt mistyped: once read as the lyrics
