@@ -413,6 +413,21 @@ def test_mirror_is_used_after_its_sha256_check(shared_data, monkeypatch, tmp_pat
     assert [c.status for c in registry.verify(["audio-jfk"])] == ["bad"]
 
 
+def test_a_listing_names_the_copy_runs_take_past_a_damaged_one(table, tmp_path, monkeypatch):
+    """A damaged copy in the cache and a good one named by $EMOSTYLE_WEIGHT_<NAME>: runs take the
+    good one, so `weights list` and `doctor` must not call the file damaged (they said "BAD")."""
+    table["blob"] = _url_entry("http://127.0.0.1:9/never")
+    damaged = tmp_path / "home" / "weights" / "blob" / "blob.pt"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(BLOB[:-1] + b"x")
+    assert registry.presence("blob") == "BAD"
+    good = tmp_path / "downloads" / "blob.pt"
+    good.parent.mkdir()
+    good.write_bytes(BLOB)
+    monkeypatch.setenv("EMOSTYLE_WEIGHT_BLOB", str(good))
+    assert registry.path("blob") == good and registry.presence("blob") == "mirror"
+
+
 def test_from_path_and_env_var(table, tmp_path, monkeypatch):
     table["blob"] = _url_entry("http://127.0.0.1:9/never", aliases=["blob_57.pt"])
     local = tmp_path / "downloads" / "blob_57.pt"

@@ -216,19 +216,19 @@ def verify(names: list[str] | None = None) -> list[Check]:
 
 
 def presence(name: str) -> str:
-    """For listings: "yes" (in the cache), "mirror" (elsewhere), "BAD" (fails its check) or
-    "no". A file is hashed only when the ledger holds no record of it as it is now; runs
+    """For listings: where the copy that runs take lies, "yes" (in the cache) or "mirror"
+    (elsewhere); "BAD" (every copy fails its check) or "no". A file is hashed only when the ledger holds no record of it as it is now; runs
     never rely on this (`path` hashes on first use)."""
     e = entry(name)
+    bad = False
     for p in candidates(e):
         if not p.exists():
             continue
-        where = "yes" if p.parent == folder(e) else "mirror"
-        if recorded(p, e):
-            return where
         try:
-            remember(p, e, check(p, e))
+            if not recorded(p, e):
+                remember(p, e, check(p, e))
         except ChecksumError:
-            return "BAD"
-        return where
-    return "no"
+            bad = True  # a good copy after it is the one runs take (`_first_good`)
+            continue
+        return "yes" if p.parent == folder(e) else "mirror"
+    return "BAD" if bad else "no"
