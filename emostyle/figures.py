@@ -184,9 +184,8 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str]
 
 
 def loss_figure(history: dict[str, list[list[float]]], title: str = "guidance loss",
-                note: str | None = None, item: int | None = None,
-                weights: dict[str, float] | None = None) -> plt.Figure:
-    """Loss terms per step (mean over the batch, or one item); step k is the loss of the image
+                note: str | None = None, weights: dict[str, float] | None = None) -> plt.Figure:
+    """Loss terms per step (mean over the batch); step k is the loss of the image
     before the k-th update. The terms differ by orders of magnitude (the latent regulariser
     against cosine-like distances), so the axis is logarithmic above 0.01 and linear below.
     Each term is drawn as it is, unweighted; `weights` (term -> its weight in the total) names
@@ -196,7 +195,7 @@ def loss_figure(history: dict[str, list[list[float]]], title: str = "guidance lo
     dashes = iter(["-", (0, (5, 2)), ":", "-."])
     for name, values in history.items():
         arr = np.asarray(values, dtype=float)
-        curve = arr[:, item] if item is not None else arr.mean(axis=1)
+        curve = arr.mean(axis=1)
         weight = (weights or {}).get(name)
         label = ("total (weighted sum)" if name == "total" else
                  f"{name} \u00d7{weight:g}" if weight is not None else name)

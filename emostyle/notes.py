@@ -14,7 +14,9 @@ __all__ = ["manipulation_notes", "inversion_note", "targets_note", "valence_note
 
 
 def manipulation_notes(manifest: dict) -> list[str]:
-    """Every note that applies to a manipulation's manifest, the song's targets first."""
+    """Every note that applies to a manipulation's manifest: those on the whole run first
+    (untrained networks; a photo reconstructed with the judge's features), then the song's
+    targets, then the valences."""
     return [note for note in (untrained_note(manifest), inversion_note(manifest), targets_note(manifest),
                               valence_note(manifest)) if note]
 

@@ -256,6 +256,10 @@ def test_audio_reading_is_computed_once_per_file_content(tmp_path, monkeypatch, 
     music = affect.audio_reading(song)
     assert music["heard_as"] == "music" and music["pad"] == list(mixed) and len(calls) == 3
     assert music["classes"][0] == ["Speech", 0.9]
+    moved = tmp_path / "My Songs" / "a copy.wav"  # served by content: it names the file asked about
+    moved.parent.mkdir()
+    shutil.copy(song, moved)
+    assert affect.audio_reading(moved) == music | {"audio": str(moved)} and len(calls) == 3
     heard["scores"] = np.array([0.9, 0.0, 0.0, 0.0, 0.1, 0.0, 0.6, 0.0])
     copy2 = tmp_path / "c.wav"
     copy2.write_bytes(song.read_bytes() + b"\0\0")  # other content: read afresh

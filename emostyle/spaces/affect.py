@@ -345,7 +345,7 @@ def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict
     try:
         reading = json.loads(record.read_text())
         registry.replay(reading.pop("weights"))  # the files it was made from, for this run's manifest
-        return reading
+        return reading | {"audio": str(path)}  # kept by content: the copy read first may lie elsewhere
     except (OSError, ValueError, KeyError):  # absent, or unreadable (a damaged disk): read the file again
         pass
     with registry.recording() as files:
@@ -568,7 +568,8 @@ class AffectSpace(EmbeddingSpace):
         """Cosines (B, M) between the directions of PAD points x (B, 3) and y (M, 3) in the
         pleasure-arousal plane: Eq. 1's dot product of unit embeddings, as ImageBind's. Retrieval
         so picks the candidate whose emotion is the song's, not the most intense one, and leaves
-        the guidance room to move it (a point within the neutral radius has similarity ~0)."""
+        the guidance room to move it (inside the neutral radius a point's cosine shrinks with its
+        distance from neutral, to 0 there: `direction`)."""
         return direction(x.float()) @ direction(y.float().to(x.device)).T
 
     def term_credit(self, t_hat: torch.Tensor) -> torch.Tensor:
