@@ -8,9 +8,9 @@ notebook file, its parameters, the resolved config, the package's code and regis
 input songs: the kit's, or a folder of the user's, `songs`; the package versions, the device,
 the CPU kernels and which optional files and packages are present: `_machine`) did not
 change since it last succeeded is reused from the cache beside the run folders (`runs/.cache/`)
-instead of executed; `force=True` executes everything. A failing notebook does not stop the others: the run
-publishes every figure it could make (also those a failing notebook finished before its
-error) and the manifest names the ones it could not, and why. Ctrl-C stops the kernels at
+instead of executed; `force=True` executes everything. A failing notebook does not stop the
+others: the run publishes every figure it could make (also those a failing notebook finished
+before its error) and the manifest names the ones it could not, and why. Ctrl-C stops the kernels at
 once, publishes nothing, and says where the partial run is.
 Notebooks run side by side, one per core, the longest first.
 """
