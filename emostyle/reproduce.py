@@ -316,7 +316,10 @@ def _publishing(out: Path) -> Iterator[None]:
     out.mkdir(parents=True, exist_ok=True)
     folder = os.open(out, os.O_RDONLY)
     try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (some network and FUSE mounts): publish unlocked
+            pass
         yield
     finally:
         os.close(folder)

@@ -166,6 +166,17 @@ def test_a_notebook_the_cache_cannot_keep_is_published_and_said(kit, monkeypatch
     assert {e["status"] for e in _run(kit, "r2")["notebooks"].values()} == {"ran"}
 
 
+def test_a_figures_folder_without_locks_is_published_to_unlocked(kit, monkeypatch):
+    """Runs publish under a lock on --out; a file system that has none (ENOLCK) still gets the run."""
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert _run(kit, "r1")["outputs"] and (kit / "figs" / "a.txt").exists()
+
+
 def test_the_figures_folder_may_be_given_with_a_tilde(kit, monkeypatch):
     monkeypatch.setenv("HOME", str(kit / "home"))
     monkeypatch.chdir(kit)  # where a literal "~" folder would go
