@@ -251,17 +251,21 @@ def test_tensorflow_installed_for_the_tests_reruns_only_a_profile_that_scores_wi
     profile that scores with VILA runs them again, as TensorFlow may add VILA's column."""
     import importlib.util
 
-    vila = {"scoring.scorers": ["vila-r", "brisque"]}
-    _run(kit, "r1"), _run(kit, "r2", overrides=vila)
     real_environment, real_find_spec = runner.environment, importlib.util.find_spec
 
-    def with_tensorflow(device=None):
-        env = real_environment(device)
-        return {**env, "packages": {**env["packages"], "tensorflow-cpu": "2.21.0"}}
+    def tensorflow(version):  # this environment as it would be with TensorFlow `version` (None: without)
+        def environment(device=None):
+            env = real_environment(device)
+            return {**env, "packages": {**env["packages"], "tensorflow": None, "tensorflow-cpu": version}}
 
-    monkeypatch.setattr(runner, "environment", with_tensorflow)
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: object() if name == "tensorflow" else real_find_spec(name, *a))
+        monkeypatch.setattr(runner, "environment", environment)
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (object() if version else None)
+                            if name == "tensorflow" else real_find_spec(name, *a))
+
+    vila = {"scoring.scorers": ["vila-r", "brisque"]}
+    tensorflow(None)
+    _run(kit, "r1"), _run(kit, "r2", overrides=vila)
+    tensorflow("2.21.0")
     assert {e["status"] for e in _run(kit, "r3")["notebooks"].values()} == {"reused"}
     assert {e["status"] for e in _run(kit, "r4", overrides=vila)["notebooks"].values()} == {"ran"}
 
