@@ -217,8 +217,9 @@ def verify(names: list[str] | None = None) -> list[Check]:
 
 def presence(name: str) -> str:
     """For listings: where the copy that runs take lies, "yes" (in the cache) or "mirror"
-    (elsewhere); "BAD" (every copy fails its check) or "no". A file is hashed only when the ledger holds no record of it as it is now; runs
-    never rely on this (`path` hashes on first use)."""
+    (elsewhere); "BAD" (every copy fails its check) or "no". A file is hashed only when the
+    ledger holds no record of it as it is now; runs never rely on this (`path` hashes on first
+    use)."""
     e = entry(name)
     bad = False
     for p in candidates(e):
