@@ -85,8 +85,9 @@ def judge_note(judges: str, space: bool = True) -> str:
     """The line under figures whose captions read "judge" (and "space", unless `space` is False):
     what each number is."""
     note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}; n/a: it found no face)"
-    return note + ("; space = valence as the guidance space, the guiding model, reads it (similarity to happy minus sad: not the loss "
-                   "the guidance lowers, so it can dip as a face gains the song's emotion)" if space else "")
+    return note + ("; space = valence as the guidance space, the guiding model, reads it (similarity to happy "
+                   "minus sad: not the loss the guidance lowers, so it can dip as a face gains the song's emotion)"
+                   if space else "")
 
 
 def _note(fig: plt.Figure, note: str) -> tuple[str, float]:

@@ -13,6 +13,7 @@ name inside the staging folder are rewritten to `out` before publication.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["signals_held", "staged_output", "process_tag", "owner_alive", "Published"]
+__all__ = ["signals_held", "staged_output", "process_tag", "owner_alive", "clear_dead", "Published"]
 
 
 HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -134,6 +135,14 @@ def _remove_stale(out: Path) -> None:
             os.replace(stale, out)
         else:
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def clear_dead(folder: Path, prefix: str) -> None:
+    """Remove what killed processes staged in `folder` as `<prefix><process_tag>`: a writer that
+    is gone never finishes it; a live one (or one of another host) keeps its own."""
+    for left in folder.glob(f"{glob.escape(prefix)}*"):
+        if not owner_alive(left.name[len(prefix):]):
+            shutil.rmtree(left, ignore_errors=True)
 
 
 def _host() -> str:

@@ -36,7 +36,7 @@ from . import registry
 from .audio import numba_cache_dir, read_audio
 from .config import Config, load_config
 from .manifest import MANIPULATION_KEYS, code_version, config_digest, environment, run_manifest, write_json
-from .outputs import HELD, owner_alive, process_tag, signals_held
+from .outputs import HELD, clear_dead, process_tag, signals_held
 from .samples import Sample, songs as sample_songs, songs_digest
 from .weights.cache import USED_LOG_VAR
 
@@ -257,9 +257,7 @@ def _store(entry: Path, run_dir: Path, name: str, record: dict) -> None:
     copy (a killed run) is never taken for a cache entry. Each process stages under its own
     name (`process_tag`) and clears what dead ones left; where another run stored the same
     entry first (equal keys, equal outputs), that entry stays."""
-    for stale in entry.parent.glob(f"{entry.name}.partial-*"):
-        if not owner_alive(stale.name.rpartition(".partial-")[2]):
-            shutil.rmtree(stale, ignore_errors=True)
+    clear_dead(entry.parent, f"{entry.name}.partial-")
     partial = entry.with_name(f"{entry.name}.partial-{process_tag()}")
     shutil.rmtree(partial, ignore_errors=True)
     try:
@@ -332,9 +330,7 @@ def _publish(staged: Path, out: Path, manifest: dict, previous: dict) -> None:
     (README.md) stay."""
     with signals_held():  # a second or so for a run's figures; a signal meanwhile takes effect after
         out.mkdir(parents=True, exist_ok=True)
-        for left in out.glob(".incoming-*"):  # of a run killed while publishing (its process is gone)
-            if not owner_alive(left.name.partition("-")[2]):
-                shutil.rmtree(left, ignore_errors=True)
+        clear_dead(out, ".incoming-")  # of a run killed while publishing
         incoming = out / f".incoming-{process_tag()}"
         shutil.rmtree(incoming, ignore_errors=True)
         try:
@@ -413,9 +409,9 @@ def _machine(config: Config) -> dict:
 
     env = environment(config.resolve_device())
     present = {name: any(p.exists() for p in candidates(entry(name))) for name in profile_files(config.profile)}
-    vila = "vila-r" in config.scoring.scorers
-    modules = {m: importlib.util.find_spec(m) is not None for m in ("tensorflow", "diffusers") if vila or m != "tensorflow"}
-    packages = {name: version for name, version in env["packages"].items() if vila or not name.startswith("tensorflow")}
+    unused = set() if "vila-r" in config.scoring.scorers else {"tensorflow", "tensorflow-cpu"}
+    modules = {m: importlib.util.find_spec(m) is not None for m in ("tensorflow", "diffusers") if m not in unused}
+    packages = {name: version for name, version in env["packages"].items() if name not in unused}
     return {"packages": packages, "device": env["device"], "cpu_kernels": env["cpu_kernels"],
             "present": present, "modules": modules}
 
