@@ -272,3 +272,29 @@ def test_sad_songs_darken_and_grey_scenes_happy_songs_brighten_them(songs, tmp_p
             assert (l1 < l0).all() and (s1 < s0).all(), f"{song.name}: luma {l0}->{l1}, saturation {s0}->{s1}"
         else:
             assert (l1 > l0).all(), f"{song.name}: luma {l0}->{l1}"
+
+
+def test_a_scene_is_graded_as_far_as_the_song_pulls(songs, tmp_path):
+    """A sound whose audio reads inside VADER's neutral band of pleasure and whose label reads no
+    polarity (drill) pulls a scene at most 0.6 x 0.01 / 0.05 of a song whose readings agree: it
+    grades every start's photo less far, and on average less than half as far (a start graded
+    near the grader's range leaves the full pull little room, so one start's ratio can be larger).
+    The regulariser alone holds a graded photo, and under Adam only the pull's ratio to it counts;
+    too light, every pull ran to the grader's range and a neutral sound darkened scenes as far as
+    the saddest song (ratios 0.73-0.93)."""
+    from emostyle.spaces.affect import NEUTRAL_RADIUS
+
+    pipe = Pipeline.from_config(dataset_configs(load_config("offline"))["LHQ-style scenes"])
+    sad, drill = songs[1][0], samples.sounds(("drill",))[0]
+    pleasure = float(pipe.guidance_space.encode_audio(drill.path)[0, 0])
+    assert abs(pleasure) < NEUTRAL_RADIUS / 2, f"drill's audio reads pleasure {pleasure:+.3f}: not a weak pull"
+    study = start_study(pipe, [sad, drill], n_starts=6, seed=7, run_dir=tmp_path, progress=False)
+    assert study.polarities == ["negative", "neutral"], study.polarities
+
+    def luma(images):
+        return (((images.clamp(-1, 1) + 1) / 2) * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1).mean((1, 2))
+
+    before = luma(study.starts)
+    moved = [(luma(study.images[i]) - before).abs() for i in range(2)]
+    said = f"luma moved {moved[0].tolist()} (sad song), {moved[1].tolist()} (drill)"
+    assert (moved[1] < moved[0]).all() and moved[1].mean() < moved[0].mean() / 2, said
