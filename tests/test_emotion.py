@@ -249,6 +249,14 @@ def test_retrieval_softmax_is_readable(faces, songs):
     assert 1.5 / n < float(found.probs.max()) < 0.95
 
 
+def _luma_and_saturation(images):
+    """Mean luma (Rec. 601) and HSV saturation (B,) of images (B, 3, H, W) in [-1, 1]."""
+    rgb = (images.clamp(-1, 1) + 1) / 2
+    luma = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1).mean((1, 2))
+    high, low = rgb.max(1).values, rgb.min(1).values
+    return luma, ((high - low) / (high + 1e-3)).mean((1, 2))
+
+
 def test_sad_songs_darken_and_grey_scenes_happy_songs_brighten_them(songs, tmp_path):
     """LHQ-style scenes (the photo grader) as the profile's dataset runs them: a sad song lowers
     brightness and saturation and the colour judge's valence; a happy song raises them."""
@@ -257,16 +265,10 @@ def test_sad_songs_darken_and_grey_scenes_happy_songs_brighten_them(songs, tmp_p
     assert pipe.judge is not None, pipe.notes
     assert "guidance in affect-pad, along pleasure alone" in pipe.note  # the figures say what the scenes follow
 
-    def luma_and_saturation(images):
-        rgb = (images.clamp(-1, 1) + 1) / 2
-        luma = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1).mean((1, 2))
-        high, low = rgb.max(1).values, rgb.min(1).values
-        return luma, ((high - low) / (high + 1e-3)).mean((1, 2))
-
     study = _study(pipe, songs, 6, 7, tmp_path)
-    l0, s0 = luma_and_saturation(study.starts)
+    l0, s0 = _luma_and_saturation(study.starts)
     for i, (song, polarity) in enumerate(songs):
-        l1, s1 = luma_and_saturation(study.images[i])
+        l1, s1 = _luma_and_saturation(study.images[i])
         assert (study.shifts[i] > 0).all(), f"{song.name}: the colour judge read {study.shifts[i].tolist()}"
         if polarity == "negative":
             assert (l1 < l0).all() and (s1 < s0).all(), f"{song.name}: luma {l0}->{l1}, saturation {s0}->{s1}"
@@ -291,10 +293,7 @@ def test_a_scene_is_graded_as_far_as_the_song_pulls(songs, tmp_path):
     study = start_study(pipe, [sad, drill], n_starts=6, seed=7, run_dir=tmp_path, progress=False)
     assert study.polarities == ["negative", "neutral"], study.polarities
 
-    def luma(images):
-        return (((images.clamp(-1, 1) + 1) / 2) * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1).mean((1, 2))
-
-    before = luma(study.starts)
-    moved = [(luma(study.images[i]) - before).abs() for i in range(2)]
+    before = _luma_and_saturation(study.starts)[0]
+    moved = [(_luma_and_saturation(study.images[i])[0] - before).abs() for i in range(2)]
     said = f"luma moved {moved[0].tolist()} (sad song), {moved[1].tolist()} (drill)"
     assert (moved[1] < moved[0]).all() and moved[1].mean() < moved[0].mean() / 2, said
