@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import PROFILES, ConfigError, load_config, parse_overrides
+from .config import PROFILES, ConfigError, dataset_config, load_config, parse_overrides
 
 __all__ = ["main", "run", "build_parser"]
 
@@ -72,7 +72,10 @@ def _cmd_manipulate(args) -> int:
     overrides = parse_overrides(args.overrides)
     if args.device != "auto":
         overrides["device"] = args.device
-    result = manipulate(args.song, profile=args.profile, method=args.method, seed=args.seed, out=args.out,
+    profile = args.profile
+    if args.dataset:  # one of the profile's datasets, with its own settings and then the run's
+        profile, overrides = dataset_config(load_config(profile, overrides), args.dataset, overrides), None
+    result = manipulate(args.song, profile=profile, method=args.method, seed=args.seed, out=args.out,
                         overrides=overrides, lyrics=_lyrics_argument(args.lyrics), force=args.force, image=args.image)
     written = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(args.out).expanduser().iterdir())
     print(f"wrote {args.out}: {', '.join(written)}")
@@ -109,7 +112,7 @@ def _cmd_manipulate(args) -> int:
 
     within = ""
     if v.get("resolution") is not None:
-        within = f" (one-pixel resolution {v['resolution']:.2f}" + (
+        within = f" (one-pixel resolution {_resolution_text(v['resolution'])}" + (
             ": no one-pixel shift moves the judge's reading of the input, which is saturated there"
             if _saturated(v) else "") + ")"
     print(f"  valence by the judge ({v['judge'] or 'none'}), on the saved images: "
@@ -132,8 +135,16 @@ def _cmd_manipulate(args) -> int:
 
 
 def _saturated(v: dict) -> bool:
-    """A resolution that rounds to 0.00: no one-pixel shift of the input moves the judge's reading."""
-    return v["resolution"] < 0.005
+    """No one-pixel shift of the input moves the judge's reading (by a ten-thousandth of its scale):
+    a judge sure of its reading. A fine judge is not saturated: the colour judge, which averages every
+    pixel, reads a one-pixel shift as 0.0004-0.001."""
+    return v["resolution"] < 1e-4
+
+
+def _resolution_text(resolution: float) -> str:
+    """A resolution to two decimals, or to its first digit below 0.01 (the colour judge's 0.0004), so
+    that a fine judge's does not print as 0.00."""
+    return f"{resolution:.2f}" if resolution >= 0.01 or resolution < 1e-4 else f"{resolution:.1g}"
 
 
 def _judged_move(v: dict, emotion: str) -> str:
@@ -233,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace --out even when it holds other files")
     p.add_argument("--image", default=None, metavar="PHOTO",
                    help="edit your own photo (inverted into the generator) instead of a retrieved image")
+    p.add_argument("--dataset", default=None, metavar="NAME",
+                   help="one of the profile's datasets, as the figures run it (offline: 'FFHQ-style faces', the "
+                        "default, or 'LHQ-style scenes'); a word of the name is enough, e.g. --dataset scenes")
     p.set_defaults(func=_cmd_manipulate)
 
     from .sweep import add_sweep_parser

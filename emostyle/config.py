@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["Config", "ConfigError", "PROFILES", "load_config", "overrides_mapping", "parse_overrides", "dataset_configs"]
+__all__ = ["Config", "ConfigError", "PROFILES", "load_config", "overrides_mapping", "parse_overrides", "dataset_config",
+           "dataset_configs"]
 
 PROFILES = ("paper-lhq", "paper-ffhq", "offline", "tiny")
 
@@ -389,6 +390,22 @@ def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) 
                                               **dict(spec.get("overrides") or {}), **run})
         result[label].datasets = {}
     return result
+
+
+def dataset_config(config: Config, name: str, overrides: Mapping[str, Any] | None = None) -> Config:
+    """The configuration of the dataset of `config` that `name` names (`dataset_configs`): its
+    label, or one word of it, in any case ("scenes", "lhq" for the offline profile's "LHQ-style
+    scenes"). A name that matches none, or more than one, is a `ConfigError` that lists them."""
+    configs = dataset_configs(config, overrides)
+    key = name.strip().lower()
+    found = [label for label in configs if key == label.lower()] or \
+            [label for label in configs if key in label.lower().replace("-", " ").split() + label.lower().split()]
+    if len(found) != 1:
+        listed = ", ".join(repr(label) for label in configs)
+        why = "names more than one" if found else "is none"
+        raise ConfigError(f"dataset {name!r} {why} of profile {config.profile}'s datasets: {listed} "
+                          "(a word of the name is enough)")
+    return configs[found[0]]
 
 
 def parse_overrides(items: list[str] | None) -> dict:

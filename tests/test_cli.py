@@ -355,6 +355,12 @@ def test_manipulate_summary_says_which_way_the_judge_saw_the_image_move():
     # A photo the judge reads at the top of its scale: no pixel shift moves it, nor the guidance
     assert "saturated" in move(0.81, 0.81, "positive", resolution=0.0)
     assert "saturated" not in move(0.10, 0.18, "positive")
+    # The colour judge averages every pixel: a fine judge, not a saturated one (it printed as "0.00: ... saturated")
+    assert move(-0.36, -0.53, "negative", resolution=0.00044) == ": sadder, the lyrics' way"
+    assert "saturated" not in move(-0.36, -0.3602, "negative", resolution=0.00044)
+    from emostyle.cli import _resolution_text
+
+    assert (_resolution_text(0.00044), _resolution_text(0.083), _resolution_text(0.0)) == ("0.0004", "0.08", "0.00")
 
 
 def test_progress_bars_in_a_log_are_redrawn_seldom(tmp_path, repo_root):
@@ -514,3 +520,26 @@ def test_manipulate_says_how_the_audio_was_heard(capsys, tmp_path, monkeypatch):
     result["audio"] = None
     assert main(["manipulate", str(song), "--lyrics", "giggling", "--out", str(out), "--force"]) == 0
     assert "heard as" not in capsys.readouterr().out
+
+
+def test_manipulate_refuses_a_dataset_the_profile_lacks(capsys, tmp_path, repo_root):
+    song = str(repo_root / "data/songs/sad_rain.wav")
+    assert main(["manipulate", song, "--dataset", "lake", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'lake' is none of profile offline's datasets" in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_manipulate_edits_a_scene_of_the_offline_profile(capsys, tmp_path, repo_root):
+    """`--dataset scenes`: the offline profile's LHQ-style scenes, as the figures run them; a sad song
+    darkens the retrieved photo by the colour judge, and the summary names that judge."""
+    song = repo_root / "data/songs/sad_rain.wav"
+    out = tmp_path / "o"
+    assert main(["manipulate", str(song), "--dataset", "scenes", "--lyrics", str(song.with_suffix(".txt")),
+                 "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["config"]["domain"], manifest["config"]["generator"]["kind"]) == ("scene", "grader")
+    v = manifest["valence"]
+    assert v["after"] < v["before"] - v["resolution"], v
+    assert "valence by the judge (colour emotion" in capsys.readouterr().out

@@ -124,3 +124,23 @@ def test_a_runs_face_judge_judges_the_faces_and_the_scenes_keep_theirs():
     run = {"scoring.judge": "landmarks"}
     configs = dataset_configs(load_config("offline", run), run)
     assert {c.domain: c.scoring.judge for c in configs.values()} == {"face": "landmarks", "scene": "colour"}
+
+
+def test_a_dataset_is_named_by_its_label_or_a_word_of_it():
+    """`manipulate --dataset scenes` edits the offline profile's LHQ-style scenes as the figures
+    do (their own generator, judge and regulariser), with the run's own settings on top; a name
+    that matches no dataset, or several, is one line that lists them."""
+    from emostyle.config import dataset_config
+
+    offline = load_config("offline", {"seed": 5})
+    scenes = dataset_config(offline, "scenes", {"seed": 5, "guidance.steps": 7})
+    assert (scenes.domain, scenes.generator.kind, scenes.scoring.judge) == ("scene", "grader", "colour")
+    assert scenes.guidance.l_sim == dataset_config(offline, "LHQ-style scenes").guidance.l_sim != offline.guidance.l_sim
+    assert (scenes.seed, scenes.guidance.steps) == (5, 7)
+    for name in ("lhq", "FFHQ", "faces"):
+        assert dataset_config(offline, name).domain == ("scene" if name == "lhq" else "face")
+    with pytest.raises(ConfigError, match=r"'lake' is none of profile offline's datasets: 'FFHQ-style faces', 'LHQ-style scenes'"):
+        dataset_config(offline, "lake")
+    with pytest.raises(ConfigError, match="'style' names more than one"):
+        dataset_config(offline, "style")
+    assert dataset_config(load_config("paper-ffhq"), "lhq").profile == "paper-lhq"
