@@ -133,5 +133,6 @@ def align_photo(image: np.ndarray, output_size: int, where: str = "the photo", z
                          f"aligned, square face photo with --set inversion.align=centre") from None
     if landmarks is None:
         raise NoFaceError(f"no face found in {where}; use a photo with one clear, roughly frontal, "
-                          f"well-lit face, or skip the alignment with --set inversion.align=centre (a centre crop)")
+                          f"well-lit face, or skip the alignment with --set inversion.align=centre (a centre crop); "
+                          f"a landscape is a scene: --dataset scenes")
     return align_face(image, landmarks, output_size=output_size, zoom=zoom)

@@ -218,6 +218,11 @@ class Config:
             fits = [j for j in JUDGES if judge_reads(j, config.domain) and j != "none"]
             raise ConfigError(f"scoring.judge={config.scoring.judge} does not read {config.domain} images "
                               f"(domain={config.domain}): choose scoring.judge={', '.join(fits[:-1])} or {fits[-1]}")
+        drawn = GENERATOR_DOMAINS.get(config.generator.kind, config.domain)
+        if drawn != config.domain:  # a face generator told to draw scenes ran, and drew a ghost of a face
+            raise ConfigError(f"generator.kind={config.generator.kind} draws {drawn} images, not {config.domain} ones "
+                              f"(domain={config.domain}): a profile's scenes or faces are one of its datasets "
+                              "(`manipulate --dataset scenes`), with their own generator, judge and settings")
         return config
 
     def resolve_device(self) -> str:
@@ -231,6 +236,10 @@ class Config:
         if self.device != "auto":
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# The kind of image each offline generator draws (StyleGAN2 draws whatever its weights were trained on).
+GENERATOR_DOMAINS = {"dcgan": "face", "grader": "scene"}
 
 
 def judge_reads(judge: str, domain: str) -> bool:
@@ -394,12 +403,17 @@ def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) 
 
 def dataset_config(config: Config, name: str, overrides: Mapping[str, Any] | None = None) -> Config:
     """The configuration of the dataset of `config` that `name` names (`dataset_configs`): its
-    label, or one word of it, in any case ("scenes", "lhq" for the offline profile's "LHQ-style
-    scenes"). A name that matches none, or more than one, is a `ConfigError` that lists them."""
+    label, one word of it, or the kind of image it holds, in any case ("lhq", "scene" or "scenes"
+    for the offline profile's "LHQ-style scenes" and paper-ffhq's "LHQ"). A name that matches
+    none, or more than one, is a `ConfigError` that lists them."""
     configs = dataset_configs(config, overrides)
     key = name.strip().lower()
-    found = [label for label in configs if key == label.lower()] or \
-            [label for label in configs if key in label.lower().replace("-", " ").split() + label.lower().split()]
+
+    def words(label: str) -> list[str]:
+        domain = configs[label].domain
+        return label.lower().replace("-", " ").split() + label.lower().split() + [domain, domain + "s"]
+
+    found = [label for label in configs if key == label.lower()] or [label for label in configs if key in words(label)]
     if len(found) != 1:
         listed = ", ".join(repr(label) for label in configs)
         why = "names more than one" if found else "is none"

@@ -129,7 +129,8 @@ def test_a_runs_face_judge_judges_the_faces_and_the_scenes_keep_theirs():
 def test_a_dataset_is_named_by_its_label_or_a_word_of_it():
     """`manipulate --dataset scenes` edits the offline profile's LHQ-style scenes as the figures
     do (their own generator, judge and regulariser), with the run's own settings on top; a name
-    that matches no dataset, or several, is one line that lists them."""
+    that matches no dataset, or several, is one line that lists them. A face generator told to
+    draw scenes is refused: it ran, and drew a ghost of a face."""
     from emostyle.config import dataset_config
 
     offline = load_config("offline", {"seed": 5})
@@ -143,4 +144,9 @@ def test_a_dataset_is_named_by_its_label_or_a_word_of_it():
         dataset_config(offline, "lake")
     with pytest.raises(ConfigError, match="'style' names more than one"):
         dataset_config(offline, "style")
-    assert dataset_config(load_config("paper-ffhq"), "lhq").profile == "paper-lhq"
+    for name in ("lhq", "scenes"):  # a paper profile's LHQ holds scenes too
+        assert dataset_config(load_config("paper-ffhq"), name).profile == "paper-lhq"
+    with pytest.raises(ConfigError, match="generator.kind=dcgan draws face images, not scene ones"):
+        load_config("offline", {"domain": "scene", "scoring.judge": "colour"})
+    with pytest.raises(ConfigError, match="generator.kind=grader draws scene images"):
+        dataset_config(offline, "scenes", {"domain": "face", "scoring.judge": "fer"})
