@@ -586,6 +586,9 @@ def random_edit(generator: Generator, latents: torch.Tensor, starts: torch.Tenso
         return edit(high)[0].cpu()
 
 
+STUDY_ROW = 5  # songs per row of the start study's panels
+
+
 def study_figure(studies: dict[str, StartStudy], note: str | None = None):
     """A figure with a panel per dataset and every start's shift toward each song (a dot per
     start image; the grey band is the judge's resolution; counts toward / within / against
@@ -597,17 +600,22 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
 
     from .figures import fit, image_grid, signed
 
-    songs = max(len(st.items) for st in studies.values())
-    dots, axes = plt.subplots(len(studies), 1, figsize=(max(6.5, 1.25 * songs + 1.4), 2.9 * len(studies) + 1.0),
-                              squeeze=False)  # a dataset per row: a page wide, its text read as drawn
-    for ax, (label, st) in zip(axes[:, 0], studies.items()):
+    # A row of panels per dataset and up to STUDY_ROW songs: 1.25 in each, so that a row stays about a
+    # page wide and its 8 pt text reads as drawn (ten songs in one row made a 14 in figure whose text,
+    # shrunk to a page, was 4 pt).
+    per_row = min(STUDY_ROW, max(len(st.items) for st in studies.values()))
+    panels = [(label, st, range(first, min(first + STUDY_ROW, len(st.items))))
+              for label, st in studies.items() for first in range(0, max(1, len(st.items)), STUDY_ROW)]
+    dots, axes = plt.subplots(len(panels), 1, figsize=(max(6.5, 1.25 * per_row + 1.4), 2.9 * len(panels) + 1.0),
+                              squeeze=False)
+    for ax, (label, st, shown) in zip(axes[:, 0], panels):
         extra = 0  # lines of counts above some song past the first two: the title moves up for them
-        for i in range(len(st.items)):
-            ax.fill_between([i - 0.38, i + 0.38], -st.resolution, st.resolution, color="0.88", zorder=0)
+        for x, i in enumerate(shown):
+            ax.fill_between([x - 0.38, x + 0.38], -st.resolution, st.resolution, color="0.88", zorder=0)
             for shifts, centre, spread, hollow in ((st.shifts, -0.1, 0.16, False), (st.control_shifts, 0.27, 0.06, True)):
                 colour = [VERDICT_COLOURS.get(v, "none") for v in st.verdicts(shifts[i])]  # unread: not drawn
                 jitter = np.random.default_rng(i).uniform(-spread, spread, shifts.shape[1])  # fixed: the figure does not change
-                ax.scatter(i + centre + jitter, shifts[i].numpy(), s=12, zorder=2, linewidths=0.9,
+                ax.scatter(x + centre + jitter, shifts[i].numpy(), s=12, zorder=2, linewidths=0.9,
                            **(dict(facecolors="none", edgecolors=colour) if hollow else dict(c=colour)))
             c, r, unmoved = st.counts(i), st.counts(i, control=True), st.unmoved(i)
             lines = [f"{c['toward']}/{c['within']}/{c['against']}", f"random {r['toward']}/{r['within']}/{r['against']}"]
@@ -616,12 +624,14 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
             if st.polarities[i] == "neutral":
                 lines = ["no polarity"]
             extra = max(extra, len(lines) - 2)
-            ax.text(i, 1.01, "\n".join(lines), ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
+            ax.text(x, 1.01, "\n".join(lines), ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_xticks(range(len(st.items)), [st.song_label(i) for i in range(len(st.items))], fontsize=8)
-        ax.set_xlim(-0.6, len(st.items) - 0.4)
-        ax.set_title(fit(f"{label}: {len(st.before)} starts, resolution {st.resolution:.3f}; judge: {_judge_name(st.pipe)}",
-                         ax.get_position().width * dots.get_size_inches()[0], 9), fontsize=9, pad=30 + 11 * extra)
+        ax.set_xticks(range(len(shown)), [st.song_label(i) for i in shown], fontsize=8)
+        ax.set_xlim(-0.6, per_row - 0.4)
+        part = f" (songs {shown.start + 1}-{shown.stop} of {len(st.items)})" if len(shown) < len(st.items) else ""
+        ax.set_title(fit(f"{label}{part}: {len(st.before)} starts, resolution {st.resolution:.3f}; judge: "
+                         f"{_judge_name(st.pipe)}", ax.get_position().width * dots.get_size_inches()[0], 9),
+                     fontsize=9, pad=30 + 11 * extra)
         ax.tick_params(axis="y", labelsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("valence shift toward the song\n(judge, saved images)", fontsize=9)

@@ -290,6 +290,32 @@ def test_start_study_counts_only_moves_beyond_the_judges_resolution():
     assert still.rows()[0]["sign_test"] == "0 toward / 0 against of 5 starts" and still.rows()[0]["sign_test_p"] == 1.0
 
 
+def test_a_start_study_of_many_songs_reads_at_page_width():
+    """Ten songs in one row of panels made a 14 in figure whose 8 pt text, shrunk to a page, was 4 pt
+    (a helper's ten songs): the panels wrap at `STUDY_ROW` songs, every song is drawn once, and every
+    text reads at 6 points or more at page width."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from emostyle.experiments import STUDY_ROW
+    from emostyle.figures import PAGE_WIDTH
+
+    n, songs = 4, 2 * STUDY_ROW
+    items = [Sample(f"song_{k}", Path(f"song_{k}.wav")) for k in range(songs)]
+    polarities = ["positive", "negative"] * STUDY_ROW
+    shifts = torch.linspace(-0.3, 0.3, songs * n).reshape(songs, n)
+    studies = {label: StartStudy(label, None, items, polarities, 0.1, torch.zeros(n), shifts, torch.zeros(n, 3, 4, 4),
+                                 torch.zeros(songs, n, 3, 4, 4), -shifts) for label in ("faces", "scenes")}
+    dots, _ = study_figure(studies, "profile offline · generator dcgan-faces " * 6)
+    width = dots.get_size_inches()[0]
+    dots.canvas.draw()
+    texts = [t for t in dots.findobj(Text) if t.get_text().strip() and t.get_visible()]
+    assert min(t.get_fontsize() for t in texts) * min(1.0, PAGE_WIDTH / width) >= 6 - 1e-9, width
+    ticks = [t.get_text() for ax in dots.axes for t in ax.get_xticklabels()]
+    assert len(dots.axes) == 4 and sorted(ticks) == sorted(st.song_label(i) for st in studies.values() for i in range(songs))
+    plt.close("all")
+
+
 def test_start_study_counts_by_where_each_start_lay():
     """`by_start`: each result counted by its start's own reading signed toward its song (the
     song's way beyond the resolution, neither way, the other way), for the guidance and the
