@@ -56,9 +56,9 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .parts import EmbeddingSpace, Generator, IdentityLoss
+from .progress import progress_bar
 
 __all__ = ["COARSE_GRID", "Method", "METHODS", "MANIPULATE_METHODS", "GuidanceError", "GuidanceResult", "coarse_change", "emotion_directions",
            "guide", "jittered_view", "lr_at", "method", "method_targets", "MASKINGS", "REDUCTIONS"]
@@ -287,7 +287,7 @@ def guide(
     history: dict[str, list[list[float]]] = {k: [] for k in [*active, "id", "reg", "coarse", "total"]}
     frames = []
 
-    bar = tqdm(range(steps), desc="guidance", disable=not progress, leave=False)
+    bar = progress_bar(range(steps), desc="guidance", disable=not progress)
     for step in bar:
         optimizer.param_groups[0]["lr"] = lr_at(step / steps, lr)
         w = edited(free)
@@ -380,7 +380,7 @@ def emotion_directions(generator: Generator, space: EmbeddingSpace, n: int = 102
     (minutes on a CPU)."""
     rng = torch.Generator().manual_seed(seed)
     total = None
-    bar = tqdm(total=n, desc="emotion directions", unit="latent", disable=not progress, leave=False)
+    bar = progress_bar(total=n, desc="emotion directions", unit="latent", disable=not progress)
     for first in range(0, n, batch):
         latents = generator.sample(min(batch, n - first), rng).detach().requires_grad_(True)
         readings = space.emotion_readings(generator.render(latents))  # (b, terms)

@@ -28,10 +28,10 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .guidance import lr_at
 from .parts import Generator, to_uint8
+from .progress import progress_bar
 
 __all__ = ["Inversion", "invert", "reconstruction_error", "noise_regularizer"]
 
@@ -139,7 +139,7 @@ def invert(generator: Generator, target: torch.Tensor, perceptual: Perceptual | 
     optimizer = torch.optim.Adam([latent, *noises], lr=lr)
     losses: dict[str, list[float]] = {"total": [], "perceptual": [], "mse": [], "noise": []}
 
-    for step in tqdm(range(steps), desc="inversion", disable=not progress, leave=False):
+    for step in progress_bar(range(steps), desc="inversion", disable=not progress):
         t = step / steps
         for group in optimizer.param_groups:
             group["lr"] = lr_at(t, lr)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from .parts import EmbeddingSpace, Generator
+from .progress import progress_bar
 
 __all__ = ["Candidates", "Retrieval", "rank", "read_candidates", "retrieve"]
 
@@ -86,7 +86,7 @@ def read_candidates(generator: Generator, space: EmbeddingSpace, n: int = 16, ba
     # All latents are drawn at once (they are small), so the candidates do not depend on `batch`.
     latents = generator.sample(n, torch.Generator(device="cpu").manual_seed(seed))
     images, embeddings, confidences = [], [], []
-    bar = tqdm(total=n, desc="retrieval", unit="image", disable=not progress, leave=False)  # images, not batches
+    bar = progress_bar(total=n, desc="retrieval", unit="image", disable=not progress)  # images, not batches
     for start in range(0, n, batch):
         x = generator.render(latents[start:start + batch])
         images.append(x.float().cpu())

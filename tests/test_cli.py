@@ -365,7 +365,9 @@ def test_manipulate_summary_says_which_way_the_judge_saw_the_image_move():
 
 def test_progress_bars_in_a_log_are_redrawn_seldom(tmp_path, repo_root):
     """Piped into a log, every redraw of a bar (ten a second) was a line of it: a new user's log of one
-    `manipulate` held 120 lines of the guidance's bar. Outside a terminal a bar is redrawn every 10 s."""
+    `manipulate` held 120 lines of the guidance's bar. Outside a terminal a bar is redrawn every 10 s,
+    and ends as one complete line: cleared, as in a terminal, it left its first drawing's fragment
+    ("retrieval: 0%| ...") in front of the next line."""
     command = [sys.executable, "-m", "emostyle", "manipulate", str(repo_root / "data/songs/sad_rain.wav"),
                "--profile", "tiny", "--set", "guidance.steps=300", "--out", str(tmp_path / "o")]
     begun = time.monotonic()
@@ -373,7 +375,10 @@ def test_progress_bars_in_a_log_are_redrawn_seldom(tmp_path, repo_root):
     seconds = time.monotonic() - begun
     assert run.returncode == 0, run.stderr
     redraws = [line for line in run.stderr.replace("\r", "\n").splitlines() if line.startswith("guidance:")]
-    assert 1 <= len(redraws) <= 1 + seconds / 10, redraws  # its first drawing, then at most one per 10 s
+    assert 2 <= len(redraws) <= 2 + seconds / 10, redraws  # its first drawing and its last, at most one per 10 s between
+    assert "guidance: 100%" in redraws[-1] and "300/300" in redraws[-1], redraws
+    lines = run.stderr.splitlines()  # each bar's last drawing is a line of its own, with nothing cleared into it
+    assert not any(line.rstrip("\r").endswith(" ") or line.startswith(("\r ", " ")) for line in lines if "%|" in line), lines
 
 
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])

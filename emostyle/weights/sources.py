@@ -68,7 +68,7 @@ class ResumableDownloader:
 
     def __call__(self, url: str, output_file: str, pooch) -> None:
         import requests
-        from tqdm.auto import tqdm
+        from emostyle.progress import progress_bar
 
         done = self.part.stat().st_size if self.part.exists() else 0
         headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={done}-"} if done else {})}
@@ -90,9 +90,9 @@ class ResumableDownloader:
                 if not done and looks_like_html(first[:512]):
                     raise FetchError(f"{url} served an HTML page, not {self.entry.filename}. "
                                      f"{by_hand(self.entry)}")
-                with open(self.part, "ab" if done else "wb") as f, tqdm(
+                with open(self.part, "ab" if done else "wb") as f, progress_bar(
                     total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=self.entry.name, disable=not self.progressbar, leave=False,
+                    desc=self.entry.name, disable=not self.progressbar,
                 ) as bar:
                     for chunk in itertools.chain([first], chunks):
                         f.write(chunk)
