@@ -277,6 +277,37 @@ def test_audio_reading_is_computed_once_per_file_content(tmp_path, monkeypatch, 
         affect.audio_pad(tmp_path / "missing.wav")
 
 
+@pytest.mark.slow
+def test_an_audio_reading_is_the_same_whatever_the_processes_blas_threads(tmp_path, repo_root):
+    """A 13 s song composed for happy_sunshine read 1e-8 apart in reproduce's kernels (one BLAS
+    thread) and in a test or a shell (two), the kit kept whichever process read it first, and the
+    guidance amplified the difference into Figure 4's faces. The kit's four songs end to end (36 s,
+    long enough for numpy's BLAS to split its sums), read afresh in processes of one and two threads."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from emostyle import registry
+
+    for n in ("1", "2"):  # a home each, so that each reads afresh, with the weights already here
+        (tmp_path / f"home{n}").mkdir()
+        (tmp_path / f"home{n}" / "weights").symlink_to(registry.home() / "weights")
+    song = tmp_path / "four_songs.wav"
+    parts = [sf.read(p) for p in sorted((repo_root / "data/songs").glob("*.wav"))]
+    sf.write(song, np.concatenate([y for y, _ in parts]), parts[0][1])
+    code = ("import json, sys; from emostyle.spaces.affect import audio_reading\n"
+            "print(json.dumps(audio_reading(sys.argv[1])['pad']))")
+    read = {n: subprocess.run([sys.executable, "-c", code, str(song)], capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "EMOSTYLE_HOME": str(tmp_path / f"home{n}"),
+                                   "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n})
+            for n in ("1", "2")}
+    assert all(r.returncode == 0 for r in read.values()), {n: r.stderr[-500:] for n, r in read.items()}
+    assert json.loads(read["1"].stdout) == json.loads(read["2"].stdout), {n: r.stdout for n, r in read.items()}
+
+
 def test_similarity_and_distance():
     space = AffectSpace("scene")
     x = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
