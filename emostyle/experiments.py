@@ -628,7 +628,8 @@ def study_figure(studies: dict[str, StartStudy], note: str | None = None):
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(range(len(shown)), [st.song_label(i) for i in shown], fontsize=8)
         ax.set_xlim(-0.6, per_row - 0.4)
-        part = f" (songs {shown.start + 1}-{shown.stop} of {len(st.items)})" if len(shown) < len(st.items) else ""
+        part = "" if len(shown) == len(st.items) else f" (song {shown.stop} of {len(st.items)})" if len(shown) == 1 \
+            else f" (songs {shown.start + 1}-{shown.stop} of {len(st.items)})"
         ax.set_title(fit(f"{label}{part}: {len(st.before)} starts, resolution {st.resolution:.3f}; judge: "
                          f"{_judge_name(st.pipe)}", ax.get_position().width * dots.get_size_inches()[0], 9),
                      fontsize=9, pad=30 + 11 * extra)
