@@ -73,8 +73,8 @@ def _cmd_manipulate(args) -> int:
     if args.device != "auto":
         overrides["device"] = args.device
     profile = args.profile
-    if args.dataset:  # one of the profile's datasets, with its own settings and then the run's
-        profile, overrides = dataset_config(load_config(profile, overrides), args.dataset, overrides), None
+    if args.dataset:  # one of the profile's datasets, its own settings and then the run's, checked on it alone
+        profile, overrides = dataset_config(load_config(profile), args.dataset, overrides), None
     result = manipulate(args.song, profile=profile, method=args.method, seed=args.seed, out=args.out,
                         overrides=overrides, lyrics=_lyrics_argument(args.lyrics), force=args.force, image=args.image)
     written = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(args.out).expanduser().iterdir())

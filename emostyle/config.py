@@ -214,15 +214,15 @@ class Config:
                 raise ConfigError("profile cannot be overridden: choose it with --profile (profile= in Python)")
             apply(key, value)
         config = _build(Config, data, "")
-        if not judge_reads(config.scoring.judge, config.domain):  # numbers, not a judgement
-            fits = [j for j in JUDGES if judge_reads(j, config.domain) and j != "none"]
-            raise ConfigError(f"scoring.judge={config.scoring.judge} does not read {config.domain} images "
-                              f"(domain={config.domain}): choose scoring.judge={', '.join(fits[:-1])} or {fits[-1]}")
         drawn = GENERATOR_DOMAINS.get(config.generator.kind, config.domain)
         if drawn != config.domain:  # a face generator told to draw scenes ran, and drew a ghost of a face
             raise ConfigError(f"generator.kind={config.generator.kind} draws {drawn} images, not {config.domain} ones "
                               f"(domain={config.domain}): a profile's scenes or faces are one of its datasets "
                               "(`manipulate --dataset scenes`), with their own generator, judge and settings")
+        if not judge_reads(config.scoring.judge, config.domain):  # numbers, not a judgement
+            fits = [j for j in JUDGES if judge_reads(j, config.domain) and j != "none"]
+            raise ConfigError(f"scoring.judge={config.scoring.judge} does not read {config.domain} images "
+                              f"(domain={config.domain}): choose scoring.judge={', '.join(fits[:-1])} or {fits[-1]}")
         return config
 
     def resolve_device(self) -> str:
@@ -379,47 +379,60 @@ def dataset_configs(config: Config, overrides: Mapping[str, Any] | None = None) 
     Every dataset gets this run's seed and device, its own overrides from the profile, then
     this run's `overrides` (those given to `load_config`), but for a `scoring.judge` that does not
     read the dataset's images (`judge_reads`): that dataset keeps its own judge."""
-    overrides = overrides_mapping(overrides)
     if not config.datasets:
         return {config.profile: config}
-    result = {}
-    for label, spec in config.datasets.items():
-        where = f"datasets.{label}"
-        if not isinstance(spec, Mapping) or set(spec) - {"profile", "overrides"}:
-            raise ConfigError(f"{where} must be a mapping with 'profile' and optional 'overrides'")
-        profile = spec.get("profile", config.profile)
-        base = config if profile == config.profile else _build(Config, _profile_data(profile), "")
-        run = {k: v for k, v in dict(overrides or {}).items() if k != "datasets"}
-        domain = {**dict(spec.get("overrides") or {}), **run}.get("domain", base.domain)
-        if not judge_reads(run.get("scoring.judge", "none"), domain):
-            del run["scoring.judge"]  # a run's face judge judges the faces; the scenes keep theirs
-        # The dataset's own settings, then this run's: what the user set explicitly wins.
-        result[label] = _with_official(base, {"seed": config.seed, "device": config.device,
-                                              "guidance.compat": config.guidance.compat,
-                                              **dict(spec.get("overrides") or {}), **run})
-        result[label].datasets = {}
+    return {label: _dataset(config, label, overrides) for label in config.datasets}
+
+
+def _dataset_base(config: Config, label: str) -> tuple[Config, dict]:
+    """A dataset's profile and its own overrides (`datasets.<label>`), checked."""
+    spec = config.datasets[label]
+    if not isinstance(spec, Mapping) or set(spec) - {"profile", "overrides"}:
+        raise ConfigError(f"datasets.{label} must be a mapping with 'profile' and optional 'overrides'")
+    profile = spec.get("profile", config.profile)
+    base = config if profile == config.profile else _build(Config, _profile_data(profile), "")
+    return base, dict(spec.get("overrides") or {})
+
+
+def _dataset(config: Config, label: str, overrides: Mapping[str, Any] | None, keep_judge: bool = False) -> Config:
+    """One dataset of `config` with this run's `overrides` (`dataset_configs`); `keep_judge`: a
+    run's `scoring.judge` that does not read the dataset's images is an error, not left out."""
+    base, own = _dataset_base(config, label)
+    run = {k: v for k, v in overrides_mapping(overrides).items() if k != "datasets"}
+    domain = {**own, **run}.get("domain", base.domain)
+    if not keep_judge and not judge_reads(run.get("scoring.judge", "none"), domain):
+        del run["scoring.judge"]  # a run's face judge judges the faces; the scenes keep theirs
+    # The dataset's own settings, then this run's: what the user set explicitly wins.
+    result = _with_official(base, {"seed": config.seed, "device": config.device,
+                                   "guidance.compat": config.guidance.compat, **own, **run})
+    result.datasets = {}
     return result
 
 
 def dataset_config(config: Config, name: str, overrides: Mapping[str, Any] | None = None) -> Config:
-    """The configuration of the dataset of `config` that `name` names (`dataset_configs`): its
-    label, one word of it, or the kind of image it holds, in any case ("lhq", "scene" or "scenes"
-    for the offline profile's "LHQ-style scenes" and paper-ffhq's "LHQ"). A name that matches
-    none, or more than one, is a `ConfigError` that lists them."""
-    configs = dataset_configs(config, overrides)
+    """The configuration of the dataset of `config` that `name` names: its label, one word of it,
+    or the kind of image it holds, in any case ("lhq", "scene" or "scenes" for the offline
+    profile's "LHQ-style scenes" and paper-ffhq's "LHQ"), with this run's `overrides` applied to it
+    alone (a setting of the scenes is not checked against the faces), an explicit `scoring.judge`
+    included. A name that matches none, or more than one, is a `ConfigError` that lists them."""
+    if not config.datasets:
+        raise ConfigError(f"profile {config.profile} has no datasets (its images are of one kind); the offline "
+                          "profile's are 'FFHQ-style faces' and 'LHQ-style scenes': --profile offline --dataset scenes")
     key = name.strip().lower()
 
     def words(label: str) -> list[str]:
-        domain = configs[label].domain
+        base, own = _dataset_base(config, label)
+        domain = {**own, **overrides_mapping(overrides)}.get("domain", base.domain)
         return label.lower().replace("-", " ").split() + label.lower().split() + [domain, domain + "s"]
 
-    found = [label for label in configs if key == label.lower()] or [label for label in configs if key in words(label)]
+    labels = list(config.datasets)
+    found = [label for label in labels if key == label.lower()] or [label for label in labels if key in words(label)]
     if len(found) != 1:
-        listed = ", ".join(repr(label) for label in configs)
+        listed = ", ".join(repr(label) for label in labels)
         why = "names more than one" if found else "is none"
         raise ConfigError(f"dataset {name!r} {why} of profile {config.profile}'s datasets: {listed} "
                           "(a word of the name is enough)")
-    return configs[found[0]]
+    return _dataset(config, found[0], overrides, keep_judge=True)
 
 
 def parse_overrides(items: list[str] | None) -> dict:

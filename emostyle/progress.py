@@ -14,5 +14,5 @@ def progress_bar(iterable=None, **kwargs) -> tqdm:
     """`tqdm(iterable, **kwargs)` that a terminal or a notebook clears when it is done. Written to a
     log (stderr no terminal), a cleared bar left its first drawing's fragment ("retrieval: 0%| ...")
     in front of the next line; there it ends as one line with its count and time instead."""
-    in_log = not sys.stderr.isatty() and "ipykernel" not in sys.modules
-    return tqdm(iterable, leave=in_log, **kwargs)
+    kwargs.setdefault("leave", not sys.stderr.isatty() and "ipykernel" not in sys.modules)  # in a log
+    return tqdm(iterable, **kwargs)

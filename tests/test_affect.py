@@ -278,7 +278,7 @@ def test_audio_reading_is_computed_once_per_file_content(tmp_path, monkeypatch, 
 
 
 @pytest.mark.slow
-def test_an_audio_reading_is_the_same_whatever_the_processes_blas_threads(tmp_path, repo_root):
+def test_an_audio_reading_is_the_same_whatever_the_processes_blas_threads(tmp_path, repo_root, cached_weight):
     """A 13 s song composed for happy_sunshine read 1e-8 apart in reproduce's kernels (one BLAS
     thread) and in a test or a shell (two), the kit kept whichever process read it first, and the
     guidance amplified the difference into Figure 4's faces. The kit's four songs end to end (36 s,
@@ -292,6 +292,8 @@ def test_an_audio_reading_is_the_same_whatever_the_processes_blas_threads(tmp_pa
 
     from emostyle import registry
 
+    for name in ("yamnet-onnx", "yamnet-class-map", "musicnn-msd", "warriner-vad-norms"):  # else skip, naming the fetch
+        cached_weight(name)
     for n in ("1", "2"):  # a home each, so that each reads afresh, with the weights already here
         (tmp_path / f"home{n}").mkdir()
         (tmp_path / f"home{n}" / "weights").symlink_to(registry.home() / "weights")

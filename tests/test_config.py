@@ -147,6 +147,13 @@ def test_a_dataset_is_named_by_its_label_or_a_word_of_it():
     for name in ("lhq", "scenes"):  # a paper profile's LHQ holds scenes too
         assert dataset_config(load_config("paper-ffhq"), name).profile == "paper-lhq"
     with pytest.raises(ConfigError, match="generator.kind=dcgan draws face images, not scene ones"):
-        load_config("offline", {"domain": "scene", "scoring.judge": "colour"})
+        load_config("offline", {"domain": "scene"})  # the generator's error first: --dataset mends the judge too
     with pytest.raises(ConfigError, match="generator.kind=grader draws scene images"):
         dataset_config(offline, "scenes", {"domain": "face", "scoring.judge": "fer"})
+    # The run's settings are checked on the dataset named, not on the profile's faces first, and a judge
+    # named for it is not set aside as `reproduce` sets aside a face judge for the scenes.
+    assert dataset_config(offline, "scenes", {"scoring.judge": "colour", "generator.kind": "grader"}).domain == "scene"
+    with pytest.raises(ConfigError, match="scoring.judge=fer does not read scene images"):
+        dataset_config(offline, "scenes", {"scoring.judge": "fer"})
+    with pytest.raises(ConfigError, match="profile tiny has no datasets .*--profile offline --dataset scenes"):
+        dataset_config(load_config("tiny"), "scenes")

@@ -276,9 +276,10 @@ def test_sad_songs_darken_and_grey_scenes_happy_songs_brighten_them(songs, tmp_p
             assert (l1 > l0).all(), f"{song.name}: luma {l0}->{l1}"
 
 
-def test_a_scene_is_graded_as_far_as_the_song_pulls(songs, tmp_path):
-    """A sound whose audio reads inside VADER's neutral band of pleasure and whose label reads no
-    polarity (drill) pulls a scene at most 0.6 x 0.01 / 0.05 of a song whose readings agree: it
+def test_a_scene_is_graded_as_far_as_the_song_pulls(songs, tmp_path, cached_weight):
+    """A sound whose audio reads well inside VADER's neutral band of pleasure (|P| < 0.025, so at most
+    0.6 x 0.5 of a full pull; drill reads -0.01, 0.12) and whose label reads no polarity (drill)
+    pulls a scene much less than a song whose readings agree: it
     grades every start's photo less far, and on average less than half as far (a start graded
     near the grader's range leaves the full pull little room, so one start's ratio can be larger).
     The regulariser alone holds a graded photo, and under Adam only the pull's ratio to it counts;
@@ -287,7 +288,7 @@ def test_a_scene_is_graded_as_far_as_the_song_pulls(songs, tmp_path):
     from emostyle.spaces.affect import NEUTRAL_RADIUS
 
     pipe = Pipeline.from_config(dataset_configs(load_config("offline"))["LHQ-style scenes"])
-    sad, drill = songs[1][0], samples.sounds(("drill",))[0]
+    sad, drill = songs[1][0], Sample("drill", cached_weight("audio-drill"), label="drill")
     pleasure = float(pipe.guidance_space.encode_audio(drill.path)[0, 0])
     assert abs(pleasure) < NEUTRAL_RADIUS / 2, f"drill's audio reads pleasure {pleasure:+.3f}: not a weak pull"
     study = start_study(pipe, [sad, drill], n_starts=6, seed=7, run_dir=tmp_path, progress=False)
