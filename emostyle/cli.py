@@ -134,17 +134,21 @@ def _cmd_manipulate(args) -> int:
     return 0
 
 
+# A judge's one-pixel resolution below this (a ten-thousandth of its scale): no one-pixel shift of the
+# input moves its reading, a judge sure of it. A fine judge is not saturated: the colour judge, which
+# averages every pixel, reads a one-pixel shift as 0.0004-0.001.
+SATURATED = 1e-4
+
+
 def _saturated(v: dict) -> bool:
-    """No one-pixel shift of the input moves the judge's reading (by a ten-thousandth of its scale):
-    a judge sure of its reading. A fine judge is not saturated: the colour judge, which averages every
-    pixel, reads a one-pixel shift as 0.0004-0.001."""
-    return v["resolution"] < 1e-4
+    """No one-pixel shift of the input moves the judge's reading (`SATURATED`)."""
+    return v["resolution"] < SATURATED
 
 
 def _resolution_text(resolution: float) -> str:
     """A resolution to two decimals, or to its first digit below 0.01 (the colour judge's 0.0004), so
-    that a fine judge's does not print as 0.00."""
-    return f"{resolution:.2f}" if resolution >= 0.01 or resolution < 1e-4 else f"{resolution:.1g}"
+    that a fine judge's does not print as 0.00 (a saturated one's does)."""
+    return f"{resolution:.2f}" if resolution >= 0.01 or resolution < SATURATED else f"{resolution:.1g}"
 
 
 def _judged_move(v: dict, emotion: str) -> str:

@@ -394,12 +394,24 @@ def _dataset_base(config: Config, label: str) -> tuple[Config, dict]:
     return base, dict(spec.get("overrides") or {})
 
 
-def _dataset(config: Config, label: str, overrides: Mapping[str, Any] | None, keep_judge: bool = False) -> Config:
+def _run_overrides(overrides: Mapping[str, Any] | None) -> dict:
+    """This run's overrides as a dataset takes them (a run cannot redefine the datasets)."""
+    return {k: v for k, v in overrides_mapping(overrides).items() if k != "datasets"}
+
+
+def _dataset_domain(base: Config, own: dict, run: dict) -> str:
+    """The kind of image a dataset holds: this run's `domain`, else the dataset's, else its profile's."""
+    return {**own, **run}.get("domain", base.domain)
+
+
+def _dataset(config: Config, label: str, overrides: Mapping[str, Any] | None, keep_judge: bool = False,
+             parts: tuple[Config, dict] | None = None) -> Config:
     """One dataset of `config` with this run's `overrides` (`dataset_configs`); `keep_judge`: a
-    run's `scoring.judge` that does not read the dataset's images is an error, not left out."""
-    base, own = _dataset_base(config, label)
-    run = {k: v for k, v in overrides_mapping(overrides).items() if k != "datasets"}
-    domain = {**own, **run}.get("domain", base.domain)
+    run's `scoring.judge` that does not read the dataset's images is an error, not left out;
+    `parts`: its `_dataset_base`, where already read."""
+    base, own = parts or _dataset_base(config, label)
+    run = _run_overrides(overrides)
+    domain = _dataset_domain(base, own, run)
     if not keep_judge and not judge_reads(run.get("scoring.judge", "none"), domain):
         del run["scoring.judge"]  # a run's face judge judges the faces; the scenes keep theirs
     # The dataset's own settings, then this run's: what the user set explicitly wins.
@@ -418,21 +430,21 @@ def dataset_config(config: Config, name: str, overrides: Mapping[str, Any] | Non
     if not config.datasets:
         raise ConfigError(f"profile {config.profile} has no datasets (its images are of one kind); the offline "
                           "profile's are 'FFHQ-style faces' and 'LHQ-style scenes': --profile offline --dataset scenes")
-    key = name.strip().lower()
+    key, run = name.strip().lower(), _run_overrides(overrides)
+    parts = {label: _dataset_base(config, label) for label in config.datasets}
 
     def words(label: str) -> list[str]:
-        base, own = _dataset_base(config, label)
-        domain = {**own, **overrides_mapping(overrides)}.get("domain", base.domain)
+        domain = _dataset_domain(*parts[label], run)
         return label.lower().replace("-", " ").split() + label.lower().split() + [domain, domain + "s"]
 
-    labels = list(config.datasets)
+    labels = list(parts)
     found = [label for label in labels if key == label.lower()] or [label for label in labels if key in words(label)]
     if len(found) != 1:
         listed = ", ".join(repr(label) for label in labels)
         why = "names more than one" if found else "is none"
         raise ConfigError(f"dataset {name!r} {why} of profile {config.profile}'s datasets: {listed} "
                           "(a word of the name is enough)")
-    return _dataset(config, found[0], overrides, keep_judge=True)
+    return _dataset(config, found[0], overrides, keep_judge=True, parts=parts[found[0]])
 
 
 def parse_overrides(items: list[str] | None) -> dict:
