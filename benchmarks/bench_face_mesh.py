@@ -9,9 +9,9 @@ landmarker's crops, landmarks, blendshapes -> FACS prototype probabilities, then
 back to the pixels. Each timing is a fresh process running one checkout's code (`git archive`
 of `--baseline` into a scratch folder; the repository is not touched) on the same faces; the
 kit's and the baseline's runs alternate, so that a change in machine load hits both. The
-blendshapes of both are compared: a speed-up must not change what the mesh reads. Needs the
-bundle (`emostyle weights fetch mediapipe-face-landmarker`). Writes
-benchmarks/results/face_mesh.json.
+blendshapes of both are compared, and their gradient to the pixels: a speed-up must not change
+what the mesh reads or where it guides. Needs the bundle (`emostyle weights fetch
+mediapipe-face-landmarker`). Writes benchmarks/results/face_mesh.json.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ for step in range({steps} + 1):
     shapes = mesh(x)[0]
     prototype_probabilities(shapes).sum().backward()
     seconds.append(time.perf_counter() - begun)
-print(json.dumps({{"seconds": seconds[1:], "blendshapes": shapes.detach().tolist()}}))
+print(json.dumps({{"seconds": seconds[1:], "blendshapes": shapes.detach().tolist(), "gradient": x.grad.flatten().tolist()}}))
 """
 
 
@@ -76,12 +76,15 @@ def main(argv=None) -> dict:
     per_face = {side: statistics.median(s for r in rs for s in r["seconds"]) / args.batch for side, rs in runs.items()}
     kit, base = (runs[side][-1]["blendshapes"] for side in ("kit", "baseline"))
     largest = max(abs(a - b) for row_a, row_b in zip(kit, base) for a, b in zip(row_a, row_b))
+    steepest = max(abs(a - b) for a, b in zip(*(runs[side][-1]["gradient"] for side in ("kit", "baseline"))))
     result = dict(baseline=args.baseline, batch=args.batch, threads=args.threads, steps=args.steps,
                   repeats=args.repeats, seconds_per_face_step=per_face,
-                  speedup=per_face["baseline"] / per_face["kit"], largest_blendshape_difference=largest)
+                  speedup=per_face["baseline"] / per_face["kit"], largest_blendshape_difference=largest,
+                  largest_gradient_difference=steepest)
     print(f"seconds per face and step (median of {args.repeats * args.steps} steps, batch {args.batch}, "
           f"{args.threads} thread(s)): kit {per_face['kit']:.4f}, {args.baseline} {per_face['baseline']:.4f}; "
-          f"{result['speedup']:.2f}x; blendshapes differ by at most {largest:.1e}")
+          f"{result['speedup']:.2f}x; blendshapes differ by at most {largest:.1e}, their gradient to the pixels by "
+          f"{steepest:.1e}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     return result

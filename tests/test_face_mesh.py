@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from emostyle.models import tflite
 from emostyle.models.face_mesh import BLENDSHAPES, load_face_mesh
@@ -150,6 +151,36 @@ def test_an_unsupported_operator_is_named(bundle, monkeypatch):
     monkeypatch.delitem(tflite.OPS, "PRELU")
     with pytest.raises(ValueError, match="TFLite operator PRELU is not supported"):
         tflite.TFLiteGraph(zipfile.ZipFile(bundle).read("face_landmarks_detector.tflite"))
+
+
+def test_prelu_gives_the_plain_forms_values_and_gradients_bitwise():
+    """The landmarker's PRELU runs as x times a slope built from sign(x); relu(x) - alpha relu(-x)
+    is the plain form, whose every value and gradient is x, alpha x, g, g alpha or 0. Inputs with
+    zeros (where both forms' gradient is 0) and slopes of both signs, above 1 and 0, as the file has."""
+    prelu = tflite.OPS["PRELU"][0]
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(3, 5, 7, 6)).astype(np.float32))
+    x[0, 0, :3] = 0.0
+    x[1, 2, 4] = -0.0
+    alpha = torch.tensor([[[-5.4, -0.3, 0.0, 0.25, 1.0, 19.8]]])
+    grad = torch.from_numpy(rng.normal(size=x.shape).astype(np.float32))
+    values = []
+    for run in (lambda v: prelu([v, alpha], None), lambda v: F.relu(v) - alpha * F.relu(-v)):
+        v = x.clone().requires_grad_(True)
+        y = run(v)
+        y.backward(grad)
+        with torch.no_grad():
+            still = run(x)
+        values.append((y.detach(), v.grad, still))
+    for ours, plain in zip(*values):
+        assert torch.equal(ours, plain)
+    assert torch.equal(values[0][1][0, 0, :3], torch.zeros(3, 6))
+
+
+def test_a_prelu_with_slopes_per_pixel_is_refused():
+    tflite._check_operator("PRELU", [(1, 8, 8, 4), (1, 1, 4)])
+    with pytest.raises(ValueError, match=r"one slope per channel, not slopes of shape \(8, 8, 4\)"):
+        tflite._check_operator("PRELU", [(1, 8, 8, 4), (8, 8, 4)])
 
 
 # --- the face mesh: the judge's reading, with a gradient ------------------------------------------
