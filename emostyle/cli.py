@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import PROFILES, ConfigError, dataset_config, load_config, parse_overrides
+from .config import PROFILES, ConfigError, load_config, parse_overrides
 
 __all__ = ["main", "run", "build_parser"]
 
@@ -72,11 +72,9 @@ def _cmd_manipulate(args) -> int:
     overrides = parse_overrides(args.overrides)
     if args.device != "auto":
         overrides["device"] = args.device
-    profile = args.profile
-    if args.dataset:  # one of the profile's datasets, its own settings and then the run's, checked on it alone
-        profile, overrides = dataset_config(load_config(profile), args.dataset, overrides), None
-    result = manipulate(args.song, profile=profile, method=args.method, seed=args.seed, out=args.out,
-                        overrides=overrides, lyrics=_lyrics_argument(args.lyrics), force=args.force, image=args.image)
+    result = manipulate(args.song, profile=args.profile, method=args.method, seed=args.seed, out=args.out,
+                        overrides=overrides, lyrics=_lyrics_argument(args.lyrics), force=args.force, image=args.image,
+                        dataset=args.dataset)
     written = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(args.out).expanduser().iterdir())
     print(f"wrote {args.out}: {', '.join(written)}")
     if result.get("inversion"):

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["Config", "ConfigError", "PROFILES", "load_config", "overrides_mapping", "parse_overrides", "dataset_config",
+__all__ = ["Config", "ConfigError", "PROFILES", "load_config", "overrides_mapping", "parse_overrides", "dataset_config", "dataset_label",
            "dataset_configs"]
 
 PROFILES = ("paper-lhq", "paper-ffhq", "offline", "tiny")
@@ -404,12 +404,10 @@ def _dataset_domain(base: Config, own: dict, run: dict) -> str:
     return {**own, **run}.get("domain", base.domain)
 
 
-def _dataset(config: Config, label: str, overrides: Mapping[str, Any] | None, keep_judge: bool = False,
-             parts: tuple[Config, dict] | None = None) -> Config:
+def _dataset(config: Config, label: str, overrides: Mapping[str, Any] | None, keep_judge: bool = False) -> Config:
     """One dataset of `config` with this run's `overrides` (`dataset_configs`); `keep_judge`: a
-    run's `scoring.judge` that does not read the dataset's images is an error, not left out;
-    `parts`: its `_dataset_base`, where already read."""
-    base, own = parts or _dataset_base(config, label)
+    run's `scoring.judge` that does not read the dataset's images is an error, not left out."""
+    base, own = _dataset_base(config, label)
     run = _run_overrides(overrides)
     domain = _dataset_domain(base, own, run)
     if not keep_judge and not judge_reads(run.get("scoring.judge", "none"), domain):
@@ -421,30 +419,35 @@ def _dataset(config: Config, label: str, overrides: Mapping[str, Any] | None, ke
     return result
 
 
-def dataset_config(config: Config, name: str, overrides: Mapping[str, Any] | None = None) -> Config:
-    """The configuration of the dataset of `config` that `name` names: its label, one word of it,
-    or the kind of image it holds, in any case ("lhq", "scene" or "scenes" for the offline
-    profile's "LHQ-style scenes" and paper-ffhq's "LHQ"), with this run's `overrides` applied to it
-    alone (a setting of the scenes is not checked against the faces), an explicit `scoring.judge`
-    included. A name that matches none, or more than one, is a `ConfigError` that lists them."""
+def dataset_label(config: Config, name: str, overrides: Mapping[str, Any] | None = None) -> str:
+    """The label of the dataset of `config` that `name` names: its label, one word of it, or the
+    kind of image it holds (this run's `overrides` may change that kind), in any case ("lhq",
+    "scene" or "scenes" for the offline profile's "LHQ-style scenes" and paper-ffhq's "LHQ"). A
+    name that matches none, or more than one, is a `ConfigError` that lists them."""
     if not config.datasets:
         raise ConfigError(f"profile {config.profile} has no datasets (its images are of one kind); the offline "
                           "profile's are 'FFHQ-style faces' and 'LHQ-style scenes': --profile offline --dataset scenes")
     key, run = name.strip().lower(), _run_overrides(overrides)
-    parts = {label: _dataset_base(config, label) for label in config.datasets}
 
     def words(label: str) -> list[str]:
-        domain = _dataset_domain(*parts[label], run)
+        domain = _dataset_domain(*_dataset_base(config, label), run)
         return label.lower().replace("-", " ").split() + label.lower().split() + [domain, domain + "s"]
 
-    labels = list(parts)
+    labels = list(config.datasets)
     found = [label for label in labels if key == label.lower()] or [label for label in labels if key in words(label)]
     if len(found) != 1:
         listed = ", ".join(repr(label) for label in labels)
         why = "names more than one" if found else "is none"
         raise ConfigError(f"dataset {name!r} {why} of profile {config.profile}'s datasets: {listed} "
                           "(a word of the name is enough)")
-    return _dataset(config, found[0], overrides, keep_judge=True, parts=parts[found[0]])
+    return found[0]
+
+
+def dataset_config(config: Config, name: str, overrides: Mapping[str, Any] | None = None) -> Config:
+    """The configuration of the dataset of `config` that `name` names (`dataset_label`), with this
+    run's `overrides` applied to it alone (a setting of the scenes is not checked against the
+    faces), an explicit `scoring.judge` included."""
+    return _dataset(config, dataset_label(config, name, overrides), overrides, keep_judge=True)
 
 
 def parse_overrides(items: list[str] | None) -> dict:

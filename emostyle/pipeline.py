@@ -20,7 +20,7 @@ import torch
 from . import registry
 from .audio import read_audio
 from .builders import build_pipeline, resolve_weights
-from .config import Config, load_config
+from .config import Config, dataset_config, dataset_label, load_config
 from .guidance import MANIPULATE_METHODS, GuidanceResult, guide, method as get_method, method_targets
 from .parts import EmbeddingSpace, Generator, IdentityLoss, Judge
 from .retrieval import Candidates, Retrieval, rank, read_candidates
@@ -260,9 +260,13 @@ def _song_caption(music, audio: dict | None) -> str:
 def manipulate(song: str | Path, profile: str | Config = "offline", method: str = "emostyle",
                seed: int | None = None, out: str | Path = "out", overrides: dict | None = None,
                lyrics: str | Path | None = None, label: str | None = None, progress: bool = True,
-               force: bool = False, image: str | Path | Inversion | None = None) -> dict:
+               force: bool = False, image: str | Path | Inversion | None = None, dataset: str | None = None) -> dict:
     """The whole pipeline for one song; writes before/after images, frames, loss curve,
     music and manifest.json into `out`, and returns the manifest.
+
+    dataset: one of the profile's datasets, run as the figures run it (`config.dataset_label`: its
+    label, a word of it, or the kind of image, e.g. "scenes"), with `overrides` applied to it alone;
+    the manifest names it.
 
     The song is transcribed unless `lyrics` are given (text, or the Path of a text file that holds
     them); `label` stands in where no lyrics are read
@@ -292,11 +296,11 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     # The manifest lists the files this run used, not those of the process's earlier runs.
     with staged_output(out, force=force, result_keys=MANIPULATION_KEYS, inputs=inputs) as stage, \
             collected_warnings() as caught, registry.recording():
-        _manipulate(song, profile, method, seed, stage, overrides, lyrics, label, progress, caught, image)
+        _manipulate(song, profile, method, seed, stage, overrides, lyrics, label, progress, caught, image, dataset)
     return json.loads((Path(out).expanduser() / "manifest.json").read_text())
 
 
-def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, progress, caught, image) -> None:
+def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, progress, caught, image, dataset) -> None:
     from .figures import frames_figure, judge_note, loss_figure, photo_figure, save_figure, save_image, signed
     from .inversion import Inversion
     from .manifest import run_manifest, write_json
@@ -309,7 +313,12 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     overrides = dict(overrides or {})
     if seed is not None:
         overrides["seed"] = seed
-    config = profile.with_overrides(overrides) if isinstance(profile, Config) else load_config(profile, overrides)
+    if dataset is not None:  # the dataset's own settings, then the run's, checked on it alone
+        profile = profile if isinstance(profile, Config) else load_config(profile)
+        dataset = dataset_label(profile, dataset, overrides)
+        config = dataset_config(profile, dataset, overrides)
+    else:
+        config = profile.with_overrides(overrides) if isinstance(profile, Config) else load_config(profile, overrides)
     config.resolve_device()  # a device this machine lacks fails before anything loads
     song = Path(song)
     read_audio(song)  # a missing, corrupt, silent or too short song fails before any model loads
@@ -405,7 +414,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
                                        f"{_song_caption(music, audio)}", note=pipe.note), "comparison", out)
 
     manifest = run_manifest(
-        config, timings={k: round(v, 3) for k, v in timings.items()}, method=method, song=str(song),
+        config, timings={k: round(v, 3) for k, v in timings.items()}, method=method, song=str(song), dataset=dataset,
         parts=pipe.describe(), notes=pipe.notes,
         lyrics={"text": music.transcript.text, "source": music.transcript.source, "backend": music.transcript.backend,
                 "quality": music.transcript.quality},

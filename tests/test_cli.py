@@ -545,6 +545,7 @@ def test_manipulate_edits_a_scene_of_the_offline_profile(capsys, tmp_path, repo_
                  "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert (manifest["config"]["domain"], manifest["config"]["generator"]["kind"]) == ("scene", "grader")
+    assert manifest["dataset"] == "LHQ-style scenes"
     v = manifest["valence"]
     assert v["after"] < v["before"] - v["resolution"], v
     assert "valence by the judge (colour emotion" in capsys.readouterr().out
