@@ -27,7 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Runs in the checkout's own process: prints {"seconds": [...], "blendshapes": [...]}.
+# Runs in the checkout's own process: prints {"seconds": [...], "blendshapes": [...], "gradient": [...]}
+# (the last step's, the gradient to the pixels flattened).
 _STEP = """
 import json, sys, time, torch
 torch.set_num_threads({threads})
@@ -75,16 +76,17 @@ def main(argv=None) -> dict:
                 runs[side].append(_time(checkout, args))
     per_face = {side: statistics.median(s for r in rs for s in r["seconds"]) / args.batch for side, rs in runs.items()}
     kit, base = (runs[side][-1]["blendshapes"] for side in ("kit", "baseline"))
-    largest = max(abs(a - b) for row_a, row_b in zip(kit, base) for a, b in zip(row_a, row_b))
-    steepest = max(abs(a - b) for a, b in zip(*(runs[side][-1]["gradient"] for side in ("kit", "baseline"))))
+    largest = max(abs(a - b) for row_a, row_b in zip(kit, base, strict=True) for a, b in zip(row_a, row_b, strict=True))
+    gradients = [runs[side][-1]["gradient"] for side in ("kit", "baseline")]
+    largest_gradient = max(abs(a - b) for a, b in zip(*gradients, strict=True))
     result = dict(baseline=args.baseline, batch=args.batch, threads=args.threads, steps=args.steps,
                   repeats=args.repeats, seconds_per_face_step=per_face,
                   speedup=per_face["baseline"] / per_face["kit"], largest_blendshape_difference=largest,
-                  largest_gradient_difference=steepest)
+                  largest_gradient_difference=largest_gradient)
     print(f"seconds per face and step (median of {args.repeats * args.steps} steps, batch {args.batch}, "
           f"{args.threads} thread(s)): kit {per_face['kit']:.4f}, {args.baseline} {per_face['baseline']:.4f}; "
           f"{result['speedup']:.2f}x; blendshapes differ by at most {largest:.1e}, their gradient to the pixels by "
-          f"{steepest:.1e}")
+          f"{largest_gradient:.1e}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     return result

@@ -266,7 +266,8 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
 
     dataset: one of the profile's datasets, run as the figures run it (`config.dataset_label`: its
     label, a word of it, or the kind of image, e.g. "scenes"), with `overrides` applied to it alone;
-    the manifest names it.
+    the manifest names it. A dataset of another profile (paper-ffhq's LHQ is paper-lhq's) starts from
+    that profile: settings changed in a `Config` given as `profile` do not reach it, `overrides` do.
 
     The song is transcribed unless `lyrics` are given (text, or the Path of a text file that holds
     them); `label` stands in where no lyrics are read
@@ -288,6 +289,10 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
     from .manifest import MANIPULATION_KEYS, collected_warnings
     from .outputs import staged_output
 
+    if dataset is not None:  # resolved first: a name that matches no dataset fails before `out` is touched
+        base = profile if isinstance(profile, Config) else load_config(profile)
+        dataset = dataset_label(base, dataset, overrides)
+        profile, overrides = dataset_config(base, dataset, overrides), None
     inputs = (song,) + ((image,) if isinstance(image, (str, Path)) else ())
     if isinstance(lyrics, Path):  # a file of lyrics: read now, and kept out of `out` like the song
         from .samples import read_lyrics
@@ -313,12 +318,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     overrides = dict(overrides or {})
     if seed is not None:
         overrides["seed"] = seed
-    if dataset is not None:  # the dataset's own settings, then the run's, checked on it alone
-        profile = profile if isinstance(profile, Config) else load_config(profile)
-        dataset = dataset_label(profile, dataset, overrides)
-        config = dataset_config(profile, dataset, overrides)
-    else:
-        config = profile.with_overrides(overrides) if isinstance(profile, Config) else load_config(profile, overrides)
+    config = profile.with_overrides(overrides) if isinstance(profile, Config) else load_config(profile, overrides)
     config.resolve_device()  # a device this machine lacks fails before anything loads
     song = Path(song)
     read_audio(song)  # a missing, corrupt, silent or too short song fails before any model loads
@@ -340,7 +340,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
                              "drop --image or choose another method")
         check(config, lyrics_given=lyrics is not None, command="manipulate --method emogen", method="emogen")
         manifest = emogen_manipulate(song, config, out, lyrics=lyrics, label=label)
-        write_json(out / "manifest.json", {**manifest, "warnings": caught})
+        write_json(out / "manifest.json", {**manifest, "dataset": dataset, "warnings": caught})
         return
     check(config, lyrics_given=lyrics is not None, command="manipulate")  # then all missing files and packages at once
     timings = {}

@@ -528,11 +528,17 @@ def test_manipulate_says_how_the_audio_was_heard(capsys, tmp_path, monkeypatch):
 
 
 def test_manipulate_refuses_a_dataset_the_profile_lacks(capsys, tmp_path, repo_root):
+    """Before anything of --out is looked at: a folder holding another file says so only after."""
     song = str(repo_root / "data/songs/sad_rain.wav")
     assert main(["manipulate", song, "--dataset", "lake", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'lake' is none of profile offline's datasets" in err[0], err
     assert not (tmp_path / "o").exists()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    assert main(["manipulate", song, "--dataset", "lake", "--out", str(tmp_path / "busy")]) == 2
+    assert "'lake' is none of profile offline's datasets" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.slow

@@ -79,12 +79,14 @@ def _max_pool(x, options):
 class _PReLU(torch.autograd.Function):
     """x times its slope (1 where x > 0, alpha where x < 0, 0 at 0), kept for the backward pass.
 
-    relu(x) - alpha relu(-x), the plain form, took 40 % of the landmarker's guidance step: nine
-    elementwise passes there and back. Here the slope is torch's PReLU of sign(x) with slopes
-    -alpha (exactly 1, alpha or 0), so the step runs four, and values and gradients are bitwise
-    those of the plain form, zero's gradient included: the mesh's whole guidance step runs 1.2x
-    faster (benchmarks/bench_face_mesh.py, batch 12). Torch's PReLU alone is slower going back:
-    it also computes the slopes' gradient, and the slopes are constants of the file."""
+    relu(x) - alpha relu(-x), the plain form, took 40 % of the landmarker's forward and backward
+    pass: nine elementwise passes there and back. Here the slope is torch's PReLU of sign(x) with
+    slopes -alpha (exactly 1, alpha or 0), so the step runs four, and values and gradients are
+    bitwise those of the plain form but for the sign of a zero (x or alpha zero), which no later
+    sum tells apart; at x = 0 both gradients are zero: the mesh's
+    whole guidance step runs 1.2x faster (benchmarks/bench_face_mesh.py, batch 12). Torch's PReLU
+    alone is slower going back: it also computes the slopes' gradient, and the slopes are constants
+    of the file."""
 
     @staticmethod
     def forward(ctx, x, alpha):
@@ -172,8 +174,9 @@ def _check_operator(name: str, shapes: list[tuple]):
     """Refuse, naming it, an operator (or a form of one) that `OPS` does not run."""
     if name not in OPS:
         raise ValueError(f"TFLite operator {name} is not supported (supported: {', '.join(sorted(OPS))})")
-    if name == "PRELU" and any(n != 1 for n in shapes[1][:-1]):
-        raise ValueError(f"TFLite PRELU is supported with one slope per channel, not slopes of shape {shapes[1]}")
+    if name == "PRELU" and (len(shapes[0]) != 4 or any(n != 1 for n in shapes[1][:-1])):
+        raise ValueError(f"TFLite PRELU is supported on images (NHWC) with one slope per channel, not on shape "
+                         f"{shapes[0]} with slopes of shape {shapes[1]}")
 
 
 class TFLiteGraph(torch.nn.Module):
