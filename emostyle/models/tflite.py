@@ -83,10 +83,9 @@ class _PReLU(torch.autograd.Function):
     pass: nine elementwise passes there and back. Here the slope is torch's PReLU of sign(x) with
     slopes -alpha (exactly 1, alpha or 0), so the step runs four, and values and gradients are
     bitwise those of the plain form but for the sign of a zero (x or alpha zero), which no later
-    sum tells apart; at x = 0 both gradients are zero: the mesh's
-    whole guidance step runs 1.2x faster (benchmarks/bench_face_mesh.py, batch 12). Torch's PReLU
-    alone is slower going back: it also computes the slopes' gradient, and the slopes are constants
-    of the file."""
+    sum tells apart; at x = 0 both gradients are zero. The mesh's whole guidance step runs 1.2x
+    faster (benchmarks/bench_face_mesh.py, batch 12). Torch's PReLU alone is slower going back:
+    it also computes the slopes' gradient, and the slopes are constants of the file."""
 
     @staticmethod
     def forward(ctx, x, alpha):
