@@ -77,6 +77,8 @@ def _cmd_manipulate(args) -> int:
                         dataset=args.dataset)
     written = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(args.out).expanduser().iterdir())
     print(f"wrote {args.out}: {', '.join(written)}")
+    if result.get("dataset"):
+        print(f"  dataset: {result['dataset']} of profile {args.profile}")
     if result.get("inversion"):
         inv = result["inversion"]
         print(f"  your photo: reconstruction error "

@@ -554,4 +554,5 @@ def test_manipulate_edits_a_scene_of_the_offline_profile(capsys, tmp_path, repo_
     assert manifest["dataset"] == "LHQ-style scenes"
     v = manifest["valence"]
     assert v["after"] < v["before"] - v["resolution"], v
-    assert "valence by the judge (colour emotion" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "valence by the judge (colour emotion" in printed and "dataset: LHQ-style scenes of profile offline" in printed
