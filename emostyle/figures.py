@@ -124,22 +124,33 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str]
     (a caption whose lines, or a label whose words, do not fit shrinks, down to 6 points at page
     width)."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    cell = min(cell, (GRID_WIDTH - 0.9) / n_cols)
-    width = cell * n_cols + 0.9  # row labels on the left, a margin on the right
-    group_pt = page_points(width, 9)
 
     def points(texts, size, parts):  # `size` at page width, less where the longest part would not fit a cell
         longest = max((len(part) for t in texts for part in parts(t)), default=1)
         return max(page_points(width, 6), min(page_points(width, size), cell * 72 / ((longest + 0.5) * _CHAR_EM)))
 
-    caption_pt = points([c for row in captions or [] for c in row], 7, lambda t: t.split("\n"))  # lines kept whole
-    col_pt, row_pt = points(col_labels, 8.5, str.split), points(row_labels, 8, str.split)  # words kept whole
-    captions = [[fit(c, cell, caption_pt) for c in row] for row in captions] if captions else None
-    col_labels = [fit(c, cell, col_pt) for c in col_labels]
-    row_labels = [fit(r, cell, row_pt) for r in row_labels]
-
     def lines(texts, points):  # inches of the tallest of `texts`
         return max((t.count("\n") + 1 for t in texts if t), default=0) * points * 1.25 / 72
+
+    # The row labels stand sideways left of the images, in as many lines as their wrapping takes:
+    # their margin grows to hold them (a label beyond the figure's edge widened the saved file
+    # past `GRID_WIDTH`, and so shrank every text on a page), and the images narrow to keep the width.
+    left, wanted = 0.8, cell
+    for attempt in range(3):  # narrower images wrap the labels into more lines: a few passes settle it
+        cell = min(wanted, (GRID_WIDTH - left - 0.1) / n_cols)
+        width = cell * n_cols + left + 0.1  # a margin on the right
+        row_pt = points(row_labels, 8, str.split)  # words kept whole
+        fitted = [fit(r, cell, row_pt) for r in row_labels]
+        needed = lines(fitted, row_pt) + 0.12  # and matplotlib's pad between label and image
+        if needed <= left or attempt == 2:
+            break
+        left = needed
+    row_labels = fitted
+    group_pt = page_points(width, 9)
+    caption_pt = points([c for row in captions or [] for c in row], 7, lambda t: t.split("\n"))  # lines kept whole
+    col_pt = points(col_labels, 8.5, str.split)
+    captions = [[fit(c, cell, caption_pt) for c in row] for row in captions] if captions else None
+    col_labels = [fit(c, cell, col_pt) for c in col_labels]
 
     # Laid out in inches, from the top: title, groups, column labels, then per row an image
     # (`cell` square less a gap) above its caption; the note below. Each part has the room its
@@ -154,7 +165,7 @@ def image_grid(rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str]
     fig = plt.figure(figsize=(width, height))
     height += note_height(fig, note) * height  # the note's lines, below
     fig.set_size_inches(width, height)
-    gap, left = 0.06, 0.8
+    gap = 0.06
     axes = [[fig.add_axes(((left + j * cell + gap / 2) / width,
                            (height - title_in - group_in - col_in - i * per_row - cell + gap / 2) / height,
                            (cell - gap) / width, (cell - gap) / height)) for j in range(n_cols)] for i in range(n_rows)]
