@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["AudioError", "read_audio", "load_audio", "at_rate", "numba_cache_dir", "MIN_SECONDS", "MAX_SECONDS"]
+__all__ = ["AudioError", "read_audio", "load_audio", "at_rate", "numba_cache_dir", "same_in_every_process", "MIN_SECONDS",
+           "MAX_SECONDS"]
 
 MIN_SECONDS = 0.5
 # Longer files are analysed on their first MAX_SECONDS (a warning says so): a song's
@@ -168,3 +170,15 @@ def numba_cache_dir(root: str | Path, name: str) -> str:
     (numba 0.68). So every process the kit runs side by side (reproduce's kernels, a sweep's
     worker processes) gets a folder of its own, kept between runs."""
     return str(Path(root) / re.sub(r"[^\w.-]", "_", name))
+
+
+@contextmanager
+def same_in_every_process():
+    """numpy's BLAS on one thread inside the block. Its sums (the mel filterbanks of Whisper and of the
+    audio reading) round by its thread count: kit.sh's kernels run one, a test or a shell two, and a
+    reading kept for every process was whichever process made it first, a word or 1e-8 apart, which
+    the guidance amplified. One thread reads the same everywhere."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

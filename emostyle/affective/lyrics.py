@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emostyle.audio import at_rate, read_audio
+from emostyle.audio import at_rate, read_audio, same_in_every_process
 
 __all__ = ["Transcript", "LyricsBackend", "FasterWhisperLyrics", "WhisperATLyrics", "transcribe", "word_errors"]
 
@@ -133,14 +133,10 @@ class FasterWhisperLyrics(LyricsBackend):
         self.beam_size = beam_size
 
     def recognise(self, audio: np.ndarray) -> Transcript:
-        from threadpoolctl import threadpool_limits
-
-        # The log-mel features go through numpy's BLAS, whose sums round by its thread count, and the
-        # beam search turns a rounding into another word: kit.sh's kernels (one thread) heard
-        # happy_sunshine as "Sunshine ... we left and sing", a test or a shell (two threads) as "Some
-        # shine ... we laugh and sing", and whichever came first was cached for both. One BLAS thread
-        # hears the same in every process. `segments` is lazy: the decoding runs in the loop.
-        with threadpool_limits(limits=1, user_api="blas"):
+        # The beam search turns the log-mel features' rounding into another word: kit.sh's kernels
+        # (one BLAS thread) heard happy_sunshine as "Sunshine ... we left and sing", a test or a shell
+        # (two) as "Some shine ... we laugh and sing". `segments` is lazy: the decoding runs in the loop.
+        with same_in_every_process():
             segments, info = self.model.transcribe(
                 audio, beam_size=self.beam_size, vad_filter=True, temperature=0.0,
                 condition_on_previous_text=False,

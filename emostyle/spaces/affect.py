@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 
 from emostyle.affective.music import NEUTRAL_SCORE
-from emostyle.audio import load_audio
+from emostyle.audio import load_audio, same_in_every_process
 from emostyle.models.fer import EMOTIONS, MiniXception, face_input, load_fer
 from emostyle.parts import EmbeddingSpace
 
@@ -348,14 +348,9 @@ def audio_reading(path: str | Path, reader: str = "yamnet+musicnn+mode") -> dict
         return reading | {"audio": str(path)}  # kept by content: the copy read first may lie elsewhere
     except (OSError, ValueError, KeyError):  # absent, or unreadable (a damaged disk): read the file again
         pass
-    from threadpoolctl import threadpool_limits
-
-    # numpy's BLAS sums (librosa's mel filterbank) round by its thread count, and a reading is kept
-    # for every process: kit.sh's kernels (one thread) and a test or a shell (two) read a 13 s
-    # composed song 1e-8 apart, the guidance amplified it (Figure 4's w/o Audio faces: 9.15 or 9.13
-    # grey levels), and whichever process read first set it for the others. One BLAS thread reads
-    # the same in every process, as Whisper's features do (`affective.lyrics`).
-    with registry.recording() as files, threadpool_limits(limits=1, user_api="blas"):
+    # Two BLAS threads read a 13 s composed song 1e-8 apart from one, and the guidance amplified it
+    # (Figure 4's w/o Audio faces: 9.15 or 9.13 grey levels).
+    with registry.recording() as files, same_in_every_process():
         reading = _read_audio(path, reader)
     write_json(record, {**reading, "weights": files})  # whole or absent, never half-written
     return reading
