@@ -102,7 +102,7 @@ def _cmd_manipulate(args) -> int:
         from .affective.categories import Categories
 
         categories = Categories.from_json(result["categories"])  # its caption says when none was found
-        print(f"  emotion category: {categories.caption} ({categories.backend})")
+        print(f"  emotion category: {categories.explained} ({categories.backend})")
     if "valence" not in result:  # EmoGen generates one image: no before and after
         return 0
     v = result["valence"]

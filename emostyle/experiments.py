@@ -942,12 +942,13 @@ class Experiment:
             labels = [f"{label}\n{column_title(name)}" for label in runs for name in shown[label]]
             col_labels = [_item_label(s, m, any_runs.pipe.guidance_space) for s, m in zip(items, any_runs.musics)]
             groups = []
-        note = f"{judge_note(self.judges)}\n{self.note}"
+        read = [r.judge[name][i] for r in runs.values() for name in r.columns for i in range(len(items))]
+        note = f"{judge_note(self.judges, read)}\n{self.note}"
         if hasattr(any_runs.pipe.guidance_space, "audio_caption"):
             note += ("\naudio P = the pleasure the audio reader heard in the file (from every class it heard), and "
                      "what it heard: music, or the one sound class YAMNet scored highest")
         if any(r.emogen is not None and not r.emogen_made for r in runs.values()):
-            wanted = "; ".join(f"{s.name}: {m.categories.caption}" for s, m in zip(items, any_runs.musics))
+            wanted = "; ".join(f"{s.name}: {m.categories.explained}" for s, m in zip(items, any_runs.musics))
             note += ("\nEmoGen not shown: its Stable Diffusion 1.5 and mapping-network weights do not install from "
                      "PyPI (emostyle weights fetch stable-diffusion-v1-5; the mapper is unpublished, EmoGen issue #10); "
                      f"the categories it would be given: {wanted}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import textwrap
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Iterable, Sequence
 
 # No backend is forced here: a kernel keeps its inline backend (figures show in the page), and a
 # script without a display gets matplotlib's own fallback (Agg).
@@ -81,10 +81,13 @@ def signed(value) -> str:
     return f"{round(float(value), 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
 
 
-def judge_note(judges: str, space: bool = True) -> str:
+def judge_note(judges: str, values: Iterable, space: bool = True) -> str:
     """The line under figures whose captions read "judge" (and "space", unless `space` is False):
-    what each number is."""
-    note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}; n/a: it found no face)"
+    what each number is; what "n/a" means where one of the judge's captioned `values` is unread
+    (None or NaN: the face judge found no face)."""
+    unread = any(v is None or np.isnan(float(v)) for v in values)
+    note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}" + \
+        ("; n/a: it found no face)" if unread else ")")
     return note + ("; space = valence as the guidance space, the guiding model, reads it (similarity to happy "
                    "minus sad: not the loss the guidance lowers, so it can dip as a face gains the song's emotion)"
                    if space else "")
@@ -328,21 +331,21 @@ def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str]) -> 
 
 
 def frames_figure(frames: list[tuple[int, torch.Tensor]], item: int = 0, note: str | None = None,
-                  max_frames: int = 8, title: str | None = None,
-                  caption: Callable[[torch.Tensor], Sequence[str]] | None = None) -> plt.Figure:
+                  max_frames: int = 8, title: str | None = None, caption: Sequence[str] | None = None) -> plt.Figure:
     """A strip of intermediate images of one item: the optimisation as it went. A frame taken
     at step k shows the image before the k-th update (the one whose loss is plotted at k); the
-    last frame is the result, after all the updates. `caption`: the shown frames (N, 3, H, W)
-    -> a line under each (the judge's reading, so that the emotion is seen to move)."""
+    last frame is the result, after all the updates. `caption`: a line under each frame of
+    `frames` (the judge's reading, so that the emotion is seen to move), kept with the frames shown."""
     if len(frames) > max_frames:
         keep = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
         frames = [frames[k] for k in keep]
+        caption = [caption[k] for k in keep] if caption is not None else None
     last = len(frames) - 1
     labels = [f"result\n(after {s} updates)" if k == last else "start" if s == 0 else f"step {s}"
               for k, (s, _) in enumerate(frames)]
     images = [f[item] for _, f in frames]
-    captions = [list(caption(torch.stack(images)))] if caption is not None else None
-    return image_grid([images], col_labels=labels, captions=captions, title=title, note=note)
+    return image_grid([images], col_labels=labels, captions=[list(caption)] if caption is not None else None,
+                      title=title, note=note)
 
 
 def piano_roll(rolls: Sequence[tuple], note: str | None = None, fs: int = 50) -> plt.Figure:

@@ -43,7 +43,7 @@ def before_after_figure(manifest: dict, out: str | Path, note: str | None = None
     heard = f" · {audio_caption(manifest['audio'])}" if manifest.get("audio") else ""
     fig.suptitle(f"song: {Path(manifest['song']).stem} · lyrics {p.get('emotion', p['label'])} ({p['score']:+.2f})"
                  f"{heard}", fontsize=11)
-    note = figures.judge_note(v["judge"] or "none") + (f"\n{note}" if note else "")
+    note = figures.judge_note(v["judge"] or "none", (v["before"], v["after"])) + (f"\n{note}" if note else "")
     fig.tight_layout(rect=(0, figures.note_height(fig, note), 1, 0.93))  # room for the song's line on top
     figures.stamp(fig, note)
     return fig

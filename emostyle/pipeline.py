@@ -396,8 +396,9 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     audio = pipe.guidance_space.read_audio(song) if hasattr(pipe.guidance_space, "read_audio") else None
     frames_caption, frames_note = None, pipe.note
     if pipe.judge is not None:  # the emotion seen to move, step by step
-        frames_caption = lambda images: [f"judge {signed(v)}" for v in judge_valence(images, pipe.judge).tolist()]  # noqa: E731
-        frames_note = f"{judge_note(pipe.judge.name, space=False)}\n{pipe.note}"
+        read = judge_valence(torch.cat([images[:1] for _, images in result.frames]), pipe.judge).tolist()
+        frames_caption = [f"judge {signed(v)}" for v in read]
+        frames_note = f"{judge_note(pipe.judge.name, read, space=False)}\n{pipe.note}"
     save_figure(frames_figure(result.frames, note=frames_note, caption=frames_caption,
                               title=f"{get_method(method).title}, step by step: {Path(song).stem}, "
                                     f"{_song_caption(music, audio)}"), "frames", out)

@@ -399,6 +399,10 @@ def test_lexicon_without_emotion_words_is_uniform_and_flagged():
     # A figure never names the tie's first category as if the words had chosen it.
     assert c.caption.startswith("none found") and c.caption != c.top and "tie" in c.caption
     assert LexiconCategories(LEXICON).categorise("I cry, so sad").caption == "sadness"
+    # What a category was read from, each word once: one neutral word ("tomorrow") is thin evidence
+    said = LexiconCategories(LEXICON).categorise("Tomorrow? Tomorrow, and tears")
+    assert said.explained == f"{said.top} (from: tomorrow, tears)"
+    assert c.explained == c.caption
 
 
 def test_a_songs_categories_keep_to_its_polaritys_side():

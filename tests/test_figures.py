@@ -128,10 +128,17 @@ def test_before_after_titles_name_the_lyrics_emotion_and_unread_valences(tmp_pat
                             "in_guidance_space": {"before": -0.004, "after": 1.2}}}
     fig = before_after_figure(manifest, tmp_path)
     texts = [fig._suptitle.get_text()] + [ax.get_title() for ax in fig.axes]
-    plt.close(fig)
     assert "lyrics neutral (+0.01)" in texts[0]
     assert "judge n/a · space -0.00" not in texts[1] and "judge n/a · space +0.00" in texts[1], texts
     assert "judge +0.30 · space +1.20" in texts[2], texts
+    # The note says what "n/a" means where a caption reads it, and only there (a scene's judge
+    # reads every image: its figures had said "n/a: it found no face" under every number)
+    notes = lambda fig: " ".join(t.get_text() for t in fig.texts).replace("\n", " ")  # noqa: E731
+    assert "n/a: it found no face" in notes(fig)
+    read = before_after_figure({**manifest, "valence": {**manifest["valence"], "before": -0.1}}, tmp_path)
+    assert "judge" in notes(read) and "n/a" not in notes(read), notes(read)
+    plt.close(read)
+    plt.close(fig)
     assert "audio" not in texts[0]  # a space that reads no audio of its own (CLIP's) says nothing
     heard = {"reader": "yamnet+musicnn+mode", "heard_as": "sound", "pad": [0.44, 0.18, 0.24],
              "classes": [["Laughter", 0.39], ["Speech", 0.26]]}

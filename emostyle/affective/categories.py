@@ -90,6 +90,13 @@ class Categories:
         return f"none found ({self.top} as a tie-break)" if self.fallback else self.top
 
     @property
+    def explained(self) -> str:
+        """`caption` with the lexicon's words it was read from ("excitement (from: happened)"), so
+        that a reader sees how thin the evidence is (a sound Whisper heard two words in)."""
+        words = list(dict.fromkeys((self.raw or "").split())) if self.backend == "nrc-lexicon" else []
+        return f"{self.caption} (from: {', '.join(words)})" if words else self.caption
+
+    @property
     def positive(self) -> float:
         """P(amusement, awe, contentment or excitement)."""
         return float(sum(self.probs[e] for e in POSITIVE))
