@@ -405,6 +405,20 @@ def test_lexicon_without_emotion_words_is_uniform_and_flagged():
     assert c.explained == c.caption
 
 
+def test_lexicon_reads_inflected_forms_as_their_lemmas():
+    """NRC lists lemmas: a sound's label ("sobbing", "giggling") or a lyric's verb ("cried", "died")
+    read nothing before; a short word is not an inflection of a shorter one ("feed", "fee")."""
+    from emostyle.affective.categories import LexiconCategories
+
+    reader = LexiconCategories({"cry": ["sadness"], "sob": ["sadness"], "giggle": ["joy", "surprise"],
+                                "fee": ["anger"], "die": ["fear"], "stop": ["fear"]})
+    for text in ("sobbing", "she cried", "cries", "died", "stopped"):
+        said = reader.categorise(text)
+        assert not said.fallback and said.raw == text.split()[-1] and said.polarity == "negative", (text, said)
+    assert reader.categorise("giggling").top == "amusement"
+    assert reader.categorise("feed the birds").fallback
+
+
 def test_a_songs_categories_keep_to_its_polaritys_side():
     """Lexicon words of both sides ("laugh" and twice "tears"): kept to the positive side the
     laugh's categories share all the mass; to the negative side, sadness all of it; a neutral song

@@ -9,7 +9,8 @@ with amusement, awe, contentment, excitement (positive) and anger, disgust, fear
   Plutchik's eight basic emotions, which are not EmoSet's: anger, disgust, fear and sadness map
   to themselves; the positive four are read through Plutchik's dyads (Plutchik 1980/2001):
   amusement ~ delight (joy + surprise), excitement ~ optimism (joy + anticipation),
-  contentment ~ love/serenity (joy + trust), awe ~ surprise. Each matched word gives one unit
+  contentment ~ love/serenity (joy + trust), awe ~ surprise. Each matched word (an inflected
+  form read as its lemma: "sobbing" as "sob", `_lemmas`) gives one unit
   per NRC emotion it carries, split evenly over the categories that emotion feeds (`NRC_TO_EMOSET`),
   and a word naming a category ("sad", "angry", "awe"; the lexicon lacks some) one unit to it;
   the distribution is the normalised sum (uniform, flagged `fallback`, when no word matches).
@@ -60,6 +61,26 @@ _FORMS = {"amusement": ("amus",), "awe": ("awe",), "contentment": ("contentment"
 _CHINESE = {"娱乐": "amusement", "愉悦": "amusement", "敬畏": "awe", "满足": "contentment", "兴奋": "excitement",
             "愤怒": "anger", "厌恶": "disgust", "恐惧": "fear", "悲伤": "sadness"}
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+# NRC lists lemmas ("cry", "sob", "giggle"), and lyrics inflect them: each (suffix, ending, shortest
+# stem) turns an inflected form into a candidate lemma, tried in this order ("loved" -> "love", "cried"
+# -> "cry", "died" -> "die", "giggling" -> "giggle"), and a participle's doubled consonant is undoubled
+# ("sobbing" -> "sob", "stopped" -> "stop"). The shortest stem keeps short words from being read as
+# inflections ("feed" is not "fee", nor "bring" "br").
+_INFLECTIONS = (("s", "", 3), ("es", "", 3), ("ies", "y", 2), ("ies", "ie", 1), ("ed", "e", 3), ("ed", "", 3),
+                ("ied", "y", 2), ("ied", "ie", 1), ("ing", "", 3), ("ing", "e", 3), ("ier", "y", 2), ("iest", "y", 2))
+
+
+def _lemmas(word: str) -> list[str]:
+    """Candidate lemmas of an inflected `word`, in `_INFLECTIONS` order."""
+    found = []
+    for suffix, ending, shortest in _INFLECTIONS:
+        stem = word[: -len(suffix)]
+        if not word.endswith(suffix) or len(stem) < shortest:
+            continue
+        found.append(stem + ending)
+        if suffix in ("ed", "ing") and not ending and stem[-1] == stem[-2] and stem[-1] not in "aeiou":
+            found.append(stem[:-1])
+    return found
 
 
 @dataclass(frozen=True)
@@ -168,10 +189,9 @@ class LexiconCategories(CategoryBackend):
     def _tags(self, word: str) -> set[str]:
         if word in self.lexicon:
             return self.lexicon[word]
-        # NRC lists lemmas: try the plural and past forms' stems ("tears" -> "tear", "loved" -> "love").
-        for cut in ("s", "es", "d", "ed"):
-            if word.endswith(cut) and word[: -len(cut)] in self.lexicon:
-                return self.lexicon[word[: -len(cut)]]
+        for lemma in _lemmas(word):
+            if lemma in self.lexicon:
+                return self.lexicon[lemma]
         return set()
 
     def categorise(self, lyrics: str, language: str = "en") -> Categories:
