@@ -66,6 +66,7 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_manipulate(args) -> int:
+    from .inversion import error_text
     from .pipeline import manipulate
     from .samples import lyrics_file
 
@@ -81,8 +82,7 @@ def _cmd_manipulate(args) -> int:
         print(f"  dataset: {result['dataset']} of profile {args.profile}")
     if result.get("inversion"):
         inv = result["inversion"]
-        print(f"  your photo: reconstruction error "
-              f"{inv['error']['mae_levels']:.1f} levels (PSNR {inv['error']['psnr_db']:.1f} dB) after {inv['steps']} steps")
+        print(f"  your photo: reconstruction error {error_text(inv['error'])} after {inv['steps']} steps")
     beside, source = lyrics_file(args.song), result["lyrics"]["source"]
     read = {"label": f" (from {beside.name}: none were read from the song)",
             "speech": f" (heard by {result['lyrics']['backend']}, as the paper transcribes"

@@ -433,11 +433,13 @@ def photo_figure(photo: torch.Tensor, reconstruction: torch.Tensor, result: torc
     """The user's photo, its reconstruction by the generator, and the manipulated result, side by
     side (each (1 or none, 3, H, W) in [-1, 1]), captioned with the reconstruction error
     (8-bit levels, PSNR) and the judge's valence of each image."""
+    from .inversion import error_text
+
     def reading(i: int) -> str:
         v = valence[i] if i < len(valence) else None
         return f"valence {v:+.2f}" if v is not None and v == v else "valence n/a"
 
-    fit = f"reconstruction\nMAE {error['mae_levels']:.1f} levels\nPSNR {error['psnr_db']:.1f} dB"
+    fit = "reconstruction\nMAE " + error_text(error).replace(" (", "\n").rstrip(")")
     captions = [[reading(0), reading(1), reading(2)]]
     images = [x[0] if x.ndim == 4 else x for x in (photo, reconstruction, result)]
     judged = f"valence by {judge}" if judge else "no judge: valence not read"

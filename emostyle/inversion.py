@@ -33,7 +33,7 @@ from .guidance import lr_at
 from .parts import Generator, to_uint8
 from .progress import progress_bar
 
-__all__ = ["Inversion", "invert", "reconstruction_error", "noise_regularizer"]
+__all__ = ["Inversion", "invert", "reconstruction_error", "error_text", "noise_regularizer"]
 
 Perceptual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B, 3, H, W) x2 -> (B,)
 LOSS_SIZE = 256  # px; larger renders are mean-pooled to this before the losses
@@ -65,6 +65,13 @@ def reconstruction_error(image: torch.Tensor, target: torch.Tensor) -> dict[str,
     mse = float(((a - b) ** 2).mean())
     psnr = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
     return {"mae_levels": float(np.abs(a - b).mean()), "psnr_db": float(psnr)}
+
+
+def error_text(error: dict) -> str:
+    """A reconstruction error for a caption: "1.2 levels (PSNR 31.0 dB)", or "0.0 levels (identical)"
+    where the PSNR is infinite (null once written to a manifest, which is strict JSON)."""
+    db = error["psnr_db"]
+    return f"{error['mae_levels']:.1f} levels (" + ("identical)" if db is None or np.isinf(db) else f"PSNR {db:.1f} dB)")
 
 
 def noise_regularizer(noises: list[torch.Tensor]) -> torch.Tensor:

@@ -166,9 +166,13 @@ def _kept_path(store: str | Path, key: bytes) -> Path:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write JSON atomically (temporary file, then rename): no half-written manifest."""
+    """Write JSON atomically (temporary file, then rename): no half-written manifest. Strict JSON
+    (RFC 8259), which `jq` and browsers read: a number that is not finite (a NaN reading, the
+    infinite PSNR of an exact reconstruction) is written as null."""
+    plain = json.loads(json.dumps(data, default=_jsonable), parse_constant=lambda _: None)
+    text = json.dumps(plain, indent=2, allow_nan=False)
     with written_whole(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
+        tmp.write_text(text)
     return Path(path)
 
 

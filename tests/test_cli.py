@@ -556,3 +556,22 @@ def test_manipulate_edits_a_scene_of_the_offline_profile(capsys, tmp_path, repo_
     assert v["after"] < v["before"] - v["resolution"], v
     printed = capsys.readouterr().out
     assert "valence by the judge (colour emotion" in printed and "dataset: LHQ-style scenes of profile offline" in printed
+
+
+@pytest.mark.slow
+def test_a_scene_photos_manifest_is_strict_json(capsys, tmp_path, repo_root):
+    """The photo grader starts from the photo itself, so its reconstruction is exact and its PSNR
+    infinite: the manifest had `Infinity`, which is not JSON (jq and browsers refuse the file); it is
+    null there, and the summary says "identical"."""
+    import numpy as np
+    from PIL import Image
+
+    song, photo, out = repo_root / "data/songs/sad_rain.wav", tmp_path / "field.png", tmp_path / "o"
+    ramp = np.linspace(40, 220, 96, dtype=np.uint8)
+    Image.fromarray(np.stack([np.tile(ramp, (72, 1))] * 3, axis=-1)).save(photo)
+    assert main(["manipulate", str(song), "--dataset", "scenes", "--image", str(photo), "--lyrics",
+                 str(song.with_suffix(".txt")), "--out", str(out)]) == 0
+    refuse = lambda constant: pytest.fail(f"manifest.json holds {constant}, which is not JSON")  # noqa: E731
+    manifest = json.loads((out / "manifest.json").read_text(), parse_constant=refuse)
+    assert manifest["inversion"]["error"] == {"mae_levels": 0.0, "psnr_db": None}
+    assert "your photo: reconstruction error 0.0 levels (identical)" in capsys.readouterr().out
