@@ -82,7 +82,7 @@ def _cmd_manipulate(args) -> int:
         print(f"  dataset: {result['dataset']} of profile {args.profile}")
     if result.get("inversion"):
         inv = result["inversion"]
-        print(f"  your photo: reconstruction error {error_text(inv['error'])} after {inv['steps']} steps")
+        print(f"  your photo: reconstruction error {error_text(inv['error'])} ({inv['steps']} steps)")
     beside, source = lyrics_file(args.song), result["lyrics"]["source"]
     read = {"label": f" (from {beside.name}: none were read from the song)",
             "speech": f" (heard by {result['lyrics']['backend']}, as the paper transcribes"

@@ -21,7 +21,7 @@ import torch
 
 from .parts import to_uint8
 
-__all__ = ["file_stem", "to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
+__all__ = ["shown_frames", "unread", "file_stem", "to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
            "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp", "note_height", "fit",
            "page_points", "judge_note", "signed", "PAGE_WIDTH"]
 
@@ -74,20 +74,23 @@ def _unbroken(text: str) -> str:
     return re.sub(r"(\d) (px|in|pt|s|min)\b", "\\1\u00a0\\2", text)
 
 
+def unread(value) -> bool:
+    """Whether a reading is missing: None or NaN (no judge, or a face judge that found no face)."""
+    return value is None or bool(np.isnan(float(value)))
+
+
 def signed(value) -> str:
-    """A valence for a caption, "+0.27"; "n/a" where the reader could not read the image (None, NaN)."""
-    if value is None or np.isnan(float(value)):
+    """A valence for a caption, "+0.27"; "n/a" where the reader could not read the image (`unread`)."""
+    if unread(value):
         return "n/a"
     return f"{round(float(value), 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
 
 
 def judge_note(judges: str, values: Iterable, space: bool = True) -> str:
     """The line under figures whose captions read "judge" (and "space", unless `space` is False):
-    what each number is; what "n/a" means where one of the judge's captioned `values` is unread
-    (None or NaN: the face judge found no face)."""
-    unread = any(v is None or np.isnan(float(v)) for v in values)
+    what each number is, and what "n/a" means where one of the judge's captioned `values` is `unread`."""
     note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}" + \
-        ("; n/a: it found no face)" if unread else ")")
+        ("; n/a: not read: no judge, or it found no face)" if any(map(unread, values)) else ")")
     return note + ("; space = valence as the guidance space, the guiding model, reads it (similarity to happy "
                    "minus sad: not the loss the guidance lowers, so it can dip as a face gains the song's emotion)"
                    if space else "")
@@ -330,16 +333,26 @@ def add_table(fig: plt.Figure, rows: Sequence[dict], columns: Sequence[str]) -> 
             cell.get_text().set_color("#b00020")
 
 
+MAX_FRAMES = 8  # a strip of frames fits a page at this many
+
+
+def shown_frames(frames: list[tuple[int, torch.Tensor]], max_frames: int = MAX_FRAMES) -> list[tuple[int, torch.Tensor]]:
+    """The frames a strip shows: all of them, or `max_frames` evenly spaced, the first and last among them."""
+    if len(frames) <= max_frames:
+        return list(frames)
+    return [frames[k] for k in np.linspace(0, len(frames) - 1, max_frames).round().astype(int)]
+
+
 def frames_figure(frames: list[tuple[int, torch.Tensor]], item: int = 0, note: str | None = None,
-                  max_frames: int = 8, title: str | None = None, caption: Sequence[str] | None = None) -> plt.Figure:
-    """A strip of intermediate images of one item: the optimisation as it went. A frame taken
-    at step k shows the image before the k-th update (the one whose loss is plotted at k); the
-    last frame is the result, after all the updates. `caption`: a line under each frame of
-    `frames` (the judge's reading, so that the emotion is seen to move), kept with the frames shown."""
-    if len(frames) > max_frames:
-        keep = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
-        frames = [frames[k] for k in keep]
-        caption = [caption[k] for k in keep] if caption is not None else None
+                  max_frames: int = MAX_FRAMES, title: str | None = None,
+                  caption: Sequence[str] | None = None) -> plt.Figure:
+    """A strip of intermediate images of one item: the optimisation as it went (`shown_frames`). A
+    frame taken at step k shows the image before the k-th update (the one whose loss is plotted at
+    k); the last frame is the result, after all the updates. `caption`: a line under each frame
+    shown (the judge's reading of `item`, so that the emotion is seen to move)."""
+    frames = shown_frames(frames, max_frames)
+    if caption is not None and len(caption) != len(frames):
+        raise ValueError(f"{len(caption)} captions for the {len(frames)} frames shown (shown_frames)")
     last = len(frames) - 1
     labels = [f"result\n(after {s} updates)" if k == last else "start" if s == 0 else f"step {s}"
               for k, (s, _) in enumerate(frames)]
@@ -436,10 +449,9 @@ def photo_figure(photo: torch.Tensor, reconstruction: torch.Tensor, result: torc
     from .inversion import error_text
 
     def reading(i: int) -> str:
-        v = valence[i] if i < len(valence) else None
-        return f"valence {v:+.2f}" if v is not None and v == v else "valence n/a"
+        return f"valence {signed(valence[i] if i < len(valence) else None)}"
 
-    fit = "reconstruction\nMAE " + error_text(error).replace(" (", "\n").rstrip(")")
+    fit = "reconstruction\nMAE " + error_text(error, "\n")
     captions = [[reading(0), reading(1), reading(2)]]
     images = [x[0] if x.ndim == 4 else x for x in (photo, reconstruction, result)]
     judged = f"valence by {judge}" if judge else "no judge: valence not read"

@@ -67,11 +67,11 @@ def reconstruction_error(image: torch.Tensor, target: torch.Tensor) -> dict[str,
     return {"mae_levels": float(np.abs(a - b).mean()), "psnr_db": float(psnr)}
 
 
-def error_text(error: dict) -> str:
-    """A reconstruction error for a caption: "1.2 levels (PSNR 31.0 dB)", or "0.0 levels (identical)"
+def error_text(error: dict, sep: str = ", ") -> str:
+    """A reconstruction error for a caption: "1.2 levels, PSNR 31.0 dB", or "0.0 levels, identical"
     where the PSNR is infinite (null once written to a manifest, which is strict JSON)."""
     db = error["psnr_db"]
-    return f"{error['mae_levels']:.1f} levels (" + ("identical)" if db is None or np.isinf(db) else f"PSNR {db:.1f} dB)")
+    return f"{error['mae_levels']:.1f} levels{sep}" + ("identical" if db is None or np.isinf(db) else f"PSNR {db:.1f} dB")
 
 
 def noise_regularizer(noises: list[torch.Tensor]) -> torch.Tensor:

@@ -306,7 +306,8 @@ def manipulate(song: str | Path, profile: str | Config = "offline", method: str 
 
 
 def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, progress, caught, image, dataset) -> None:
-    from .figures import frames_figure, judge_note, loss_figure, photo_figure, save_figure, save_image, signed
+    from .figures import (frames_figure, judge_note, loss_figure, photo_figure, save_figure, save_image, shown_frames,
+                          signed)
     from .inversion import Inversion
     from .manifest import run_manifest, write_json
     from .photos import read_photo
@@ -396,7 +397,7 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     audio = pipe.guidance_space.read_audio(song) if hasattr(pipe.guidance_space, "read_audio") else None
     frames_caption, frames_note = None, pipe.note
     if pipe.judge is not None:  # the emotion seen to move, step by step
-        read = judge_valence(torch.cat([images[:1] for _, images in result.frames]), pipe.judge).tolist()
+        read = judge_valence(torch.cat([images[:1] for _, images in shown_frames(result.frames)]), pipe.judge).tolist()
         frames_caption = [f"judge {signed(v)}" for v in read]
         frames_note = f"{judge_note(pipe.judge.name, read, space=False)}\n{pipe.note}"
     save_figure(frames_figure(result.frames, note=frames_note, caption=frames_caption,

@@ -574,4 +574,4 @@ def test_a_scene_photos_manifest_is_strict_json(capsys, tmp_path, repo_root):
     refuse = lambda constant: pytest.fail(f"manifest.json holds {constant}, which is not JSON")  # noqa: E731
     manifest = json.loads((out / "manifest.json").read_text(), parse_constant=refuse)
     assert manifest["inversion"]["error"] == {"mae_levels": 0.0, "psnr_db": None}
-    assert "your photo: reconstruction error 0.0 levels (identical)" in capsys.readouterr().out
+    assert "your photo: reconstruction error 0.0 levels, identical (" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from PIL import Image
 
 from emostyle.config import load_config
 from emostyle.generators import StyleGAN2Generator
-from emostyle.inversion import invert, noise_regularizer, reconstruction_error
+from emostyle.inversion import error_text, invert, noise_regularizer, reconstruction_error
 from emostyle.models.dcgan import DCGAN
 from emostyle.models.photo_grader import PhotoGrader
 from emostyle.models.stylegan2 import Generator as StyleGAN2
@@ -119,6 +119,10 @@ def test_reconstruction_error_in_8_bit_levels():
     assert err["mae_levels"] == pytest.approx((15 * 2 + 255) / n)
     assert err["psnr_db"] == pytest.approx(10 * np.log10(255**2 / ((15 * 4 + 255**2) / n)))
     assert reconstruction_error(black, black)["psnr_db"] == float("inf")
+    # A caption's reading of it, also from a manifest (strict JSON: an infinite PSNR is null there)
+    assert error_text({"mae_levels": 1.23, "psnr_db": 31.04}) == "1.2 levels, PSNR 31.0 dB"
+    assert error_text(reconstruction_error(black, black), "\n") == "0.0 levels\nidentical"
+    assert error_text({"mae_levels": 0.0, "psnr_db": None}) == "0.0 levels, identical"
 
 
 def test_bad_calls_are_named():

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import warnings
 
+import pytest
+
 from emostyle.manifest import collected_warnings, write_json
 
 
@@ -18,6 +20,21 @@ def test_manifest_has_the_mode_of_the_other_outputs(tmp_path):
         os.umask(old)
     assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == (tmp_path / "after.png").stat().st_mode & 0o777
+
+
+def test_a_manifest_is_strict_json_with_null_where_a_number_is_not_finite(tmp_path):
+    """jq and browsers refuse NaN and Infinity (RFC 8259): an unread judge (NaN, from numpy or
+    torch too) and an exact reconstruction's PSNR (inf) are null."""
+    import numpy as np
+    import torch
+
+    data = {"judge": float("nan"), "psnr_db": float("inf"), "low": -np.inf, "valences": torch.tensor([0.5, np.nan]),
+            "mean": np.float32("nan"), "text": "NaN stays a word", "kept": [1, 2.5]}
+    path = write_json(tmp_path / "manifest.json", data)
+    refuse = lambda constant: pytest.fail(f"{constant} is not JSON")  # noqa: E731
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "judge": None, "psnr_db": None, "low": None, "valences": [0.5, None], "mean": None,
+        "text": "NaN stays a word", "kept": [1, 2.5]}
 
 
 def test_each_warning_is_shown_once_and_recorded_as_it_comes(recwarn):

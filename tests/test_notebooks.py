@@ -146,11 +146,14 @@ def test_frames_are_labelled_by_the_updates_behind_them_and_losses_on_a_log_axis
     fig = figures.frames_figure(frames)
     assert [ax.get_title() for ax in fig.axes] == ["start", "step 30", "result\n(after 60 updates)"]
     many = [(10 * k, torch.full((1, 3, 8, 8), k / 10)) for k in range(11)]
+    shown = figures.shown_frames(many, 4)
     fig = figures.frames_figure(many, max_frames=4, title="EmoStyle, step by step",
-                                caption=[f"mean {k / 10:.1f}" for k in range(11)])
+                                caption=[f"mean {float(images.mean()):.1f}" for _, images in shown])
     assert [ax.get_title() for ax in fig.axes] == ["start", "step 30", "step 70", "result\n(after 100 updates)"]
     assert [ax.get_xlabel() for ax in fig.axes] == ["mean 0.0", "mean 0.3", "mean 0.7", "mean 1.0"]
     assert fig._suptitle.get_text() == "EmoStyle, step by step"
+    with pytest.raises(ValueError, match="^11 captions for the 4 frames shown"):  # one per frame taken: not shown
+        figures.frames_figure(many, max_frames=4, caption=[f"mean {k / 10:.1f}" for k in range(11)])
     history = {"reg": [[5.0]] * 3, "audio": [[0.02], [0.01], [0.005]]}
     ax = figures.loss_figure(history).axes[0]
     assert ax.get_yscale() == "symlog"  # a regulariser of 5 no longer flattens a distance of 0.01

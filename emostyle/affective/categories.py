@@ -63,11 +63,21 @@ _CHINESE = {"娱乐": "amusement", "愉悦": "amusement", "敬畏": "awe", "满�
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 # NRC lists lemmas ("cry", "sob", "giggle"), and lyrics inflect them: each (suffix, ending, shortest
 # stem) turns an inflected form into a candidate lemma, tried in this order ("loved" -> "love", "cried"
-# -> "cry", "died" -> "die", "giggling" -> "giggle"), and a participle's doubled consonant is undoubled
-# ("sobbing" -> "sob", "stopped" -> "stop"). The shortest stem keeps short words from being read as
+# -> "cry", "dies" -> "die", "giggling" -> "giggle"). English doubles the consonant of a one-syllable
+# consonant-vowel-consonant stem before "-ing" and "-ed" ("sob" -> "sobbing"), so such a stem is
+# undoubled ("sobbing" -> "sob"), and an undoubled one is no lemma in itself: "scaring" is "scare",
+# never "scar", "cured" "cure", never "cur". The shortest stem keeps short words from being read as
 # inflections ("feed" is not "fee", nor "bring" "br").
-_INFLECTIONS = (("s", "", 3), ("es", "", 3), ("ies", "y", 2), ("ies", "ie", 1), ("ed", "e", 3), ("ed", "", 3),
-                ("ied", "y", 2), ("ied", "ie", 1), ("ing", "", 3), ("ing", "e", 3), ("ier", "y", 2), ("iest", "y", 2))
+_INFLECTIONS = (("s", "", 3), ("es", "", 3), ("ies", "y", 2), ("ed", "e", 3), ("ed", "", 3), ("ied", "y", 2),
+                ("ied", "ie", 1), ("ing", "", 3), ("ing", "e", 3), ("ier", "y", 2), ("iest", "y", 2))
+_VOWELS = "aeiou"
+
+
+def _one_syllable_cvc(stem: str) -> bool:
+    """Whether `stem` is one syllable ending consonant-vowel-consonant ("scar", "hop"; not "fear",
+    "open", "snow"): the stems whose final consonant English doubles before "-ing" and "-ed"."""
+    return (len(stem) >= 3 and stem[-1] not in _VOWELS + "wxy" and stem[-2] in _VOWELS and stem[-3] not in _VOWELS
+            and not any(c in _VOWELS for c in stem[:-2]))
 
 
 def _lemmas(word: str) -> list[str]:
@@ -77,9 +87,12 @@ def _lemmas(word: str) -> list[str]:
         stem = word[: -len(suffix)]
         if not word.endswith(suffix) or len(stem) < shortest:
             continue
+        participle = suffix in ("ed", "ing") and not ending
+        if participle and _one_syllable_cvc(stem):
+            continue  # "scaring": "scar" would have been doubled, so the lemma is "scare" (the next rule)
         found.append(stem + ending)
-        if suffix in ("ed", "ing") and not ending and stem[-1] == stem[-2] and stem[-1] not in "aeiou":
-            found.append(stem[:-1])
+        if participle and stem[-1] == stem[-2] and _one_syllable_cvc(stem[:-1]):
+            found.append(stem[:-1])  # "sobbing" -> "sob", "stopped" -> "stop" ("kissing" is "kiss", found first)
     return found
 
 
@@ -112,10 +125,15 @@ class Categories:
 
     @property
     def explained(self) -> str:
-        """`caption` with the lexicon's words it was read from ("excitement (from: happened)"), so
-        that a reader sees how thin the evidence is (a sound Whisper heard two words in)."""
-        words = list(dict.fromkeys((self.raw or "").split())) if self.backend == "nrc-lexicon" else []
-        return f"{self.caption} (from: {', '.join(words)})" if words else self.caption
+        """`caption` with the words the lexicon read in the lyrics ("excitement (the lexicon read:
+        happened)"), so that a reader sees how thin the evidence is (a sound Whisper heard two words
+        in); where none of them is of the song's side (`within`), it says so."""
+        words = ", ".join(dict.fromkeys((self.raw or "").split())) if self.backend == "nrc-lexicon" else ""
+        if not words:
+            return self.caption
+        if self.fallback:
+            return f"{self.caption}: the lexicon read only {words}, none of the song's side"
+        return f"{self.top} (the lexicon read: {words})"
 
     @property
     def positive(self) -> float:
