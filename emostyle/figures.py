@@ -87,11 +87,11 @@ def signed(value) -> str:
 
 
 def judge_note(judges: str, values: Iterable, space: bool = True) -> str:
-    """The line under figures whose captions read "judge" (and "space", unless `space` is False):
+    """The lines under figures whose captions read "judge" (and "space", unless `space` is False):
     what each number is, and what "n/a" means where one of the judge's captioned `values` is `unread`."""
-    note = f"judge = valence read on the saved PNG by a model that did not guide it ({judges}" + \
-        ("; n/a: not read: no judge, or it found no face)" if any(map(unread, values)) else ")")
-    return note + ("; space = valence as the guidance space, the guiding model, reads it (similarity to happy "
+    note = f"judge = valence read on the saved PNG by a model that did not guide it · {judges}" + \
+        (" · n/a: not read (no judge, or it found no face)" if any(map(unread, values)) else "")
+    return note + ("\nspace = valence as the guidance space, the guiding model, reads it (similarity to happy "
                    "minus sad: not the loss the guidance lowers, so it can dip as a face gains the song's emotion)"
                    if space else "")
 

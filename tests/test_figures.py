@@ -134,7 +134,7 @@ def test_before_after_titles_name_the_lyrics_emotion_and_unread_valences(tmp_pat
     # The note says what "n/a" means where a caption reads it, and only there (a scene's judge
     # reads every image: its figures had said "n/a: it found no face" under every number)
     notes = lambda fig: " ".join(t.get_text() for t in fig.texts).replace("\n", " ")  # noqa: E731
-    assert "n/a: not read: no judge, or it found no face" in notes(fig)
+    assert "n/a: not read (no judge, or it found no face)" in notes(fig)
     read = before_after_figure({**manifest, "valence": {**manifest["valence"], "before": -0.1}}, tmp_path)
     assert "judge" in notes(read) and "n/a" not in notes(read), notes(read)
     plt.close(read)
