@@ -84,3 +84,16 @@ def test_writers_and_chart(tmp_path):
     assert (tmp_path / "table1.pdf").read_bytes()[:4] == b"%PDF"
     with pytest.raises(ValueError, match="long_format"):
         summary_table(wide)
+
+
+def test_plain_rows_show_a_missing_number_as_na_in_markdown(tmp_path):
+    """A scene has no face to compare and a start side no results: their cells read "n/a" to a reader
+    (the start study's tables printed "nan"), a text stays as written, and the CSV keeps every value."""
+    from emostyle.scoring.tables import write_rows
+
+    rows = [{"song": "sad_rain", "results": 0, "mean_shift": float("nan"), "face_distance": None,
+             "control": np.float32("nan"), "verdict": "nan means nothing here", "shift": 0.25}]
+    paths = write_rows(rows, tmp_path / "study")
+    assert paths["md"].read_text().splitlines()[2] == "| sad_rain | 0 | n/a | n/a | n/a | nan means nothing here | 0.25 |"
+    back = read_table(paths["csv"])[0]
+    assert back["results"] == 0 and np.isnan(back["mean_shift"]) and back["shift"] == 0.25

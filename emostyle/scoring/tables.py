@@ -161,7 +161,8 @@ def _latex_escape(s: str) -> str:
 
 
 def write_rows(rows: list[dict], stem: str | Path) -> dict[str, Path]:
-    """Write plain rows (e.g. Figure 4's claims) as `stem`.csv and a Markdown table `stem`.md."""
+    """Write plain rows (e.g. Figure 4's claims) as `stem`.csv and a Markdown table `stem`.md, which
+    shows a missing value (None, NaN: a mean over no results, no face to compare) as "n/a"."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = {f: stem.with_name(f"{stem.name}.{f}") for f in ("csv", "md")}
@@ -171,7 +172,11 @@ def write_rows(rows: list[dict], stem: str | Path) -> dict[str, Path]:
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    from emostyle.figures import unread
+
+    number = lambda v: v is None or isinstance(v, (int, float, np.number))  # noqa: E731 -- a text is never n/a
+    lines += ["| " + " | ".join("n/a" if number(r[c]) and unread(r[c]) else str(r[c]) for c in columns) + " |"
+              for r in rows]
     paths["md"].write_text("\n".join(lines) + "\n")
     return paths
 
