@@ -55,10 +55,16 @@ def show_run(manifest: dict, out: str | Path, note: str | None = None) -> plt.Fi
     from IPython.display import Audio, Markdown, display
     from PIL import Image
 
+    def player(path: str):  # a manifest's paths are as the run was given them: relative to where it ran
+        if Path(path).is_file():
+            return Audio(filename=path)
+        return Markdown(f"*(no player: `{path}` is not found from here, {Path.cwd()}; a relative path is "
+                        "relative to where the run was made)*")
+
     lyrics, p = manifest["lyrics"], manifest["polarity"]
-    display(Markdown(f"**song** `{Path(manifest['song']).name}` (the input A)"), Audio(manifest["song"]))
+    display(Markdown(f"**song** `{Path(manifest['song']).name}` (the input A)"), player(manifest["song"]))
     display(Markdown(f"**composed music** (M, from the lyrics' polarity; {manifest['music']['renderer']})"),
-            Audio(manifest["music"]["wav"]))
+            player(manifest["music"]["wav"]))
     display(Markdown(f"**lyrics** ({lyrics['source']}): {lyrics['text'] or '(none heard)'}  \n"
                      f"**polarity**: {p['label']} ({p['backend']}, score {p['score']:+.2f})"))
     if manifest.get("audio"):

@@ -150,6 +150,36 @@ def test_before_after_titles_name_the_lyrics_emotion_and_unread_valences(tmp_pat
     plt.close(fig)
 
 
+def test_a_runs_page_plays_what_it_finds_and_says_what_it_does_not(tmp_path, monkeypatch):
+    """`show_run` from another folder than the run's: the manifest's relative song path is not
+    found from there, which had failed inside IPython's Audio ("rate must be specified"); the page
+    says so and shows the rest."""
+    import IPython.display
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    from emostyle.panel import show_run
+
+    for name in ("before.png", "after.png", "frames.png", "loss.png"):
+        Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / name)
+    sf.write(tmp_path / "music.wav", np.zeros(800, np.float32), 8000)
+    manifest = {"song": "data/songs/not_here.wav", "method": "emostyle", "inversion": None,
+                "lyrics": {"source": "speech", "text": "la"}, "music": {"renderer": "tinysoundfont",
+                                                                       "wav": str(tmp_path / "music.wav")},
+                "polarity": {"label": "negative", "emotion": "negative", "score": -0.5, "backend": "vader"},
+                "valence": {"judge": "a judge", "before": -0.1, "after": -0.2,
+                            "in_guidance_space": {"before": -1.0, "after": -1.2}}}
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objects: shown.extend(objects))
+    monkeypatch.chdir(tmp_path)
+    plt.close(show_run(manifest, tmp_path))
+    kinds = [type(o).__name__ for o in shown]
+    assert kinds.count("Audio") == 1, kinds  # the composed music, found
+    texts = [o.data for o in shown if isinstance(o, IPython.display.Markdown)]
+    assert any("no player: `data/songs/not_here.wav` is not found from here" in t for t in texts), texts
+
+
 _NOTE = ("profile offline · generator dcgan-faces (64 px) · retrieval in affect-pad (face blendshapes) · guidance in "
          "affect-pad (face blendshapes) (audio read by musicnn+mode) · lyrics by faster-whisper unless given · polarity "
          "vader · music composer")
