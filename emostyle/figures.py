@@ -21,9 +21,9 @@ import torch
 
 from .parts import to_uint8
 
-__all__ = ["shown_frames", "unread", "file_stem", "to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure", "piano_roll",
-           "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp", "note_height", "fit",
-           "page_points", "judge_note", "signed", "PAGE_WIDTH"]
+__all__ = ["file_stem", "to_image", "save_image", "image_grid", "loss_figure", "loss_curves", "frames_figure",
+           "shown_frames", "piano_roll", "architecture_figure", "add_table", "photo_figure", "save_figure", "stamp",
+           "note_height", "fit", "page_points", "judge_note", "signed", "unread", "PAGE_WIDTH"]
 
 
 def to_image(image: torch.Tensor) -> np.ndarray:

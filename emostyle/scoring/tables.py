@@ -160,6 +160,13 @@ def _latex_escape(s: str) -> str:
     return s
 
 
+def _cell(value) -> str:
+    """A Markdown table's cell: a missing number (None, NaN) reads "n/a"; a text stays as written."""
+    from emostyle.figures import unread
+
+    return "n/a" if (value is None or isinstance(value, (int, float, np.number))) and unread(value) else str(value)
+
+
 def write_rows(rows: list[dict], stem: str | Path) -> dict[str, Path]:
     """Write plain rows (e.g. Figure 4's claims) as `stem`.csv and a Markdown table `stem`.md, which
     shows a missing value (None, NaN: a mean over no results, no face to compare) as "n/a"."""
@@ -172,11 +179,7 @@ def write_rows(rows: list[dict], stem: str | Path) -> dict[str, Path]:
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    from emostyle.figures import unread
-
-    number = lambda v: v is None or isinstance(v, (int, float, np.number))  # noqa: E731 -- a text is never n/a
-    lines += ["| " + " | ".join("n/a" if number(r[c]) and unread(r[c]) else str(r[c]) for c in columns) + " |"
-              for r in rows]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
     paths["md"].write_text("\n".join(lines) + "\n")
     return paths
 
