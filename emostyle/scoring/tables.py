@@ -160,7 +160,7 @@ def _latex_escape(s: str) -> str:
     return s
 
 
-def _cell(value) -> str:
+def _plain_cell(value) -> str:
     """A Markdown table's cell: a missing number (None, NaN) reads "n/a"; a text stays as written."""
     from emostyle.figures import unread
 
@@ -179,7 +179,7 @@ def write_rows(rows: list[dict], stem: str | Path) -> dict[str, Path]:
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    lines += ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(_plain_cell(r[c]) for c in columns) + " |" for r in rows]
     paths["md"].write_text("\n".join(lines) + "\n")
     return paths
 
