@@ -395,12 +395,12 @@ def _manipulate(song, profile, method, seed, out, overrides, lyrics, label, prog
     save_image(result.images[0], out / "after.png")
     # How the guidance space's audio reader heard the song: music or a sound, and what it heard.
     audio = pipe.guidance_space.read_audio(song) if hasattr(pipe.guidance_space, "read_audio") else None
-    frames_caption, frames_note = None, pipe.note
+    frames, frames_caption, frames_note = shown_frames(result.frames), None, pipe.note
     if pipe.judge is not None:  # the emotion seen to move, step by step
-        read = judge_valence(torch.cat([images[:1] for _, images in shown_frames(result.frames)]), pipe.judge).tolist()
+        read = judge_valence(torch.cat([images[:1] for _, images in frames]), pipe.judge).tolist()
         frames_caption = [f"judge {signed(v)}" for v in read]
         frames_note = f"{judge_note(pipe.judge.name, read, space=False)}\n{pipe.note}"
-    save_figure(frames_figure(result.frames, note=frames_note, caption=frames_caption,
+    save_figure(frames_figure(frames, note=frames_note, caption=frames_caption,
                               title=f"{get_method(method).title}, step by step: {Path(song).stem}, "
                                     f"{_song_caption(music, audio)}"), "frames", out)
     save_figure(loss_figure(result.history, title=f"{get_method(method).title}: loss terms", note=pipe.note,
